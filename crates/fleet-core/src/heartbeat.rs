@@ -1,0 +1,493 @@
+//! Heartbeat protocol v1 (CONTEXT.md): `<run_dir>/<agent>.hb`, three lines
+//! `ts=`, `pid=`, `status=`, rewritten atomically every interval by the
+//! agent's launcher. Health is `healthy` when `now - ts <= 3 x interval`,
+//! `stale` when older, `unknown` when there is no readable file.
+//!
+//! Everything here is pure: the caller reads the file and the clock.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Default heartbeat interval, seconds.
+pub const DEFAULT_INTERVAL_SECS: u64 = 15;
+
+/// A parsed heartbeat file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Heartbeat {
+    pub ts: Timestamp,
+    pub pid: u32,
+    pub status: BeatStatus,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BeatStatus {
+    Ok,
+    Busy,
+}
+
+impl BeatStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BeatStatus::Ok => "ok",
+            BeatStatus::Busy => "busy",
+        }
+    }
+}
+
+/// A point in time as written in a heartbeat: Unix seconds plus the offset
+/// the writer used, so it can be shown as written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timestamp {
+    pub unix: i64,
+    /// Offset from UTC in minutes.
+    pub offset_min: i32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    Healthy,
+    Stale,
+    Unknown,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Stale => "stale",
+            Health::Unknown => "unknown",
+        }
+    }
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The health of one agent, as `fleet ps` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct HealthReport {
+    pub health: Health,
+    /// Seconds since the heartbeat's ts (negative if it is in the future).
+    pub age_seconds: Option<i64>,
+    /// The ts in RFC 3339.
+    pub ts: Option<String>,
+    pub pid: Option<u32>,
+    pub status: Option<BeatStatus>,
+    /// Why the health is unknown.
+    pub reason: Option<String>,
+    pub interval_seconds: u64,
+}
+
+impl HealthReport {
+    pub fn unknown(reason: impl Into<String>, interval_seconds: u64) -> Self {
+        HealthReport {
+            health: Health::Unknown,
+            age_seconds: None,
+            ts: None,
+            pid: None,
+            status: None,
+            reason: Some(reason.into()),
+            interval_seconds,
+        }
+    }
+}
+
+/// Why a heartbeat text could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("empty heartbeat file")]
+    Empty,
+    #[error("line {line}: expected key=value, found {text:?}")]
+    NotKeyValue { line: usize, text: String },
+    #[error("missing {0}= line (half-written file?)")]
+    Missing(&'static str),
+    #[error("bad ts {0:?}: expected ISO-8601 like 2026-06-21T18:31:19-0500")]
+    BadTs(String),
+    #[error("bad pid {0:?}")]
+    BadPid(String),
+    #[error("bad status {0:?}: expected ok or busy")]
+    BadStatus(String),
+}
+
+impl Heartbeat {
+    /// Parse the text of a `.hb` file. Unknown keys are ignored (a newer
+    /// writer may add some); the three v1 keys are required.
+    pub fn parse(text: &str) -> Result<Heartbeat, ParseError> {
+        if text.trim().is_empty() {
+            return Err(ParseError::Empty);
+        }
+        let (mut ts, mut pid, mut status) = (None, None, None);
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let Some((k, v)) = line.split_once('=') else {
+                return Err(ParseError::NotKeyValue { line: i + 1, text: truncate(line) });
+            };
+            let v = v.trim();
+            match k.trim() {
+                "ts" => ts = Some(Timestamp::parse(v).ok_or_else(|| ParseError::BadTs(truncate(v)))?),
+                "pid" => pid = Some(v.parse::<u32>().map_err(|_| ParseError::BadPid(truncate(v)))?),
+                "status" => {
+                    status = Some(match v {
+                        "ok" => BeatStatus::Ok,
+                        "busy" => BeatStatus::Busy,
+                        _ => return Err(ParseError::BadStatus(truncate(v))),
+                    })
+                }
+                _ => {}
+            }
+        }
+        Ok(Heartbeat {
+            ts: ts.ok_or(ParseError::Missing("ts"))?,
+            pid: pid.ok_or(ParseError::Missing("pid"))?,
+            status: status.ok_or(ParseError::Missing("status"))?,
+        })
+    }
+
+    /// The file text, as a writer of protocol v1 writes it.
+    pub fn render(&self) -> String {
+        format!("ts={}\npid={}\nstatus={}\n", self.ts.to_iso_compact(), self.pid, self.status.as_str())
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(60).collect()
+}
+
+/// Judge health from a file's text (or its absence) at `now` (Unix seconds).
+pub fn assess(text: Option<&str>, now_unix: i64, interval_secs: u64) -> HealthReport {
+    let Some(text) = text else {
+        return HealthReport::unknown("no heartbeat file", interval_secs);
+    };
+    match Heartbeat::parse(text) {
+        Err(e) => HealthReport::unknown(e.to_string(), interval_secs),
+        Ok(hb) => {
+            let age = now_unix - hb.ts.unix;
+            let limit = 3 * interval_secs as i64;
+            HealthReport {
+                health: if age <= limit { Health::Healthy } else { Health::Stale },
+                age_seconds: Some(age),
+                ts: Some(hb.ts.to_rfc3339()),
+                pid: Some(hb.pid),
+                status: Some(hb.status),
+                reason: None,
+                interval_seconds: interval_secs,
+            }
+        }
+    }
+}
+
+/// The environment that decides where heartbeats live.
+#[derive(Clone, Debug, Default)]
+pub struct HeartbeatEnv {
+    pub run_dir: Option<String>,
+    pub mosaic_home: Option<String>,
+    pub home: Option<String>,
+    pub interval: Option<String>,
+}
+
+impl HeartbeatEnv {
+    /// Read the four variables through `get` (e.g. `|k| std::env::var(k).ok()`).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+        let nonempty = |k: &str| get(k).filter(|v| !v.is_empty());
+        HeartbeatEnv {
+            run_dir: nonempty("MOSAIC_HEARTBEAT_RUN_DIR"),
+            mosaic_home: nonempty("MOSAIC_HOME"),
+            home: nonempty("HOME"),
+            interval: nonempty("MOSAIC_HEARTBEAT_INTERVAL"),
+        }
+    }
+
+    /// `$MOSAIC_HOME`, default `~/.config/mosaic`.
+    pub fn mosaic_home(&self) -> PathBuf {
+        match (&self.mosaic_home, &self.home) {
+            (Some(m), _) => PathBuf::from(m),
+            (None, Some(h)) => Path::new(h).join(".config/mosaic"),
+            (None, None) => PathBuf::from(".config/mosaic"),
+        }
+    }
+
+    /// `$MOSAIC_HEARTBEAT_RUN_DIR`, else `$MOSAIC_HOME/fleet/run`.
+    pub fn run_dir(&self) -> PathBuf {
+        match &self.run_dir {
+            Some(d) => PathBuf::from(d),
+            None => self.mosaic_home().join("fleet/run"),
+        }
+    }
+
+    /// `$MOSAIC_HEARTBEAT_INTERVAL` seconds, default 15. A value that is not a
+    /// positive integer is an error naming the variable.
+    pub fn interval_secs(&self) -> Result<u64, String> {
+        match &self.interval {
+            None => Ok(DEFAULT_INTERVAL_SECS),
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(format!("MOSAIC_HEARTBEAT_INTERVAL={v:?} is not a positive number of seconds")),
+            },
+        }
+    }
+}
+
+/// `<run_dir>/<agent>.hb`.
+pub fn heartbeat_path(run_dir: &Path, agent: &str) -> PathBuf {
+    run_dir.join(format!("{agent}.hb"))
+}
+
+// ---------------------------------------------------------------- time
+
+impl Timestamp {
+    /// Parse `YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|+HHMM|+HH)`; a space may
+    /// stand for the `T`.
+    pub fn parse(s: &str) -> Option<Timestamp> {
+        let b = s.as_bytes();
+        if b.len() < 20 {
+            return None;
+        }
+        let num = |r: std::ops::Range<usize>| -> Option<i64> {
+            let part = s.get(r)?;
+            if !part.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            part.parse().ok()
+        };
+        let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
+        if b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') {
+            return None;
+        }
+        let (hour, min, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+        if b[13] != b':' || b[16] != b':' {
+            return None;
+        }
+        if !(1..=12).contains(&month)
+            || day < 1
+            || day > days_in_month(year, month)
+            || hour > 23
+            || min > 59
+            || sec > 60
+        {
+            return None;
+        }
+        let mut rest = &s[19..];
+        if let Some(frac) = rest.strip_prefix('.') {
+            let digits = frac.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return None;
+            }
+            rest = &frac[digits..];
+        }
+        let offset_min = match rest {
+            "Z" | "z" => 0,
+            _ => {
+                let sign = match rest.as_bytes().first()? {
+                    b'+' => 1,
+                    b'-' => -1,
+                    _ => return None,
+                };
+                let o = &rest[1..];
+                let (h, m) = match o.len() {
+                    2 => (o, "00"),
+                    4 => (&o[..2], &o[2..]),
+                    5 if o.as_bytes()[2] == b':' => (&o[..2], &o[3..]),
+                    _ => return None,
+                };
+                let (h, m): (i32, i32) = (h.parse().ok()?, m.parse().ok()?);
+                if h > 23 || m > 59 || !o.bytes().all(|c| c.is_ascii_digit() || c == b':') {
+                    return None;
+                }
+                sign * (h * 60 + m)
+            }
+        };
+        let days = days_from_civil(year, month, day);
+        let local = days * 86_400 + hour * 3600 + min * 60 + sec.min(59);
+        Some(Timestamp { unix: local - i64::from(offset_min) * 60, offset_min })
+    }
+
+    /// A UTC timestamp.
+    pub fn from_unix(unix: i64) -> Timestamp {
+        Timestamp { unix, offset_min: 0 }
+    }
+
+    fn parts(&self) -> (i64, i64, i64, i64, i64, i64) {
+        let local = self.unix + i64::from(self.offset_min) * 60;
+        let (days, secs) = (local.div_euclid(86_400), local.rem_euclid(86_400));
+        let (y, m, d) = civil_from_days(days);
+        (y, m, d, secs / 3600, secs % 3600 / 60, secs % 60)
+    }
+
+    fn offset(&self, colon: bool) -> String {
+        if self.offset_min == 0 && colon {
+            return "Z".into();
+        }
+        let sign = if self.offset_min < 0 { '-' } else { '+' };
+        let o = self.offset_min.abs();
+        if colon { format!("{sign}{:02}:{:02}", o / 60, o % 60) } else { format!("{sign}{:02}{:02}", o / 60, o % 60) }
+    }
+
+    /// RFC 3339, e.g. `2026-06-21T18:31:19-05:00`.
+    pub fn to_rfc3339(&self) -> String {
+        let (y, mo, d, h, mi, s) = self.parts();
+        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}", self.offset(true))
+    }
+
+    /// The form the existing launchers write: `2026-06-21T18:31:19-0500`.
+    pub fn to_iso_compact(&self) -> String {
+        let (y, mo, d, h, mi, s) = self.parts();
+        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{}", self.offset(false))
+    }
+}
+
+fn is_leap(y: i64) -> bool {
+    (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
+}
+
+fn days_in_month(y: i64, m: i64) -> i64 {
+    match m {
+        2 if is_leap(y) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: i64 = 1_782_084_679; // 2026-06-21T23:31:19Z
+
+    #[test]
+    fn timestamps_in_every_offset_form_agree() {
+        for s in [
+            "2026-06-21T18:31:19-0500",
+            "2026-06-21T18:31:19-05:00",
+            "2026-06-21T23:31:19Z",
+            "2026-06-21T23:31:19.123456Z",
+            "2026-06-22T01:01:19+0130",
+            "2026-06-21 23:31:19+00",
+        ] {
+            assert_eq!(Timestamp::parse(s).map(|t| t.unix), Some(T0), "{s}");
+        }
+        let t = Timestamp::parse("2026-06-21T18:31:19-0500").unwrap();
+        assert_eq!(t.to_rfc3339(), "2026-06-21T18:31:19-05:00");
+        assert_eq!(t.to_iso_compact(), "2026-06-21T18:31:19-0500");
+        assert_eq!(Timestamp::from_unix(T0).to_rfc3339(), "2026-06-21T23:31:19Z");
+        assert_eq!(Timestamp::from_unix(0).to_rfc3339(), "1970-01-01T00:00:00Z");
+        assert_eq!(Timestamp::parse("2024-02-29T00:00:00Z").unwrap().to_rfc3339(), "2024-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn bad_timestamps_are_refused() {
+        for s in [
+            "",
+            "2026-06-21",
+            "2026-06-21T18:31:19",
+            "2026-13-01T00:00:00Z",
+            "2025-02-29T00:00:00Z",
+            "2026-06-21T24:00:00Z",
+            "2026-06-21T18:31:19+5",
+            "2026-06-21T18:31:19-05:0",
+            "2026-06-21T18:31:19 -0500",
+            "yesterday at noon, really",
+        ] {
+            assert_eq!(Timestamp::parse(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn parse_a_v1_file() {
+        let hb = Heartbeat::parse("ts=2026-06-21T18:31:19-0500\npid=4242\nstatus=busy\n").unwrap();
+        assert_eq!(hb.pid, 4242);
+        assert_eq!(hb.status, BeatStatus::Busy);
+        assert_eq!(hb.ts.unix, T0);
+        assert_eq!(Heartbeat::parse(&hb.render()).unwrap(), hb);
+        // Unknown keys from a newer writer are ignored.
+        assert!(Heartbeat::parse("ts=2026-06-21T23:31:19Z\npid=1\nstatus=ok\nextra=1\n").is_ok());
+    }
+
+    #[test]
+    fn garbled_empty_and_half_written_files_are_unknown_with_a_reason() {
+        let cases = [
+            ("", "empty heartbeat file"),
+            ("   \n", "empty heartbeat file"),
+            ("ts=2026-06-21T23:31:19Z\npid=1\n", "missing status= line (half-written file?)"),
+            ("ts=2026-06-21T23:31:19Z\npid=", "bad pid \"\""),
+            ("ts=2026-06-21T23:3", "bad ts \"2026-06-21T23:3\": expected ISO-8601 like 2026-06-21T18:31:19-0500"),
+            ("\u{0}\u{1}garbage", "line 1: expected key=value, found \"\\0\\u{1}garbage\""),
+            ("ts=2026-06-21T23:31:19Z\npid=1\nstatus=sleepy\n", "bad status \"sleepy\": expected ok or busy"),
+        ];
+        for (text, reason) in cases {
+            let r = assess(Some(text), T0, 15);
+            assert_eq!(r.health, Health::Unknown, "{text:?}");
+            assert_eq!(r.reason.as_deref(), Some(reason), "{text:?}");
+        }
+        assert_eq!(assess(None, T0, 15).reason.as_deref(), Some("no heartbeat file"));
+    }
+
+    #[test]
+    fn the_three_times_interval_boundary() {
+        let text = "ts=2026-06-21T23:31:19Z\npid=7\nstatus=ok\n";
+        let at = |age: i64, interval: u64| assess(Some(text), T0 + age, interval);
+        assert_eq!(at(0, 15).health, Health::Healthy);
+        assert_eq!(at(45, 15).health, Health::Healthy);
+        assert_eq!(at(45, 15).age_seconds, Some(45));
+        assert_eq!(at(46, 15).health, Health::Stale);
+        assert_eq!(at(46, 15).age_seconds, Some(46));
+        assert_eq!(at(6, 2).health, Health::Healthy);
+        assert_eq!(at(7, 2).health, Health::Stale);
+        // A clock slightly behind the writer's is still healthy.
+        assert_eq!(at(-3, 15).health, Health::Healthy);
+        assert_eq!(at(0, 15).ts.as_deref(), Some("2026-06-21T23:31:19Z"));
+    }
+
+    #[test]
+    fn paths_and_interval_from_the_environment() {
+        let env = |pairs: &[(&str, &str)]| {
+            let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            HeartbeatEnv::from_lookup(move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+        };
+        let e = env(&[("HOME", "/home/u")]);
+        assert_eq!(e.run_dir(), PathBuf::from("/home/u/.config/mosaic/fleet/run"));
+        assert_eq!(e.interval_secs(), Ok(15));
+        let e = env(&[("HOME", "/home/u"), ("MOSAIC_HOME", "/m")]);
+        assert_eq!(e.run_dir(), PathBuf::from("/m/fleet/run"));
+        let e = env(&[("MOSAIC_HOME", "/m"), ("MOSAIC_HEARTBEAT_RUN_DIR", "/r"), ("MOSAIC_HEARTBEAT_INTERVAL", "5")]);
+        assert_eq!(e.run_dir(), PathBuf::from("/r"));
+        assert_eq!(e.interval_secs(), Ok(5));
+        assert_eq!(heartbeat_path(&e.run_dir(), "a"), PathBuf::from("/r/a.hb"));
+        let e = env(&[("MOSAIC_HEARTBEAT_INTERVAL", "0")]);
+        assert!(e.interval_secs().unwrap_err().contains("MOSAIC_HEARTBEAT_INTERVAL=\"0\""));
+        let e = env(&[("MOSAIC_HEARTBEAT_RUN_DIR", ""), ("MOSAIC_HOME", "/m")]);
+        assert_eq!(e.run_dir(), PathBuf::from("/m/fleet/run"));
+    }
+}

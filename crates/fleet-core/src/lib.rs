@@ -1,0 +1,22 @@
+//! The pure domain of fleet mesh. No tokio, no network, no I/O beyond reading
+//! text it is given: the decisions live here and are tested without tmux.
+//!
+//! - [`names`]: agent names and DNS labels (tenant ids, host names).
+//! - [`address`]: `agent@host` addresses.
+//! - [`yaml`]: a YAML tree with positions, for error messages with line and column.
+//! - [`roster`]: `roster.yaml`, parsed and validated, with the fleet invariants.
+//! - [`heartbeat`]: protocol v1 files, timestamps, the 3x health rule, paths.
+//! - [`runtime`]: which processes a runtime's pane may show (drift).
+//! - [`record`]: the `fleet ps` rows for agents and hosts.
+//! - [`message`]: agent-send text validation and the preamble.
+//! - [`verify`]: the accepted / draft / unverifiable decision from pane captures.
+
+pub mod address;
+pub mod heartbeat;
+pub mod message;
+pub mod names;
+pub mod record;
+pub mod roster;
+pub mod runtime;
+pub mod verify;
+pub mod yaml;

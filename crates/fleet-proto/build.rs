@@ -1,0 +1,21 @@
+//! Compiles `proto/fleet/v1/fleet.proto` with protox (pure Rust), so the build
+//! needs no system `protoc`. The encoded descriptor set is kept in OUT_DIR for
+//! server reflection.
+use prost::Message;
+use std::path::PathBuf;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let file = root.join("fleet/v1/fleet.proto");
+    println!("cargo:rerun-if-changed={}", file.display());
+
+    let fds = protox::compile([&file], [&root])?;
+    let out = PathBuf::from(std::env::var("OUT_DIR")?);
+    std::fs::write(out.join("fleet_descriptor.bin"), fds.encode_to_vec())?;
+
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(fds)?;
+    Ok(())
+}

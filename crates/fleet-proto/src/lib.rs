@@ -1,0 +1,17 @@
+//! Generated tonic/prost code for the `fleet.v1` wire contract
+//! (`proto/fleet/v1/fleet.proto`), and conversions between it and
+//! the domain types of `fleet-core`.
+//!
+//! - [`v1`]: the generated messages, clients and servers.
+//! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for server reflection.
+//! - `convert`: `From` impls between `fleet_core` records and wire messages.
+
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("fleet.v1");
+}
+
+/// The encoded `FileDescriptorSet` of fleet.v1, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fleet_descriptor.bin"));
+
+mod convert;

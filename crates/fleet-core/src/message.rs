@@ -87,6 +87,9 @@ mod tests {
 
     #[test]
     fn preamble_shape() {
-        assert_eq!(preamble("w-jarvis", "orchestrator", "dragon-lin", "coder0-0"), "[w-jarvis:orchestrator -> dragon-lin:coder0-0] ");
+        assert_eq!(
+            preamble("w-jarvis", "orchestrator", "dragon-lin", "coder0-0"),
+            "[w-jarvis:orchestrator -> dragon-lin:coder0-0] "
+        );
     }
 }

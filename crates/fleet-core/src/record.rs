@@ -59,11 +59,7 @@ impl SystemdState {
         if !self.available {
             return "n/a".into();
         }
-        format!(
-            "{}/{}",
-            self.active_state.as_deref().unwrap_or("?"),
-            self.unit_file_state.as_deref().unwrap_or("?")
-        )
+        format!("{}/{}", self.active_state.as_deref().unwrap_or("?"), self.unit_file_state.as_deref().unwrap_or("?"))
     }
 }
 

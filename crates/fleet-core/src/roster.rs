@@ -321,7 +321,11 @@ impl<'a> Fields<'a> {
                 cx.error(
                     k.pos,
                     &full,
-                    format!("duplicate key (already given at line {} as {:?})", first.pos.line, first.as_str().unwrap_or("")),
+                    format!(
+                        "duplicate key (already given at line {} as {:?})",
+                        first.pos.line,
+                        first.as_str().unwrap_or("")
+                    ),
                 );
                 continue;
             }
@@ -413,7 +417,11 @@ fn read_roster(cx: &mut Cx, root: &Node) -> Option<Roster> {
         Some(n) => match n.as_u64() {
             Some(1) => 1,
             _ => {
-                cx.error(n.pos, "version", format!("unsupported roster version {}; this fleet reads version 1", describe(n)));
+                cx.error(
+                    n.pos,
+                    "version",
+                    format!("unsupported roster version {}; this fleet reads version 1", describe(n)),
+                );
                 1
             }
         },
@@ -496,7 +504,11 @@ fn read_roster(cx: &mut Cx, root: &Node) -> Option<Roster> {
                         cx.error(
                             item.pos,
                             &format!("{path}.name"),
-                            format!("duplicate agent name {:?} (first declared at line {})", a.name.as_str(), first.pos.line),
+                            format!(
+                                "duplicate agent name {:?} (first declared at line {})",
+                                a.name.as_str(),
+                                first.pos.line
+                            ),
                         );
                     }
                     agents.push(a);
@@ -568,7 +580,11 @@ fn read_agent(cx: &mut Cx, node: &Node, path: &str, defaults: &Defaults) -> Opti
         (Some(b), _) => Some(Persona::Flag(b)),
         (None, Some(s)) => Some(Persona::Text(s.to_string())),
         _ => {
-            cx.error(n.pos, &f.key_path("persistent_persona"), format!("expected true, false or a text, found {}", n.kind()));
+            cx.error(
+                n.pos,
+                &f.key_path("persistent_persona"),
+                format!("expected true, false or a text, found {}", n.kind()),
+            );
             None
         }
     });

@@ -38,9 +38,8 @@ pub fn is_drift(roster: &Roster, runtime: &str, current_command: &str) -> bool {
         return false;
     }
     // tmux reports the process name, which Linux truncates to 15 bytes.
-    let matches = |name: &str| {
-        name == current_command || (current_command.len() == 15 && name.starts_with(current_command))
-    };
+    let matches =
+        |name: &str| name == current_command || (current_command.len() == 15 && name.starts_with(current_command));
     !process_names(roster, runtime).into_iter().any(matches)
 }
 

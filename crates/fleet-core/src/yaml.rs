@@ -41,7 +41,10 @@ pub struct Node {
 pub enum Value {
     /// A scalar as written; `quoted` is true for '...' and "..." and block scalars,
     /// which are always strings.
-    Scalar { text: String, quoted: bool },
+    Scalar {
+        text: String,
+        quoted: bool,
+    },
     Seq(Vec<Node>),
     /// Keys in document order.
     Map(Vec<(Node, Node)>),
@@ -110,10 +113,9 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     if let Some(err) = builder.error {
         return Err(err);
     }
-    Ok(builder.root.unwrap_or(Node {
-        pos: Pos { line: 1, col: 1 },
-        value: Value::Scalar { text: String::new(), quoted: false },
-    }))
+    Ok(builder
+        .root
+        .unwrap_or(Node { pos: Pos { line: 1, col: 1 }, value: Value::Scalar { text: String::new(), quoted: false } }))
 }
 
 #[derive(Default)]
@@ -190,11 +192,7 @@ impl MarkedEventReceiver for Builder {
                 }
                 self.push_value(node);
             }
-            Event::Nothing
-            | Event::StreamStart
-            | Event::StreamEnd
-            | Event::DocumentStart
-            | Event::DocumentEnd => {}
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd => {}
         }
     }
 }

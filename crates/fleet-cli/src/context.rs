@@ -1,0 +1,129 @@
+//! Who and where this CLI runs: `MOSAIC_HOME`, the roster, tenant and host.
+//! Every default is resolved here, once.
+
+use crate::exit::{self, CliResult};
+use anyhow::{Context as _, anyhow};
+use fleet_core::heartbeat::HeartbeatEnv;
+use fleet_core::names::DnsLabel;
+use fleet_core::roster::Roster;
+use std::path::{Path, PathBuf};
+
+/// Overrides given on the command line (or by `FLEET_*` variables through clap).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct GlobalArgs {
+    /// The roster file [default: $MOSAIC_HOME/fleet/roster.yaml].
+    #[arg(long, global = true, env = "FLEET_ROSTER", value_name = "FILE")]
+    pub roster: Option<PathBuf>,
+    /// The tenant id on records [default: the roster's tenant_id, else the user name].
+    #[arg(long, global = true, env = "FLEET_TENANT_ID", value_name = "TENANT")]
+    pub tenant: Option<String>,
+    /// This host's name on records [default: the short hostname].
+    #[arg(long = "hostname", global = true, env = "FLEET_HOST", value_name = "HOST")]
+    pub hostname: Option<String>,
+}
+
+/// The paths of this host that do not need the roster.
+pub struct Paths {
+    pub env: HeartbeatEnv,
+    pub mosaic_home: PathBuf,
+}
+
+impl Paths {
+    pub fn from_env() -> Self {
+        let env = HeartbeatEnv::from_lookup(|k| std::env::var(k).ok());
+        let mosaic_home = env.mosaic_home();
+        Paths { env, mosaic_home }
+    }
+
+    pub fn default_roster(&self) -> PathBuf {
+        self.mosaic_home.join("fleet/roster.yaml")
+    }
+
+    pub fn certs_dir(&self) -> PathBuf {
+        self.mosaic_home.join("fleet/certs")
+    }
+}
+
+/// Everything a local command needs.
+pub struct Local {
+    pub paths: Paths,
+    pub roster_path: PathBuf,
+    pub roster: Roster,
+    pub tenant_id: String,
+    pub host: DnsLabel,
+    pub run_dir: PathBuf,
+    pub interval_secs: u64,
+}
+
+/// Read and parse a roster, with the file named in every error.
+pub fn read_roster(path: &Path) -> CliResult<Roster> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| {
+            format!(
+                "cannot read the roster {}: create one (see framework/fleet/presets) or pass --roster",
+                path.display()
+            )
+        })
+        .map_err(exit::usage)?;
+    Roster::parse(&text).map_err(|e| {
+        let shown: Vec<String> = e.problems.iter().map(|p| format!("{}:{p}", path.display())).collect();
+        exit::usage(anyhow!(
+            "the roster is invalid:\n  {}\n(run `fleet roster check {}`)",
+            shown.join("\n  "),
+            path.display()
+        ))
+    })
+}
+
+pub fn user_name() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid{}", rustix::process::getuid().as_raw()))
+}
+
+pub fn short_hostname() -> String {
+    let uname = rustix::system::uname();
+    let node = uname.nodename().to_string_lossy();
+    node.split('.').next().unwrap_or("localhost").to_string()
+}
+
+impl Local {
+    pub fn load(g: &GlobalArgs) -> CliResult<Local> {
+        let paths = Paths::from_env();
+        let roster_path = g.roster.clone().unwrap_or_else(|| paths.default_roster());
+        let roster = read_roster(&roster_path)?;
+        let tenant_id = match (&g.tenant, &roster.tenant_id) {
+            (Some(t), _) => DnsLabel::parse_as("tenant id", t).map_err(exit::usage)?.to_string(),
+            (None, Some(t)) => t.to_string(),
+            (None, None) => {
+                let user = user_name();
+                DnsLabel::sanitize("user name", &user)
+                    .map_err(|e| exit::usage(anyhow!("{e}; set the tenant with --tenant or FLEET_TENANT_ID")))?
+                    .to_string()
+            }
+        };
+        let host = match &g.hostname {
+            Some(h) => DnsLabel::parse_as("host name", h).map_err(exit::usage)?,
+            None => DnsLabel::sanitize("host name", &short_hostname())
+                .map_err(|e| exit::usage(anyhow!("{e}; set the host with --hostname or FLEET_HOST")))?,
+        };
+        let interval_secs = paths.env.interval_secs().map_err(|e| exit::usage(anyhow!(e)))?;
+        let run_dir = paths.env.run_dir();
+        Ok(Local { paths, roster_path, roster, tenant_id, host, run_dir, interval_secs })
+    }
+
+    /// Names of the roster agents on this host, for "known agents" hints.
+    pub fn known_agents(&self) -> String {
+        let names: Vec<&str> = self.roster.agents_on(&self.host).map(|a| a.name.as_str()).collect();
+        if names.is_empty() { "none".into() } else { names.join(", ") }
+    }
+}
+
+/// Until a node answers on this host, commands without `--local` stop here.
+pub fn require_node(paths: &Paths) -> CliResult {
+    let sock = paths.mosaic_home.join("fleet/node.sock");
+    Err(exit::unreachable(anyhow!(
+        "no fleet node at {}: start one with `fleet node`, or pass --local to act on this host directly",
+        std::env::var("FLEET_NODE").unwrap_or_else(|_| sock.display().to_string())
+    )))
+}

@@ -1,0 +1,104 @@
+//! `fleet start|stop|restart AGENT|--all`.
+
+use crate::context::{GlobalArgs, Local, Paths, require_node};
+use crate::exit::{self, CliResult};
+use anyhow::anyhow;
+use fleet_core::roster::AgentSpec;
+use fleet_tmux::lifecycle::{self, StartEnv};
+
+#[derive(Debug, clap::Args)]
+pub struct LifecycleArgs {
+    /// The agent (AGENT or AGENT@HOST).
+    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    pub target: Option<String>,
+    /// Every roster agent of this host.
+    #[arg(long)]
+    pub all: bool,
+    /// Act on this host directly, without a node.
+    #[arg(long)]
+    pub local: bool,
+    /// Print results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub enum Verb {
+    Start,
+    Stop,
+    Restart,
+}
+
+pub fn run(verb: Verb, args: LifecycleArgs, g: &GlobalArgs) -> CliResult {
+    let addr =
+        args.target.as_deref().map(str::parse::<fleet_core::address::AgentAddr>).transpose().map_err(exit::usage)?;
+    if !args.local {
+        return require_node(&Paths::from_env());
+    }
+    let local = Local::load(g)?;
+    if let Some(h) = addr.as_ref().and_then(|a| a.host.as_ref())
+        && h != &local.host
+    {
+        return Err(exit::usage(anyhow!("--local acts only on this host ({}), not on {h}", local.host)));
+    }
+    let agents: Vec<&AgentSpec> = match &addr {
+        None => local.roster.agents_on(&local.host).collect(),
+        Some(a) => match local.roster.agents_on(&local.host).find(|s| s.name == a.agent) {
+            Some(s) => vec![s],
+            None => {
+                return Err(exit::failed(anyhow!(
+                    "no such agent {} in the roster {} for host {} (known: {})",
+                    a.agent,
+                    local.roster_path.display(),
+                    local.host,
+                    local.known_agents()
+                )));
+            }
+        },
+    };
+    let env = StartEnv {
+        fleet_exe: std::env::current_exe().map_err(exit::failed)?,
+        mosaic_home: local.paths.mosaic_home.clone(),
+        run_dir: local.run_dir.clone(),
+        interval_secs: local.interval_secs,
+        home: std::env::var_os("HOME").map(Into::into),
+        tenant_id: local.tenant_id.clone(),
+        host: local.host.to_string(),
+    };
+    let outcomes: Vec<(&AgentSpec, Result<lifecycle::Outcome, lifecycle::LifecycleError>)> = match verb {
+        Verb::Start => lifecycle::start_many(&local.roster, &agents, &env),
+        Verb::Stop => agents.iter().map(|a| (*a, lifecycle::stop(&local.roster, a))).collect(),
+        Verb::Restart => {
+            let stopped: Vec<_> = agents.iter().map(|a| (*a, lifecycle::stop(&local.roster, a))).collect();
+            let ok: Vec<&AgentSpec> = stopped.iter().filter(|(_, r)| r.is_ok()).map(|(a, _)| *a).collect();
+            let mut started = lifecycle::start_many(&local.roster, &ok, &env);
+            started.extend(stopped.into_iter().filter(|(_, r)| r.is_err()));
+            started
+        }
+    };
+    let mut failed = 0;
+    let mut results = Vec::new();
+    for (agent, result) in outcomes {
+        let (outcome, detail) = match result {
+            Ok(o) => (o.as_str(), String::new()),
+            Err(e) => {
+                failed += 1;
+                ("failed", format!("{e:#}"))
+            }
+        };
+        if args.json {
+            results.push(serde_json::json!({
+                "tenant_id": local.tenant_id, "host": local.host.as_str(), "agent": agent.name.as_str(),
+                "outcome": outcome, "detail": detail,
+            }));
+        } else if detail.is_empty() {
+            println!("{}: {outcome}", agent.name);
+        } else {
+            eprintln!("{}: {outcome}: {detail}", agent.name);
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::Value::Array(results));
+    }
+    if failed > 0 { Err(exit::CliError::quiet(exit::Code::Failed)) } else { Ok(()) }
+}

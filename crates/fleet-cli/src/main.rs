@@ -1,0 +1,91 @@
+//! `fleet`: the command line of fleet mesh. Thin: it parses arguments, then
+//! calls the local plane (`fleet-tmux`), the identity crate (`fleet-tls`) or,
+//! later, the node.
+//!
+//! - `context`: MOSAIC_HOME, roster, tenant and host, resolved once.
+//! - `exit`: exit codes (0 ok, 1 failed, 2 usage, 3 unreachable).
+//! - `ps`, `send`, `lifecycle`, `roster_check`, `certs`: the commands.
+//! - `stub`: the stub agent; `launcher`: the hidden session helpers.
+//! - `table`: aligned tables for people.
+
+mod certs;
+mod context;
+mod exit;
+mod launcher;
+mod lifecycle;
+mod ps;
+mod roster_check;
+mod send;
+mod stub;
+mod table;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Operate a fleet of AI-agent tmux sessions across hosts.
+#[derive(Debug, Parser)]
+#[command(name = "fleet", version, about, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    global: context::GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// List agents: one row per agent, with pane, systemd and heartbeat state.
+    Ps(ps::PsArgs),
+    /// Deliver a message into an agent's pane.
+    Send(send::SendArgs),
+    /// Start a roster agent's session (idempotent).
+    Start(lifecycle::LifecycleArgs),
+    /// Stop a roster agent's session (idempotent).
+    Stop(lifecycle::LifecycleArgs),
+    /// Stop, then start, a roster agent's session.
+    Restart(lifecycle::LifecycleArgs),
+    /// Roster tools.
+    #[command(subcommand)]
+    Roster(RosterCmd),
+    /// Mesh CA and certificates.
+    #[command(subcommand)]
+    Certs(certs::CertsCmd),
+    /// A stub agent REPL for tests and demos.
+    StubAgent(stub::StubArgs),
+    #[command(hide = true)]
+    AgentExec(launcher::AgentExecArgs),
+    #[command(hide = true)]
+    HeartbeatWriter(launcher::WriterArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum RosterCmd {
+    /// Validate a roster; every problem with line and column.
+    Check(roster_check::CheckArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let g = &cli.global;
+    let result = match cli.command {
+        Command::Ps(a) => ps::run(a, g),
+        Command::Send(a) => send::run(a, g),
+        Command::Start(a) => lifecycle::run(lifecycle::Verb::Start, a, g),
+        Command::Stop(a) => lifecycle::run(lifecycle::Verb::Stop, a, g),
+        Command::Restart(a) => lifecycle::run(lifecycle::Verb::Restart, a, g),
+        Command::Roster(RosterCmd::Check(a)) => roster_check::run(a, g),
+        Command::Certs(c) => certs::run(c, &context::Paths::from_env().certs_dir()),
+        Command::StubAgent(a) => stub::run(a),
+        Command::AgentExec(a) => launcher::agent_exec(a),
+        Command::HeartbeatWriter(a) => launcher::heartbeat_writer(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if !e.quiet {
+                eprintln!("fleet: {:#}", e.error);
+            }
+            ExitCode::from(e.code as u8)
+        }
+    }
+}

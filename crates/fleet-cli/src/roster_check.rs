@@ -1,0 +1,60 @@
+//! `fleet roster check [FILE]`: every problem, or a one-line summary.
+
+use crate::context::{GlobalArgs, Paths};
+use crate::exit::{self, CliResult};
+use anyhow::anyhow;
+use fleet_core::roster::{Problem, Roster, Severity};
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The roster [default: --roster, else $MOSAIC_HOME/fleet/roster.yaml].
+    pub file: Option<PathBuf>,
+    /// Print `{file, ok, agents, problems: [...]}` as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: CheckArgs, g: &GlobalArgs) -> CliResult {
+    let path = args.file.or_else(|| g.roster.clone()).unwrap_or_else(|| Paths::from_env().default_roster());
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| exit::usage(anyhow!("cannot read the roster {}: {e}", path.display())))?;
+    let (roster, problems): (Option<Roster>, Vec<Problem>) = match Roster::parse(&text) {
+        Ok(r) => {
+            let w = r.invariant_warnings();
+            (Some(r), w)
+        }
+        Err(e) => (None, e.problems),
+    };
+    let shown = path.display();
+    if args.json {
+        let v = serde_json::json!({
+            "file": shown.to_string(),
+            "ok": roster.is_some(),
+            "agents": roster.as_ref().map(|r| r.agents.len()),
+            "problems": problems,
+        });
+        println!("{v:#}");
+    } else {
+        for p in &problems {
+            let out = format!("{shown}:{p}");
+            if p.severity == Severity::Error { eprintln!("{out}") } else { println!("{out}") }
+        }
+        if let Some(r) = &roster {
+            let count = |c: &str| r.agents.iter().filter(|a| a.class.as_deref() == Some(c)).count();
+            let warnings = problems.len();
+            println!(
+                "{shown}: ok: {} agents ({} orchestrator, {} enhancer), {}{}",
+                r.agents.len(),
+                count("orchestrator"),
+                count("enhancer"),
+                r.socket,
+                if warnings > 0 { format!(", {warnings} warning(s)") } else { String::new() }
+            );
+        } else {
+            let errors = problems.iter().filter(|p| p.severity == Severity::Error).count();
+            eprintln!("{shown}: {errors} error(s)");
+        }
+    }
+    if roster.is_some() { Ok(()) } else { Err(exit::CliError::quiet(exit::Code::Usage)) }
+}

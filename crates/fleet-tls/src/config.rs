@@ -1,0 +1,237 @@
+//! rustls configurations for the network door, and the server names clients use.
+//!
+//! Only the ring provider is compiled in, and every config is built with it explicitly
+//! (`builder_with_provider`), so no dependency that enables another provider can make
+//! rustls panic over an ambiguous default. [`install_crypto_provider`] also installs ring
+//! as the process default, for code (tonic, quinn) that asks for the default.
+//!
+//! Both sides verify the peer's chain to the mesh CA and nothing else: the server requires
+//! a client certificate; the client trusts only the mesh CA and checks the server name
+//! `<host>.<tenant>.fleet.internal` (or `node.<tenant>.fleet.internal`) whatever address
+//! it dialed. ALPN is `h2` (gRPC).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use fleet_core::names::DnsLabel;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+use crate::layout::{self, CertsDir};
+use crate::principal::{self, Kind, Principal};
+use crate::show;
+use crate::{Error, Result};
+
+/// ALPN protocols offered and accepted: HTTP/2 only, for gRPC.
+pub const ALPN_H2: &[u8] = b"h2";
+
+/// The ring provider, the only one in the tree.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Install ring as the process-wide default provider. Call once at start; calling again
+/// (or after someone else installed one) is harmless.
+pub fn install_crypto_provider() {
+    // Err means a provider is already installed: ours from an earlier call, or another
+    // one chosen explicitly; our configs name ring explicitly either way.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// The TLS server name of one node: `<host>.<tenant>.fleet.internal`.
+pub fn node_server_name(tenant: &DnsLabel, host: &DnsLabel) -> ServerName<'static> {
+    dns_name(principal::node_dns_name(tenant, host))
+}
+
+/// The TLS server name any node of a tenant answers to, for a client that knows only an
+/// address: `node.<tenant>.fleet.internal`. Which host answered is then read from the
+/// server certificate's URI SAN ([`Principal::from_peer_certs`]).
+pub fn any_node_server_name(tenant: &DnsLabel) -> ServerName<'static> {
+    dns_name(principal::any_node_dns_name(tenant))
+}
+
+fn dns_name(name: String) -> ServerName<'static> {
+    // Built from DNS labels and a fixed suffix, so always a valid DNS name.
+    ServerName::try_from(name).expect("DNS labels and fleet.internal make a valid DNS name")
+}
+
+/// A loaded identity: the mesh CA certificate, this party's certificate and key, and the
+/// principal its certificate names. Load it again and rebuild the configs to rotate.
+pub struct Identity {
+    pub ca: CertificateDer<'static>,
+    pub cert: CertificateDer<'static>,
+    key: PrivateKeyDer<'static>,
+    pub principal: Principal,
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Identity {
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone_key(),
+            principal: self.principal.clone(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Identity").field("principal", &self.principal).finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// A node's identity from its certs dir: `ca.pem`, `node.pem`, `node.key`.
+    pub fn node(dir: &Path) -> Result<Identity> {
+        let d = CertsDir::new(dir);
+        let id = Identity::load(&d.ca_cert(), &d.node_cert(), &d.node_key())?;
+        if id.principal.kind != Kind::Node {
+            return Err(Error::Invalid { path: d.node_cert(), detail: format!("names {}, not a node", id.principal) });
+        }
+        Ok(id)
+    }
+
+    /// An off-host client's identity from its certs dir: `ca.pem`, `client.pem`, `client.key`.
+    pub fn client(dir: &Path) -> Result<Identity> {
+        let d = CertsDir::new(dir);
+        Identity::load(&d.ca_cert(), &d.client_cert(), &d.client_key())
+    }
+
+    /// Load from explicit paths. Checks that the certificate names a principal, was issued
+    /// by the CA and matches the key.
+    pub fn load(ca_pem: &Path, cert_pem: &Path, key_pem: &Path) -> Result<Identity> {
+        let ca = show::read_single_cert(ca_pem)?;
+        let cert = show::read_single_cert(cert_pem)?;
+        let key_bytes = layout::read(key_pem)?;
+        let key = PrivateKeyDer::from_pem_slice(&key_bytes).map_err(|e| Error::Invalid {
+            path: key_pem.to_path_buf(),
+            detail: format!("not a PEM private key: {e}"),
+        })?;
+        Identity::from_der(ca, cert, key).map_err(|e| match e {
+            IdentityError::Principal(source) => Error::Principal { path: cert_pem.to_path_buf(), source },
+            IdentityError::NotIssuedByCa => Error::Invalid {
+                path: cert_pem.to_path_buf(),
+                detail: format!("not issued by the mesh CA in {}", ca_pem.display()),
+            },
+            IdentityError::KeyMismatch => Error::Invalid {
+                path: key_pem.to_path_buf(),
+                detail: format!("this key does not belong to the certificate {}", cert_pem.display()),
+            },
+            IdentityError::Invalid(detail) => Error::Invalid { path: cert_pem.to_path_buf(), detail },
+        })
+    }
+
+    /// From DER parts already in memory.
+    pub fn from_der(
+        ca: CertificateDer<'static>,
+        cert: CertificateDer<'static>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<Identity, IdentityError> {
+        let principal = Principal::from_der(&cert).map_err(IdentityError::Principal)?;
+        let info = show::inspect_der(&cert, Some(&ca)).map_err(IdentityError::Invalid)?;
+        if info.chains_to_ca != Some(true) {
+            return Err(IdentityError::NotIssuedByCa);
+        }
+        let signing = provider()
+            .key_provider
+            .load_private_key(key.clone_key())
+            .map_err(|e| IdentityError::Invalid(e.to_string()))?;
+        let certified = rustls::sign::CertifiedKey::new(vec![cert.clone()], signing);
+        if certified.keys_match().is_err() {
+            return Err(IdentityError::KeyMismatch);
+        }
+        Ok(Identity { ca, cert, key, principal })
+    }
+
+    fn roots(&self) -> Result<Arc<RootCertStore>> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.clone())?;
+        Ok(Arc::new(roots))
+    }
+}
+
+/// Why DER parts do not make an identity.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error(transparent)]
+    Principal(principal::PrincipalError),
+    #[error("the certificate was not issued by the mesh CA")]
+    NotIssuedByCa,
+    #[error("the key does not belong to the certificate")]
+    KeyMismatch,
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The server side of the network door: presents `id`'s certificate, requires a client
+/// certificate that chains to the mesh CA, speaks h2.
+pub fn server_config(id: &Identity) -> Result<Arc<ServerConfig>> {
+    let provider = provider();
+    let verifier = WebPkiClientVerifier::builder_with_provider(id.roots()?, provider.clone()).build()?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![id.cert.clone()], id.key.clone_key())?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The client side: trusts only the mesh CA, presents `id`'s certificate, speaks h2. The
+/// caller picks the server name ([`node_server_name`] or [`any_node_server_name`]).
+pub fn client_config(id: &Identity) -> Result<Arc<ClientConfig>> {
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(id.roots()?)
+        .with_client_auth_cert(vec![id.cert.clone()], id.key.clone_key())?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::issue;
+
+    #[test]
+    fn identities_load_and_check_their_parts() {
+        install_crypto_provider();
+        install_crypto_provider();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("certs");
+        issue::init_ca(&dir, "acme", false).unwrap();
+        issue::issue(&dir, Kind::Node, "h1", 90, Some(&dir), false).unwrap();
+        let id = Identity::node(&dir).unwrap();
+        assert_eq!(id.principal.to_string(), "node:h1@acme");
+        server_config(&id).unwrap();
+        let c = client_config(&id).unwrap();
+        assert_eq!(c.alpn_protocols, vec![b"h2".to_vec()]);
+
+        // A client dir is not a node dir.
+        let out = tmp.path().join("alice");
+        issue::issue(&dir, Kind::Operator, "alice", 90, Some(&out), false).unwrap();
+        assert_eq!(Identity::client(&out).unwrap().principal.kind, Kind::Operator);
+        std::fs::copy(out.join("client.pem"), out.join("node.pem")).unwrap();
+        std::fs::copy(out.join("client.key"), out.join("node.key")).unwrap();
+        assert!(matches!(Identity::node(&out), Err(Error::Invalid { .. })));
+
+        // Mismatched key, and a leaf of another CA.
+        let e = Identity::load(&dir.join("ca.pem"), &dir.join("node.pem"), &out.join("client.key")).unwrap_err();
+        assert!(e.to_string().contains("does not belong"), "{e}");
+        let other = tmp.path().join("other");
+        issue::init_ca(&other, "acme", false).unwrap();
+        let e = Identity::load(&other.join("ca.pem"), &dir.join("node.pem"), &dir.join("node.key")).unwrap_err();
+        assert!(e.to_string().contains("not issued by the mesh CA"), "{e}");
+    }
+
+    #[test]
+    fn server_names() {
+        let t = DnsLabel::parse_as("tenant id", "acme").unwrap();
+        let h = DnsLabel::parse_as("host name", "h1").unwrap();
+        assert_eq!(node_server_name(&t, &h).to_str(), "h1.acme.fleet.internal");
+        assert_eq!(any_node_server_name(&t).to_str(), "node.acme.fleet.internal");
+    }
+}

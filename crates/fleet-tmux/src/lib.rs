@@ -1,0 +1,19 @@
+//! The local plane: one host's tmux fleet, without any network.
+//!
+//! - [`tmux`]: running tmux on one socket, exact targets, error kinds.
+//! - [`probe`]: the `fleet ps --local` rows (tmux + systemd + heartbeats), at a
+//!   constant number of processes whatever the number of agents.
+//! - [`systemd`]: `mosaic-agent@<name>.service` states; `n/a` without user systemd.
+//! - [`send`]: paste a message into a pane and verify the agent took it.
+//! - [`lifecycle`]: start and stop roster agents' sessions.
+//! - [`hbwriter`]: protocol-v1 heartbeat writing, for launchers and the stub agent.
+//!
+//! Everything here is synchronous (a probe is a few short-lived processes);
+//! the node calls it from blocking tasks.
+
+pub mod hbwriter;
+pub mod lifecycle;
+pub mod probe;
+pub mod send;
+pub mod systemd;
+pub mod tmux;

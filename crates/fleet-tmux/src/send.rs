@@ -1,0 +1,165 @@
+//! Delivering a message into an agent's pane, and verifying it was taken.
+//!
+//! The technique (CONTEXT.md): check the exact target; leave copy mode; load
+//! the text into a uniquely named buffer from stdin and `paste-buffer -d -p`
+//! it (bracketed paste); after a short pause, send `Enter`. The text never
+//! passes through a shell and is refused if it holds control characters
+//! ([`fleet_core::message::prepare_text`]). Three tmux processes per send
+//! (four with `--verify`, plus the polls).
+
+use crate::probe::{PANE_FORMAT, Pane, first_panes, parse_panes};
+use crate::tmux::{Tmux, TmuxError, exact_session};
+use fleet_core::message::{TextError, prepare_text};
+use fleet_core::verify::{Step, Verdict, Verifier};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Debug)]
+pub struct SendOptions {
+    pub verify: bool,
+    /// How long `verify` polls before it decides.
+    pub verify_timeout: Duration,
+    pub poll_interval: Duration,
+    /// The pause between the paste and `Enter`, so the program has read the paste.
+    pub enter_delay: Duration,
+}
+
+impl Default for SendOptions {
+    fn default() -> Self {
+        SendOptions {
+            verify: false,
+            verify_timeout: Duration::from_secs(6),
+            poll_interval: Duration::from_millis(400),
+            enter_delay: Duration::from_millis(120),
+        }
+    }
+}
+
+/// What happened to a message that reached the pane.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Pasted and submitted; not verified.
+    Delivered,
+    Verified(Verdict),
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Verified(v) => v.as_str(),
+        }
+    }
+
+    /// Exit 0 only for delivered (no verify asked) or accepted.
+    pub fn is_success(self) -> bool {
+        matches!(self, Outcome::Delivered | Outcome::Verified(Verdict::Accepted))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub outcome: Outcome,
+    pub detail: String,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error(transparent)]
+    Text(#[from] TextError),
+    #[error("no such agent {0}")]
+    NotFound(String),
+    #[error("the pane of {0} is dead (its program exited); restart it with `fleet restart {0}`")]
+    DeadPane(String),
+    #[error(transparent)]
+    Tmux(#[from] TmuxError),
+}
+
+/// Find the agent's first pane, by exact session name.
+pub fn find_pane(tmux: &Tmux, agent: &str) -> Result<Pane, SendError> {
+    let out = tmux.run(["list-panes", "-s", "-t", &exact_session(agent), "-F", PANE_FORMAT], None);
+    let out = match out {
+        Ok(out) => out,
+        Err(e) if e.is_no_target() => return Err(SendError::NotFound(agent.to_string())),
+        Err(e) => return Err(e.into()),
+    };
+    first_panes(parse_panes(&out)).remove(agent).ok_or_else(|| SendError::NotFound(agent.to_string()))
+}
+
+fn buffer_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("fleet-send-{}-{}-{nanos}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+fn capture(tmux: &Tmux, pane: &str) -> Result<String, TmuxError> {
+    tmux.run(["capture-pane", "-p", "-J", "-t", pane], None)
+}
+
+/// Deliver `text` (the full message, preamble included) to `agent`.
+pub fn send(tmux: &Tmux, agent: &str, text: &str, opts: &SendOptions) -> Result<Delivery, SendError> {
+    let start = Instant::now();
+    let text = prepare_text(text)?;
+    let pane = find_pane(tmux, agent)?;
+    if pane.dead {
+        return Err(SendError::DeadPane(agent.to_string()));
+    }
+    let before = if opts.verify { Some(capture(tmux, &pane.id)?) } else { None };
+
+    let buffer = buffer_name();
+    let mut args: Vec<&str> = Vec::new();
+    if pane.in_mode {
+        args.extend(["send-keys", "-X", "-t", &pane.id, "cancel", ";"]);
+    }
+    args.extend(["load-buffer", "-b", &buffer, "-", ";", "paste-buffer", "-d", "-p", "-b", &buffer, "-t", &pane.id]);
+    if let Err(e) = tmux.run(&args, Some(text.as_bytes())) {
+        // The buffer may be left behind if the paste failed; never leave text around.
+        let _ = tmux.run(["delete-buffer", "-b", &buffer], None);
+        return Err(e.into());
+    }
+    std::thread::sleep(opts.enter_delay);
+    tmux.run(["send-keys", "-t", &pane.id, "Enter"], None)?;
+
+    let Some(before) = before else {
+        return Ok(Delivery {
+            outcome: Outcome::Delivered,
+            detail: "pasted and submitted".into(),
+            elapsed: start.elapsed(),
+        });
+    };
+    let mut verifier = Verifier::new(&before, &text);
+    let deadline = Instant::now() + opts.verify_timeout;
+    // The first look comes sooner than the poll interval: most agents echo at once.
+    let mut wait = opts.poll_interval.min(Duration::from_millis(100));
+    loop {
+        std::thread::sleep(wait.min(deadline.saturating_duration_since(Instant::now())));
+        wait = opts.poll_interval;
+        let shot = match capture(tmux, &pane.id) {
+            Ok(s) => s,
+            Err(e) if e.is_no_target() => {
+                let detail = "the pane went away while verifying".to_string();
+                return Ok(Delivery {
+                    outcome: Outcome::Verified(Verdict::Unverifiable),
+                    detail,
+                    elapsed: start.elapsed(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        match verifier.observe(&shot) {
+            Step::Done(verdict, detail) => {
+                return Ok(Delivery { outcome: Outcome::Verified(verdict), detail, elapsed: start.elapsed() });
+            }
+            Step::PressEnter => {
+                tmux.run(["send-keys", "-t", &pane.id, "Enter"], None)?;
+            }
+            Step::Wait => {}
+        }
+        if Instant::now() >= deadline {
+            let (verdict, detail) = verifier.finish();
+            return Ok(Delivery { outcome: Outcome::Verified(verdict), detail, elapsed: start.elapsed() });
+        }
+    }
+}

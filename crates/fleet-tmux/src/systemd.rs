@@ -1,0 +1,89 @@
+//! systemd user units: `mosaic-agent@<name>.service`.
+//!
+//! A host without a user systemd (a container, macOS, a root shell with no
+//! login session) is normal: [`show`] returns `None` and rows say `n/a`. The
+//! check for a user manager looks for its private socket first, so such a
+//! host costs no process at all.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+/// The unit of an agent.
+pub fn agent_unit(name: &str) -> String {
+    format!("mosaic-agent@{name}.service")
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnitState {
+    pub active_state: String,
+    pub unit_file_state: String,
+}
+
+pub type UnitStates = HashMap<String, UnitState>;
+
+/// The private socket of this user's systemd manager, if one runs.
+pub fn user_manager_socket() -> Option<PathBuf> {
+    let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(format!("/run/user/{}", rustix::process::getuid().as_raw())));
+    let sock = runtime_dir.join("systemd/private");
+    sock.exists().then_some(sock)
+}
+
+/// The states of `units`, in one `systemctl --user show` call; `None` when
+/// the host has no user systemd.
+pub fn show(units: &[String]) -> Option<UnitStates> {
+    user_manager_socket()?;
+    if units.is_empty() {
+        return Some(UnitStates::new());
+    }
+    let out = Command::new("systemctl")
+        .args(["--user", "show", "--property=Id,ActiveState,UnitFileState", "--"])
+        .args(units)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    Some(parse_show(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Parse `systemctl show` output: blocks of `Key=Value` separated by blank lines.
+pub fn parse_show(out: &str) -> UnitStates {
+    let mut states = UnitStates::new();
+    for block in out.split("\n\n") {
+        let mut props: HashMap<&str, &str> = HashMap::new();
+        for line in block.lines() {
+            if let Some((k, v)) = line.split_once('=') {
+                props.insert(k, v);
+            }
+        }
+        if let Some(id) = props.get("Id") {
+            states.insert(
+                id.to_string(),
+                UnitState {
+                    active_state: props.get("ActiveState").unwrap_or(&"").to_string(),
+                    unit_file_state: props.get("UnitFileState").unwrap_or(&"").to_string(),
+                },
+            );
+        }
+    }
+    states
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_blocks() {
+        let out = "Id=mosaic-agent@a.service\nActiveState=active\nUnitFileState=disabled\n\nActiveState=inactive\nId=mosaic-agent@b.service\nUnitFileState=\n";
+        let s = parse_show(out);
+        assert_eq!(s["mosaic-agent@a.service"].unit_file_state, "disabled");
+        assert_eq!(s["mosaic-agent@b.service"].active_state, "inactive");
+        assert_eq!(s["mosaic-agent@b.service"].unit_file_state, "");
+    }
+}

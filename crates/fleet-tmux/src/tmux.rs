@@ -1,0 +1,111 @@
+//! Running tmux: one socket, exact targets, errors that say what failed.
+
+use fleet_core::roster::TmuxSocket;
+use std::ffi::OsStr;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TmuxError {
+    #[error("could not run {bin}: {source} (is tmux installed and on PATH?)")]
+    Spawn {
+        bin: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("tmux {args} on {socket} failed: {stderr}")]
+    Failed { args: String, socket: String, stderr: String },
+}
+
+impl TmuxError {
+    /// The server is not running: not an error for a probe (nothing runs).
+    pub fn is_no_server(&self) -> bool {
+        match self {
+            TmuxError::Failed { stderr, .. } => {
+                stderr.contains("no server running")
+                    || (stderr.contains("error connecting to") && stderr.contains("No such file or directory"))
+                    || stderr.contains("Connection refused")
+            }
+            TmuxError::Spawn { .. } => false,
+        }
+    }
+
+    /// The target session, window or pane does not exist.
+    pub fn is_no_target(&self) -> bool {
+        match self {
+            TmuxError::Failed { stderr, .. } => {
+                stderr.contains("can't find session")
+                    || stderr.contains("can't find window")
+                    || stderr.contains("can't find pane")
+                    || self.is_no_server()
+            }
+            TmuxError::Spawn { .. } => false,
+        }
+    }
+}
+
+/// A handle on one tmux server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tmux {
+    pub socket: TmuxSocket,
+    pub bin: PathBuf,
+}
+
+impl Tmux {
+    pub fn new(socket: TmuxSocket) -> Self {
+        Tmux { socket, bin: PathBuf::from("tmux") }
+    }
+
+    /// A `tmux` command with the socket arguments set.
+    pub fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        match &self.socket {
+            TmuxSocket::Default => {}
+            TmuxSocket::Name(n) => {
+                cmd.arg("-L").arg(n);
+            }
+            TmuxSocket::Path(p) => {
+                cmd.arg("-S").arg(p);
+            }
+        }
+        cmd
+    }
+
+    /// Run tmux with `args`, optionally feeding `stdin`; return stdout.
+    pub fn run<I, S>(&self, args: I, stdin: Option<&[u8]>) -> Result<String, TmuxError>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        let args: Vec<_> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+        let mut cmd = self.command();
+        cmd.args(&args)
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let spawn_err = |source| TmuxError::Spawn { bin: self.bin.display().to_string(), source };
+        let mut child = cmd.spawn().map_err(spawn_err)?;
+        if let Some(input) = stdin {
+            let mut pipe = child.stdin.take().expect("stdin is piped");
+            // A write error shows up as tmux's own failure below.
+            let _ = pipe.write_all(input);
+        }
+        let out = child.wait_with_output().map_err(spawn_err)?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        } else {
+            Err(TmuxError::Failed {
+                args: args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
+                socket: self.socket.to_string(),
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            })
+        }
+    }
+}
+
+/// The exact target of a session's panes: `=name:` (a bare `=name` is
+/// resolved as a window target and can prefix-match another session).
+pub fn exact_session(name: &str) -> String {
+    format!("={name}:")
+}

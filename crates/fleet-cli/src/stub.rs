@@ -122,7 +122,9 @@ pub fn run(args: StubArgs) -> CliResult {
                 Action::Submit(line) => {
                     let shown = line.replace('\n', " ⏎ ");
                     let _ = write!(out, "\r\naccepted: {shown}\r\n");
-                    match line.trim() {
+                    // A command may come after a `[src -> dst] ` preamble.
+                    let command = line.rsplit_once("] ").map_or(line.as_str(), |(_, c)| c);
+                    match command.trim() {
                         "/exit" => return Ok(()),
                         "/stop-heartbeat" => beating.store(false, Ordering::Relaxed),
                         _ => {}

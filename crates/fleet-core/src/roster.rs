@@ -368,9 +368,11 @@ impl<'a> Fields<'a> {
         DnsLabel::parse_as(what, &s).map_err(|e| cx.error(node.pos, &self.key_path(key), e.to_string())).ok()
     }
 
+    /// A missing key is reported at the map's first key (where the reader looks).
     fn required(&self, cx: &mut Cx, key: &str, at: Pos) -> Option<&'a Node> {
         let node = self.get(key);
         if node.is_none() {
+            let at = self.entries.first().map_or(at, |(_, k, _)| k.pos);
             cx.error(at, &self.key_path(key), "required key is missing");
         }
         node
@@ -497,20 +499,25 @@ fn read_roster(cx: &mut Cx, root: &Node) -> Option<Roster> {
     let mut agents: Vec<AgentSpec> = Vec::new();
     match f.required(cx, "agents", root.pos) {
         Some(Node { value: Value::Seq(items), .. }) => {
+            // Names as written, also of agents with other problems, so that
+            // duplicates are reported whatever else is wrong.
+            let mut seen: Vec<(&str, Pos)> = Vec::new();
             for (i, item) in items.iter().enumerate() {
                 let path = format!("agents[{i}]");
-                if let Some(a) = read_agent(cx, item, &path, &defaults) {
-                    if let Some(first) = agents.iter().find(|b| b.name == a.name) {
-                        cx.error(
-                            item.pos,
+                if let Value::Map(entries) = &item.value
+                    && let Some((_, name)) = entries.iter().find(|(k, _)| k.as_str() == Some("name"))
+                    && let Some(n) = name.as_str()
+                {
+                    match seen.iter().find(|(m, _)| *m == n) {
+                        Some((_, first)) => cx.error(
+                            name.pos,
                             &format!("{path}.name"),
-                            format!(
-                                "duplicate agent name {:?} (first declared at line {})",
-                                a.name.as_str(),
-                                first.pos.line
-                            ),
-                        );
+                            format!("duplicate agent name {n:?} (first declared at line {})", first.line),
+                        ),
+                        None => seen.push((n, name.pos)),
                     }
+                }
+                if let Some(a) = read_agent(cx, item, &path, &defaults) {
                     agents.push(a);
                 }
             }

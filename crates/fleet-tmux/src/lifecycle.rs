@@ -147,7 +147,12 @@ pub fn start_many<'a>(
         let target = crate::tmux::exact_session(agent.name.as_str());
         let status = tmux.run(["list-panes", "-t", &target, "-F", "#{pane_dead} #{pane_dead_status}"], None);
         let dead = match &status {
-            Ok(out) => out.lines().next().and_then(|l| l.strip_prefix("1 ")).map(str::to_string),
+            // tmux 3.3 sometimes never learns the status of a program that died at once.
+            Ok(out) => out
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("1"))
+                .map(|s| if s.trim().is_empty() { "unknown".to_string() } else { s.trim().to_string() }),
             Err(e) if e.is_no_target() => Some("unknown".to_string()),
             Err(_) => None,
         };
@@ -183,23 +188,20 @@ fn start_session(roster: &Roster, agent: &AgentSpec, env: &StartEnv) -> Result<O
     }
     std::fs::create_dir_all(&env.run_dir)
         .map_err(|source| LifecycleError::RunDir { dir: env.run_dir.display().to_string(), source })?;
-    let mut args: Vec<String> = vec!["new-session".into(), "-d".into(), "-s".into(), name.into()];
-    args.extend(["-c".into(), workdir.display().to_string()]);
+    // The session starts on a placeholder; remain-on-exit is set; then the real
+    // program replaces the placeholder. So a program that dies at once leaves a
+    // dead pane with its exit status, never a vanished session.
+    let target = crate::tmux::exact_session(name);
+    let workdir = workdir.display().to_string();
+    let mut args: Vec<String> =
+        vec!["new-session".into(), "-d".into(), "-s".into(), name.into(), "-c".into(), workdir.clone()];
     for (k, v) in session_env(roster, agent, env) {
         args.extend(["-e".into(), format!("{k}={v}")]);
     }
-    args.push("--".into());
+    args.extend(["--".into(), "sleep".into(), "60".into(), ";".into()]);
+    args.extend(["set-option", "-p", "-t", &target, "remain-on-exit", "on", ";"].map(String::from));
+    args.extend(["respawn-pane", "-k", "-t", &target, "-c", &workdir, "--"].map(String::from));
     args.extend(session_argv(roster, agent, env));
-    // Keep a pane whose program exits, so `fleet ps` shows it dead instead of missing.
-    args.extend([
-        ";".into(),
-        "set-option".into(),
-        "-p".into(),
-        "-t".into(),
-        format!("={name}:"),
-        "remain-on-exit".into(),
-        "on".into(),
-    ]);
     match tmux.run(&args, None) {
         Ok(_) => Ok(Outcome::Started),
         // Someone else started it between our check and our start.

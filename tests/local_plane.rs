@@ -1,0 +1,305 @@
+//! One host's fleet, end to end: the real `fleet` binary against real tmux
+//! servers on throwaway sockets, with real stub agents.
+
+mod util;
+
+use std::time::Duration;
+use util::Host;
+
+fn host_with(agents: &str) -> Host {
+    let h = Host::new();
+    h.roster(&format!("{}agents:\n{agents}", Host::RUNTIMES));
+    h
+}
+
+fn start(h: &Host, name: &str) {
+    let (code, out, err) = h.run(&["start", name, "--local"]);
+    assert_eq!(code, 0, "start {name}: {out}{err}");
+}
+
+/// Wait for the stub's prompt, so input is not typed before it listens.
+fn wait_ready(h: &Host, name: &str) {
+    h.wait_for(&format!("{name} prompt"), Duration::from_secs(10), || h.capture(name).contains("> "));
+}
+
+#[test]
+fn probe_rows_alive_dead_missing_unmanaged_drift_without_systemd() {
+    let h = host_with(
+        "  - { name: orchestrator, runtime: stub, class: orchestrator }
+  - { name: enhancer, runtime: claude, class: enhancer }
+  - { name: crasher, runtime: crashing }
+  - { name: absent, runtime: stub }
+",
+    );
+    start(&h, "orchestrator");
+    start(&h, "enhancer");
+    let (code, _, err) = h.run(&["start", "crasher", "--local"]);
+    assert_eq!(code, 1, "a runtime that exits at once is a failed start");
+    // tmux 3.3 does not always learn the exit status of a program that dies at once.
+    assert!(err.contains("exited at once (status 3)") || err.contains("exited at once (status unknown)"), "{err}");
+    h.session("rogue", "sleep 1000");
+    h.session("_holder", "sleep 1000");
+
+    h.wait_for("orchestrator healthy", Duration::from_secs(10), || {
+        h.row("orchestrator")["heartbeat"]["health"] == "healthy"
+    });
+    let rows = h.ps();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["orchestrator", "enhancer", "crasher", "absent", "rogue"], "the holder is not a row");
+    for r in &rows {
+        assert_eq!(r["tenant_id"], "acme");
+        assert_eq!(r["host"], "testhost");
+        assert_eq!(r["systemd"]["available"], false, "no user systemd here: n/a, not an error");
+        assert_eq!(r["socket"], h.socket.as_str());
+    }
+    let row = |n: &str| rows.iter().find(|r| r["name"] == n).unwrap();
+    let o = row("orchestrator");
+    assert_eq!(
+        (o["pane"].as_str(), o["managed"].as_bool(), o["drift"].as_bool()),
+        (Some("alive"), Some(true), Some(false))
+    );
+    assert_eq!(o["current_command"], "fleet");
+    assert_eq!(o["heartbeat"]["pid"], o["pane_pid"], "the stub beats with its own pid");
+    assert!(o["idle_seconds"].as_u64().is_some());
+    assert_eq!(o["in_copy_mode"], false);
+
+    let e = row("enhancer");
+    assert_eq!(e["current_command"], "sleep");
+    assert_eq!(e["drift"], true, "runtime claude running sleep is drift");
+
+    assert_eq!(row("crasher")["pane"], "dead");
+    assert_eq!(row("crasher")["heartbeat"]["health"], "unknown", "a program that died at once never looks healthy");
+    let a = row("absent");
+    assert_eq!(a["pane"], "missing");
+    assert_eq!(a["heartbeat"]["health"], "unknown");
+    assert_eq!(a["heartbeat"]["reason"], "no heartbeat file");
+    let r = row("rogue");
+    assert_eq!((r["managed"].as_bool(), r["class"].is_null()), (Some(false), true));
+
+    // The launcher's heartbeat writer keeps the enhancer healthy.
+    h.wait_for("enhancer healthy", Duration::from_secs(10), || h.row("enhancer")["heartbeat"]["health"] == "healthy");
+
+    let (code, table, _) = h.run(&["ps", "--local"]);
+    assert_eq!(code, 0);
+    let header = table.lines().next().unwrap();
+    for col in [
+        "NAME", "TENANT", "HOST", "CLASS", "RUNTIME", "SYSTEMD", "PANE", "PID", "CMD", "IDLE", "HEALTH", "AGE", "FLAGS",
+    ] {
+        assert!(header.contains(col), "missing column {col}: {header}");
+    }
+    assert!(table.lines().any(|l| l.starts_with("rogue") && l.ends_with("unmanaged")), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("enhancer") && l.ends_with("drift")), "{table}");
+    h.assert_default_server_untouched();
+}
+
+#[test]
+fn copy_mode_is_shown_and_left_before_a_send() {
+    let h = host_with("  - { name: a, runtime: stub }\n");
+    start(&h, "a");
+    wait_ready(&h, "a");
+    h.tmux(&["copy-mode", "-t", "=a:"]);
+    assert_eq!(h.row("a")["in_copy_mode"], true);
+    let (code, out, err) = h.run(&["send", "a", "--local", "--verify", "-m", "out of copy mode"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("accepted: a@testhost"), "{out}");
+    assert_eq!(h.row("a")["in_copy_mode"], false);
+}
+
+#[test]
+fn stale_heartbeat_after_the_agent_stops_beating() {
+    let h = host_with("  - { name: a, runtime: stub }\n");
+    start(&h, "a");
+    wait_ready(&h, "a");
+    h.wait_for("healthy", Duration::from_secs(10), || h.row("a")["heartbeat"]["health"] == "healthy");
+    let (code, _, err) = h.run(&["send", "a", "--local", "-m", "/stop-heartbeat"]);
+    assert_eq!(code, 0, "{err}");
+    // Interval 1 s: stale once the last beat is more than 3 s old.
+    h.wait_for("stale", Duration::from_secs(10), || h.row("a")["heartbeat"]["health"] == "stale");
+    assert!(h.row("a")["heartbeat"]["age_seconds"].as_i64().unwrap() > 3);
+}
+
+#[test]
+fn send_verify_accepted_with_preamble() {
+    let h = host_with("  - { name: coder, runtime: stub }\n");
+    start(&h, "coder");
+    wait_ready(&h, "coder");
+    let (code, out, err) = h.run(&[
+        "send",
+        "coder",
+        "--local",
+        "--verify",
+        "--from",
+        "orchestrator",
+        "--json",
+        "-m",
+        "please review PR 7",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let receipt: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(receipt["outcome"], "accepted");
+    assert_eq!((receipt["tenant_id"].as_str(), receipt["host"].as_str()), (Some("acme"), Some("testhost")));
+    let screen = h.capture("coder");
+    assert!(screen.contains("accepted: [testhost:orchestrator -> testhost:coder] please review PR 7"), "{screen}");
+}
+
+#[test]
+fn send_multiline_from_stdin_is_one_message() {
+    let h = host_with("  - { name: coder, runtime: stub }\n");
+    start(&h, "coder");
+    wait_ready(&h, "coder");
+    let (code, out, err) =
+        h.run_stdin(&["send", "coder", "--local", "--verify", "--from", "me"], b"line one\nline two; ok\n");
+    assert_eq!(code, 0, "{out}{err}");
+    let screen = h.capture("coder");
+    assert!(screen.contains("accepted: [testhost:me -> testhost:coder] line one ⏎ line two; ok"), "{screen}");
+}
+
+#[test]
+fn send_verify_draft_when_the_agent_keeps_the_text() {
+    let h = host_with("  - { name: d, runtime: drafty }\n");
+    start(&h, "d");
+    wait_ready(&h, "d");
+    let (code, out, _) = h.run(&["send", "d", "--local", "--verify", "--verify-timeout", "2500", "-m", "stay here"]);
+    assert_eq!(code, 1, "draft is not success: {out}");
+    assert!(out.starts_with("draft: d@testhost"), "{out}");
+    assert!(h.capture("d").contains("stay here"));
+}
+
+#[test]
+fn send_verify_unverifiable_when_nothing_changes() {
+    let h = host_with("  - { name: d, runtime: deaf }\n");
+    start(&h, "d");
+    h.wait_for("banner", Duration::from_secs(10), || h.capture("d").contains("ready"));
+    let (code, out, _) = h.run(&["send", "d", "--local", "--verify", "--verify-timeout", "1500", "-m", "anyone?"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("unverifiable: d@testhost (the pane did not change"), "{out}");
+}
+
+#[test]
+fn send_to_an_unknown_agent_names_the_known_ones() {
+    let h = host_with("  - { name: orchestrator, runtime: stub }\n  - { name: coder, runtime: stub }\n");
+    // A session whose name starts with the target must not be taken for it.
+    h.session("orchestrator-2", "sleep 1000");
+    let (code, _, err) = h.run(&["send", "orchestrator", "--local", "-m", "hi"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no such agent orchestrator on host testhost (known: orchestrator, coder)"), "{err}");
+    let (code, _, err) = h.run(&["send", "bad name", "--local", "-m", "hi"]);
+    assert_eq!(code, 2, "{err}");
+}
+
+#[test]
+fn oversized_and_escape_laden_texts_are_refused_and_nothing_runs() {
+    let h = host_with("  - { name: sh, runtime: claude }\n");
+    // A plain shell pane: anything that escaped the paste would run.
+    h.session("sh", "bash --norc --noprofile");
+    let marker = h.root().join("pwned");
+    let evil = format!("harmless\x1b[201~\ntouch {}\n", marker.display());
+    let (code, _, err) = h.run(&["send", "sh", "--local", "-m", &evil]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("ESC (0x1b)"), "{err}");
+    let (code, _, err) = h.run_stdin(&["send", "sh", "--local", "-f", "-"], &vec![b'x'; 70 * 1024]);
+    assert_eq!(code, 2);
+    assert!(err.contains("the limit is 65536 bytes"), "{err}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!marker.exists(), "the text after ESC[201~ ran as a command");
+    assert!(!h.capture("sh").contains("harmless"), "nothing was pasted");
+    // And a real send into the shell arrives as text (here bash runs it, as typed input).
+    let safe = format!("echo delivered > {}", h.root().join("ok").display());
+    let (code, _, err) = h.run(&["send", "sh", "--local", "--from", "t", "-m", &format!("; {safe}")]);
+    assert_eq!(code, 0, "{err}");
+    h.wait_for("bash ran the pasted line", Duration::from_secs(5), || h.root().join("ok").exists());
+}
+
+#[test]
+fn start_and_stop_are_idempotent_and_touch_only_roster_sessions() {
+    let h = host_with("  - { name: a, runtime: stub }\n  - { name: b, runtime: claude }\n");
+    h.session("rogue", "sleep 1000");
+    h.session("_holder", "sleep 1000");
+    let (code, out, _) = h.run(&["start", "--all", "--local"]);
+    assert_eq!((code, out.as_str()), (0, "a: started\nb: started\n"));
+    let (code, out, _) = h.run(&["start", "a", "--local"]);
+    assert_eq!((code, out.as_str()), (0, "a: already_running\n"));
+    let (_, env, _) = h.tmux(&["show-environment", "-t", "=b", "MOSAIC_AGENT_NAME"]);
+    assert_eq!(env.trim(), "MOSAIC_AGENT_NAME=b");
+    let (code, out, _) = h.run(&["stop", "--all", "--local", "--json"]);
+    assert_eq!(code, 0);
+    let results: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert!(results.iter().all(|r| r["outcome"] == "stopped" && r["tenant_id"] == "acme" && r["host"] == "testhost"));
+    let (code, out, _) = h.run(&["stop", "a", "--local"]);
+    assert_eq!((code, out.as_str()), (0, "a: not_running\n"));
+    let (_, sessions, _) = h.tmux(&["list-sessions", "-F", "#{session_name}"]);
+    let mut sessions: Vec<&str> = sessions.lines().collect();
+    sessions.sort();
+    assert_eq!(sessions, ["_holder", "rogue"], "stop touched a session it does not own");
+    let (code, _, err) = h.run(&["stop", "rogue", "--local"]);
+    assert_eq!(code, 1, "an unmanaged session is not the roster's to stop");
+    assert!(err.contains("no such agent rogue in the roster"), "{err}");
+    let (code, out, _) = h.run(&["restart", "a", "--local"]);
+    assert_eq!((code, out.as_str()), (0, "a: started\n"));
+    h.assert_default_server_untouched();
+}
+
+#[test]
+fn a_roster_without_socket_name_uses_the_default_server() {
+    let mut h = Host::new();
+    h.also_cleanup("");
+    std::fs::write(
+        h.roster_path(),
+        format!("{}agents:\n  - {{ name: a, runtime: stub }}\n", Host::RUNTIMES.replace("{fleet}", util::FLEET)),
+    )
+    .unwrap();
+    start(&h, "a");
+    // The session is on the default server (of this test's own TMUX_TMPDIR), not on a -L socket.
+    let (code, out, _) = h.tmux_on(None, &["list-sessions", "-F", "#{session_name}"]);
+    assert_eq!((code, out.trim()), (0, "a"));
+    assert_eq!(h.row("a")["socket"], "");
+    assert_eq!(h.row("a")["pane"], "alive");
+}
+
+#[test]
+fn without_a_node_commands_say_how_to_go_on() {
+    let h = host_with("  - { name: a, runtime: stub }\n");
+    let (code, _, err) = h.run(&["ps"]);
+    assert_eq!(code, 3);
+    assert!(err.contains("no fleet node at") && err.contains("--local"), "{err}");
+}
+
+#[test]
+fn roster_check_reports_every_problem_or_one_line() {
+    let h = Host::new();
+    let bad = h.root().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "agents:\n  - name: a b\n    runtime: pi\n  - name: c\n    colour: red\n  - name: c\n    runtime: pi\n",
+    )
+    .unwrap();
+    let (code, out, err) = h.run(&["roster", "check", bad.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}");
+    let lines: Vec<&str> = err.lines().collect();
+    let shown = bad.display().to_string();
+    assert_eq!(lines.len(), 5, "{err}");
+    assert!(lines[0].starts_with(&format!("{shown}:2:11: error: agents[0].name: agent name \"a b\" contains ' '")));
+    assert!(lines[1].starts_with(&format!("{shown}:4:5: error: agents[1].runtime: required key is missing")));
+    assert!(lines[2].starts_with(&format!("{shown}:5:5: error: agents[1].colour: unknown key \"colour\"")));
+    assert!(lines[3].starts_with(&format!("{shown}:6:11: error: agents[2].name: duplicate agent name \"c\"")));
+    assert_eq!(lines[4], format!("{shown}: 4 error(s)"));
+
+    let good = h.root().join("good.yaml");
+    std::fs::write(&good, "agents:\n  - { name: o, runtime: pi, class: orchestrator }\n  - { name: w, runtime: pi }\n")
+        .unwrap();
+    let (code, out, _) = h.run(&["roster", "check", good.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("warning: agents: no agent has class enhancer"), "{out}");
+    assert!(
+        out.ends_with(&format!(
+            "{shown_good}: ok: 2 agents (1 orchestrator, 0 enhancer), the default tmux server, 1 warning(s)\n",
+            shown_good = good.display()
+        )),
+        "{out}"
+    );
+    let (code, out, _) = h.run(&["roster", "check", bad.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 2);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["problems"].as_array().unwrap().len(), 4);
+    assert_eq!(v["problems"][0]["line"], 2);
+}

@@ -5,11 +5,13 @@
 //! - `context`: MOSAIC_HOME, roster, tenant and host, resolved once.
 //! - `exit`: exit codes (0 ok, 1 failed, 2 usage, 3 unreachable).
 //! - `ps`, `send`, `lifecycle`, `roster_check`, `certs`: the commands.
+//! - `demo`: the self-contained tour.
 //! - `stub`: the stub agent; `launcher`: the hidden session helpers.
 //! - `table`: aligned tables for people.
 
 mod certs;
 mod context;
+mod demo;
 mod exit;
 mod launcher;
 mod lifecycle;
@@ -50,6 +52,8 @@ enum Command {
     /// Mesh CA and certificates.
     #[command(subcommand)]
     Certs(certs::CertsCmd),
+    /// A self-contained tour on this machine (no setup, no root).
+    Demo(demo::DemoArgs),
     /// A stub agent REPL for tests and demos.
     StubAgent(stub::StubArgs),
     #[command(hide = true)]
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         Command::Restart(a) => lifecycle::run(lifecycle::Verb::Restart, a, g),
         Command::Roster(RosterCmd::Check(a)) => roster_check::run(a, g),
         Command::Certs(c) => certs::run(c, &context::Paths::from_env().certs_dir()),
+        Command::Demo(a) => demo::run(a),
         Command::StubAgent(a) => stub::run(a),
         Command::AgentExec(a) => launcher::agent_exec(a),
         Command::HeartbeatWriter(a) => launcher::heartbeat_writer(a),

@@ -97,14 +97,17 @@ pub fn probe(roster: &Roster, cx: &ProbeContext) -> Result<Vec<AgentRecord>, Pro
         std::iter::once(roster.socket.clone()).chain(agents.iter().map(|a| roster.socket_of(a).clone())).collect();
     let units: Vec<String> = agents.iter().map(|a| systemd::agent_unit(a.name.as_str())).collect();
 
+    // systemd and the first socket on their own threads, the rest here: all at once.
     let (listings, unit_states) = std::thread::scope(|s| {
         let sd = s.spawn(|| if cx.systemd { systemd::show(&units) } else { None });
-        let listings: Vec<(TmuxSocket, Result<BTreeMap<String, Pane>, TmuxError>)> =
-            sockets.iter().map(|sock| (sock.clone(), list_sessions(&Tmux::new(sock.clone())))).collect();
+        let others: Vec<_> =
+            sockets.iter().skip(1).map(|sock| s.spawn(|| list_sessions(&Tmux::new(sock.clone())))).collect();
+        let mut listings = vec![list_sessions(&Tmux::new(sockets.first().expect("the roster's socket").clone()))];
+        listings.extend(others.into_iter().map(|t| t.join().expect("tmux probe thread")));
         (listings, sd.join().expect("systemd probe thread"))
     });
-    let mut by_socket: BTreeMap<TmuxSocket, BTreeMap<String, Pane>> = BTreeMap::new();
-    for (sock, listing) in listings {
+    let mut by_socket: BTreeMap<TmuxSocket, Sessions> = BTreeMap::new();
+    for (sock, listing) in sockets.into_iter().zip(listings) {
         by_socket.insert(sock, listing?);
     }
 
@@ -134,7 +137,10 @@ pub fn probe(roster: &Roster, cx: &ProbeContext) -> Result<Vec<AgentRecord>, Pro
     Ok(rows)
 }
 
-fn list_sessions(tmux: &Tmux) -> Result<BTreeMap<String, Pane>, TmuxError> {
+/// The first pane of each session, by session name.
+type Sessions = BTreeMap<String, Pane>;
+
+fn list_sessions(tmux: &Tmux) -> Result<Sessions, TmuxError> {
     match tmux.run(["list-panes", "-a", "-F", PANE_FORMAT], None) {
         Ok(out) => Ok(first_panes(parse_panes(&out))),
         Err(e) if e.is_no_server() => Ok(BTreeMap::new()),

@@ -118,12 +118,3 @@ impl Local {
         if names.is_empty() { "none".into() } else { names.join(", ") }
     }
 }
-
-/// Until a node answers on this host, commands without `--local` stop here.
-pub fn require_node(paths: &Paths) -> CliResult {
-    let sock = paths.mosaic_home.join("fleet/node.sock");
-    Err(exit::unreachable(anyhow!(
-        "no fleet node at {}: start one with `fleet node`, or pass --local to act on this host directly",
-        std::env::var("FLEET_NODE").unwrap_or_else(|_| sock.display().to_string())
-    )))
-}

@@ -1,9 +1,11 @@
 //! `fleet start|stop|restart AGENT|--all`.
 
-use crate::context::{GlobalArgs, Local, Paths, require_node};
+use crate::context::{GlobalArgs, Local};
 use crate::exit::{self, CliResult};
+use crate::node;
 use anyhow::anyhow;
 use fleet_core::roster::AgentSpec;
+use fleet_proto::v1;
 use fleet_tmux::lifecycle::{self, StartEnv};
 
 #[derive(Debug, clap::Args)]
@@ -33,7 +35,7 @@ pub fn run(verb: Verb, args: LifecycleArgs, g: &GlobalArgs) -> CliResult {
     let addr =
         args.target.as_deref().map(str::parse::<fleet_core::address::AgentAddr>).transpose().map_err(exit::usage)?;
     if !args.local {
-        return require_node(&Paths::from_env());
+        return via_node(verb, &args, addr.as_ref());
     }
     let local = Local::load(g)?;
     if let Some(h) = addr.as_ref().and_then(|a| a.host.as_ref())
@@ -99,6 +101,53 @@ pub fn run(verb: Verb, args: LifecycleArgs, g: &GlobalArgs) -> CliResult {
     }
     if args.json {
         println!("{}", serde_json::Value::Array(results));
+    }
+    if failed > 0 { Err(exit::CliError::quiet(exit::Code::Failed)) } else { Ok(()) }
+}
+
+fn via_node(verb: Verb, args: &LifecycleArgs, addr: Option<&fleet_core::address::AgentAddr>) -> CliResult {
+    let req = v1::LifecycleRequest {
+        tenant_id: String::new(),
+        host: addr.and_then(|a| a.host.as_ref()).map(|h| h.to_string()).unwrap_or_default(),
+        agent: addr.map(|a| a.agent.to_string()).unwrap_or_default(),
+        all: args.all,
+    };
+    let rt = node::runtime()?;
+    let results = rt.block_on(async {
+        let mut client = fleet_node::client::fleet(&node::target()).await.map_err(node::unreachable)?;
+        let mut results = Vec::new();
+        if matches!(verb, Verb::Stop | Verb::Restart) {
+            results = client.stop_agent(req.clone()).await.map_err(node::status)?.into_inner().results;
+        }
+        if matches!(verb, Verb::Start | Verb::Restart) {
+            let started = client.start_agent(req).await.map_err(node::status)?.into_inner().results;
+            // For restart, show the start's outcome, or the stop's failure.
+            results.retain(|r| r.outcome == v1::LifecycleOutcome::Failed as i32);
+            results.extend(started);
+        }
+        Ok::<_, exit::CliError>(results)
+    })?;
+    let mut failed = 0;
+    let mut out = Vec::new();
+    for r in &results {
+        let outcome = v1::LifecycleOutcome::try_from(r.outcome)
+            .map(|o| o.as_str_name().trim_start_matches("LIFECYCLE_OUTCOME_").to_ascii_lowercase())
+            .unwrap_or_else(|_| "unknown".into());
+        if outcome == "failed" {
+            failed += 1;
+        }
+        if args.json {
+            out.push(serde_json::json!({
+                "tenant_id": r.tenant_id, "host": r.host, "agent": r.agent, "outcome": outcome, "detail": r.detail,
+            }));
+        } else if r.detail.is_empty() {
+            println!("{}@{}: {outcome}", r.agent, r.host);
+        } else {
+            eprintln!("{}@{}: {outcome}: {}", r.agent, r.host, r.detail);
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::Value::Array(out));
     }
     if failed > 0 { Err(exit::CliError::quiet(exit::Code::Failed)) } else { Ok(()) }
 }

@@ -1,10 +1,11 @@
 //! `fleet`: the command line of fleet mesh. Thin: it parses arguments, then
 //! calls the local plane (`fleet-tmux`), the identity crate (`fleet-tls`) or,
-//! later, the node.
+//! the node.
 //!
 //! - `context`: MOSAIC_HOME, roster, tenant and host, resolved once.
 //! - `exit`: exit codes (0 ok, 1 failed, 2 usage, 3 unreachable).
-//! - `ps`, `send`, `lifecycle`, `roster_check`, `certs`: the commands.
+//! - `ps`, `send`, `lifecycle`, `roster_check`, `certs`, `watch_cmd`: the commands.
+//! - `node`: `fleet node`, and reaching a node (local socket or FLEET_NODE).
 //! - `demo`: the self-contained tour.
 //! - `stub`: the stub agent; `launcher`: the hidden session helpers.
 //! - `table`: aligned tables for people.
@@ -15,11 +16,13 @@ mod demo;
 mod exit;
 mod launcher;
 mod lifecycle;
+mod node;
 mod ps;
 mod roster_check;
 mod send;
 mod stub;
 mod table;
+mod watch_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -36,10 +39,16 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the peer node in the foreground.
+    Node(node::NodeArgs),
     /// List agents: one row per agent, with pane, systemd and heartbeat state.
     Ps(ps::PsArgs),
     /// Deliver a message into an agent's pane.
     Send(send::SendArgs),
+    /// Follow heartbeat and health events across the mesh (until Ctrl-C).
+    Heartbeats(watch_cmd::HeartbeatsArgs),
+    /// The membership view: peers, their state and how they were found.
+    Peers(watch_cmd::PeersArgs),
     /// Start a roster agent's session (idempotent).
     Start(lifecycle::LifecycleArgs),
     /// Stop a roster agent's session (idempotent).
@@ -72,7 +81,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let g = &cli.global;
     let result = match cli.command {
+        Command::Node(a) => node::run(a),
         Command::Ps(a) => ps::run(a, g),
+        Command::Heartbeats(a) => watch_cmd::heartbeats(a),
+        Command::Peers(a) => watch_cmd::peers(a),
         Command::Send(a) => send::run(a, g),
         Command::Start(a) => lifecycle::run(lifecycle::Verb::Start, a, g),
         Command::Stop(a) => lifecycle::run(lifecycle::Verb::Stop, a, g),

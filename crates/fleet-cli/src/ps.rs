@@ -1,14 +1,16 @@
-//! `fleet ps`: one row per agent.
+//! `fleet ps`: one row per agent, then one row per host (through the node).
 
-use crate::context::{GlobalArgs, Local, Paths, require_node};
+use crate::context::{GlobalArgs, Local};
 use crate::exit::{self, CliResult};
-use crate::table;
-use fleet_core::record::AgentRecord;
+use crate::{node, table};
+use fleet_core::record::{AgentRecord, HostState, HostStatus};
+use fleet_proto::v1;
 use fleet_tmux::probe::{ProbeContext, probe};
+use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
 pub struct PsArgs {
-    /// Print a JSON array of agent objects (docs/protocol.md).
+    /// Print a JSON array of agent and host objects (docs/protocol.md).
     #[arg(long)]
     pub json: bool,
     /// Read this host directly, without a node.
@@ -17,12 +19,23 @@ pub struct PsArgs {
     /// Only these hosts (repeatable).
     #[arg(long = "host", value_name = "HOST")]
     pub hosts: Vec<String>,
+    /// Redraw every second until Ctrl-C.
+    #[arg(long, conflicts_with = "json")]
+    pub watch: bool,
+    /// How long the mesh listing waits for slow hosts, in milliseconds [default: the node's, 2000].
+    #[arg(long, value_name = "MS")]
+    pub deadline: Option<u32>,
 }
 
-pub fn run(args: PsArgs, g: &GlobalArgs) -> CliResult {
-    if !args.local {
-        return require_node(&Paths::from_env());
-    }
+/// One object of `fleet ps --json`: `"record": "agent"` or `"record": "host"`.
+#[derive(serde::Serialize)]
+#[serde(tag = "record", rename_all = "snake_case")]
+enum Row<'a> {
+    Agent(&'a AgentRecord),
+    Host(&'a HostStatus),
+}
+
+fn local_rows(g: &GlobalArgs, hosts: &[String]) -> CliResult<(Vec<AgentRecord>, Vec<HostStatus>)> {
     let local = Local::load(g)?;
     let cx = ProbeContext {
         tenant_id: local.tenant_id.clone(),
@@ -33,15 +46,56 @@ pub fn run(args: PsArgs, g: &GlobalArgs) -> CliResult {
         systemd: true,
     };
     let mut rows = probe(&local.roster, &cx).map_err(exit::failed)?;
-    if !args.hosts.is_empty() {
-        rows.retain(|r| args.hosts.iter().any(|h| h.eq_ignore_ascii_case(&r.host)));
+    if !hosts.is_empty() {
+        rows.retain(|r| hosts.iter().any(|h| h.eq_ignore_ascii_case(&r.host)));
     }
+    Ok((rows, Vec::new()))
+}
+
+async fn mesh_rows(args: &PsArgs) -> CliResult<(Vec<AgentRecord>, Vec<HostStatus>)> {
+    let mut client = fleet_node::client::fleet(&node::target()).await.map_err(node::unreachable)?;
+    let req = v1::ListAgentsRequest {
+        scope: v1::Scope::Mesh as i32,
+        hosts: args.hosts.clone(),
+        deadline_ms: args.deadline.unwrap_or(0),
+    };
+    let resp = client.list_agents(req).await.map_err(node::status)?.into_inner();
+    Ok((
+        resp.agents.into_iter().map(AgentRecord::from).collect(),
+        resp.hosts.into_iter().map(HostStatus::from).collect(),
+    ))
+}
+
+pub fn run(args: PsArgs, g: &GlobalArgs) -> CliResult {
+    let rt = node::runtime()?;
+    let fetch = || if args.local { local_rows(g, &args.hosts) } else { rt.block_on(mesh_rows(&args)) };
+    if args.watch {
+        loop {
+            let (agents, hosts) = fetch()?;
+            // Clear the screen and home the cursor, then draw.
+            print!("\x1b[H\x1b[2J{}", render_all(&agents, &hosts));
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+    let (agents, hosts) = fetch()?;
     if args.json {
+        let rows: Vec<Row> = agents.iter().map(Row::Agent).chain(hosts.iter().map(Row::Host)).collect();
         println!("{}", serde_json::to_string_pretty(&rows).map_err(exit::failed)?);
     } else {
-        print!("{}", render(&rows));
+        print!("{}", render_all(&agents, &hosts));
     }
     Ok(())
+}
+
+fn render_all(agents: &[AgentRecord], hosts: &[HostStatus]) -> String {
+    let mut out = render(agents);
+    if !hosts.is_empty() {
+        out.push('\n');
+        out.push_str(&render_hosts(hosts));
+    }
+    out
 }
 
 pub const HEADERS: &[&str] =
@@ -88,7 +142,32 @@ pub fn render(rows: &[AgentRecord]) -> String {
         })
         .collect();
     if cells.is_empty() {
-        return "no agents: the roster names none for this host and no session runs on its socket\n".into();
+        return "no agents\n".into();
     }
     table::render(HEADERS, &cells)
+}
+
+/// The table of host rows.
+pub fn render_hosts(hosts: &[HostStatus]) -> String {
+    let cells: Vec<Vec<String>> = hosts
+        .iter()
+        .map(|h| {
+            let state = match h.state {
+                HostState::Ok => "ok",
+                HostState::Unreachable => "unreachable",
+                HostState::Timeout => "timeout",
+                HostState::Error => "error",
+            };
+            let detail = h.roster_problem.clone().or_else(|| h.detail.clone()).unwrap_or_default();
+            vec![
+                h.host.clone(),
+                h.tenant_id.clone(),
+                state.to_string(),
+                format!("{} ms", h.latency_ms),
+                h.agent_count.to_string(),
+                detail,
+            ]
+        })
+        .collect();
+    table::render(&["HOST", "TENANT", "STATE", "LATENCY", "AGENTS", "DETAIL"], &cells)
 }

@@ -1,11 +1,13 @@
 //! `fleet send AGENT[@HOST]`: deliver a message into an agent's pane.
 
-use crate::context::{GlobalArgs, Local, Paths, require_node};
+use crate::context::{GlobalArgs, Local};
 use crate::exit::{self, CliResult};
+use crate::node;
 use anyhow::anyhow;
 use fleet_core::address::AgentAddr;
 use fleet_core::message::preamble;
 use fleet_core::roster::TmuxSocket;
+use fleet_proto::v1;
 use fleet_tmux::send::{SendError, SendOptions, send};
 use fleet_tmux::tmux::Tmux;
 use std::io::{IsTerminal, Read};
@@ -59,7 +61,7 @@ fn read_text(args: &SendArgs) -> CliResult<String> {
 pub fn run(args: SendArgs, g: &GlobalArgs) -> CliResult {
     let addr: AgentAddr = args.target.parse().map_err(exit::usage)?;
     if !args.local {
-        return require_node(&Paths::from_env());
+        return via_node(&args, &addr);
     }
     let local = Local::load(g)?;
     if let Some(h) = &addr.host
@@ -71,11 +73,7 @@ pub fn run(args: SendArgs, g: &GlobalArgs) -> CliResult {
         )));
     }
     let text = read_text(&args)?;
-    let from = args
-        .from
-        .clone()
-        .or_else(|| std::env::var("MOSAIC_AGENT_NAME").ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(crate::context::user_name);
+    let from = from_label(&args);
     let name = addr.agent.as_str();
     let socket: TmuxSocket = match local.roster.agent(name) {
         Some(a) => local.roster.socket_of(a).clone(),
@@ -114,4 +112,64 @@ pub fn run(args: SendArgs, g: &GlobalArgs) -> CliResult {
         println!("{outcome}: {name}@{} ({}, {} ms)", local.host, delivery.detail, delivery.elapsed.as_millis());
     }
     if delivery.outcome.is_success() { Ok(()) } else { Err(exit::CliError::quiet(exit::Code::Failed)) }
+}
+
+/// A key that makes a retried send deliver once (the target node remembers it).
+fn idempotency_key() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{:x}-{:x}", nanos, std::process::id())
+}
+
+fn from_label(args: &SendArgs) -> String {
+    args.from
+        .clone()
+        .or_else(|| std::env::var("MOSAIC_AGENT_NAME").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(crate::context::user_name)
+}
+
+fn via_node(args: &SendArgs, addr: &AgentAddr) -> CliResult {
+    let text = read_text(args)?;
+    fleet_core::message::prepare_text(&text).map_err(exit::usage)?;
+    let req = v1::SendRequest {
+        tenant_id: String::new(),
+        host: addr.host.as_ref().map(|h| h.to_string()).unwrap_or_default(),
+        agent: addr.agent.to_string(),
+        text,
+        source_host: String::new(),
+        source_label: from_label(args),
+        verify: args.verify,
+        verify_timeout_ms: args.verify_timeout.min(u64::from(u32::MAX)) as u32,
+        idempotency_key: idempotency_key(),
+    };
+    let rt = node::runtime()?;
+    let receipt = rt.block_on(async {
+        let mut client = fleet_node::client::fleet(&node::target()).await.map_err(node::unreachable)?;
+        // One retry with the same key if the call was cut: the target delivers once.
+        match client.send_message(req.clone()).await {
+            Err(s) if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                client.send_message(req).await.map_err(node::status)
+            }
+            r => r.map_err(node::status),
+        }
+    })?;
+    let receipt = receipt.into_inner();
+    let outcome = v1::DeliveryOutcome::try_from(receipt.outcome).unwrap_or(v1::DeliveryOutcome::Unspecified);
+    let name = outcome.as_str_name().trim_start_matches("DELIVERY_OUTCOME_").to_ascii_lowercase();
+    if args.json {
+        let v = serde_json::json!({
+            "tenant_id": receipt.tenant_id, "host": receipt.host, "agent": receipt.agent,
+            "outcome": name, "detail": receipt.detail, "elapsed_ms": receipt.elapsed_ms,
+            "idempotency_key": receipt.idempotency_key, "duplicate": receipt.duplicate,
+        });
+        println!("{v}");
+    } else if outcome == v1::DeliveryOutcome::NotFound {
+        eprintln!("fleet: {}", receipt.detail);
+    } else {
+        println!("{name}: {}@{} ({}, {} ms)", receipt.agent, receipt.host, receipt.detail, receipt.elapsed_ms);
+    }
+    match outcome {
+        v1::DeliveryOutcome::Delivered | v1::DeliveryOutcome::Accepted => Ok(()),
+        _ => Err(exit::CliError::quiet(exit::Code::Failed)),
+    }
 }

@@ -168,19 +168,22 @@ pub fn assess(text: Option<&str>, now_unix: i64, interval_secs: u64) -> HealthRe
     };
     match Heartbeat::parse(text) {
         Err(e) => HealthReport::unknown(e.to_string(), interval_secs),
-        Ok(hb) => {
-            let age = now_unix - hb.ts.unix;
-            let limit = 3 * interval_secs as i64;
-            HealthReport {
-                health: if age <= limit { Health::Healthy } else { Health::Stale },
-                age_seconds: Some(age),
-                ts: Some(hb.ts.to_rfc3339()),
-                pid: Some(hb.pid),
-                status: Some(hb.status),
-                reason: None,
-                interval_seconds: interval_secs,
-            }
-        }
+        Ok(hb) => assess_parsed(hb.ts, hb.pid, hb.status, now_unix, interval_secs),
+    }
+}
+
+/// Judge a parsed heartbeat at `now` (Unix seconds): the 3x rule.
+pub fn assess_parsed(ts: Timestamp, pid: u32, status: BeatStatus, now_unix: i64, interval_secs: u64) -> HealthReport {
+    let age = now_unix - ts.unix;
+    let limit = 3 * interval_secs as i64;
+    HealthReport {
+        health: if age <= limit { Health::Healthy } else { Health::Stale },
+        age_seconds: Some(age),
+        ts: Some(ts.to_rfc3339()),
+        pid: Some(pid),
+        status: Some(status),
+        reason: None,
+        interval_seconds: interval_secs,
     }
 }
 

@@ -8,10 +8,12 @@
 //! - [`heartbeat`]: protocol v1 files, timestamps, the 3x health rule, paths.
 //! - [`runtime`]: which processes a runtime's pane may show (drift).
 //! - [`record`]: the `fleet ps` rows for agents and hosts.
+//! - [`event`]: heartbeat-stream events derived from successive host views.
 //! - [`message`]: agent-send text validation and the preamble.
 //! - [`verify`]: the accepted / draft / unverifiable decision from pane captures.
 
 pub mod address;
+pub mod event;
 pub mod heartbeat;
 pub mod message;
 pub mod names;

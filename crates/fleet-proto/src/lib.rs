@@ -4,7 +4,9 @@
 //!
 //! - [`v1`]: the generated messages, clients and servers.
 //! - [`FILE_DESCRIPTOR_SET`]: the encoded descriptors, for server reflection.
-//! - `convert`: `From` impls between `fleet_core` records and wire messages.
+//! - [`convert`]: `From`/`TryFrom` impls between `fleet_core` records, health
+//!   reports, host statuses and events and their wire messages, with
+//!   [`convert::ConvertError`] for wire events that lack a kind or payload.
 
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod v1 {
@@ -14,4 +16,4 @@ pub mod v1 {
 /// The encoded `FileDescriptorSet` of fleet.v1, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/fleet_descriptor.bin"));
 
-mod convert;
+pub mod convert;

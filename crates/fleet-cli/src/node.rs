@@ -1,0 +1,80 @@
+//! Talking to the node: `fleet node` itself, and the client side of `ps`,
+//! `send`, `start`/`stop`, `heartbeats` and `peers` when `--local` is not given.
+
+use crate::context::Paths;
+use crate::exit::{self, CliError, Code};
+use anyhow::anyhow;
+use fleet_node::client::{self, Target};
+use fleet_node::config::NodeConfig;
+use std::path::PathBuf;
+
+#[derive(Debug, clap::Args)]
+pub struct NodeArgs {
+    /// The node config [default: $MOSAIC_HOME/fleet/node.yaml, if present].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// A runtime for the CLI's own calls (small: the CLI makes a handful).
+pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(exit::failed)
+}
+
+/// Where the node is: `FLEET_NODE=https://host:port` (with the operator
+/// certificate in the certs dir), else the local socket.
+pub fn target() -> Target {
+    let paths = Paths::from_env();
+    let certs_dir = std::env::var_os("FLEET_CERTS_DIR").map(PathBuf::from).unwrap_or_else(|| paths.certs_dir());
+    match std::env::var("FLEET_NODE").ok().filter(|s| !s.is_empty()) {
+        Some(url) => Target::Remote { url, certs_dir },
+        None => Target::Socket(
+            std::env::var_os("FLEET_SOCKET")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| paths.mosaic_home.join("fleet/node.sock")),
+        ),
+    }
+}
+
+/// Map a client error to exit 3 (or 2 for a bad FLEET_NODE).
+pub fn unreachable(e: client::ClientError) -> CliError {
+    match e {
+        client::ClientError::BadUrl(_) | client::ClientError::Credentials { .. } => exit::usage(e),
+        client::ClientError::NoNode(_) => exit::unreachable(e),
+    }
+}
+
+/// Map a gRPC status to an exit code, keeping the node's message.
+pub fn status(s: tonic::Status) -> CliError {
+    let code = match s.code() {
+        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => Code::Unreachable,
+        tonic::Code::InvalidArgument => Code::Usage,
+        _ => Code::Failed,
+    };
+    let what = match s.code() {
+        tonic::Code::PermissionDenied => "permission denied: ",
+        tonic::Code::Unauthenticated => "not authenticated: ",
+        _ => "",
+    };
+    CliError::new(code, anyhow!("{what}{}", s.message()))
+}
+
+pub fn run(args: NodeArgs) -> Result<(), CliError> {
+    let env = |k: &str| std::env::var(k).ok();
+    let cfg = NodeConfig::load(args.config.as_deref(), &env).map_err(exit::usage)?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+    let exe = std::env::current_exe().map_err(exit::failed)?;
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(exit::failed)?;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    rt.block_on(fleet_node::server::run(cfg, exe, cancel)).map_err(|e| match e {
+        fleet_node::server::NodeError::Config(m) => exit::usage(anyhow!(m)),
+        fleet_node::server::NodeError::Serve(m) => exit::failed(anyhow!(m)),
+    })
+}

@@ -1,0 +1,349 @@
+//! Node configuration: `$MOSAIC_HOME/fleet/node.yaml` (every key optional),
+//! then `FLEET_*` environment overrides, validated in one place before any
+//! socket is bound. Errors name the file, line and key, or the variable.
+
+use fleet_core::heartbeat::HeartbeatEnv;
+use fleet_core::names::DnsLabel;
+use fleet_core::yaml::{self, Node, Value};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Timings, all settable (node.yaml `timings:` or `FLEET_*_MS`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Timings {
+    /// How often tmux is probed for session changes.
+    pub probe_interval: Duration,
+    /// How often health is re-judged as time passes (no I/O).
+    pub sweep_interval: Duration,
+    /// The default deadline of a MESH listing.
+    pub fanout_deadline: Duration,
+    /// How long in-flight calls may finish after SIGINT/SIGTERM.
+    pub shutdown_grace: Duration,
+    /// How long a send's idempotency key is remembered.
+    pub idempotency_ttl: Duration,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            probe_interval: Duration::from_millis(2000),
+            sweep_interval: Duration::from_millis(1000),
+            fanout_deadline: Duration::from_millis(2000),
+            shutdown_grace: Duration::from_millis(5000),
+            idempotency_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The validated configuration of a node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// `None`: the tenant in this node's certificate, else the user name.
+    pub tenant_id: Option<DnsLabel>,
+    /// `None`: the host in this node's certificate, else the short hostname.
+    pub host: Option<DnsLabel>,
+    pub listen: SocketAddr,
+    pub certs_dir: PathBuf,
+    /// Static peers: `host:port` or `ip:port` of other nodes' network doors.
+    pub peers: Vec<String>,
+    pub mdns: bool,
+    pub roster: PathBuf,
+    /// The local door.
+    pub socket: PathBuf,
+    pub audit_log: PathBuf,
+    pub run_dir: PathBuf,
+    pub heartbeat_interval_secs: u64,
+    pub mosaic_home: PathBuf,
+    pub timings: Timings,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{col}: {key}: {message}")]
+    File { path: String, line: usize, col: usize, key: String, message: String },
+    #[error("{var}={value:?}: {message}")]
+    Env { var: &'static str, value: String, message: String },
+}
+
+/// The keys of node.yaml and the variables that override them, declared once.
+pub const KEYS: &[(&str, &str)] = &[
+    ("tenant_id", "FLEET_TENANT_ID"),
+    ("host", "FLEET_HOST"),
+    ("listen", "FLEET_LISTEN"),
+    ("certs_dir", "FLEET_CERTS_DIR"),
+    ("peers", "FLEET_PEERS"),
+    ("mdns", "FLEET_MDNS"),
+    ("roster", "FLEET_ROSTER"),
+    ("socket", "FLEET_SOCKET"),
+    ("audit_log", "FLEET_AUDIT_LOG"),
+    ("timings.probe_interval_ms", "FLEET_PROBE_INTERVAL_MS"),
+    ("timings.sweep_interval_ms", "FLEET_SWEEP_INTERVAL_MS"),
+    ("timings.fanout_deadline_ms", "FLEET_FANOUT_DEADLINE_MS"),
+    ("timings.shutdown_grace_ms", "FLEET_SHUTDOWN_GRACE_MS"),
+    ("timings.idempotency_ttl_s", "FLEET_IDEMPOTENCY_TTL_S"),
+];
+
+/// Raw values by key (`timings.x` for nested ones), with where each came from.
+struct Raw {
+    values: Vec<(String, RawValue, Origin)>,
+}
+
+#[derive(Clone)]
+enum RawValue {
+    Text(String),
+    List(Vec<String>),
+}
+
+#[derive(Clone)]
+enum Origin {
+    File { path: String, line: usize, col: usize },
+    Env(&'static str),
+}
+
+impl Origin {
+    fn error(&self, key: &str, value: &str, message: impl Into<String>) -> ConfigError {
+        match self {
+            Origin::File { path, line, col } => ConfigError::File {
+                path: path.clone(),
+                line: *line,
+                col: *col,
+                key: key.into(),
+                message: message.into(),
+            },
+            Origin::Env(var) => ConfigError::Env { var, value: value.into(), message: message.into() },
+        }
+    }
+}
+
+fn snake(key: &str) -> String {
+    key.chars().fold(String::new(), |mut s, c| {
+        if c.is_ascii_uppercase() {
+            s.push('_');
+            s.push(c.to_ascii_lowercase());
+        } else {
+            s.push(c);
+        }
+        s
+    })
+}
+
+fn read_file(path: &Path, text: &str) -> Result<Raw, ConfigError> {
+    let shown = path.display().to_string();
+    let err = |line: usize, col: usize, key: &str, message: String| ConfigError::File {
+        path: shown.clone(),
+        line,
+        col,
+        key: key.into(),
+        message,
+    };
+    let root = yaml::parse(text).map_err(|e| err(e.pos.line, e.pos.col, "", format!("YAML syntax: {}", e.message)))?;
+    let mut raw = Raw { values: Vec::new() };
+    if root.is_null() {
+        return Ok(raw);
+    }
+    let walk = |prefix: &str, node: &Node| -> Result<Vec<(String, Node, Node)>, ConfigError> {
+        let Value::Map(entries) = &node.value else {
+            return Err(err(node.pos.line, node.pos.col, prefix, format!("expected a map, found {}", node.kind())));
+        };
+        Ok(entries
+            .iter()
+            .map(|(k, v)| {
+                let name = snake(k.as_str().unwrap_or(""));
+                (if prefix.is_empty() { name } else { format!("{prefix}.{name}") }, k.clone(), v.clone())
+            })
+            .collect())
+    };
+    let mut entries = walk("", &root)?;
+    if let Some(i) = entries.iter().position(|(k, _, _)| k == "timings") {
+        let (_, _, v) = entries.remove(i);
+        entries.extend(walk("timings", &v)?);
+    }
+    for (key, k, v) in entries {
+        if !KEYS.iter().any(|(name, _)| *name == key) {
+            let known: Vec<&str> = KEYS.iter().map(|(n, _)| *n).collect();
+            return Err(err(
+                k.pos.line,
+                k.pos.col,
+                &key,
+                format!("unknown key; expected one of: {}", known.join(", ")),
+            ));
+        }
+        let origin = Origin::File { path: shown.clone(), line: v.pos.line, col: v.pos.col };
+        let value = match &v.value {
+            Value::Scalar { text, .. } => RawValue::Text(text.clone()),
+            Value::Seq(items) => RawValue::List(items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect()),
+            Value::Map(_) => return Err(err(v.pos.line, v.pos.col, &key, "expected a value, found a map".into())),
+        };
+        if v.is_null() {
+            continue;
+        }
+        raw.values.push((key, value, origin));
+    }
+    Ok(raw)
+}
+
+impl NodeConfig {
+    /// Load `file` (default `$MOSAIC_HOME/fleet/node.yaml`, which may be
+    /// absent), apply `FLEET_*` from `env`, validate.
+    pub fn load(file: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<NodeConfig, ConfigError> {
+        let hb = HeartbeatEnv::from_lookup(env);
+        let mosaic_home = hb.mosaic_home();
+        let default_file = mosaic_home.join("fleet/node.yaml");
+        let (path, required) = match file {
+            Some(p) => (p.to_path_buf(), true),
+            None => (default_file, false),
+        };
+        let mut raw = match std::fs::read_to_string(&path) {
+            Ok(text) => read_file(&path, &text)?,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Raw { values: Vec::new() },
+            Err(source) => return Err(ConfigError::Read { path: path.display().to_string(), source }),
+        };
+        for (key, var) in KEYS {
+            if let Some(v) = env(var).filter(|v| !v.is_empty()) {
+                raw.values.retain(|(k, _, _)| k != key);
+                let value = if *key == "peers" {
+                    RawValue::List(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+                } else {
+                    RawValue::Text(v)
+                };
+                raw.values.push((key.to_string(), value, Origin::Env(var)));
+            }
+        }
+
+        let interval = hb.interval_secs().map_err(|m| ConfigError::Env {
+            var: "MOSAIC_HEARTBEAT_INTERVAL",
+            value: env("MOSAIC_HEARTBEAT_INTERVAL").unwrap_or_default(),
+            message: m,
+        })?;
+        let fleet = mosaic_home.join("fleet");
+        let mut cfg = NodeConfig {
+            tenant_id: None,
+            host: None,
+            listen: "0.0.0.0:7420".parse().expect("default listen address"),
+            certs_dir: fleet.join("certs"),
+            peers: Vec::new(),
+            mdns: true,
+            roster: fleet.join("roster.yaml"),
+            socket: fleet.join("node.sock"),
+            audit_log: fleet.join("audit.log"),
+            run_dir: hb.run_dir(),
+            heartbeat_interval_secs: interval,
+            mosaic_home,
+            timings: Timings::default(),
+        };
+        for (key, value, origin) in raw.values {
+            let text = match &value {
+                RawValue::Text(t) => t.clone(),
+                RawValue::List(l) => l.join(","),
+            };
+            let bad = |m: &str| origin.error(&key, &text, m.to_string());
+            let ms = |t: &str| -> Result<Duration, ConfigError> {
+                match t.trim().parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(Duration::from_millis(n)),
+                    _ => Err(bad("expected a positive whole number")),
+                }
+            };
+            match key.as_str() {
+                "tenant_id" => {
+                    cfg.tenant_id = Some(DnsLabel::parse_as("tenant id", &text).map_err(|e| bad(&e.to_string()))?)
+                }
+                "host" => cfg.host = Some(DnsLabel::parse_as("host name", &text).map_err(|e| bad(&e.to_string()))?),
+                "listen" => {
+                    cfg.listen = text.parse().map_err(|_| bad("expected IP:PORT, e.g. 0.0.0.0:7420 or [::]:7420"))?
+                }
+                "certs_dir" => cfg.certs_dir = PathBuf::from(text),
+                "peers" => {
+                    cfg.peers = match value {
+                        RawValue::List(l) => l,
+                        RawValue::Text(t) => vec![t],
+                    };
+                    for p in &cfg.peers {
+                        let ok =
+                            p.rsplit_once(':').is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok());
+                        if !ok {
+                            return Err(origin.error(&key, p, "expected HOST:PORT or IP:PORT"));
+                        }
+                    }
+                }
+                "mdns" => {
+                    cfg.mdns = match text.as_str() {
+                        "true" | "1" | "yes" | "on" => true,
+                        "false" | "0" | "no" | "off" => false,
+                        _ => return Err(bad("expected true or false")),
+                    }
+                }
+                "roster" => cfg.roster = PathBuf::from(text),
+                "socket" => cfg.socket = PathBuf::from(text),
+                "audit_log" => cfg.audit_log = PathBuf::from(text),
+                "timings.probe_interval_ms" => cfg.timings.probe_interval = ms(&text)?,
+                "timings.sweep_interval_ms" => cfg.timings.sweep_interval = ms(&text)?,
+                "timings.fanout_deadline_ms" => cfg.timings.fanout_deadline = ms(&text)?,
+                "timings.shutdown_grace_ms" => cfg.timings.shutdown_grace = ms(&text)?,
+                "timings.idempotency_ttl_s" => cfg.timings.idempotency_ttl = ms(&text)? * 1000,
+                _ => unreachable!("keys are checked against KEYS"),
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(yaml: Option<&str>, env: &[(&str, &str)]) -> Result<NodeConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("node.yaml");
+        if let Some(y) = yaml {
+            std::fs::write(&file, y).unwrap();
+        }
+        let mut vars: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        vars.push(("MOSAIC_HOME".into(), dir.path().display().to_string()));
+        let lookup = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        NodeConfig::load(yaml.map(|_| file.as_path()), &lookup)
+    }
+
+    #[test]
+    fn defaults_without_a_file() {
+        let c = load(None, &[]).unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:7420");
+        assert!(c.mdns);
+        assert!(c.socket.ends_with("fleet/node.sock"));
+        assert_eq!(c.timings, Timings::default());
+    }
+
+    #[test]
+    fn file_then_env_overrides() {
+        let c = load(
+            Some("tenantId: acme\nhost: w-jarvis\nlisten: 127.0.0.1:0\npeers: [a:1, 10.0.0.2:7420]\nmdns: false\ntimings: { fanoutDeadlineMs: 300 }\n"),
+            &[("FLEET_HOST", "dragon-lin"), ("FLEET_PEERS", "x:2, y:3")],
+        )
+        .unwrap();
+        assert_eq!(c.tenant_id.unwrap().as_str(), "acme");
+        assert_eq!(c.host.unwrap().as_str(), "dragon-lin");
+        assert_eq!(c.peers, ["x:2", "y:3"]);
+        assert!(!c.mdns);
+        assert_eq!(c.timings.fanout_deadline, Duration::from_millis(300));
+    }
+
+    #[test]
+    fn errors_name_the_key_and_place() {
+        let e = load(Some("listen: nowhere\n"), &[]).unwrap_err().to_string();
+        assert!(e.ends_with("node.yaml:1:9: listen: expected IP:PORT, e.g. 0.0.0.0:7420 or [::]:7420"), "{e}");
+        let e = load(Some("colour: red\n"), &[]).unwrap_err().to_string();
+        assert!(e.contains("node.yaml:1:1: colour: unknown key"), "{e}");
+        let e = load(Some("timings: { probe_interval_ms: 0 }\n"), &[]).unwrap_err().to_string();
+        assert!(e.contains("timings.probe_interval_ms: expected a positive whole number"), "{e}");
+        let e = load(None, &[("FLEET_TENANT_ID", "a_b")]).unwrap_err().to_string();
+        assert!(e.starts_with("FLEET_TENANT_ID=\"a_b\": tenant id"), "{e}");
+        let e = load(Some("peers: [nope]\n"), &[]).unwrap_err().to_string();
+        assert!(e.contains("peers: expected HOST:PORT"), "{e}");
+    }
+}

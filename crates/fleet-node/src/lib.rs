@@ -1,0 +1,17 @@
+//! The fleet mesh peer node.
+//!
+//! - [`config`]: node.yaml and `FLEET_*` overrides, validated before binding.
+//! - [`live`]: the live view of this host (inotify, sweep, re-probe) and its events.
+//! - [`peers`]: the peer list, mTLS channels, the MESH fan-out, per-peer heartbeat feeds.
+//! - [`service`]: the `Fleet` and `Mesh` gRPC services and per-call authorization.
+//! - [`idem`]: idempotency keys of sends.
+//! - [`server`]: both doors (mTLS TCP, uid-checked Unix socket), health, reflection, shutdown.
+//! - [`client`]: how the CLI reaches a node.
+
+pub mod client;
+pub mod config;
+pub mod idem;
+pub mod live;
+pub mod peers;
+pub mod server;
+pub mod service;

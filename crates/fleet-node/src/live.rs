@@ -1,0 +1,267 @@
+//! The live view of this host: the current agent rows, kept fresh by
+//! - inotify on the heartbeat run dir (a rewritten `.hb` becomes a `beat` at once),
+//! - a sweep that re-judges health as time passes (healthy turns stale with no write),
+//! - a tmux re-probe on an interval and on demand (after a send, start or stop),
+//! - inotify on the roster's directory: the roster is reloaded when it changes; a
+//!   broken roster keeps the last good one and is reported in the view.
+//!
+//! The view is published through a `watch` channel (readers never wait on a
+//! probe) and every change as an [`Event`] on a broadcast channel.
+
+use crate::config::Timings;
+use fleet_core::event::{self, Event, EventKind};
+use fleet_core::heartbeat::{self, HealthReport};
+use fleet_core::names::DnsLabel;
+use fleet_core::record::AgentRecord;
+use fleet_core::roster::Roster;
+use fleet_tmux::probe::{ProbeContext, probe};
+use notify::{RecursiveMode, Watcher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::{Notify, broadcast, mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// Capacity of the event channel; a subscriber further behind gets `lagged`.
+pub const EVENT_CAPACITY: usize = 1024;
+
+/// What the node knows of its host right now.
+#[derive(Clone, Debug, Default)]
+pub struct HostView {
+    pub agents: Vec<AgentRecord>,
+    /// Why the roster on disk is not the one in use (the last good one is).
+    pub roster_problem: Option<String>,
+    pub roster: Option<Arc<Roster>>,
+    /// Why the last tmux probe failed, if it did.
+    pub probe_error: Option<String>,
+}
+
+/// Handle on the live view.
+#[derive(Clone)]
+pub struct Live {
+    pub view: watch::Receiver<Arc<HostView>>,
+    pub events: broadcast::Sender<Event>,
+    poke: Arc<Notify>,
+}
+
+impl Live {
+    /// Ask for a tmux re-probe now (after a change this node made).
+    pub fn poke(&self) {
+        self.poke.notify_one();
+    }
+
+    pub fn current(&self) -> Arc<HostView> {
+        self.view.borrow().clone()
+    }
+}
+
+/// Where and who this host is, for the probe.
+#[derive(Clone, Debug)]
+pub struct LiveConfig {
+    pub tenant_id: String,
+    pub host: DnsLabel,
+    pub roster: PathBuf,
+    pub run_dir: PathBuf,
+    pub interval_secs: u64,
+    pub timings: Timings,
+    pub systemd: bool,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// A file system change the loop cares about.
+enum FsChange {
+    Heartbeat(String),
+    Roster,
+}
+
+/// Start the live view; it runs until `cancel`.
+pub async fn start(cfg: LiveConfig, cancel: CancellationToken, tracker: &tokio_util::task::TaskTracker) -> Live {
+    let (events, _) = broadcast::channel(EVENT_CAPACITY);
+    let (tx, view) = watch::channel(Arc::new(HostView::default()));
+    let poke = Arc::new(Notify::new());
+    let live = Live { view, events: events.clone(), poke: poke.clone() };
+
+    let mut state = State { cfg, view: HostView::default(), tx, events };
+    state.reload_roster();
+    state.reprobe().await;
+
+    let (fs_tx, fs_rx) = mpsc::channel(256);
+    let watcher = watch_files(&state.cfg, fs_tx);
+    tracker.spawn(async move {
+        // The watcher lives as long as the loop.
+        let _watcher = watcher;
+        state.run(fs_rx, poke, cancel).await;
+    });
+    live
+}
+
+fn watch_files(cfg: &LiveConfig, tx: mpsc::Sender<FsChange>) -> Option<notify::RecommendedWatcher> {
+    let roster_name = cfg.roster.file_name().map(|n| n.to_os_string());
+    let roster_dir = cfg.roster.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let run_dir = cfg.run_dir.clone();
+    let handler = move |res: notify::Result<notify::Event>| {
+        let Ok(ev) = res else { return };
+        if matches!(ev.kind, notify::EventKind::Access(_)) {
+            return;
+        }
+        for path in ev.paths {
+            let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { continue };
+            if Some(name.to_os_string()) == roster_name && dir == roster_dir {
+                let _ = tx.try_send(FsChange::Roster);
+            } else if dir == run_dir
+                && let Some(agent) = name.to_str().and_then(|n| n.strip_suffix(".hb"))
+                && !agent.starts_with('.')
+            {
+                let _ = tx.try_send(FsChange::Heartbeat(agent.to_string()));
+            }
+        }
+    };
+    if let Err(e) = std::fs::create_dir_all(&cfg.run_dir) {
+        tracing::warn!(dir = %cfg.run_dir.display(), error = %e, "cannot create the heartbeat dir");
+    }
+    let mut w = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "no file watcher: heartbeats are seen at the sweep and probe only");
+            return None;
+        }
+    };
+    for dir in [&cfg.run_dir, &cfg.roster.parent().map(Path::to_path_buf).unwrap_or_default()] {
+        if let Err(e) = w.watch(dir, RecursiveMode::NonRecursive) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch");
+        }
+    }
+    Some(w)
+}
+
+struct State {
+    cfg: LiveConfig,
+    view: HostView,
+    tx: watch::Sender<Arc<HostView>>,
+    events: broadcast::Sender<Event>,
+}
+
+impl State {
+    async fn run(&mut self, mut fs: mpsc::Receiver<FsChange>, poke: Arc<Notify>, cancel: CancellationToken) {
+        let mut probe_tick = tokio::time::interval(self.cfg.timings.probe_interval);
+        let mut sweep_tick = tokio::time::interval(self.cfg.timings.sweep_interval);
+        probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = probe_tick.tick() => self.reprobe().await,
+                () = poke.notified() => self.reprobe().await,
+                _ = sweep_tick.tick() => self.sweep(),
+                Some(change) = fs.recv() => match change {
+                    FsChange::Heartbeat(agent) => self.beat(&agent).await,
+                    FsChange::Roster => {
+                        self.reload_roster();
+                        self.reprobe().await;
+                    }
+                },
+            }
+        }
+    }
+
+    fn publish(&mut self, next: Vec<AgentRecord>) {
+        for ev in event::diff(&self.view.agents, &next, now_ms()) {
+            // No receivers is fine: nobody is watching.
+            let _ = self.events.send(ev);
+        }
+        self.view.agents = next;
+        self.tx.send_replace(Arc::new(self.view.clone()));
+    }
+
+    fn reload_roster(&mut self) {
+        let text = match std::fs::read_to_string(&self.cfg.roster) {
+            Ok(t) => t,
+            Err(e) => {
+                self.view.roster_problem = Some(format!("cannot read {}: {e}", self.cfg.roster.display()));
+                tracing::warn!(roster = %self.cfg.roster.display(), error = %e, "cannot read the roster");
+                return;
+            }
+        };
+        match Roster::parse(&text) {
+            Ok(r) => {
+                if self.view.roster.is_some() {
+                    tracing::info!(roster = %self.cfg.roster.display(), agents = r.agents.len(), "roster reloaded");
+                }
+                self.view.roster = Some(Arc::new(r));
+                self.view.roster_problem = None;
+            }
+            Err(e) => {
+                let first = &e.problems[0];
+                let problem = format!(
+                    "{}:{first} ({} problem(s); the last good roster is in use)",
+                    self.cfg.roster.display(),
+                    e.problems.len()
+                );
+                tracing::warn!(problem = %problem, "roster is invalid");
+                self.view.roster_problem = Some(problem);
+            }
+        }
+        self.tx.send_replace(Arc::new(self.view.clone()));
+    }
+
+    fn probe_context(&self) -> ProbeContext {
+        ProbeContext {
+            tenant_id: self.cfg.tenant_id.clone(),
+            host: self.cfg.host.clone(),
+            run_dir: self.cfg.run_dir.clone(),
+            interval_secs: self.cfg.interval_secs,
+            now: now_ms() / 1000,
+            systemd: self.cfg.systemd,
+        }
+    }
+
+    async fn reprobe(&mut self) {
+        let roster = self.view.roster.clone().unwrap_or_else(|| Arc::new(empty_roster()));
+        let cx = self.probe_context();
+        match tokio::task::spawn_blocking(move || probe(&roster, &cx)).await {
+            Ok(Ok(rows)) => {
+                self.view.probe_error = None;
+                self.publish(rows);
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "tmux probe failed");
+                self.view.probe_error = Some(e.to_string());
+                self.tx.send_replace(Arc::new(self.view.clone()));
+            }
+            Err(e) => tracing::error!(error = %e, "probe task panicked"),
+        }
+    }
+
+    fn sweep(&mut self) {
+        let mut next = self.view.agents.clone();
+        event::reassess(&mut next, now_ms() / 1000);
+        if next != self.view.agents {
+            self.publish(next);
+        }
+    }
+
+    async fn beat(&mut self, agent: &str) {
+        let Some(i) = self.view.agents.iter().position(|r| r.name == agent) else { return };
+        let path = heartbeat::heartbeat_path(&self.cfg.run_dir, agent);
+        let (interval, now) = (self.cfg.interval_secs, now_ms() / 1000);
+        let report: HealthReport = match tokio::fs::read(&path).await {
+            Ok(bytes) => heartbeat::assess(Some(&String::from_utf8_lossy(&bytes)), now, interval),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => heartbeat::assess(None, now, interval),
+            Err(e) => HealthReport::unknown(format!("cannot read {}: {e}", path.display()), interval),
+        };
+        let mut next = self.view.agents.clone();
+        next[i].heartbeat = report;
+        self.publish(next);
+    }
+}
+
+fn empty_roster() -> Roster {
+    Roster::parse("agents: []\n").expect("the empty roster parses")
+}
+
+/// A host event (up/down) for the stream.
+pub fn host_event(tenant_id: &str, host: &str, kind: EventKind) -> Event {
+    Event { tenant_id: tenant_id.into(), host: host.into(), agent: String::new(), observed_unix_ms: now_ms(), kind }
+}

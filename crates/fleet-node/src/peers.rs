@@ -1,0 +1,297 @@
+//! The other nodes: one place that holds the peer list (static config today;
+//! membership feeds the same `watch` channel), mutual-TLS gRPC channels to
+//! them, the MESH fan-out, and one heartbeat feed per peer.
+//!
+//! A peer is dialed by address with the server name `node.<tenant>.fleet.internal`
+//! (which proves "a node of my tenant"); which host answered is read from the
+//! certificate's URI SAN at the handshake, never from config.
+
+use crate::live::{host_event, now_ms};
+use fleet_core::event::{Event, EventKind};
+use fleet_core::names::DnsLabel;
+use fleet_core::record::{AgentRecord, HostState, HostStatus};
+use fleet_proto::v1;
+use fleet_proto::v1::fleet_client::FleetClient;
+use futures_util::future::join_all;
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// How a peer was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FoundBy {
+    Static,
+}
+
+/// What is known of one peer.
+#[derive(Debug, Default, Clone)]
+pub struct PeerState {
+    /// The host that answered at the last handshake (from its certificate).
+    pub host: Option<String>,
+    pub up: bool,
+    pub last_seen_ms: i64,
+    pub last_error: Option<String>,
+}
+
+/// One peer node.
+pub struct Peer {
+    pub address: String,
+    pub found_by: FoundBy,
+    pub channel: Channel,
+    pub state: Arc<Mutex<PeerState>>,
+}
+
+impl Peer {
+    pub fn host(&self) -> Option<String> {
+        self.state.lock().expect("peer state").host.clone()
+    }
+
+    /// The host if known, else the address: the name of this peer's row.
+    pub fn label(&self) -> String {
+        self.host().unwrap_or_else(|| self.address.clone())
+    }
+
+    fn mark(&self, up: bool, error: Option<String>) {
+        let mut s = self.state.lock().expect("peer state");
+        s.up = up;
+        if up {
+            s.last_seen_ms = now_ms();
+        }
+        s.last_error = error;
+    }
+}
+
+/// The channel to a peer: lazy, reconnecting, mutual TLS with our node identity.
+pub fn channel(address: &str, tenant: &DnsLabel, tls: Arc<ClientConfig>, state: Arc<Mutex<PeerState>>) -> Channel {
+    let name = fleet_tls::config::any_node_server_name(tenant);
+    let addr = address.to_string();
+    let connector = tower::service_fn(move |_: Uri| {
+        let (addr, name, tls, state) = (addr.clone(), name.clone(), tls.clone(), state.clone());
+        async move {
+            let sock = tokio::net::lookup_host(&addr).await?.next().ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, format!("{addr} resolves to nothing"))
+            })?;
+            let tls = fleet_tls::net::connect(sock, name, tls).await?;
+            let host = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| fleet_tls::Principal::from_peer_certs(Some(c)).ok())
+                .map(|p| p.name);
+            state.lock().expect("peer state").host = host;
+            Ok::<_, std::io::Error>(TokioIo::new(tls))
+        }
+    });
+    Endpoint::from_shared(format!("http://{address}"))
+        .expect("a HOST:PORT address makes a URI")
+        .connect_timeout(Duration::from_secs(2))
+        .http2_keep_alive_interval(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_while_idle(true)
+        .connect_with_connector_lazy(connector)
+}
+
+/// The peer list and what is learned from peers.
+pub struct Peers {
+    pub list: watch::Receiver<Vec<Arc<Peer>>>,
+    /// Events of the peers' hosts (their local streams, merged) and host up/down.
+    pub events: broadcast::Sender<Event>,
+    /// The last known agents of each peer host, for snapshots after a lag.
+    pub known: Arc<Mutex<BTreeMap<String, BTreeMap<String, AgentRecord>>>>,
+    pub self_host: String,
+    pub tenant: String,
+}
+
+impl Peers {
+    pub fn current(&self) -> Vec<Arc<Peer>> {
+        self.list.borrow().clone()
+    }
+
+    /// The peer serving `host`, if one is known.
+    pub fn by_host(&self, host: &str) -> Option<Arc<Peer>> {
+        self.current().into_iter().find(|p| p.host().as_deref() == Some(host))
+    }
+
+    /// The peer serving `host`; if none is known yet, ask every peer whose host
+    /// is unknown (a handshake tells) within `deadline`.
+    pub async fn find_host(&self, host: &str, deadline: Duration) -> Option<Arc<Peer>> {
+        if let Some(p) = self.by_host(host) {
+            return Some(p);
+        }
+        let unknown: Vec<_> = self.current().into_iter().filter(|p| p.host().is_none()).collect();
+        let probes = unknown.iter().map(|p| {
+            let mut c = v1::mesh_client::MeshClient::new(p.channel.clone());
+            async move { tokio::time::timeout(deadline, c.node_info(v1::NodeInfoRequest {})).await }
+        });
+        join_all(probes).await;
+        self.by_host(host)
+    }
+
+    /// The known host names of the peers, for "known: ..." hints.
+    pub fn known_hosts(&self) -> Vec<String> {
+        self.current().iter().map(|p| p.label()).collect()
+    }
+
+    /// ListAgents(LOCAL) on every peer in parallel under one deadline.
+    pub async fn fan_out(&self, hosts: &[String], deadline: Duration) -> (Vec<AgentRecord>, Vec<HostStatus>) {
+        let peers: Vec<Arc<Peer>> = self
+            .current()
+            .into_iter()
+            .filter(|p| match p.host() {
+                Some(h) => h != self.self_host && (hosts.is_empty() || hosts.contains(&h)),
+                None => true,
+            })
+            .collect();
+        let calls = peers.iter().map(|p| {
+            let peer = p.clone();
+            async move {
+                let start = Instant::now();
+                let mut client = FleetClient::new(peer.channel.clone());
+                let mut req = tonic::Request::new(v1::ListAgentsRequest {
+                    scope: v1::Scope::Local as i32,
+                    hosts: vec![],
+                    deadline_ms: 0,
+                });
+                req.set_timeout(deadline);
+                let res = tokio::time::timeout(deadline, client.list_agents(req)).await;
+                (peer, start.elapsed(), res)
+            }
+        });
+        let mut agents = Vec::new();
+        let mut statuses = Vec::new();
+        for (peer, elapsed, res) in join_all(calls).await {
+            let status = |state, detail: Option<String>, count| HostStatus {
+                tenant_id: self.tenant.clone(),
+                host: peer.label(),
+                state,
+                latency_ms: elapsed.as_millis() as u32,
+                agent_count: count,
+                detail,
+                roster_problem: None,
+            };
+            match res {
+                Ok(Ok(resp)) => {
+                    let resp = resp.into_inner();
+                    // A static peer that turns out to be this very node, or a host filtered out.
+                    if peer.host().as_deref() == Some(self.self_host.as_str())
+                        || (!hosts.is_empty() && !peer.host().is_some_and(|h| hosts.contains(&h)))
+                    {
+                        continue;
+                    }
+                    peer.mark(true, None);
+                    let rows: Vec<AgentRecord> = resp.agents.into_iter().map(AgentRecord::from).collect();
+                    let mut s = status(HostState::Ok, None, rows.len() as u32);
+                    if let Some(h) = resp.hosts.into_iter().next() {
+                        s.roster_problem = Some(h.roster_problem).filter(|p| !p.is_empty());
+                        s.host = h.host;
+                    }
+                    agents.extend(rows);
+                    statuses.push(s);
+                }
+                Ok(Err(e)) => {
+                    let state =
+                        if e.code() == tonic::Code::Unavailable { HostState::Unreachable } else { HostState::Error };
+                    let detail = format!("{}: {}", peer.address, e.message());
+                    peer.mark(false, Some(detail.clone()));
+                    statuses.push(status(state, Some(detail), 0));
+                }
+                Err(_) => {
+                    let detail = format!("{}: no answer within {} ms", peer.address, deadline.as_millis());
+                    peer.mark(false, Some(detail.clone()));
+                    statuses.push(status(HostState::Timeout, Some(detail), 0));
+                }
+            }
+        }
+        (agents, statuses)
+    }
+}
+
+/// Follow one peer's local heartbeat stream for as long as `cancel` allows,
+/// resubscribing with backoff; publish its events and host up/down.
+pub async fn feed(peer: Arc<Peer>, peers: Arc<Peers>, cancel: CancellationToken) {
+    let mut backoff = Duration::from_millis(250);
+    let mut was_up = false;
+    loop {
+        let mut client = FleetClient::new(peer.channel.clone());
+        let req = v1::WatchHeartbeatsRequest { scope: v1::Scope::Local as i32, hosts: vec![], snapshot: true };
+        let result = tokio::select! {
+            () = cancel.cancelled() => return,
+            r = client.watch_heartbeats(req) => r,
+        };
+        match result {
+            Ok(stream) => {
+                let mut stream = stream.into_inner();
+                let host = peer.label();
+                if host == peers.self_host {
+                    // A static peer that is this node: nothing to follow.
+                    return;
+                }
+                peer.mark(true, None);
+                was_up = true;
+                backoff = Duration::from_millis(250);
+                let _ = peers.events.send(host_event(
+                    &peers.tenant,
+                    &host,
+                    EventKind::HostUp { address: peer.address.clone() },
+                ));
+                peers.known.lock().expect("known").insert(host.clone(), BTreeMap::new());
+                loop {
+                    let msg = tokio::select! {
+                        () = cancel.cancelled() => return,
+                        m = stream.message() => m,
+                    };
+                    match msg {
+                        Ok(Some(wire)) => {
+                            let Ok(ev) = Event::try_from(wire) else { continue };
+                            remember(&peers, &ev);
+                            let _ = peers.events.send(ev);
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            peer.mark(false, Some(e.message().to_string()));
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(e) => peer.mark(false, Some(e.message().to_string())),
+        }
+        if was_up {
+            was_up = false;
+            let host = peer.label();
+            peers.known.lock().expect("known").remove(&host);
+            let reason =
+                peer.state.lock().expect("peer state").last_error.clone().unwrap_or_else(|| "stream ended".into());
+            let _ = peers.events.send(host_event(&peers.tenant, &host, EventKind::HostDown { reason }));
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+fn remember(peers: &Peers, ev: &Event) {
+    let mut known = peers.known.lock().expect("known");
+    let host = known.entry(ev.host.clone()).or_default();
+    match &ev.kind {
+        EventKind::AgentAppeared { record } => {
+            host.insert(ev.agent.clone(), (**record).clone());
+        }
+        EventKind::AgentGone => {
+            host.remove(&ev.agent);
+        }
+        EventKind::Beat { heartbeat } | EventKind::HealthChange { heartbeat, .. } => {
+            if let Some(r) = host.get_mut(&ev.agent) {
+                r.heartbeat = heartbeat.clone();
+            }
+        }
+        _ => {}
+    }
+}

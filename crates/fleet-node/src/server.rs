@@ -1,0 +1,301 @@
+//! Running a node: identity, both doors, the live view, the peer feeds, and
+//! an orderly shutdown.
+
+use crate::config::NodeConfig;
+use crate::idem::Idempotency;
+use crate::live::{self, LiveConfig};
+use crate::peers::{self, FoundBy, Peer, PeerState, Peers};
+use crate::service::{Node, NodeInfo, NodeService};
+use fleet_core::names::DnsLabel;
+use fleet_proto::v1::fleet_server::FleetServer;
+use fleet_proto::v1::mesh_server::MeshServer;
+use fleet_tls::audit::AuditLog;
+use fleet_tls::config::{Identity, client_config, server_config};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tokio::net::{TcpListener, UnixListener, UnixStream};
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tonic::transport::Server;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// Bad configuration or identity: exit 2, nothing bound.
+    #[error("{0}")]
+    Config(String),
+    /// Could not bind or serve: exit 1.
+    #[error("{0}")]
+    Serve(String),
+}
+
+/// Who this node is, from its certificate (or a fresh one-host mesh).
+fn resolve_identity(cfg: &NodeConfig) -> Result<(DnsLabel, DnsLabel), NodeError> {
+    let bad = |e: fleet_tls::Error| NodeError::Config(e.to_string());
+    match fleet_tls::setup::node_principal(&cfg.certs_dir).map_err(bad)? {
+        Some(p) => {
+            let host = DnsLabel::parse_as("host name", &p.name).map_err(|e| NodeError::Config(e.to_string()))?;
+            for (what, configured, actual) in [("tenant_id", &cfg.tenant_id, &p.tenant), ("host", &cfg.host, &host)] {
+                if let Some(c) = configured
+                    && c != actual
+                {
+                    return Err(NodeError::Config(format!(
+                        "the configuration says {what} {c}, but the node certificate in {} says {actual}: \
+                         the certificate decides which mesh a host belongs to; fix {what} or use another certs_dir",
+                        cfg.certs_dir.display()
+                    )));
+                }
+            }
+            Ok((p.tenant, host))
+        }
+        None => {
+            let tenant = match &cfg.tenant_id {
+                Some(t) => t.clone(),
+                None => DnsLabel::sanitize("user name", &user_name())
+                    .map_err(|e| NodeError::Config(format!("{e}; set tenant_id in node.yaml or FLEET_TENANT_ID")))?,
+            };
+            let host = match &cfg.host {
+                Some(h) => h.clone(),
+                None => DnsLabel::sanitize("host name", &short_hostname())
+                    .map_err(|e| NodeError::Config(format!("{e}; set host in node.yaml or FLEET_HOST")))?,
+            };
+            if let Some(created) = fleet_tls::setup::ensure_mesh(&cfg.certs_dir, &tenant, &host).map_err(bad)? {
+                let files: Vec<String> = created.written.iter().map(|p| p.display().to_string()).collect();
+                tracing::info!(
+                    certs_dir = %cfg.certs_dir.display(),
+                    new_ca = created.new_ca,
+                    files = %files.join(", "),
+                    "first run: created a one-host mesh (see docs/security.md to add a host)"
+                );
+            }
+            Ok((tenant, host))
+        }
+    }
+}
+
+pub fn user_name() -> String {
+    std::env::var("USER").unwrap_or_else(|_| format!("uid{}", rustix::process::getuid().as_raw()))
+}
+
+pub fn short_hostname() -> String {
+    let uname = rustix::system::uname();
+    uname.nodename().to_string_lossy().split('.').next().unwrap_or("localhost").to_string()
+}
+
+/// Bind the local door: a Unix socket created 0600 (umask during bind), after
+/// making sure no other node answers on it.
+async fn bind_local_door(path: &Path) -> Result<UnixListener, NodeError> {
+    if UnixStream::connect(path).await.is_ok() {
+        return Err(NodeError::Serve(format!(
+            "another fleet node already answers on {}: stop it first (one node per tenant and host)",
+            path.display()
+        )));
+    }
+    let _ = std::fs::remove_file(path);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| NodeError::Serve(format!("cannot create {}: {e}", dir.display())))?;
+    }
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o177));
+    let bound = UnixListener::bind(path);
+    rustix::process::umask(old);
+    bound.map_err(|e| NodeError::Serve(format!("cannot bind the local door {}: {e}", path.display())))
+}
+
+/// The local door's connections, each checked: the peer's uid must be ours.
+fn local_incoming(
+    listener: UnixListener,
+    uid: u32,
+    audit: Arc<AuditLog>,
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<UnixStream>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                () = tx.closed() => return,
+                a = listener.accept() => match a {
+                    Ok((s, _)) => s,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "local door accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let peer_uid = stream.peer_cred().ok().map(|c| c.uid());
+            if peer_uid != Some(uid) {
+                let who = format!("local:uid{}", peer_uid.map(|u| u.to_string()).unwrap_or_else(|| "?".into()));
+                tracing::warn!(peer = %who, "local door refused a connection from another uid");
+                let ev = fleet_tls::audit::AuditEvent {
+                    principal: &who,
+                    peer: "unix",
+                    verb: fleet_tls::Verb::List,
+                    target: "",
+                    outcome: fleet_tls::audit::DENIED,
+                    detail: Some("the local door admits only the node's own uid"),
+                };
+                let _ = audit.append(&ev);
+                continue;
+            }
+            if tx.send(Ok(stream)).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// Run a node until SIGINT/SIGTERM or `cancel`.
+pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken) -> Result<(), NodeError> {
+    fleet_tls::install_crypto_provider();
+    let (tenant, host) = resolve_identity(&cfg)?;
+    if let Ok(text) = std::fs::read_to_string(&cfg.roster)
+        && let Ok(roster) = fleet_core::roster::Roster::parse(&text)
+        && let Some(t) = &roster.tenant_id
+        && t != &tenant
+    {
+        return Err(NodeError::Config(format!(
+            "the roster {} says tenant_id {t}, but this node's certificate says {tenant}: fix the roster or the certs dir",
+            cfg.roster.display()
+        )));
+    }
+    let identity = Identity::node(&cfg.certs_dir).map_err(|e| NodeError::Config(e.to_string()))?;
+    let server_tls = server_config(&identity).map_err(|e| NodeError::Config(e.to_string()))?;
+    let client_tls = client_config(&identity).map_err(|e| NodeError::Config(e.to_string()))?;
+    let fingerprint = fleet_tls::show::mesh_fingerprint(identity.ca.as_ref());
+    let audit = Arc::new(AuditLog::open(&cfg.audit_log).map_err(|e| NodeError::Config(e.to_string()))?);
+
+    // Both doors are bound before anything else runs; a failure leaves nothing behind.
+    let tcp = TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|e| NodeError::Serve(format!("cannot listen on {}: {e} (set listen or FLEET_LISTEN)", cfg.listen)))?;
+    let grpc_address = tcp.local_addr().map_err(|e| NodeError::Serve(e.to_string()))?.to_string();
+    let unix = bind_local_door(&cfg.socket).await?;
+    let uid = rustix::process::getuid().as_raw();
+
+    let tracker = TaskTracker::new();
+    let live = live::start(
+        LiveConfig {
+            tenant_id: tenant.to_string(),
+            host: host.clone(),
+            roster: cfg.roster.clone(),
+            run_dir: cfg.run_dir.clone(),
+            interval_secs: cfg.heartbeat_interval_secs,
+            timings: cfg.timings.clone(),
+            systemd: true,
+        },
+        cancel.clone(),
+        &tracker,
+    )
+    .await;
+
+    let peer_list: Vec<Arc<Peer>> = cfg
+        .peers
+        .iter()
+        .map(|address| {
+            let state = Arc::new(Mutex::new(PeerState::default()));
+            Arc::new(Peer {
+                address: address.clone(),
+                found_by: FoundBy::Static,
+                channel: peers::channel(address, &tenant, client_tls.clone(), state.clone()),
+                state,
+            })
+        })
+        .collect();
+    let (_peer_tx, peer_rx) = watch::channel(peer_list.clone());
+    let (peer_events, _) = broadcast::channel(live::EVENT_CAPACITY);
+    let peers = Arc::new(Peers {
+        list: peer_rx,
+        events: peer_events,
+        known: Arc::new(Mutex::new(BTreeMap::new())),
+        self_host: host.to_string(),
+        tenant: tenant.to_string(),
+    });
+    for p in peer_list {
+        tracker.spawn(peers::feed(p, peers.clone(), cancel.clone()));
+    }
+
+    let generation = (live::now_ms() as u64).rotate_left(20) ^ u64::from(std::process::id());
+    let node = Arc::new(Node {
+        info: NodeInfo {
+            tenant: tenant.clone(),
+            host: host.clone(),
+            generation,
+            grpc_address: grpc_address.clone(),
+            mesh_fingerprint: fingerprint,
+            started_unix_ms: live::now_ms(),
+            fleet_exe,
+            mosaic_home: cfg.mosaic_home.clone(),
+            run_dir: cfg.run_dir.clone(),
+            interval_secs: cfg.heartbeat_interval_secs,
+            fanout_deadline: cfg.timings.fanout_deadline,
+        },
+        live,
+        peers,
+        audit: audit.clone(),
+        idem: Idempotency::new(cfg.timings.idempotency_ttl),
+        cancel: cancel.clone(),
+        uid,
+    });
+    let svc = NodeService(node);
+    let (health, health_svc) = tonic_health::server::health_reporter();
+    health.set_serving::<FleetServer<NodeService>>().await;
+    health.set_serving::<MeshServer<NodeService>>().await;
+    let router = || -> Result<_, NodeError> {
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(fleet_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| NodeError::Serve(format!("reflection: {e}")))?;
+        Ok(Server::builder()
+            .add_service(FleetServer::new(svc.clone()))
+            .add_service(MeshServer::new(svc.clone()))
+            .add_service(health_svc.clone())
+            .add_service(reflection))
+    };
+    let (_tls_tx, tls_rx) = watch::channel(server_tls);
+    let tls_incoming = fleet_tls::net::TlsIncoming::new(tcp, tls_rx).map_err(|e| NodeError::Serve(e.to_string()))?;
+    let shutdown = || {
+        let cancel = cancel.clone();
+        async move { cancel.cancelled().await }
+    };
+    let net = tokio::spawn(router()?.serve_with_incoming_shutdown(tls_incoming, shutdown()));
+    let local = tokio::spawn(router()?.serve_with_incoming_shutdown(local_incoming(unix, uid, audit), shutdown()));
+    tracing::info!(
+        tenant = %tenant, host = %host, listen = %grpc_address, socket = %cfg.socket.display(),
+        peers = cfg.peers.len(), "fleet node serving"
+    );
+
+    tokio::select! {
+        () = cancel.cancelled() => {}
+        () = signal() => {
+            tracing::info!("shutting down: no new calls; in-flight calls have {} ms", cfg.timings.shutdown_grace.as_millis());
+            cancel.cancel();
+        }
+    }
+    tracker.close();
+    let grace = cfg.timings.shutdown_grace;
+    if tokio::time::timeout(grace, async {
+        let _ = net.await;
+        let _ = local.await;
+        tracker.wait().await;
+    })
+    .await
+    .is_err()
+    {
+        tracing::warn!("grace period over; exiting with calls still open");
+    }
+    let _ = std::fs::remove_file(&cfg.socket);
+    tracing::info!("fleet node stopped");
+    Ok(())
+}
+
+async fn signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,574 @@
+//! The gRPC services `fleet.v1.Fleet` and `fleet.v1.Mesh`, behind one
+//! authorization check per call: who is calling (the local door's uid, or the
+//! network door's certificate), and may they do this verb.
+
+use crate::idem::Idempotency;
+use crate::live::{Live, now_ms};
+use crate::peers::Peers;
+use fleet_core::event::{self, Event, EventKind};
+use fleet_core::message::preamble;
+use fleet_core::names::DnsLabel;
+use fleet_core::record::{HostState, HostStatus};
+use fleet_core::roster::TmuxSocket;
+use fleet_proto::v1::{self, fleet_server::Fleet, mesh_server::Mesh};
+use fleet_tls::audit::{AuditEvent, AuditLog};
+use fleet_tls::{Principal, Verb, authorize};
+use fleet_tmux::send::{Outcome, SendError, SendOptions};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::broadcast;
+use tokio_stream::Stream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+/// Metadata a node adds when it forwards a call: the principal it acts for.
+pub const ON_BEHALF_OF: &str = "x-fleet-on-behalf-of";
+
+/// Who is calling.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// For the audit log: `operator:alice@acme`, `local:uid1000@acme`, or
+    /// `node:h1@acme for operator:alice@acme`.
+    pub principal: String,
+    pub peer: String,
+    /// The host of a calling node (for the preamble of forwarded sends).
+    pub node_host: Option<String>,
+}
+
+pub struct NodeInfo {
+    pub tenant: DnsLabel,
+    pub host: DnsLabel,
+    pub generation: u64,
+    pub grpc_address: String,
+    pub mesh_fingerprint: String,
+    pub started_unix_ms: i64,
+    pub fleet_exe: std::path::PathBuf,
+    pub mosaic_home: std::path::PathBuf,
+    pub run_dir: std::path::PathBuf,
+    pub interval_secs: u64,
+    pub fanout_deadline: Duration,
+}
+
+pub struct Node {
+    pub info: NodeInfo,
+    pub live: Live,
+    pub peers: Arc<Peers>,
+    pub audit: Arc<AuditLog>,
+    pub idem: Idempotency,
+    pub cancel: CancellationToken,
+    pub uid: u32,
+}
+
+#[derive(Clone)]
+pub struct NodeService(pub Arc<Node>);
+
+impl Node {
+    fn audit(&self, caller: &Caller, verb: Verb, target: &str, outcome: &str, detail: Option<&str>) {
+        let ev = AuditEvent { principal: &caller.principal, peer: &caller.peer, verb, target, outcome, detail };
+        if let Err(e) = self.audit.append(&ev) {
+            tracing::error!(error = %e, failures = self.audit.failures(), "audit log write failed");
+        }
+    }
+
+    /// Identify and authorize the caller of `req` for `verb`.
+    fn authorize<T>(&self, req: &Request<T>, verb: Verb, target: &str) -> Result<Caller, Status> {
+        let tenant = &self.info.tenant;
+        if let Some(uds) = req.extensions().get::<tonic::transport::server::UdsConnectInfo>() {
+            let uid = uds.peer_cred.map(|c| c.uid());
+            let caller = Caller {
+                principal: format!("local:uid{}@{tenant}", uid.unwrap_or(u32::MAX)),
+                peer: "unix".into(),
+                node_host: None,
+            };
+            if uid != Some(self.uid) {
+                self.audit(
+                    &caller,
+                    verb,
+                    target,
+                    fleet_tls::audit::DENIED,
+                    Some("the local door admits only the node's own uid"),
+                );
+                return Err(Status::permission_denied(format!(
+                    "{} may not {}: the local door admits only uid {}",
+                    caller.principal,
+                    verb.as_str(),
+                    self.uid
+                )));
+            }
+            return Ok(caller);
+        }
+        let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "unknown".into());
+        let principal = Principal::from_peer_certs(req.peer_certs().as_deref().map(|v| v.as_slice()))
+            .map_err(|e| Status::unauthenticated(format!("no fleet identity in the client certificate: {e}")))?;
+        if let Err(denied) = authorize(tenant, &principal, verb) {
+            if let Err(e) = self.audit.append_denied(&denied, &peer, target) {
+                tracing::error!(error = %e, "audit log write failed");
+            }
+            return Err(Status::permission_denied(denied.to_string()));
+        }
+        let mut name = principal.to_string();
+        let node_host = principal.host().map(str::to_string);
+        if node_host.is_some()
+            && let Some(on_behalf) = req.metadata().get(ON_BEHALF_OF).and_then(|v| v.to_str().ok())
+        {
+            name = format!("{name} for {on_behalf}");
+        }
+        Ok(Caller { principal: name, peer, node_host })
+    }
+
+    fn self_status(&self, agents: usize, problem: Option<String>) -> HostStatus {
+        HostStatus {
+            tenant_id: self.info.tenant.to_string(),
+            host: self.info.host.to_string(),
+            state: HostState::Ok,
+            latency_ms: 0,
+            agent_count: agents as u32,
+            detail: None,
+            roster_problem: problem,
+        }
+    }
+
+    fn is_self(&self, host: &str) -> bool {
+        host.is_empty() || host.eq_ignore_ascii_case(self.info.host.as_str())
+    }
+
+    fn socket_of(&self, agent: &str) -> TmuxSocket {
+        let view = self.live.current();
+        match view.roster.as_deref() {
+            Some(r) => r.agent(agent).map(|a| r.socket_of(a).clone()).unwrap_or_else(|| r.socket.clone()),
+            None => TmuxSocket::Default,
+        }
+    }
+
+    fn known_agents(&self) -> String {
+        let names: Vec<String> = self.live.current().agents.iter().map(|a| a.name.clone()).collect();
+        if names.is_empty() { "none".into() } else { names.join(", ") }
+    }
+
+    fn receipt(
+        &self,
+        agent: &str,
+        outcome: v1::DeliveryOutcome,
+        detail: String,
+        start: Instant,
+        key: &str,
+    ) -> v1::SendReceipt {
+        v1::SendReceipt {
+            tenant_id: self.info.tenant.to_string(),
+            host: self.info.host.to_string(),
+            agent: agent.into(),
+            outcome: outcome as i32,
+            detail,
+            elapsed_ms: start.elapsed().as_millis() as u32,
+            idempotency_key: key.into(),
+            duplicate: false,
+        }
+    }
+
+    async fn send_local(&self, caller: &Caller, req: v1::SendRequest) -> Result<v1::SendReceipt, Status> {
+        let start = Instant::now();
+        let src_host = if req.source_host.is_empty() {
+            caller.node_host.clone().unwrap_or_else(|| self.info.host.to_string())
+        } else {
+            req.source_host.clone()
+        };
+        let src = if req.source_label.is_empty() { "operator".to_string() } else { req.source_label.clone() };
+        let text = format!("{}{}", preamble(&src_host, &src, self.info.host.as_str(), &req.agent), req.text);
+        let opts = SendOptions {
+            verify: req.verify,
+            verify_timeout: Duration::from_millis(if req.verify_timeout_ms == 0 {
+                6000
+            } else {
+                req.verify_timeout_ms.into()
+            }),
+            ..SendOptions::default()
+        };
+        let tmux = fleet_tmux::tmux::Tmux::new(self.socket_of(&req.agent));
+        let agent = req.agent.clone();
+        let result = tokio::task::spawn_blocking(move || fleet_tmux::send::send(&tmux, &agent, &text, &opts))
+            .await
+            .map_err(|e| Status::internal(format!("send task failed: {e}")))?;
+        let key = &req.idempotency_key;
+        let receipt = match result {
+            Ok(d) => {
+                let outcome = match d.outcome {
+                    Outcome::Delivered => v1::DeliveryOutcome::Delivered,
+                    Outcome::Verified(fleet_core::verify::Verdict::Accepted) => v1::DeliveryOutcome::Accepted,
+                    Outcome::Verified(fleet_core::verify::Verdict::Draft) => v1::DeliveryOutcome::Draft,
+                    Outcome::Verified(fleet_core::verify::Verdict::Unverifiable) => v1::DeliveryOutcome::Unverifiable,
+                };
+                self.receipt(&req.agent, outcome, d.detail, start, key)
+            }
+            Err(SendError::Text(e)) => return Err(Status::invalid_argument(e.to_string())),
+            Err(SendError::NotFound(a)) => self.receipt(
+                &req.agent,
+                v1::DeliveryOutcome::NotFound,
+                format!("no such agent {a} on host {} (known: {})", self.info.host, self.known_agents()),
+                start,
+                key,
+            ),
+            Err(e) => self.receipt(&req.agent, v1::DeliveryOutcome::Failed, e.to_string(), start, key),
+        };
+        self.live.poke();
+        Ok(receipt)
+    }
+
+    async fn lifecycle_local(
+        &self,
+        start_it: bool,
+        req: &v1::LifecycleRequest,
+    ) -> Result<Vec<v1::LifecycleResult>, Status> {
+        let view = self.live.current();
+        let roster = view.roster.clone().ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "host {} has no valid roster: {}",
+                self.info.host,
+                view.roster_problem.clone().unwrap_or_default()
+            ))
+        })?;
+        let names: Vec<String> = if req.all {
+            roster.agents_on(&self.info.host).map(|a| a.name.to_string()).collect()
+        } else {
+            if roster.agents_on(&self.info.host).all(|a| a.name.as_str() != req.agent) {
+                let known: Vec<&str> = roster.agents_on(&self.info.host).map(|a| a.name.as_str()).collect();
+                return Err(Status::not_found(format!(
+                    "no such agent {} in the roster of host {} (known: {})",
+                    req.agent,
+                    self.info.host,
+                    known.join(", ")
+                )));
+            }
+            vec![req.agent.clone()]
+        };
+        let env = fleet_tmux::lifecycle::StartEnv {
+            fleet_exe: self.info.fleet_exe.clone(),
+            mosaic_home: self.info.mosaic_home.clone(),
+            run_dir: self.info.run_dir.clone(),
+            interval_secs: self.info.interval_secs,
+            home: std::env::var_os("HOME").map(Into::into),
+            tenant_id: self.info.tenant.to_string(),
+            host: self.info.host.to_string(),
+        };
+        let results = tokio::task::spawn_blocking(move || {
+            let agents: Vec<_> = names.iter().filter_map(|n| roster.agent(n)).collect();
+            let out: Vec<(String, Result<fleet_tmux::lifecycle::Outcome, String>)> = if start_it {
+                fleet_tmux::lifecycle::start_many(&roster, &agents, &env)
+                    .into_iter()
+                    .map(|(a, r)| (a.name.to_string(), r.map_err(|e| e.to_string())))
+                    .collect()
+            } else {
+                agents
+                    .iter()
+                    .map(|a| (a.name.to_string(), fleet_tmux::lifecycle::stop(&roster, a).map_err(|e| e.to_string())))
+                    .collect()
+            };
+            out
+        })
+        .await
+        .map_err(|e| Status::internal(format!("lifecycle task failed: {e}")))?;
+        self.live.poke();
+        Ok(results
+            .into_iter()
+            .map(|(agent, r)| {
+                let (outcome, detail) = match r {
+                    Ok(fleet_tmux::lifecycle::Outcome::Started) => (v1::LifecycleOutcome::Started, String::new()),
+                    Ok(fleet_tmux::lifecycle::Outcome::AlreadyRunning) => {
+                        (v1::LifecycleOutcome::AlreadyRunning, String::new())
+                    }
+                    Ok(fleet_tmux::lifecycle::Outcome::Stopped) => (v1::LifecycleOutcome::Stopped, String::new()),
+                    Ok(fleet_tmux::lifecycle::Outcome::NotRunning) => (v1::LifecycleOutcome::NotRunning, String::new()),
+                    Err(e) => (v1::LifecycleOutcome::Failed, e),
+                };
+                v1::LifecycleResult {
+                    tenant_id: self.info.tenant.to_string(),
+                    host: self.info.host.to_string(),
+                    agent,
+                    outcome: outcome as i32,
+                    detail,
+                }
+            })
+            .collect())
+    }
+
+    async fn lifecycle(
+        &self,
+        start_it: bool,
+        request: Request<v1::LifecycleRequest>,
+    ) -> Result<Response<v1::LifecycleResponse>, Status> {
+        let verb = if start_it { Verb::Start } else { Verb::Stop };
+        let target = format!(
+            "{}@{}",
+            if request.get_ref().all { "*" } else { &request.get_ref().agent },
+            request.get_ref().host
+        );
+        let caller = self.authorize(&request, verb, &target)?;
+        let req = request.into_inner();
+        let results = if self.is_self(&req.host) {
+            self.lifecycle_local(start_it, &req).await?
+        } else {
+            let peer = self.peer_for(&req.host).await?;
+            let mut client = v1::fleet_client::FleetClient::new(peer.channel.clone());
+            let mut fwd = Request::new(req.clone());
+            forward_meta(&mut fwd, &caller);
+            let resp = if start_it { client.start_agent(fwd).await? } else { client.stop_agent(fwd).await? };
+            resp.into_inner().results
+        };
+        for r in &results {
+            let outcome = v1::LifecycleOutcome::try_from(r.outcome)
+                .map(|o| short_name(o.as_str_name(), "LIFECYCLE_OUTCOME_"))
+                .unwrap_or_else(|_| "unknown".into());
+            self.audit(
+                &caller,
+                verb,
+                &format!("{}@{}", r.agent, r.host),
+                &outcome,
+                Some(&r.detail).filter(|d| !d.is_empty()).map(|d| d.as_str()),
+            );
+        }
+        Ok(Response::new(v1::LifecycleResponse { results }))
+    }
+
+    async fn peer_for(&self, host: &str) -> Result<Arc<crate::peers::Peer>, Status> {
+        self.peers.find_host(host, self.info.fanout_deadline).await.ok_or_else(|| {
+            Status::not_found(format!(
+                "no node for host {host} in the mesh (known: {})",
+                std::iter::once(self.info.host.to_string())
+                    .chain(self.peers.known_hosts())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    }
+}
+
+/// `DELIVERY_OUTCOME_ACCEPTED` -> `accepted`.
+pub fn short_name(name: &str, prefix: &str) -> String {
+    name.trim_start_matches(prefix).to_ascii_lowercase()
+}
+
+fn forward_meta<T>(req: &mut Request<T>, caller: &Caller) {
+    if let Ok(v) = caller.principal.parse() {
+        req.metadata_mut().insert(ON_BEHALF_OF, v);
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<v1::HeartbeatEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Fleet for NodeService {
+    async fn list_agents(
+        &self,
+        request: Request<v1::ListAgentsRequest>,
+    ) -> Result<Response<v1::ListAgentsResponse>, Status> {
+        let node = &self.0;
+        node.authorize(&request, Verb::List, "")?;
+        let req = request.into_inner();
+        let view = node.live.current();
+        let want = |h: &str| req.hosts.is_empty() || req.hosts.iter().any(|x| x.eq_ignore_ascii_case(h));
+        let mut agents = Vec::new();
+        let mut hosts = Vec::new();
+        if want(node.info.host.as_str()) {
+            agents.extend(view.agents.iter().cloned());
+            let problem = view.roster_problem.clone().or_else(|| view.probe_error.clone());
+            hosts.push(node.self_status(view.agents.len(), problem));
+        }
+        if req.scope == v1::Scope::Mesh as i32 {
+            let deadline = if req.deadline_ms == 0 {
+                node.info.fanout_deadline
+            } else {
+                Duration::from_millis(req.deadline_ms.into())
+            };
+            let (a, h) = node.peers.fan_out(&req.hosts, deadline).await;
+            agents.extend(a);
+            hosts.extend(h);
+        }
+        Ok(Response::new(v1::ListAgentsResponse {
+            agents: agents.into_iter().map(Into::into).collect(),
+            hosts: hosts.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    type WatchHeartbeatsStream = EventStream;
+
+    async fn watch_heartbeats(
+        &self,
+        request: Request<v1::WatchHeartbeatsRequest>,
+    ) -> Result<Response<EventStream>, Status> {
+        let node = self.0.clone();
+        node.authorize(&request, Verb::Watch, "")?;
+        let req = request.into_inner();
+        let mesh = req.scope == v1::Scope::Mesh as i32;
+        let hosts = req.hosts.clone();
+        let want = move |e: &Event| hosts.is_empty() || hosts.iter().any(|h| h.eq_ignore_ascii_case(&e.host));
+        let mut local = node.live.events.subscribe();
+        let mut remote = if mesh { Some(node.peers.events.subscribe()) } else { None };
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<v1::HeartbeatEvent, Status>>(256);
+        let cancel = node.cancel.clone();
+        tokio::spawn(async move {
+            let snapshot = |node: &Node, mesh: bool| -> Vec<Event> {
+                let mut evs = event::snapshot(&node.live.current().agents, now_ms());
+                if mesh {
+                    let known = node.peers.known.lock().expect("known").clone();
+                    for rows in known.values() {
+                        let rows: Vec<_> = rows.values().cloned().collect();
+                        evs.extend(event::snapshot(&rows, now_ms()));
+                    }
+                }
+                evs
+            };
+            let send_all = |evs: Vec<Event>, tx: &tokio::sync::mpsc::Sender<_>| {
+                let mut ok = true;
+                for e in evs.into_iter().filter(|e| want(e)) {
+                    // A full buffer is a slow client: counted as lag below, never a blocked node.
+                    if tx.try_send(Ok(e.into())).is_err() {
+                        ok = false;
+                    }
+                }
+                ok
+            };
+            if req.snapshot && !send_all(snapshot(&node, mesh), &tx) {
+                return;
+            }
+            let mut dropped: u64 = 0;
+            loop {
+                let next = tokio::select! {
+                    () = cancel.cancelled() => return,
+                    () = tx.closed() => return,
+                    e = local.recv() => e,
+                    e = async { remote.as_mut().expect("mesh").recv().await }, if remote.is_some() => e,
+                };
+                match next {
+                    Ok(ev) => {
+                        if !want(&ev) {
+                            continue;
+                        }
+                        match tx.try_send(Ok(ev.into())) {
+                            Ok(()) => {}
+                            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => dropped += 1,
+                            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return,
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => dropped += n,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+                // Once the client has room again, tell it what it missed, then a fresh snapshot.
+                if dropped > 0 && tx.capacity() > tx.max_capacity() / 2 {
+                    let lag = crate::live::host_event(
+                        node.info.tenant.as_str(),
+                        node.info.host.as_str(),
+                        EventKind::Lagged { dropped },
+                    );
+                    dropped = 0;
+                    let mut evs = vec![lag];
+                    evs.extend(snapshot(&node, mesh));
+                    send_all(evs, &tx);
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
+    async fn send_message(&self, request: Request<v1::SendRequest>) -> Result<Response<v1::SendReceipt>, Status> {
+        let node = &self.0;
+        let target = format!("{}@{}", request.get_ref().agent, request.get_ref().host);
+        let caller = node.authorize(&request, Verb::Send, &target)?;
+        let req = request.into_inner();
+        let receipt = if node.is_self(&req.host) {
+            let key = req.idempotency_key.clone();
+            let run = node.send_local(&caller, req);
+            match node.idem.once(&key, run).await? {
+                (r, true) => {
+                    node.audit(&caller, Verb::Send, &target, "duplicate", Some("answered from the idempotency cache"));
+                    return Ok(Response::new(v1::SendReceipt { duplicate: true, ..r }));
+                }
+                (r, false) => r,
+            }
+        } else {
+            let peer = node.peer_for(&req.host).await?;
+            let mut client = v1::fleet_client::FleetClient::new(peer.channel.clone());
+            let mut fwd = Request::new(v1::SendRequest {
+                source_host: if req.source_host.is_empty() {
+                    node.info.host.to_string()
+                } else {
+                    req.source_host.clone()
+                },
+                ..req
+            });
+            forward_meta(&mut fwd, &caller);
+            client.send_message(fwd).await?.into_inner()
+        };
+        let outcome = v1::DeliveryOutcome::try_from(receipt.outcome)
+            .map(|o| short_name(o.as_str_name(), "DELIVERY_OUTCOME_"))
+            .unwrap_or_else(|_| "unknown".into());
+        let target = format!("{}@{}", receipt.agent, receipt.host);
+        node.audit(&caller, Verb::Send, &target, &outcome, Some(receipt.detail.as_str()).filter(|d| !d.is_empty()));
+        Ok(Response::new(receipt))
+    }
+
+    async fn start_agent(
+        &self,
+        request: Request<v1::LifecycleRequest>,
+    ) -> Result<Response<v1::LifecycleResponse>, Status> {
+        self.0.lifecycle(true, request).await
+    }
+
+    async fn stop_agent(
+        &self,
+        request: Request<v1::LifecycleRequest>,
+    ) -> Result<Response<v1::LifecycleResponse>, Status> {
+        self.0.lifecycle(false, request).await
+    }
+}
+
+#[tonic::async_trait]
+impl Mesh for NodeService {
+    async fn list_peers(
+        &self,
+        request: Request<v1::ListPeersRequest>,
+    ) -> Result<Response<v1::ListPeersResponse>, Status> {
+        let node = &self.0;
+        node.authorize(&request, Verb::Peers, "")?;
+        let mut peers = vec![v1::Peer {
+            tenant_id: node.info.tenant.to_string(),
+            host: node.info.host.to_string(),
+            grpc_address: node.info.grpc_address.clone(),
+            quic_address: String::new(),
+            state: v1::PeerState::Alive as i32,
+            incarnation: 0,
+            generation: node.info.generation,
+            found_by: v1::Discovery::Self_ as i32,
+            last_seen_unix_ms: now_ms(),
+        }];
+        for p in node.peers.current() {
+            let s = p.state.lock().expect("peer state").clone();
+            peers.push(v1::Peer {
+                tenant_id: node.info.tenant.to_string(),
+                host: s.host.clone().unwrap_or_default(),
+                grpc_address: p.address.clone(),
+                quic_address: String::new(),
+                state: if s.up { v1::PeerState::Alive } else { v1::PeerState::Down } as i32,
+                incarnation: 0,
+                generation: 0,
+                found_by: v1::Discovery::Static as i32,
+                last_seen_unix_ms: s.last_seen_ms,
+            });
+        }
+        Ok(Response::new(v1::ListPeersResponse { peers }))
+    }
+
+    async fn node_info(&self, request: Request<v1::NodeInfoRequest>) -> Result<Response<v1::NodeInfoResponse>, Status> {
+        let node = &self.0;
+        node.authorize(&request, Verb::Info, "")?;
+        Ok(Response::new(v1::NodeInfoResponse {
+            tenant_id: node.info.tenant.to_string(),
+            host: node.info.host.to_string(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            generation: node.info.generation,
+            grpc_address: node.info.grpc_address.clone(),
+            quic_address: String::new(),
+            mesh_fingerprint: node.info.mesh_fingerprint.clone(),
+            started_unix_ms: node.info.started_unix_ms,
+        }))
+    }
+}

@@ -1,0 +1,241 @@
+//! Harness for multi-node tests on loopback: one mesh CA made in the test,
+//! one real `fleet node` process per host, each with its own MOSAIC_HOME,
+//! tmux socket and stub agents. Dropping the harness kills the node processes
+//! it started (by pid) and the tmux servers on its own sockets.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const FLEET: &str = env!("CARGO_BIN_EXE_fleet");
+
+pub struct Mesh {
+    pub dir: tempfile::TempDir,
+    pub tenant: String,
+    pub nodes: Vec<NodeHost>,
+    children: Vec<Child>,
+}
+
+pub struct NodeHost {
+    pub host: String,
+    pub home: PathBuf,
+    pub socket: String,
+    pub addr: Option<String>,
+    pub pid: Option<u32>,
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let o = cmd.output().expect("run");
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+impl Mesh {
+    /// A mesh CA for `tenant`, no nodes yet.
+    pub fn new(tenant: &str) -> Mesh {
+        let dir = tempfile::Builder::new().prefix("fleet-mesh-").tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("tmux")).unwrap();
+        let mut m = Mesh { dir, tenant: tenant.into(), nodes: vec![], children: vec![] };
+        let ca = m.ca_dir();
+        let (code, _, err) = m.run(&["certs", "init", "--tenant", tenant, "--dir", ca.to_str().unwrap()], &[]);
+        assert_eq!(code, 0, "certs init: {err}");
+        m
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn ca_dir(&self) -> PathBuf {
+        self.root().join("ca")
+    }
+
+    fn base_env(&self, cmd: &mut Command) {
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.root())
+            .env("USER", "tester")
+            .env("LANG", "C.UTF-8")
+            .env("TERM", "xterm-256color")
+            .env("TMUX_TMPDIR", self.root().join("tmux"))
+            .env("XDG_RUNTIME_DIR", self.root().join("xdg"))
+            .env("MOSAIC_HEARTBEAT_INTERVAL", "1");
+    }
+
+    /// Run fleet with extra env.
+    pub fn run(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+        let mut cmd = Command::new(FLEET);
+        self.base_env(&mut cmd);
+        cmd.args(args).envs(env.iter().copied()).stdin(Stdio::null());
+        run(&mut cmd)
+    }
+
+    /// Run fleet as the CLI of node `i` (its local socket).
+    pub fn at(&self, i: usize, args: &[&str]) -> (i32, String, String) {
+        let home = self.nodes[i].home.display().to_string();
+        self.run(args, &[("MOSAIC_HOME", &home)])
+    }
+
+    /// Add a host with `agents` (roster `agents:` items) using stub runtimes.
+    pub fn add_host(&mut self, host: &str, agents: &str) -> usize {
+        let home = self.root().join(host);
+        std::fs::create_dir_all(home.join("fleet")).unwrap();
+        let certs = home.join("fleet/certs");
+        let (code, _, err) = self.run(
+            &["certs", "issue", "node", "--host", host, "--dir", self.ca_dir().to_str().unwrap(), "--out", certs.to_str().unwrap()],
+            &[],
+        );
+        assert_eq!(code, 0, "issue node {host}: {err}");
+        let socket = format!("mesh-{host}-{}", std::process::id());
+        let roster = format!(
+            "version: 1
+tenant_id: {tenant}
+tmux: {{ socket_name: {socket} }}
+runtimes:
+  stub: {{ command: \"{FLEET} stub-agent\", heartbeat: self }}
+  drafty: {{ command: \"{FLEET} stub-agent --draft\", process_names: [fleet], heartbeat: self }}
+  quiet: {{ command: \"{FLEET} stub-agent --no-heartbeat\", process_names: [fleet], heartbeat: self }}
+agents:
+{agents}",
+            tenant = self.tenant
+        );
+        std::fs::write(home.join("fleet/roster.yaml"), roster).unwrap();
+        self.nodes.push(NodeHost { host: host.into(), home, socket, addr: None, pid: None });
+        self.nodes.len() - 1
+    }
+
+    /// Start node `i` listening on `listen` with static `peers`; wait until it answers.
+    pub fn start_node(&mut self, i: usize, listen: &str, peers: &[String]) {
+        let n = &self.nodes[i];
+        let log = std::fs::File::create(self.root().join(format!("{}.log", n.host))).unwrap();
+        let mut cmd = Command::new(FLEET);
+        self.base_env(&mut cmd);
+        cmd.arg("node")
+            .env("MOSAIC_HOME", &n.home)
+            .env("FLEET_LISTEN", listen)
+            .env("FLEET_PEERS", peers.join(","))
+            .env("FLEET_MDNS", "false")
+            .env("FLEET_PROBE_INTERVAL_MS", "500")
+            .env("FLEET_FANOUT_DEADLINE_MS", "1000")
+            .env("FLEET_SHUTDOWN_GRACE_MS", "1000")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        let child = cmd.spawn().expect("start fleet node");
+        let pid = child.id();
+        self.children.push(child);
+        self.nodes[i].pid = Some(pid);
+        let mut addr = None;
+        wait_for(&format!("node {} to answer", self.nodes[i].host), Duration::from_secs(15), || {
+            let (code, out, _) = self.at(i, &["peers", "--json"]);
+            if code != 0 {
+                return false;
+            }
+            let peers: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+            addr = peers.iter().find(|p| p["found_by"] == "self").and_then(|p| p["grpc_address"].as_str()).map(String::from);
+            addr.is_some()
+        });
+        self.nodes[i].addr = addr;
+    }
+
+    /// `kill -9` node `i`.
+    pub fn kill_node(&mut self, i: usize) {
+        let pid = self.nodes[i].pid.take().expect("node running");
+        if let Some(c) = self.children.iter_mut().find(|c| c.id() == pid) {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    pub fn addr(&self, i: usize) -> String {
+        self.nodes[i].addr.clone().expect("node started")
+    }
+
+    /// `fleet start --all --local` on host `i`.
+    pub fn start_agents(&self, i: usize) {
+        let (code, out, err) = self.at(i, &["start", "--all", "--local"]);
+        assert_eq!(code, 0, "start agents on {}: {out}{err}", self.nodes[i].host);
+    }
+
+    pub fn tmux(&self, i: usize, args: &[&str]) -> String {
+        let mut cmd = Command::new("tmux");
+        self.base_env(&mut cmd);
+        cmd.args(["-L", &self.nodes[i].socket]).args(args);
+        run(&mut cmd).1
+    }
+
+    pub fn capture(&self, i: usize, agent: &str) -> String {
+        self.tmux(i, &["capture-pane", "-p", "-J", "-t", &format!("={agent}:")])
+    }
+
+    /// Follow `fleet heartbeats --json` of node `i`: returns a receiver of lines.
+    pub fn follow(&mut self, i: usize) -> mpsc::Receiver<serde_json::Value> {
+        let mut cmd = Command::new(FLEET);
+        self.base_env(&mut cmd);
+        cmd.args(["heartbeats", "--json"]).env("MOSAIC_HOME", &self.nodes[i].home).stdout(Stdio::piped()).stderr(Stdio::null());
+        let mut child = cmd.spawn().unwrap();
+        let out = child.stdout.take().unwrap();
+        self.children.push(child);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                if let Ok(v) = serde_json::from_str(&line)
+                    && tx.send(v).is_err()
+                {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+}
+
+/// Wait for an event matching `f` on `rx`, within `timeout`.
+pub fn expect_event(
+    rx: &mpsc::Receiver<serde_json::Value>,
+    what: &str,
+    timeout: Duration,
+    f: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(v) if f(&v) => return v,
+            Ok(_) => {}
+            Err(_) => panic!("no {what} event within {timeout:?}"),
+        }
+    }
+}
+
+impl Drop for Mesh {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for n in &self.nodes {
+            let mut cmd = Command::new("tmux");
+            self.base_env(&mut cmd);
+            cmd.args(["-L", &n.socket, "kill-server"]).stderr(Stdio::null());
+            let _ = cmd.status();
+        }
+    }
+}

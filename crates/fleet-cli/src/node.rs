@@ -43,10 +43,23 @@ pub fn unreachable(e: client::ClientError) -> CliError {
     }
 }
 
-/// Map a gRPC status to an exit code, keeping the node's message.
+/// Map a gRPC status to an exit code, keeping the node's message. A call cut
+/// at the transport (the node refused or dropped the connection) is exit 3.
 pub fn status(s: tonic::Status) -> CliError {
+    let transport = s.code() == tonic::Code::Unknown && s.message() == "transport error";
+    if transport || matches!(s.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded) {
+        let mut why = s.message().to_string();
+        let mut src = std::error::Error::source(&s);
+        while let Some(e) = src {
+            why.push_str(&format!(": {e}"));
+            src = e.source();
+        }
+        return CliError::new(
+            Code::Unreachable,
+            anyhow!("the fleet node at {} did not answer the call ({why})", target().describe()),
+        );
+    }
     let code = match s.code() {
-        tonic::Code::Unavailable | tonic::Code::DeadlineExceeded => Code::Unreachable,
         tonic::Code::InvalidArgument => Code::Usage,
         _ => Code::Failed,
     };

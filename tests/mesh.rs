@@ -227,3 +227,48 @@ fn the_local_door_refuses_another_uid() {
     // The node's own uid still gets in.
     assert_eq!(m.at(0, &["ps"]).0, 0);
 }
+
+#[test]
+fn first_run_creates_a_one_host_mesh_and_a_broken_roster_keeps_the_last_good_one() {
+    let mut m = Mesh::new("acme");
+    m.add_host("solo", "  - { name: orch, runtime: stub }\n");
+    // No certificates at all: the node makes its own one-host mesh.
+    let certs = m.nodes[0].home.join("fleet/certs");
+    std::fs::remove_dir_all(&certs).unwrap();
+    let home = m.nodes[0].home.display().to_string();
+    let mut node = std::process::Command::new(mesh_util::FLEET);
+    node.arg("node")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("MOSAIC_HOME", &home)
+        .env("TMUX_TMPDIR", m.root().join("tmux"))
+        .env("FLEET_LISTEN", "127.0.0.1:0")
+        .env("FLEET_MDNS", "false")
+        .env("FLEET_TENANT_ID", "acme")
+        .env("FLEET_HOST", "solo")
+        .env("FLEET_PROBE_INTERVAL_MS", "300")
+        .stderr(std::fs::File::create(m.root().join("solo.log")).unwrap());
+    m.adopt(node.spawn().unwrap());
+    wait_for("node socket", Duration::from_secs(10), || m.nodes[0].home.join("fleet/node.sock").exists());
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["ca.pem", "ca.key", "node.pem", "node.key"] {
+        assert!(certs.join(f).exists(), "{f} was not created");
+    }
+    assert_eq!(std::fs::metadata(certs.join("node.key")).unwrap().permissions().mode() & 0o777, 0o600);
+    let (code, out, _) = m.run(&["certs", "show", certs.join("node.pem").to_str().unwrap(), "--json"], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("fleet://acme/node/solo"), "{out}");
+
+    m.start_agents(0);
+    wait_for("orch listed", Duration::from_secs(10), || ps_json(&m, 0).iter().any(|r| r["name"] == "orch"));
+    // Break the roster: the node keeps the last good one and says why.
+    std::fs::write(m.nodes[0].home.join("fleet/roster.yaml"), "agents:\n  - name: [oops\n").unwrap();
+    wait_for("roster problem reported", Duration::from_secs(10), || {
+        let rows = ps_json(&m, 0);
+        host_row(&rows, "solo").is_some_and(|h| h["roster_problem"].as_str().is_some_and(|p| p.contains("last good roster")))
+            && rows.iter().any(|r| r["name"] == "orch")
+    });
+    let log = std::fs::read_to_string(m.root().join("solo.log")).unwrap();
+    assert!(log.contains("first run: created a one-host mesh"), "{log}");
+    assert!(log.contains(&certs.display().to_string()), "the log says where: {log}");
+}

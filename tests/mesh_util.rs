@@ -17,6 +17,8 @@ pub struct Mesh {
     pub dir: tempfile::TempDir,
     pub tenant: String,
     pub nodes: Vec<NodeHost>,
+    /// MOSAIC_HEARTBEAT_INTERVAL of everything started (seconds).
+    pub interval: u32,
     children: Vec<Child>,
 }
 
@@ -50,7 +52,7 @@ impl Mesh {
     pub fn new(tenant: &str) -> Mesh {
         let dir = tempfile::Builder::new().prefix("fleet-mesh-").tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("tmux")).unwrap();
-        let mut m = Mesh { dir, tenant: tenant.into(), nodes: vec![], children: vec![] };
+        let m = Mesh { dir, tenant: tenant.into(), nodes: vec![], interval: 1, children: vec![] };
         let ca = m.ca_dir();
         let (code, _, err) = m.run(&["certs", "init", "--tenant", tenant, "--dir", ca.to_str().unwrap()], &[]);
         assert_eq!(code, 0, "certs init: {err}");
@@ -74,7 +76,7 @@ impl Mesh {
             .env("TERM", "xterm-256color")
             .env("TMUX_TMPDIR", self.root().join("tmux"))
             .env("XDG_RUNTIME_DIR", self.root().join("xdg"))
-            .env("MOSAIC_HEARTBEAT_INTERVAL", "1");
+            .env("MOSAIC_HEARTBEAT_INTERVAL", self.interval.to_string());
     }
 
     /// Run fleet with extra env.
@@ -152,6 +154,11 @@ agents:
             addr.is_some()
         });
         self.nodes[i].addr = addr;
+    }
+
+    /// Own a process started by the test, so that drop kills it.
+    pub fn adopt(&mut self, child: Child) {
+        self.children.push(child);
     }
 
     /// `kill -9` node `i`.

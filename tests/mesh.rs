@@ -186,6 +186,23 @@ fn health_serving_and_a_bad_config_binds_nothing() {
         let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
         let resp = health.check(tonic_health::pb::HealthCheckRequest { service: "fleet.v1.Fleet".into() }).await.unwrap();
         assert_eq!(resp.into_inner().status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+
+        // Server reflection lists our services, so stock tools (grpcurl) work.
+        use tonic_reflection::pb::v1::{
+            ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+            server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+        };
+        let channel = fleet_node::client::connect(&target).await.unwrap();
+        let mut refl = ServerReflectionClient::new(channel);
+        let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+        let mut stream = refl.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
+        let Some(MessageResponse::ListServicesResponse(list)) = stream.message().await.unwrap().unwrap().message_response else {
+            panic!("not a service list");
+        };
+        let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+        for svc in ["fleet.v1.Fleet", "fleet.v1.Mesh", "grpc.health.v1.Health"] {
+            assert!(names.iter().any(|n| n == svc), "{svc} not in {names:?}");
+        }
     });
 
     // A bad node.yaml: exit 2 naming the key, no socket left behind.

@@ -242,16 +242,19 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
     health.set_serving::<FleetServer<NodeService>>().await;
     health.set_serving::<MeshServer<NodeService>>().await;
     let router = || -> Result<_, NodeError> {
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(fleet_proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .map_err(|e| NodeError::Serve(format!("reflection: {e}")))?;
+        // Reflection v1 and, for older tools, v1alpha.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(fleet_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let err = |e| NodeError::Serve(format!("reflection: {e}"));
         Ok(Server::builder()
             .add_service(FleetServer::new(svc.clone()))
             .add_service(MeshServer::new(svc.clone()))
             .add_service(health_svc.clone())
-            .add_service(reflection))
+            .add_service(reflection().build_v1().map_err(err)?)
+            .add_service(reflection().build_v1alpha().map_err(err)?))
     };
     let (_tls_tx, tls_rx) = watch::channel(server_tls);
     let tls_incoming = fleet_tls::net::TlsIncoming::new(tcp, tls_rx).map_err(|e| NodeError::Serve(e.to_string()))?;

@@ -29,6 +29,7 @@ fn probe_rows_alive_dead_missing_unmanaged_drift_without_systemd() {
   - { name: enhancer, runtime: claude, class: enhancer }
   - { name: crasher, runtime: crashing }
   - { name: absent, runtime: stub }
+  - { name: drifter, runtime: claude }
 ",
     );
     start(&h, "orchestrator");
@@ -39,13 +40,15 @@ fn probe_rows_alive_dead_missing_unmanaged_drift_without_systemd() {
     assert!(err.contains("exited at once (status 3)") || err.contains("exited at once (status unknown)"), "{err}");
     h.session("rogue", "sleep 1000");
     h.session("_holder", "sleep 1000");
+    // A roster agent whose pane runs something else than its runtime.
+    h.session("drifter", "cat");
 
     h.wait_for("orchestrator healthy", Duration::from_secs(10), || {
         h.row("orchestrator")["heartbeat"]["health"] == "healthy"
     });
     let rows = h.ps();
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["orchestrator", "enhancer", "crasher", "absent", "rogue"], "the holder is not a row");
+    assert_eq!(names, ["orchestrator", "enhancer", "crasher", "absent", "drifter", "rogue"], "the holder is not a row");
     for r in &rows {
         assert_eq!(r["tenant_id"], "acme");
         assert_eq!(r["host"], "testhost");
@@ -65,7 +68,10 @@ fn probe_rows_alive_dead_missing_unmanaged_drift_without_systemd() {
 
     let e = row("enhancer");
     assert_eq!(e["current_command"], "sleep");
-    assert_eq!(e["drift"], true, "runtime claude running sleep is drift");
+    assert_eq!(e["drift"], false, "runtimes.claude.command runs sleep: that is its runtime, not drift");
+    let d = row("drifter");
+    assert_eq!(d["current_command"], "cat");
+    assert_eq!(d["drift"], true, "runtime claude (command sleep) running cat is drift");
 
     assert_eq!(row("crasher")["pane"], "dead");
     assert_eq!(row("crasher")["heartbeat"]["health"], "unknown", "a program that died at once never looks healthy");
@@ -88,7 +94,8 @@ fn probe_rows_alive_dead_missing_unmanaged_drift_without_systemd() {
         assert!(header.contains(col), "missing column {col}: {header}");
     }
     assert!(table.lines().any(|l| l.starts_with("rogue") && l.ends_with("unmanaged")), "{table}");
-    assert!(table.lines().any(|l| l.starts_with("enhancer") && l.ends_with("drift")), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("drifter") && l.ends_with("drift")), "{table}");
+    assert!(!table.lines().any(|l| l.starts_with("enhancer") && l.ends_with("drift")), "{table}");
     h.assert_default_server_untouched();
 }
 
@@ -190,8 +197,9 @@ fn send_to_an_unknown_agent_names_the_known_ones() {
 #[test]
 fn oversized_and_escape_laden_texts_are_refused_and_nothing_runs() {
     let h = host_with("  - { name: sh, runtime: claude }\n");
-    // A plain shell pane: anything that escaped the paste would run.
+    // A plain shell pane (in the test's temp dir): anything that escaped the paste would run.
     h.session("sh", "bash --norc --noprofile");
+    h.wait_for("the bash prompt", Duration::from_secs(10), || !h.capture("sh").trim().is_empty());
     let marker = h.root().join("pwned");
     let evil = format!("harmless\x1b[201~\ntouch {}\n", marker.display());
     let (code, _, err) = h.run(&["send", "sh", "--local", "-m", &evil]);
@@ -203,11 +211,26 @@ fn oversized_and_escape_laden_texts_are_refused_and_nothing_runs() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(!marker.exists(), "the text after ESC[201~ ran as a command");
     assert!(!h.capture("sh").contains("harmless"), "nothing was pasted");
-    // And a real send into the shell arrives as text (here bash runs it, as typed input).
-    let safe = format!("echo delivered > {}", h.root().join("ok").display());
-    let (code, _, err) = h.run(&["send", "sh", "--local", "--from", "t", "-m", &format!("; {safe}")]);
+    let (_, buffers, _) = h.tmux(&["list-buffers", "-F", "#{buffer_name}"]);
+    assert!(!buffers.contains("fleet-send-"), "no buffer is left behind: {buffers}");
+
+    // A real send arrives as one line of text, preamble included. bash reads it
+    // as data (`read`), so nothing depends on how bash would parse `[a -> b]`.
+    let got = h.root().join("got");
+    let reader = format!("IFS= read -r line; printf '%s' \"$line\" > {}", got.display());
+    h.tmux(&["send-keys", "-t", "=sh:", "-l", &reader]);
+    h.tmux(&["send-keys", "-t", "=sh:", "Enter"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let text = format!("echo ran > {}; touch {}", h.root().join("ran").display(), marker.display());
+    let (code, _, err) = h.run(&["send", "sh", "--local", "--from", "t", "-m", &text]);
     assert_eq!(code, 0, "{err}");
-    h.wait_for("bash ran the pasted line", Duration::from_secs(5), || h.root().join("ok").exists());
+    h.wait_for("bash read the pasted line", Duration::from_secs(5), || {
+        std::fs::read_to_string(&got).is_ok_and(|s| !s.is_empty())
+    });
+    assert_eq!(std::fs::read_to_string(&got).unwrap(), format!("[testhost:t -> testhost:sh] {text}"));
+    assert!(!marker.exists() && !h.root().join("ran").exists(), "the text was data, not a command");
+    let (_, buffers, _) = h.tmux(&["list-buffers", "-F", "#{buffer_name}"]);
+    assert!(!buffers.contains("fleet-send-"), "no buffer is left behind: {buffers}");
 }
 
 #[test]
@@ -302,4 +325,94 @@ fn roster_check_reports_every_problem_or_one_line() {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["problems"].as_array().unwrap().len(), 4);
     assert_eq!(v["problems"][0]["line"], 2);
+}
+
+/// A protocol-v1 heartbeat written by hand, now, with `pid`.
+fn write_beat(h: &Host, name: &str, pid: u32) {
+    use fleet_core::heartbeat::{BeatStatus, Heartbeat, Timestamp};
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let hb = Heartbeat { ts: Timestamp::from_unix(now), pid, status: BeatStatus::Ok };
+    std::fs::create_dir_all(h.run_dir()).unwrap();
+    let tmp = h.run_dir().join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, hb.render()).unwrap();
+    std::fs::rename(tmp, h.run_dir().join(format!("{name}.hb"))).unwrap();
+}
+
+#[test]
+fn a_heartbeat_counts_only_beside_its_own_live_pane() {
+    let h = host_with(
+        "  - { name: lone, runtime: claude }\n  - { name: gone, runtime: claude }\n  - { name: s, runtime: stub }\n",
+    );
+    // A launcher runtime's pane started by hand: no writer of its own.
+    h.session("lone", "sleep 1000");
+    let pane_pid = h.row("lone")["pane_pid"].as_u64().unwrap() as u32;
+    write_beat(&h, "lone", pane_pid + 100_000);
+    let hb = &h.row("lone")["heartbeat"];
+    assert_eq!(hb["health"], "unknown", "{hb}");
+    let reason = hb["reason"].as_str().unwrap();
+    assert!(reason.starts_with(&format!("heartbeat pid {} is not the pane's pid {pane_pid}", pane_pid + 100_000)));
+    write_beat(&h, "lone", pane_pid);
+    assert_eq!(h.row("lone")["heartbeat"]["health"], "healthy");
+
+    // A fresh file beside no pane at all.
+    write_beat(&h, "gone", 4242);
+    let g = h.row("gone");
+    assert_eq!((g["pane"].as_str(), g["heartbeat"]["health"].as_str()), (Some("missing"), Some("unknown")));
+    assert!(g["heartbeat"]["reason"].as_str().unwrap().starts_with("the pane is missing (last beat "), "{g}");
+
+    // A stopped agent is never healthy, even while its last beat is fresh.
+    start(&h, "s");
+    h.wait_for("s healthy", Duration::from_secs(10), || h.row("s")["heartbeat"]["health"] == "healthy");
+    let (code, _, err) = h.run(&["stop", "s", "--local"]);
+    assert_eq!(code, 0, "{err}");
+    let s = h.row("s");
+    assert_eq!((s["pane"].as_str(), s["heartbeat"]["health"].as_str()), (Some("missing"), Some("unknown")), "{s}");
+    // "no heartbeat file" once stop clears it (fleet_tmux::lifecycle::stop_and_clear).
+    let reason = s["heartbeat"]["reason"].as_str().unwrap();
+    assert!(reason.starts_with("the pane is missing") || reason == "no heartbeat file", "{reason}");
+}
+
+#[test]
+fn an_inherited_tmux_variable_does_not_redirect_the_default_server() {
+    let mut h = Host::new();
+    h.also_cleanup("");
+    let other = format!("{}-other", h.socket);
+    h.also_cleanup(&other);
+    std::fs::write(
+        h.roster_path(),
+        format!("{}agents:\n  - {{ name: a, runtime: stub }}\n", Host::RUNTIMES.replace("{fleet}", util::FLEET)),
+    )
+    .unwrap();
+    // fleet run from inside a pane of another server: $TMUX names that server.
+    let (code, _, err) = h.tmux_on(Some(&other), &["new-session", "-d", "-s", "decoy", "sleep 1000"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, pid, _) = h.tmux_on(Some(&other), &["display-message", "-p", "#{pid}"]);
+    h.set_env("TMUX", &format!("{},{},0", h.socket_path(Some(&other)).display(), pid.trim()));
+
+    start(&h, "a");
+    let (code, out, _) = h.tmux_on(None, &["list-sessions", "-F", "#{session_name}"]);
+    assert_eq!((code, out.trim()), (0, "a"), "the session is on the default server");
+    let (_, out, _) = h.tmux_on(Some(&other), &["list-sessions", "-F", "#{session_name}"]);
+    assert_eq!(out.trim(), "decoy", "the other server was not touched");
+    let rows = h.ps();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["a"], "ps lists the default server, not the one of $TMUX");
+    assert_eq!((rows[0]["socket"].as_str(), rows[0]["pane"].as_str()), (Some(""), Some("alive")));
+}
+
+#[test]
+fn a_pane_in_clock_mode_is_not_in_copy_mode_and_still_takes_a_send() {
+    let h = host_with("  - { name: a, runtime: stub }\n");
+    start(&h, "a");
+    wait_ready(&h, "a");
+    let (code, _, err) = h.tmux(&["clock-mode", "-t", "=a:"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, mode, _) = h.tmux(&["display-message", "-p", "-t", "=a:", "#{pane_mode}"]);
+    assert_eq!(mode.trim(), "clock-mode");
+    assert_eq!(h.row("a")["in_copy_mode"], false, "clock mode is not copy mode");
+    let (code, out, err) = h.run(&["send", "a", "--local", "--verify", "-m", "out of clock mode"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("accepted: a@testhost"), "{out}");
+    let (_, mode, _) = h.tmux(&["display-message", "-p", "-t", "=a:", "#{pane_mode}"]);
+    assert_eq!(mode.trim(), "", "the mode was left");
 }

@@ -22,6 +22,8 @@ pub struct Host {
     pub tenant: String,
     /// Sockets whose servers this host may have started.
     extra_sockets: Vec<String>,
+    /// Variables set for fleet on top of the clean environment.
+    extra_env: Vec<(String, String)>,
 }
 
 impl Host {
@@ -31,7 +33,7 @@ impl Host {
             std::fs::create_dir_all(dir.path().join(sub)).unwrap();
         }
         let socket = format!("fleet-test-{}", std::process::id());
-        Host { dir, socket, name: "testhost".into(), tenant: "acme".into(), extra_sockets: vec![] }
+        Host { dir, socket, name: "testhost".into(), tenant: "acme".into(), extra_sockets: vec![], extra_env: vec![] }
     }
 
     pub fn root(&self) -> &Path {
@@ -84,6 +86,20 @@ impl Host {
             .env("MOSAIC_HOME", self.mosaic_home())
             .env("MOSAIC_HEARTBEAT_INTERVAL", "1")
             .env("FLEET_HOST", &self.name);
+        for (k, v) in &self.extra_env {
+            cmd.env(k, v);
+        }
+    }
+
+    /// Set a variable for every later `fleet` run (not for the harness's own tmux calls).
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.extra_env.push((key.to_string(), value.to_string()));
+    }
+
+    /// The path of a `-L` socket (`None`: the default server) of this host's TMUX_TMPDIR.
+    pub fn socket_path(&self, socket: Option<&str>) -> PathBuf {
+        let uid = rustix::process::getuid().as_raw();
+        self.root().join(format!("tmux/tmux-{uid}/{}", socket.unwrap_or("default")))
     }
 
     pub fn fleet(&self, args: &[&str]) -> Command {
@@ -130,12 +146,16 @@ impl Host {
         }
         cmd.arg("-f").arg("/dev/null").args(args).stdin(Stdio::null());
         self.envs(&mut cmd);
+        // The harness addresses exactly the server it names.
+        cmd.env_remove("TMUX");
         output(cmd.output().expect("run tmux"))
     }
 
-    /// Start a session by hand (not through fleet) on this host's socket.
+    /// Start a session by hand (not through fleet) on this host's socket, in
+    /// the host's temp dir (so whatever it writes stays there).
     pub fn session(&self, name: &str, command: &str) {
-        let (code, _, err) = self.tmux(&["new-session", "-d", "-s", name, command]);
+        let root = self.root().display().to_string();
+        let (code, _, err) = self.tmux(&["new-session", "-d", "-s", name, "-c", &root, command]);
         assert_eq!(code, 0, "new-session {name}: {err}");
     }
 
@@ -158,8 +178,7 @@ impl Host {
     }
 
     fn default_socket(&self) -> PathBuf {
-        let uid = rustix::process::getuid().as_raw();
-        self.root().join(format!("tmux/tmux-{uid}/default"))
+        self.socket_path(None)
     }
 
     /// The default tmux server of this host has never been started.

@@ -22,16 +22,30 @@ pub struct Event {
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
     /// A new heartbeat was written.
-    Beat { heartbeat: HealthReport },
+    Beat {
+        heartbeat: HealthReport,
+    },
     /// Health moved (e.g. healthy -> stale as time passed with no beat).
-    HealthChange { from: Health, to: Health, heartbeat: HealthReport },
+    HealthChange {
+        from: Health,
+        to: Health,
+        heartbeat: HealthReport,
+    },
     /// A new agent row (also sent as the snapshot at the start of a stream).
-    AgentAppeared { record: Box<AgentRecord> },
+    AgentAppeared {
+        record: Box<AgentRecord>,
+    },
     AgentGone,
-    HostUp { address: String },
-    HostDown { reason: String },
+    HostUp {
+        address: String,
+    },
+    HostDown {
+        reason: String,
+    },
     /// The subscriber fell behind; `dropped` events were lost. A snapshot follows.
-    Lagged { dropped: u64 },
+    Lagged {
+        dropped: u64,
+    },
 }
 
 impl Event {
@@ -49,7 +63,13 @@ impl Event {
 }
 
 fn event(r: &AgentRecord, now_ms: i64, kind: EventKind) -> Event {
-    Event { tenant_id: r.tenant_id.clone(), host: r.host.clone(), agent: r.name.clone(), observed_unix_ms: now_ms, kind }
+    Event {
+        tenant_id: r.tenant_id.clone(),
+        host: r.host.clone(),
+        agent: r.name.clone(),
+        observed_unix_ms: now_ms,
+        kind,
+    }
 }
 
 /// The snapshot of a view: one `AgentAppeared` per row.
@@ -108,7 +128,8 @@ mod tests {
     const T0: i64 = 1_782_084_679; // 2026-06-21T23:31:19Z
 
     fn row(name: &str, hb_age: Option<i64>, now: i64) -> AgentRecord {
-        let text = hb_age.map(|age| format!("ts={}\npid=1\nstatus=ok\n", Timestamp::from_unix(now - age).to_iso_compact()));
+        let text =
+            hb_age.map(|age| format!("ts={}\npid=1\nstatus=ok\n", Timestamp::from_unix(now - age).to_iso_compact()));
         AgentRecord {
             tenant_id: "t".into(),
             host: "h".into(),

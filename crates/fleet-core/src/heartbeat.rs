@@ -5,6 +5,7 @@
 //!
 //! Everything here is pure: the caller reads the file and the clock.
 
+use crate::record::PaneState;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -172,18 +173,63 @@ pub fn assess(text: Option<&str>, now_unix: i64, interval_secs: u64) -> HealthRe
     }
 }
 
-/// Judge a parsed heartbeat at `now` (Unix seconds): the 3x rule.
+/// Judge a parsed heartbeat at `now` (Unix seconds): the 3x rule. A `ts`
+/// more than one interval in the future is `unknown` (a skewed clock would
+/// otherwise keep a dead agent healthy for as long as the skew); a smaller
+/// lead is healthy, since writer and reader clocks never agree exactly.
 pub fn assess_parsed(ts: Timestamp, pid: u32, status: BeatStatus, now_unix: i64, interval_secs: u64) -> HealthReport {
-    let age = now_unix - ts.unix;
-    let limit = 3 * interval_secs as i64;
+    let age = now_unix.saturating_sub(ts.unix);
+    let interval = i64::try_from(interval_secs).unwrap_or(i64::MAX);
+    let limit = interval.saturating_mul(3);
+    let (health, reason) = if age < -interval {
+        (Health::Unknown, Some(FUTURE_TS_REASON.to_string()))
+    } else if age <= limit {
+        (Health::Healthy, None)
+    } else {
+        (Health::Stale, None)
+    };
     HealthReport {
-        health: if age <= limit { Health::Healthy } else { Health::Stale },
+        health,
         age_seconds: Some(age),
         ts: Some(ts.to_rfc3339()),
         pid: Some(pid),
         status: Some(status),
-        reason: None,
+        reason,
         interval_seconds: interval_secs,
+    }
+}
+
+/// The reason of a heartbeat whose `ts` is more than one interval ahead of now.
+pub const FUTURE_TS_REASON: &str = "ts is in the future (clock skew?)";
+
+/// A heartbeat only counts for a pane that is there:
+/// - a beat that would be healthy beside a missing or dead pane is `unknown`
+///   (it was written by a program that is gone: a stopped agent, a writer's
+///   last beat); an old one stays `stale`;
+/// - with `check_pid` (runtimes with launcher heartbeats: protocol v1 writes
+///   the pane's pid), a beat whose pid is not the live pane's is an earlier
+///   run's or a foreign writer's: `unknown`.
+///
+/// Such a report carries no `ts`/`pid`/`status` (the reason names what was
+/// read), so re-judging a record from those fields as time passes can never
+/// make it healthy again.
+pub fn judge_with_pane(hb: HealthReport, pane: PaneState, pane_pid: Option<u32>, check_pid: bool) -> HealthReport {
+    let age = hb.age_seconds.map(|a| format!("{a}s ago")).unwrap_or_else(|| "at an unknown time".into());
+    let reason = match pane {
+        PaneState::Missing | PaneState::Dead if hb.health == Health::Healthy => {
+            Some(format!("the pane is {} (last beat {age})", pane.as_str()))
+        }
+        PaneState::Alive if check_pid && hb.health != Health::Unknown => match (hb.pid, pane_pid) {
+            (Some(pid), Some(pane_pid)) if pid != pane_pid => {
+                Some(format!("heartbeat pid {pid} is not the pane's pid {pane_pid} (an earlier or foreign writer)"))
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    match reason {
+        Some(reason) => HealthReport::unknown(reason, hb.interval_seconds),
+        None => hb,
     }
 }
 
@@ -294,6 +340,10 @@ impl Timestamp {
                     _ => return None,
                 };
                 let o = &rest[1..];
+                // Byte offsets below: a non-ASCII byte would split a character.
+                if !o.is_ascii() {
+                    return None;
+                }
                 let (h, m) = match o.len() {
                     2 => (o, "00"),
                     4 => (&o[..2], &o[2..]),
@@ -448,6 +498,19 @@ mod tests {
             ("ts=2026-06-21T23:3", "bad ts \"2026-06-21T23:3\": expected ISO-8601 like 2026-06-21T18:31:19-0500"),
             ("\u{0}\u{1}garbage", "line 1: expected key=value, found \"\\0\\u{1}garbage\""),
             ("ts=2026-06-21T23:31:19Z\npid=1\nstatus=sleepy\n", "bad status \"sleepy\": expected ok or busy"),
+            // Multi-byte characters where the offset is read by byte position.
+            (
+                "ts=2026-06-21T23:31:19+1é3\npid=1\nstatus=ok\n",
+                "bad ts \"2026-06-21T23:31:19+1é3\": expected ISO-8601 like 2026-06-21T18:31:19-0500",
+            ),
+            (
+                "ts=2026-06-21T23:31:19-0é\npid=1\nstatus=ok\n",
+                "bad ts \"2026-06-21T23:31:19-0é\": expected ISO-8601 like 2026-06-21T18:31:19-0500",
+            ),
+            (
+                "ts=2026-06-21T23:31:19+é:00\npid=1\nstatus=ok\n",
+                "bad ts \"2026-06-21T23:31:19+é:00\": expected ISO-8601 like 2026-06-21T18:31:19-0500",
+            ),
         ];
         for (text, reason) in cases {
             let r = assess(Some(text), T0, 15);
@@ -468,9 +531,114 @@ mod tests {
         assert_eq!(at(46, 15).age_seconds, Some(46));
         assert_eq!(at(6, 2).health, Health::Healthy);
         assert_eq!(at(7, 2).health, Health::Stale);
-        // A clock slightly behind the writer's is still healthy.
+        // A clock slightly behind the writer's is still healthy: up to one interval.
         assert_eq!(at(-3, 15).health, Health::Healthy);
+        assert_eq!(at(-15, 15).health, Health::Healthy);
+        assert_eq!(at(-15, 15).reason, None);
         assert_eq!(at(0, 15).ts.as_deref(), Some("2026-06-21T23:31:19Z"));
+    }
+
+    #[test]
+    fn a_ts_more_than_one_interval_ahead_is_unknown() {
+        let text = "ts=2026-06-21T23:31:19Z\npid=7\nstatus=ok\n";
+        let at = |age: i64, interval: u64| assess(Some(text), T0 + age, interval);
+        let r = at(-16, 15);
+        assert_eq!(r.health, Health::Unknown);
+        assert_eq!(r.reason.as_deref(), Some("ts is in the future (clock skew?)"));
+        assert_eq!((r.age_seconds, r.pid), (Some(-16), Some(7)), "what was read is still shown");
+        assert_eq!(at(-2, 1).health, Health::Unknown);
+        assert_eq!(at(-1, 1).health, Health::Healthy);
+        // A far-future year does not overflow.
+        let far = assess(Some("ts=9999-12-31T23:59:59Z\npid=7\nstatus=ok\n"), i64::MIN + 1, u64::MAX);
+        assert_eq!(far.health, Health::Unknown);
+    }
+
+    /// Truncations and byte mutations of valid lines never panic the parsers.
+    #[test]
+    fn mangled_heartbeats_never_panic() {
+        let valid = [
+            "ts=2026-06-21T18:31:19-0500\npid=4242\nstatus=busy\n",
+            "ts=2026-06-21T18:31:19.123456-05:00\npid=1\nstatus=ok\n",
+            "ts=2026-06-21 23:31:19+00\npid=1\nstatus=ok\n",
+            "ts=2026-06-21T23:31:19Z\npid=1\nstatus=ok\n",
+        ];
+        let inserts = ["é", "€", "😀", "\u{0}", ":", "+", "-", "9", "", "\n", "=", " ", "T", "Z", "."];
+        let mut checked = 0;
+        for text in valid {
+            let chars: Vec<(usize, char)> = text.char_indices().collect();
+            for (i, _) in &chars {
+                let (head, tail) = text.split_at(*i);
+                let _ = Heartbeat::parse(head);
+                let _ = assess(Some(head), T0, 15);
+                let ts_line = head.lines().next().unwrap_or("");
+                let _ = Timestamp::parse(ts_line.trim_start_matches("ts="));
+                for ins in inserts {
+                    // Insert, and replace the character at i.
+                    let skip = tail.chars().next().map_or(0, char::len_utf8);
+                    for mutated in [format!("{head}{ins}{tail}"), format!("{head}{ins}{}", &tail[skip..])] {
+                        let _ = Heartbeat::parse(&mutated);
+                        let _ = assess(Some(&mutated), T0, 15);
+                        let ts = mutated.lines().next().unwrap_or("").trim_start_matches("ts=");
+                        let _ = Timestamp::parse(ts);
+                        checked += 1;
+                    }
+                }
+            }
+        }
+        assert!(checked > 1000, "{checked}");
+    }
+
+    #[test]
+    fn a_heartbeat_counts_only_beside_its_live_pane() {
+        let beat = |pid: u32, age: i64| assess_parsed(Timestamp::from_unix(T0), pid, BeatStatus::Ok, T0 + age, 15);
+        let j = judge_with_pane;
+        let r = j(beat(7, 3), PaneState::Missing, None, true);
+        assert_eq!((r.health, r.reason.as_deref()), (Health::Unknown, Some("the pane is missing (last beat 3s ago)")));
+        assert_eq!((r.ts, r.pid, r.age_seconds), (None, None, None), "nothing left to re-judge as healthy");
+        let r = j(beat(7, 3), PaneState::Dead, None, false);
+        assert_eq!((r.health, r.reason.as_deref()), (Health::Unknown, Some("the pane is dead (last beat 3s ago)")));
+        assert_eq!(j(beat(7, 100), PaneState::Missing, None, true).health, Health::Stale, "an old beat stays stale");
+        assert_eq!(j(beat(7, 100), PaneState::Dead, None, true).health, Health::Stale);
+        let r = j(beat(7, 3), PaneState::Alive, Some(8), true);
+        assert_eq!(r.health, Health::Unknown);
+        assert_eq!(r.reason.as_deref(), Some("heartbeat pid 7 is not the pane's pid 8 (an earlier or foreign writer)"));
+        assert_eq!(j(beat(7, 100), PaneState::Alive, Some(8), true).health, Health::Unknown);
+        assert_eq!(j(beat(7, 3), PaneState::Alive, Some(8), false).health, Health::Healthy, "no pid check asked");
+        assert_eq!(j(beat(8, 3), PaneState::Alive, Some(8), true), beat(8, 3));
+        assert_eq!(j(beat(8, 3), PaneState::Alive, None, true).health, Health::Healthy);
+        let none = HealthReport::unknown("no heartbeat file", 15);
+        assert_eq!(j(none.clone(), PaneState::Missing, None, true), none);
+        let future = beat(7, -100);
+        assert_eq!(j(future.clone(), PaneState::Alive, Some(7), true), future, "the future rule keeps its fields");
+    }
+
+    /// The node re-judges rows as time passes (`event::reassess`): a pane-rule
+    /// unknown must stay unknown there.
+    #[test]
+    fn re_judging_a_record_keeps_the_pane_rule() {
+        use crate::record::{AgentRecord, SystemdState};
+        let hb = assess_parsed(Timestamp::from_unix(T0), 7, BeatStatus::Ok, T0 + 1, 15);
+        let mut rows = [AgentRecord {
+            tenant_id: "t".into(),
+            host: "h".into(),
+            name: "a".into(),
+            class: None,
+            runtime: None,
+            managed: true,
+            socket: String::new(),
+            systemd: SystemdState::unavailable(),
+            pane: PaneState::Missing,
+            pane_pid: None,
+            current_command: None,
+            idle_seconds: None,
+            in_copy_mode: false,
+            heartbeat: judge_with_pane(hb, PaneState::Missing, None, true),
+            drift: false,
+            boot_enable: false,
+        }];
+        crate::event::reassess(&mut rows, T0 + 2);
+        assert_eq!(rows[0].heartbeat.health, Health::Unknown);
+        assert!(rows[0].heartbeat.reason.as_deref().unwrap().starts_with("the pane is missing"));
     }
 
     #[test]

@@ -447,6 +447,22 @@ fn read_roster(cx: &mut Cx, root: &Node) -> Option<Roster> {
                 let pos = t.get("socket_path").map(|n| n.pos).unwrap_or_default();
                 cx.error(pos, "tmux.socket_path", format!("give socket_name ({n:?}) or socket_path, not both"));
             }
+            (Some(n), None) if n.is_empty() => {
+                let pos = t.get("socket_name").map(|n| n.pos).unwrap_or_default();
+                cx.error(
+                    pos,
+                    "tmux.socket_name",
+                    "an empty socket name is not a tmux socket; to use the default tmux server, leave socket_name out",
+                );
+            }
+            (None, Some(p)) if p.is_empty() => {
+                let pos = t.get("socket_path").map(|n| n.pos).unwrap_or_default();
+                cx.error(
+                    pos,
+                    "tmux.socket_path",
+                    "an empty socket path is not a tmux socket; to use the default tmux server, leave socket_path out",
+                );
+            }
             (Some(n), None) if n.contains('/') => {
                 let pos = t.get("socket_name").map(|n| n.pos).unwrap_or_default();
                 cx.error(pos, "tmux.socket_name", "a socket name may not contain '/'; use socket_path for a path");
@@ -772,6 +788,72 @@ agents:
         assert_eq!(r.runtime("claude"), Some(&RuntimeSpec::default()));
         let p = errors("runtimes: { x: { heartbeat: sometimes } }\nagents: []\n");
         assert_eq!(p[0].key, "runtimes.x.heartbeat");
+    }
+
+    /// The one problem of a roster text: (key, message).
+    fn only_problem(text: &str) -> (String, String) {
+        let p = errors(text);
+        assert_eq!(p.len(), 1, "{p:#?}");
+        (p[0].key.clone(), p[0].message.clone())
+    }
+
+    #[test]
+    fn tmux_section_errors() {
+        let (key, msg) = only_problem("tmux: { socket_name: \"\" }\nagents: []\n");
+        assert_eq!(key, "tmux.socket_name");
+        assert!(msg.contains("leave socket_name out"), "{msg}");
+        let (key, msg) = only_problem("tmux: { socketPath: '' }\nagents: []\n");
+        assert_eq!(key, "tmux.socket_path");
+        assert!(msg.contains("leave socket_path out"), "{msg}");
+        let p = errors("tmux:\n  socket_name: a\n  socket_path: /tmp/s\nagents: []\n");
+        assert_eq!((p[0].line, p[0].key.as_str()), (3, "tmux.socket_path"));
+        assert_eq!(p[0].message, "give socket_name (\"a\") or socket_path, not both");
+        let (key, msg) = only_problem("tmux: { socket_name: a/b }\nagents: []\n");
+        assert_eq!(key, "tmux.socket_name");
+        assert_eq!(msg, "a socket name may not contain '/'; use socket_path for a path");
+        let (key, msg) = only_problem("tmux: { holder_session: \"hold er\" }\nagents: []\n");
+        assert_eq!(key, "tmux.holder_session");
+        assert!(msg.starts_with("holder session \"hold er\" contains ' '"), "{msg}");
+        let (key, msg) = only_problem("tmux: { holder_session: a.b }\nagents: []\n");
+        assert_eq!(key, "tmux.holder_session");
+        assert!(msg.contains("tmux turns into '_'"), "{msg}");
+        let (key, msg) = only_problem("tmux: [a]\nagents: []\n");
+        assert_eq!((key.as_str(), msg.as_str()), ("tmux", "expected a map, found a list"));
+    }
+
+    #[test]
+    fn wrong_types_of_persona_process_names_and_runtimes() {
+        let (key, msg) = only_problem("agents:\n  - { name: a, runtime: pi, persistent_persona: [x] }\n");
+        assert_eq!(key, "agents[0].persistent_persona");
+        assert_eq!(msg, "expected true, false or a text, found a list");
+        let (key, msg) = only_problem("agents:\n  - { name: a, runtime: pi, persistent_persona: {a: 1} }\n");
+        assert_eq!(key, "agents[0].persistent_persona");
+        assert_eq!(msg, "expected true, false or a text, found a map");
+        let (key, msg) = only_problem("runtimes: { x: { process_names: node } }\nagents: []\n");
+        assert_eq!(key, "runtimes.x.process_names");
+        assert_eq!(msg, "expected a list, found a scalar");
+        let (key, msg) = only_problem("runtimes: { x: { process_names: [node, [bun]] } }\nagents: []\n");
+        assert_eq!(key, "runtimes.x.process_names");
+        assert_eq!(msg, "expected a list of process names (strings)");
+        let (key, msg) = only_problem("runtimes: [claude]\nagents: []\n");
+        assert_eq!(key, "runtimes");
+        assert_eq!(msg, "expected a map of runtime names, found a list");
+        let (key, msg) = only_problem("runtimes: claude\nagents: []\n");
+        assert_eq!((key.as_str(), msg.as_str()), ("runtimes", "expected a map of runtime names, found a scalar"));
+        let (key, msg) = only_problem("runtimes: { x: [a] }\nagents: []\n");
+        assert_eq!((key.as_str(), msg.as_str()), ("runtimes.x", "expected a map, found a list"));
+    }
+
+    #[test]
+    fn non_string_keys_are_errors() {
+        let p = errors("? [a, b]\n: 1\nagents: []\n");
+        assert_eq!(p.len(), 1, "{p:#?}");
+        assert_eq!((p[0].line, p[0].key.as_str()), (1, ""));
+        assert_eq!(p[0].message, "expected a string key, found a list");
+        let (key, msg) = only_problem("agents:\n  - { name: a, runtime: pi, [x]: 1 }\n");
+        assert_eq!((key.as_str(), msg.as_str()), ("agents[0]", "expected a string key, found a list"));
+        let (key, msg) = only_problem("runtimes: { [x]: {} }\nagents: []\n");
+        assert_eq!((key.as_str(), msg.as_str()), ("runtimes", "expected a runtime name"));
     }
 
     #[test]

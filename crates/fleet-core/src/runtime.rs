@@ -2,13 +2,14 @@
 //!
 //! Many agent runtimes are Node or Python programs, so tmux's
 //! `pane_current_command` shows the interpreter (`node`), not the runtime.
-//! The mapping is data: this built-in table, overridden per runtime by the
-//! roster's `runtimes.<name>.process_names`.
+//! The mapping is data: the runtime's own name, this built-in table, and the
+//! program of the roster's `runtimes.<name>.command`; or exactly the roster's
+//! `runtimes.<name>.process_names` when given.
 
 use crate::roster::Roster;
 
 /// Built-in process names per runtime. A runtime not listed here matches its
-/// own name only.
+/// own name (and its command's program) only.
 pub const KNOWN_PROCESS_NAMES: &[(&str, &[&str])] = &[
     ("claude", &["claude", "node"]),
     ("codex", &["codex", "node"]),
@@ -19,16 +20,45 @@ pub const KNOWN_PROCESS_NAMES: &[(&str, &[&str])] = &[
     ("stub", &["fleet"]),
 ];
 
-/// The process names a pane running `runtime` may show.
+/// The process names a pane running `runtime` may show: the roster's
+/// `process_names` if given; else the runtime's name, its built-in names, and
+/// the program its `command` runs (see [`command_program`]).
 pub fn process_names<'a>(roster: &'a Roster, runtime: &'a str) -> Vec<&'a str> {
-    if let Some(names) = roster.runtime(runtime).and_then(|r| r.process_names.as_ref()) {
+    let spec = roster.runtime(runtime);
+    if let Some(names) = spec.and_then(|r| r.process_names.as_ref()) {
         return names.iter().map(String::as_str).collect();
     }
-    KNOWN_PROCESS_NAMES
-        .iter()
-        .find(|(name, _)| *name == runtime)
-        .map(|(_, names)| names.to_vec())
-        .unwrap_or_else(|| vec![runtime])
+    let mut names = vec![runtime];
+    if let Some((_, known)) = KNOWN_PROCESS_NAMES.iter().find(|(name, _)| *name == runtime) {
+        names.extend(known.iter().copied());
+    }
+    if let Some(program) = spec.and_then(|r| r.command.as_deref()).and_then(command_program) {
+        names.push(program);
+    }
+    names.dedup();
+    names
+}
+
+/// The basename of the program a command line runs: its first word, after an
+/// optional `exec`/`env` and `NAME=value` assignments (`env FOO=1 /usr/bin/node
+/// x.js` runs `node`). Quotes around the word are dropped; nothing else of
+/// shell syntax is interpreted.
+pub fn command_program(command: &str) -> Option<&str> {
+    let mut words = command.split_whitespace().map(|w| w.trim_matches(['"', '\'']));
+    let mut word = words.next()?;
+    while word == "exec" || word == "env" || is_assignment(word) {
+        word = words.next()?;
+    }
+    let base = word.rsplit('/').next().unwrap_or(word);
+    (!base.is_empty()).then_some(base)
+}
+
+fn is_assignment(word: &str) -> bool {
+    word.split_once('=').is_some_and(|(name, _)| {
+        !name.is_empty()
+            && !name.starts_with(|c: char| c.is_ascii_digit())
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
 }
 
 /// Drift: the pane runs something other than its runtime. An empty current
@@ -61,6 +91,27 @@ mod tests {
         assert!(!is_drift(&r, "unlisted", "unlisted"));
         assert!(is_drift(&r, "unlisted", "zsh"));
         assert!(!is_drift(&r, "claude", ""));
+    }
+
+    #[test]
+    fn the_command_program_is_a_process_name() {
+        let r = Roster::parse(
+            "runtimes:\n  claude: { command: \"sleep 1000\" }\n  mine: { command: \"env A=1 B_2='x' /opt/bin/my-agent --fast\" }\n  wrapped: { command: \"exec /usr/bin/node agent.js\", process_names: [agent] }\n  bare:\nagents: []\n",
+        )
+        .unwrap();
+        assert!(!is_drift(&r, "claude", "sleep"), "runtimes.claude.command runs sleep");
+        assert!(!is_drift(&r, "claude", "node"), "the built-in names stay");
+        assert!(!is_drift(&r, "claude", "claude"));
+        assert!(is_drift(&r, "claude", "bash"));
+        assert!(!is_drift(&r, "mine", "my-agent"));
+        assert!(!is_drift(&r, "mine", "mine"));
+        assert!(is_drift(&r, "mine", "env"));
+        assert!(is_drift(&r, "wrapped", "node"), "explicit process_names are exact");
+        assert!(!is_drift(&r, "bare", "bare"));
+        assert_eq!(command_program("  \"/a b/c\" x"), Some("a"), "quoting is not parsed, only stripped");
+        assert_eq!(command_program("FOO=1"), None);
+        assert_eq!(command_program("/usr/local/bin/"), None);
+        assert_eq!(command_program("2x=y run"), Some("2x=y"));
     }
 
     #[test]

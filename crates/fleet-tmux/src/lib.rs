@@ -17,3 +17,6 @@ pub mod probe;
 pub mod send;
 pub mod systemd;
 pub mod tmux;
+
+#[cfg(test)]
+mod testutil;

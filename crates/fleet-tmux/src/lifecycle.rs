@@ -39,6 +39,12 @@ pub enum LifecycleError {
     },
     #[error("the program of agent {agent} exited at once (status {status}); run `{command}` by hand to see why")]
     ExitedAtOnce { agent: String, status: String, command: String },
+    #[error("the session is stopped, but its heartbeat file {file} could not be removed: {source}")]
+    ClearHeartbeat {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Tmux(#[from] TmuxError),
 }
@@ -172,36 +178,48 @@ pub fn start(roster: &Roster, agent: &AgentSpec, env: &StartEnv) -> Result<Outco
 fn start_session(roster: &Roster, agent: &AgentSpec, env: &StartEnv) -> Result<Outcome, LifecycleError> {
     let tmux = Tmux::new(roster.socket_of(agent).clone());
     let name = agent.name.as_str();
-    if exists(&tmux, name)? {
-        // A pane whose program exited is kept (remain-on-exit) to show why: run it again.
-        let target = crate::tmux::exact_session(name);
+    let target = crate::tmux::exact_session(name);
+    let dead = if exists(&tmux, name)? {
         let out = tmux.run(["list-panes", "-t", &target, "-F", "#{pane_dead}"], None)?;
-        if out.lines().next() == Some("1") {
-            tmux.run(["respawn-pane", "-t", &target], None)?;
-            return Ok(Outcome::Started);
+        if out.lines().next() != Some("1") {
+            return Ok(Outcome::AlreadyRunning);
         }
-        return Ok(Outcome::AlreadyRunning);
-    }
+        true
+    } else {
+        false
+    };
     let workdir = expand_home(roster.working_directory(agent).unwrap_or("~"), env.home.as_deref());
     if !workdir.is_dir() {
         return Err(LifecycleError::NoWorkdir { agent: name.into(), dir: workdir.display().to_string() });
     }
     std::fs::create_dir_all(&env.run_dir)
         .map_err(|source| LifecycleError::RunDir { dir: env.run_dir.display().to_string(), source })?;
+    let workdir = workdir.display().to_string();
+    let env_args = session_env(roster, agent, env).into_iter().flat_map(|(k, v)| ["-e".into(), format!("{k}={v}")]);
+    if dead {
+        // A pane whose program exited is kept (remain-on-exit) to show why. Run
+        // what the roster says now (not the pane's old command), where and
+        // with the environment it says now.
+        let args = ["respawn-pane", "-k", "-t", &target, "-c", &workdir].map(String::from).into_iter().chain(env_args);
+        let args: Vec<String> =
+            args.chain(std::iter::once("--".into())).chain(session_argv(roster, agent, env)).collect();
+        tmux.run(escape_args(&args), None)?;
+        return Ok(Outcome::Started);
+    }
     // The session starts on a placeholder; remain-on-exit is set; then the real
     // program replaces the placeholder. So a program that dies at once leaves a
-    // dead pane with its exit status, never a vanished session.
-    let target = crate::tmux::exact_session(name);
-    let workdir = workdir.display().to_string();
-    let mut args: Vec<String> =
-        vec!["new-session".into(), "-d".into(), "-s".into(), name.into(), "-c".into(), workdir.clone()];
-    for (k, v) in session_env(roster, agent, env) {
-        args.extend(["-e".into(), format!("{k}={v}")]);
-    }
-    args.extend(["--".into(), "sleep".into(), "60".into(), ";".into()]);
-    args.extend(["set-option", "-p", "-t", &target, "remain-on-exit", "on", ";"].map(String::from));
-    args.extend(["respawn-pane", "-k", "-t", &target, "-c", &workdir, "--"].map(String::from));
-    args.extend(session_argv(roster, agent, env));
+    // dead pane with its exit status, never a vanished session. The `;`
+    // separators are the only arguments that are not escaped.
+    let mut args: Vec<String> = ["new-session", "-d", "-s", name, "-c", &workdir].map(String::from).into();
+    args.extend(env_args);
+    args.extend(["--", "sleep", "60"].map(String::from));
+    let mut args = escape_args(&args);
+    args.push(";".into());
+    args.extend(["set-option", "-p", "-t", &target, "remain-on-exit", "on"].map(String::from));
+    args.push(";".into());
+    let mut respawn: Vec<String> = ["respawn-pane", "-k", "-t", &target, "-c", &workdir, "--"].map(String::from).into();
+    respawn.extend(session_argv(roster, agent, env));
+    args.extend(escape_args(&respawn));
     match tmux.run(&args, None) {
         Ok(_) => Ok(Outcome::Started),
         // Someone else started it between our check and our start.
@@ -210,7 +228,15 @@ fn start_session(roster: &Roster, agent: &AgentSpec, env: &StartEnv) -> Result<O
     }
 }
 
-/// Stop an agent's session if it runs. Kills that session only.
+/// Every argument made safe for tmux's command-line parsing (a trailing `;`
+/// would end the command: see [`crate::tmux::escape_arg`]).
+fn escape_args(args: &[String]) -> Vec<String> {
+    args.iter().map(|a| crate::tmux::escape_arg(a).into_owned()).collect()
+}
+
+/// Stop an agent's session if it runs. Kills that session only. (Killing the
+/// last session of a server ends that server, unless its `exit-empty` option
+/// is off.) Leaves the heartbeat file: prefer [`stop_and_clear`].
 pub fn stop(roster: &Roster, agent: &AgentSpec) -> Result<Outcome, LifecycleError> {
     let tmux = Tmux::new(roster.socket_of(agent).clone());
     let name = agent.name.as_str();
@@ -221,6 +247,20 @@ pub fn stop(roster: &Roster, agent: &AgentSpec) -> Result<Outcome, LifecycleErro
         Ok(_) => Ok(Outcome::Stopped),
         Err(e) if e.is_no_target() => Ok(Outcome::NotRunning),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// [`stop`], then remove `<run_dir>/<agent>.hb` once the session is gone, so
+/// a stopped agent never shows its last (still fresh) heartbeat as healthy.
+/// A missing file is fine; the file is also removed when the session was not
+/// running.
+pub fn stop_and_clear(roster: &Roster, agent: &AgentSpec, run_dir: &Path) -> Result<Outcome, LifecycleError> {
+    let outcome = stop(roster, agent)?;
+    let hb = fleet_core::heartbeat::heartbeat_path(run_dir, agent.name.as_str());
+    match std::fs::remove_file(&hb) {
+        Ok(()) => Ok(outcome),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(outcome),
+        Err(source) => Err(LifecycleError::ClearHeartbeat { file: hb.display().to_string(), source }),
     }
 }
 
@@ -260,5 +300,96 @@ mod tests {
         assert_eq!(b, ["sh", "-c", "exec fleet stub-agent --draft"]);
         let vars = session_env(&r, &r.agents[0], &env);
         assert!(vars.contains(&("MOSAIC_AGENT_NAME".into(), "a".into())));
+    }
+
+    use crate::testutil::TestServer;
+
+    fn roster_on(server: &TestServer, body: &str) -> Roster {
+        Roster::parse(&format!("tmux: {{ socket_path: \"{}\" }}\n{body}", server.socket().spec())).unwrap()
+    }
+
+    fn start_env(dir: &Path) -> StartEnv {
+        StartEnv {
+            fleet_exe: "/nonexistent/fleet".into(),
+            mosaic_home: dir.join("home"),
+            run_dir: dir.join("run"),
+            interval_secs: 1,
+            home: Some(dir.to_path_buf()),
+            tenant_id: "t".into(),
+            host: "h".into(),
+        }
+    }
+
+    fn pane(server: &TestServer, name: &str) -> String {
+        let format = "#{pane_dead} #{pane_current_command} #{pane_current_path}";
+        server.tmux.run(["list-panes", "-t", &format!("={name}:"), "-F", format], None).unwrap().trim().to_string()
+    }
+
+    #[test]
+    fn start_on_a_dead_pane_runs_the_current_roster_command() {
+        let server = TestServer::new();
+        // Start the server with no user config; it must outlive the test's own sessions.
+        server.session("keep", &["sleep", "1000"]);
+        let dir = server.dir.path();
+        std::fs::create_dir_all(dir.join("w1")).unwrap();
+        std::fs::create_dir_all(dir.join("w2")).unwrap();
+        let env = start_env(dir);
+        let old = roster_on(
+            &server,
+            "runtimes: { r: { command: \"sh -c 'exit 3'\", heartbeat: self } }\nagents:\n  - { name: a, runtime: r, working_directory: ~/w1 }\n",
+        );
+        let err = start(&old, &old.agents[0], &env).unwrap_err();
+        assert!(matches!(err, LifecycleError::ExitedAtOnce { .. }), "{err}");
+        assert!(pane(&server, "a").starts_with("1 "), "the pane is kept dead");
+        let new = roster_on(
+            &server,
+            "runtimes: { r: { command: \"sleep 1000\", heartbeat: self } }\nagents:\n  - { name: a, runtime: r, working_directory: ~/w2, model_hint: m2 }\n",
+        );
+        assert_eq!(start(&new, &new.agents[0], &env).unwrap(), Outcome::Started);
+        let shown = pane(&server, "a");
+        assert!(shown.starts_with("0 sleep "), "the roster's new command runs: {shown}");
+        assert!(shown.ends_with("/w2"), "in the roster's new directory: {shown}");
+        // With the roster's environment now (the process's own, not the session's).
+        let pid = server.tmux.run(["list-panes", "-t", "=a:", "-F", "#{pane_pid}"], None).unwrap();
+        let environ = std::fs::read(format!("/proc/{}/environ", pid.trim())).unwrap();
+        assert!(environ.split(|b| *b == 0).any(|v| v == b"MOSAIC_MODEL_HINT=m2"), "the new model hint is set");
+        assert_eq!(start(&new, &new.agents[0], &env).unwrap(), Outcome::AlreadyRunning);
+    }
+
+    #[test]
+    fn values_ending_in_a_semicolon_do_not_split_the_start_command() {
+        let server = TestServer::new();
+        server.session("keep", &["sleep", "1000"]);
+        let dir = server.dir.path();
+        let r = roster_on(
+            &server,
+            "runtimes: { r: { command: \"sleep 1000;\", heartbeat: self, reset_command: \"/clear;\" } }\nagents:\n  - { name: a, runtime: r, working_directory: /, model_hint: \"gpt;\" }\n",
+        );
+        assert_eq!(start(&r, &r.agents[0], &start_env(dir)).unwrap(), Outcome::Started);
+        let env = server.tmux.run(["show-environment", "-t", "=a"], None).unwrap();
+        assert!(env.lines().any(|l| l == "MOSAIC_MODEL_HINT=gpt;"), "{env}");
+        assert!(env.lines().any(|l| l == "MOSAIC_RESET_COMMAND=/clear;"), "{env}");
+        let start_command = server.tmux.run(["list-panes", "-t", "=a:", "-F", "#{pane_start_command}"], None).unwrap();
+        assert!(start_command.trim().ends_with("sleep 1000;\""), "{start_command}");
+    }
+
+    #[test]
+    fn stop_and_clear_removes_the_heartbeat_file() {
+        let server = TestServer::new();
+        server.session("keep", &["sleep", "1000"]);
+        server.session("a", &["sleep", "1000"]);
+        let r = roster_on(&server, "agents:\n  - { name: a, runtime: claude }\n  - { name: b, runtime: claude }\n");
+        let run_dir = server.dir.path().join("run");
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let hb = |n: &str| fleet_core::heartbeat::heartbeat_path(&run_dir, n);
+        for n in ["a", "b"] {
+            crate::hbwriter::write_heartbeat(&hb(n), 1, fleet_core::heartbeat::BeatStatus::Ok).unwrap();
+        }
+        assert_eq!(stop_and_clear(&r, &r.agents[0], &run_dir).unwrap(), Outcome::Stopped);
+        assert!(!hb("a").exists(), "a stopped agent leaves no heartbeat behind");
+        assert_eq!(stop_and_clear(&r, &r.agents[0], &run_dir).unwrap(), Outcome::NotRunning);
+        assert_eq!(stop_and_clear(&r, &r.agents[1], &run_dir).unwrap(), Outcome::NotRunning);
+        assert!(!hb("b").exists());
+        assert!(pane(&server, "keep").starts_with("0 sleep"), "other sessions are untouched");
     }
 }

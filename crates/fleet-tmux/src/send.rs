@@ -5,7 +5,8 @@
 //! it (bracketed paste); after a short pause, send `Enter`. The text never
 //! passes through a shell and is refused if it holds control characters
 //! ([`fleet_core::message::prepare_text`]). Three tmux processes per send
-//! (four with `--verify`, plus the polls).
+//! (five with `--verify`: a capture before the paste and one before `Enter`,
+//! plus the polls).
 
 use crate::probe::{PANE_FORMAT, Pane, first_panes, parse_panes};
 use crate::tmux::{Tmux, TmuxError, exact_session};
@@ -106,13 +107,23 @@ pub fn send(tmux: &Tmux, agent: &str, text: &str, opts: &SendOptions) -> Result<
     if pane.dead {
         return Err(SendError::DeadPane(agent.to_string()));
     }
-    let before = if opts.verify { Some(capture(tmux, &pane.id)?) } else { None };
+    // Any mode (copy, view, clock, tree, ...) takes the input: leave it.
+    // `copy-mode -q` quits whatever mode the pane is in (tmux 3.3a); `send-keys
+    // -X cancel` works in copy mode only. Leave it before the first capture,
+    // which would otherwise show the mode's screen, not the program's.
+    let leave_mode = ["copy-mode", "-q", "-t", &pane.id, ";"];
+    let mut args: Vec<&str> = Vec::new();
+    let mut verifier = None;
+    if opts.verify {
+        if pane.in_mode {
+            tmux.run(&leave_mode[..4], None)?;
+        }
+        verifier = Some(Verifier::new(&capture(tmux, &pane.id)?, &text));
+    } else if pane.in_mode {
+        args.extend(leave_mode);
+    }
 
     let buffer = buffer_name();
-    let mut args: Vec<&str> = Vec::new();
-    if pane.in_mode {
-        args.extend(["send-keys", "-X", "-t", &pane.id, "cancel", ";"]);
-    }
     args.extend(["load-buffer", "-b", &buffer, "-", ";", "paste-buffer", "-d", "-p", "-b", &buffer, "-t", &pane.id]);
     if let Err(e) = tmux.run(&args, Some(text.as_bytes())) {
         // The buffer may be left behind if the paste failed; never leave text around.
@@ -120,16 +131,22 @@ pub fn send(tmux: &Tmux, agent: &str, text: &str, opts: &SendOptions) -> Result<
         return Err(e.into());
     }
     std::thread::sleep(opts.enter_delay);
+    if let Some(v) = verifier.as_mut() {
+        // The text seen on the input line now, and gone later, is evidence
+        // that Enter took it (agents that show a paste as a placeholder).
+        if let Ok(shot) = capture(tmux, &pane.id) {
+            v.pasted(&shot);
+        }
+    }
     tmux.run(["send-keys", "-t", &pane.id, "Enter"], None)?;
 
-    let Some(before) = before else {
+    let Some(mut verifier) = verifier else {
         return Ok(Delivery {
             outcome: Outcome::Delivered,
             detail: "pasted and submitted".into(),
             elapsed: start.elapsed(),
         });
     };
-    let mut verifier = Verifier::new(&before, &text);
     let deadline = Instant::now() + opts.verify_timeout;
     // The first look comes sooner than the poll interval: most agents echo at once.
     let mut wait = opts.poll_interval.min(Duration::from_millis(100));
@@ -161,5 +178,56 @@ pub fn send(tmux: &Tmux, agent: &str, text: &str, opts: &SendOptions) -> Result<
             let (verdict, detail) = verifier.finish();
             return Ok(Delivery { outcome: Outcome::Verified(verdict), detail, elapsed: start.elapsed() });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::TestServer;
+
+    fn buffers(server: &TestServer) -> Vec<String> {
+        let out = server.tmux.run(["list-buffers", "-F", "#{buffer_name}"], None).unwrap_or_default();
+        out.lines().map(str::to_string).collect()
+    }
+
+    #[test]
+    fn a_paste_end_sequence_is_refused_before_tmux_runs() {
+        let server = TestServer::new();
+        let marker = server.dir.path().join("pwned");
+        server.session("sh", &["sh"]);
+        server.wait_for("the shell prompt", || !server.capture("sh").trim().is_empty());
+        let evil = format!("harmless\x1b[201~\ntouch {}\n", marker.display());
+        let opts = SendOptions { verify: true, ..SendOptions::default() };
+        // A tmux that cannot even start: if anything ran, the error would be Spawn.
+        let mut no_tmux = server.tmux.clone();
+        no_tmux.bin = server.dir.path().join("no-such-tmux");
+        assert!(matches!(send(&no_tmux, "sh", &evil, &opts), Err(SendError::Text(_))));
+        let err = send(&server.tmux, "sh", &evil, &opts).unwrap_err();
+        assert!(matches!(err, SendError::Text(_)), "{err}");
+        assert!(err.to_string().contains("ESC (0x1b)"), "{err}");
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!marker.exists(), "the text after ESC[201~ ran");
+        assert!(!server.capture("sh").contains("harmless"), "nothing was pasted");
+        assert!(buffers(&server).iter().all(|b| !b.starts_with("fleet-send-")), "{:?}", buffers(&server));
+    }
+
+    #[test]
+    fn a_send_leaves_no_buffer_and_leaves_any_mode_first() {
+        let server = TestServer::new();
+        let out = server.dir.path().join("got");
+        server.session(
+            "r",
+            &["sh", "-c", &format!("IFS= read -r line; printf '%s' \"$line\" > {}; sleep 30", out.display())],
+        );
+        // Clock mode eats keys; `send-keys -X cancel` fails outside copy mode.
+        server.tmux.run(["clock-mode", "-t", "=r:"], None).unwrap();
+        let mode = server.tmux.run(["display-message", "-p", "-t", "=r:", "#{pane_mode}"], None).unwrap();
+        assert_eq!(mode.trim(), "clock-mode");
+        let d = send(&server.tmux, "r", "[h:a -> h:r] plain text; ok", &SendOptions::default()).unwrap();
+        assert_eq!(d.outcome, Outcome::Delivered);
+        server.wait_for("the line", || std::fs::read_to_string(&out).is_ok_and(|s| !s.is_empty()));
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "[h:a -> h:r] plain text; ok");
+        assert!(buffers(&server).iter().all(|b| !b.starts_with("fleet-send-")), "{:?}", buffers(&server));
     }
 }

@@ -1,6 +1,7 @@
 //! Running tmux: one socket, exact targets, errors that say what failed.
 
 use fleet_core::roster::TmuxSocket;
+use std::borrow::Cow;
 use std::ffi::OsStr;
 use std::io::Write;
 use std::path::PathBuf;
@@ -57,9 +58,12 @@ impl Tmux {
         Tmux { socket, bin: PathBuf::from("tmux") }
     }
 
-    /// A `tmux` command with the socket arguments set.
+    /// A `tmux` command with the socket arguments set. `$TMUX` is removed: run
+    /// from inside a tmux pane, tmux without `-L`/`-S` would otherwise talk to
+    /// the server of that pane instead of the default server.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.bin);
+        cmd.env_remove("TMUX");
         match &self.socket {
             TmuxSocket::Default => {}
             TmuxSocket::Name(n) => {
@@ -108,4 +112,54 @@ impl Tmux {
 /// resolved as a window target and can prefix-match another session).
 pub fn exact_session(name: &str) -> String {
     format!("={name}:")
+}
+
+/// A value made safe as one tmux argument. tmux reads an argument that ends
+/// in `;` as the end of a command (the `;` is dropped and the next argument
+/// starts a new command), and one that ends in `\;` as ending in a literal
+/// `;`. So a trailing `;` is written `\;`; nothing else needs escaping, since
+/// arguments never pass through a shell or tmux's own parser.
+pub fn escape_arg(value: &str) -> Cow<'_, str> {
+    match value.strip_suffix(';') {
+        Some(head) => Cow::Owned(format!("{head}\\;")),
+        None => Cow::Borrowed(value),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trailing_semicolon_is_escaped() {
+        assert_eq!(escape_arg("sleep 5"), "sleep 5");
+        assert_eq!(escape_arg("a;b"), "a;b");
+        assert_eq!(escape_arg("sleep 5;"), "sleep 5\\;");
+        assert_eq!(escape_arg(";"), "\\;");
+        assert_eq!(escape_arg("a\\;"), "a\\\\;", "tmux drops one backslash: the value stays a\\;");
+        assert_eq!(escape_arg(""), "");
+    }
+
+    #[test]
+    fn tmux_never_inherits_the_callers_tmux_variable() {
+        for socket in [TmuxSocket::Default, TmuxSocket::Name("x".into()), TmuxSocket::Path("/tmp/x".into())] {
+            let cmd = Tmux::new(socket).command();
+            let tmux_var = cmd.get_envs().find(|(k, _)| *k == "TMUX");
+            assert_eq!(tmux_var, Some((OsStr::new("TMUX"), None)), "TMUX is removed");
+        }
+    }
+
+    /// Values ending in `;` reach the program intact (tmux 3.3a).
+    #[test]
+    fn escaped_values_survive_a_real_tmux() {
+        let server = crate::testutil::TestServer::new();
+        let out = server.dir.path().join("out");
+        let script = format!("printf '%s|%s' \"$V\" \"$1\" > {}; sleep 30", out.display());
+        let args = ["-f", "/dev/null", "new-session", "-d", "-s", "t", "-e", &escape_arg("V=x;"), "--", "sh", "-c"];
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        args.extend([script, "sh".into(), escape_arg("arg;").into_owned()]);
+        server.tmux.run(&args, None).unwrap();
+        server.wait_for("the program's output", || std::fs::read_to_string(&out).is_ok_and(|s| !s.is_empty()));
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "x;|arg;");
+    }
 }

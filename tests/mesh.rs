@@ -79,7 +79,8 @@ fn merged_ps_send_heartbeats_and_a_host_that_dies_and_returns() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.starts_with("accepted: coder@c"), "{out}");
     assert!(m.capture(2, "coder").contains("accepted: [a:orch -> c:coder] review the parser"));
-    let (code, out, _) = m.at(0, &["send", "drafty@c", "--verify", "--verify-timeout", "2500", "--json", "-m", "hold this"]);
+    let (code, out, _) =
+        m.at(0, &["send", "drafty@c", "--verify", "--verify-timeout", "2500", "--json", "-m", "hold this"]);
     assert_eq!(code, 1);
     let receipt: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!((receipt["outcome"].as_str(), receipt["host"].as_str()), (Some("draft"), Some("c")));
@@ -91,7 +92,10 @@ fn merged_ps_send_heartbeats_and_a_host_that_dies_and_returns() {
     assert!(err.contains("no node for host nowhere"), "{err}");
     // The target's audit log names the original principal behind the forwarding node.
     let audit = std::fs::read_to_string(m.nodes[2].home.join("fleet/audit.log")).unwrap();
-    assert!(audit.lines().any(|l| l.contains("\"principal\":\"node:a@acme for local:uid") && l.contains("coder@c")), "{audit}");
+    assert!(
+        audit.lines().any(|l| l.contains("\"principal\":\"node:a@acme for local:uid") && l.contains("coder@c")),
+        "{audit}"
+    );
 
     // kill -9 c: a's ps returns within the deadline with c unreachable.
     let c_addr = m.addr(2);
@@ -152,13 +156,24 @@ fn another_tenant_is_refused_and_a_viewer_may_list_but_not_send() {
     m.start_node(0, "127.0.0.1:0", &peers);
     let rows = ps_json(&m, 0);
     assert!(rows.iter().all(|r| r["name"] != "spy" && r["host"] != "d"), "{rows:#?}");
-    let refused = rows.iter().find(|r| r["record"] == "host" && r["detail"].as_str().is_some_and(|d| d.contains(&other.addr(0))));
+    let refused =
+        rows.iter().find(|r| r["record"] == "host" && r["detail"].as_str().is_some_and(|d| d.contains(&other.addr(0))));
     assert!(refused.is_some_and(|r| r["state"] != "ok"), "{rows:#?}");
 
     // A viewer, off-host, through the network door.
     let viewer = m.root().join("viewer");
     let (code, _, err) = m.run(
-        &["certs", "issue", "viewer", "--name", "vera", "--dir", m.ca_dir().to_str().unwrap(), "--out", viewer.to_str().unwrap()],
+        &[
+            "certs",
+            "issue",
+            "viewer",
+            "--name",
+            "vera",
+            "--dir",
+            m.ca_dir().to_str().unwrap(),
+            "--out",
+            viewer.to_str().unwrap(),
+        ],
         &[],
     );
     assert_eq!(code, 0, "{err}");
@@ -184,7 +199,8 @@ fn health_serving_and_a_bad_config_binds_nothing() {
     rt.block_on(async {
         let channel = fleet_node::client::connect(&target).await.unwrap();
         let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-        let resp = health.check(tonic_health::pb::HealthCheckRequest { service: "fleet.v1.Fleet".into() }).await.unwrap();
+        let resp =
+            health.check(tonic_health::pb::HealthCheckRequest { service: "fleet.v1.Fleet".into() }).await.unwrap();
         assert_eq!(resp.into_inner().status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 
         // Server reflection lists our services, so stock tools (grpcurl) work.
@@ -194,9 +210,14 @@ fn health_serving_and_a_bad_config_binds_nothing() {
         };
         let channel = fleet_node::client::connect(&target).await.unwrap();
         let mut refl = ServerReflectionClient::new(channel);
-        let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
         let mut stream = refl.server_reflection_info(tokio_stream::iter(vec![req])).await.unwrap().into_inner();
-        let Some(MessageResponse::ListServicesResponse(list)) = stream.message().await.unwrap().unwrap().message_response else {
+        let Some(MessageResponse::ListServicesResponse(list)) =
+            stream.message().await.unwrap().unwrap().message_response
+        else {
             panic!("not a service list");
         };
         let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
@@ -208,7 +229,8 @@ fn health_serving_and_a_bad_config_binds_nothing() {
     // A bad node.yaml: exit 2 naming the key, no socket left behind.
     let home = m.root().join("bad");
     std::fs::create_dir_all(home.join("fleet")).unwrap();
-    std::fs::write(home.join("fleet/node.yaml"), "listen: 127.0.0.1:0\ntimings: { probe_interval_ms: soon }\n").unwrap();
+    std::fs::write(home.join("fleet/node.yaml"), "listen: 127.0.0.1:0\ntimings: { probe_interval_ms: soon }\n")
+        .unwrap();
     let (code, _, err) = m.run(&["node"], &[("MOSAIC_HOME", home.to_str().unwrap())]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("node.yaml:2:31: timings.probe_interval_ms: expected a positive whole number"), "{err}");
@@ -282,7 +304,8 @@ fn first_run_creates_a_one_host_mesh_and_a_broken_roster_keeps_the_last_good_one
     std::fs::write(m.nodes[0].home.join("fleet/roster.yaml"), "agents:\n  - name: [oops\n").unwrap();
     wait_for("roster problem reported", Duration::from_secs(10), || {
         let rows = ps_json(&m, 0);
-        host_row(&rows, "solo").is_some_and(|h| h["roster_problem"].as_str().is_some_and(|p| p.contains("last good roster")))
+        host_row(&rows, "solo")
+            .is_some_and(|h| h["roster_problem"].as_str().is_some_and(|p| p.contains("last good roster")))
             && rows.iter().any(|r| r["name"] == "orch")
     });
     let log = std::fs::read_to_string(m.root().join("solo.log")).unwrap();

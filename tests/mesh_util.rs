@@ -99,7 +99,17 @@ impl Mesh {
         std::fs::create_dir_all(home.join("fleet")).unwrap();
         let certs = home.join("fleet/certs");
         let (code, _, err) = self.run(
-            &["certs", "issue", "node", "--host", host, "--dir", self.ca_dir().to_str().unwrap(), "--out", certs.to_str().unwrap()],
+            &[
+                "certs",
+                "issue",
+                "node",
+                "--host",
+                host,
+                "--dir",
+                self.ca_dir().to_str().unwrap(),
+                "--out",
+                certs.to_str().unwrap(),
+            ],
             &[],
         );
         assert_eq!(code, 0, "issue node {host}: {err}");
@@ -109,7 +119,7 @@ impl Mesh {
 tenant_id: {tenant}
 tmux: {{ socket_name: {socket} }}
 runtimes:
-  stub: {{ command: \"{FLEET} stub-agent\", heartbeat: self }}
+  stub: {{ command: \"{FLEET} stub-agent\", heartbeat: self, enter_delay_ms: 0 }}
   drafty: {{ command: \"{FLEET} stub-agent --draft\", process_names: [fleet], heartbeat: self }}
   quiet: {{ command: \"{FLEET} stub-agent --no-heartbeat\", process_names: [fleet], heartbeat: self }}
 agents:
@@ -150,7 +160,11 @@ agents:
                 return false;
             }
             let peers: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-            addr = peers.iter().find(|p| p["found_by"] == "self").and_then(|p| p["grpc_address"].as_str()).map(String::from);
+            addr = peers
+                .iter()
+                .find(|p| p["found_by"] == "self")
+                .and_then(|p| p["grpc_address"].as_str())
+                .map(String::from);
             addr.is_some()
         });
         self.nodes[i].addr = addr;
@@ -195,7 +209,10 @@ agents:
     pub fn follow(&mut self, i: usize) -> mpsc::Receiver<serde_json::Value> {
         let mut cmd = Command::new(FLEET);
         self.base_env(&mut cmd);
-        cmd.args(["heartbeats", "--json"]).env("MOSAIC_HOME", &self.nodes[i].home).stdout(Stdio::piped()).stderr(Stdio::null());
+        cmd.args(["heartbeats", "--json"])
+            .env("MOSAIC_HOME", &self.nodes[i].home)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
         let mut child = cmd.spawn().unwrap();
         let out = child.stdout.take().unwrap();
         self.children.push(child);

@@ -34,7 +34,8 @@ fn proc_stat(pid: u32) -> (u64, u64) {
         .unwrap_or(0);
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let f: Vec<&str> = stat[stat.rfind(')').unwrap_or(0) + 2..].split(' ').collect();
-    let ticks = f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    let ticks = f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
     (rss_kb, ticks)
 }
 
@@ -147,6 +148,11 @@ fn main() {
     for (i, pid) in pids.iter().enumerate() {
         let (rss, ticks) = proc_stat(*pid);
         let cpu = (ticks - before[i].1) as f64 / tick / 5.0 * 100.0;
-        println!("node {} idle: RSS {:.1} MB, CPU {:.2}% of one core (target RSS <= 30 MB)", m.nodes[i].host, rss as f64 / 1024.0, cpu);
+        println!(
+            "node {} idle: RSS {:.1} MB, CPU {:.2}% of one core (target RSS <= 30 MB)",
+            m.nodes[i].host,
+            rss as f64 / 1024.0,
+            cpu
+        );
     }
 }

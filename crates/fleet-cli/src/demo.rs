@@ -200,7 +200,7 @@ agents:
         println!("  remove it: tmux -L {socket} kill-server; rm -rf {}", dir.display());
     } else {
         step(7, "Removing everything the demo started");
-        for (agent, r) in roster.agents.iter().map(|a| (a, lifecycle::stop(&roster, a))) {
+        for (agent, r) in roster.agents.iter().map(|a| (a, lifecycle::stop_and_clear(&roster, a, &run_dir))) {
             println!("  {}: {}", agent.name, r.map(|o| o.as_str().to_string()).unwrap_or_else(|e| e.to_string()));
         }
     }

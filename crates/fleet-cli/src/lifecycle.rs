@@ -69,9 +69,12 @@ pub fn run(verb: Verb, args: LifecycleArgs, g: &GlobalArgs) -> CliResult {
     };
     let outcomes: Vec<(&AgentSpec, Result<lifecycle::Outcome, lifecycle::LifecycleError>)> = match verb {
         Verb::Start => lifecycle::start_many(&local.roster, &agents, &env),
-        Verb::Stop => agents.iter().map(|a| (*a, lifecycle::stop(&local.roster, a))).collect(),
+        Verb::Stop => {
+            agents.iter().map(|a| (*a, lifecycle::stop_and_clear(&local.roster, a, &local.run_dir))).collect()
+        }
         Verb::Restart => {
-            let stopped: Vec<_> = agents.iter().map(|a| (*a, lifecycle::stop(&local.roster, a))).collect();
+            let stopped: Vec<_> =
+                agents.iter().map(|a| (*a, lifecycle::stop_and_clear(&local.roster, a, &local.run_dir))).collect();
             let ok: Vec<&AgentSpec> = stopped.iter().filter(|(_, r)| r.is_ok()).map(|(a, _)| *a).collect();
             let mut started = lifecycle::start_many(&local.roster, &ok, &env);
             started.extend(stopped.into_iter().filter(|(_, r)| r.is_err()));

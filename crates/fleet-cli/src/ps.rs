@@ -5,7 +5,7 @@ use crate::exit::{self, CliResult};
 use crate::{node, table};
 use fleet_core::record::{AgentRecord, HostState, HostStatus};
 use fleet_proto::v1;
-use fleet_tmux::probe::{ProbeContext, probe};
+use fleet_tmux::probe::{ProbeContext, probe_report};
 use std::time::Duration;
 
 #[derive(Debug, clap::Args)]
@@ -45,7 +45,19 @@ fn local_rows(g: &GlobalArgs, hosts: &[String]) -> CliResult<(Vec<AgentRecord>, 
         now: fleet_tmux::hbwriter::now_unix(),
         systemd: true,
     };
-    let mut rows = probe(&local.roster, &cx).map_err(exit::failed)?;
+    let report = probe_report(&local.roster, &cx);
+    for e in &report.socket_errors {
+        eprintln!(
+            "fleet: {} could not be probed ({}); not shown: {}",
+            e.socket,
+            e.error,
+            if e.agents.is_empty() { "no roster agents".into() } else { e.agents.join(", ") }
+        );
+    }
+    if report.rows.is_empty() && !report.socket_errors.is_empty() {
+        return Err(exit::CliError::quiet(exit::Code::Failed));
+    }
+    let mut rows = report.rows;
     if !hosts.is_empty() {
         rows.retain(|r| hosts.iter().any(|h| h.eq_ignore_ascii_case(&r.host)));
     }

@@ -83,6 +83,7 @@ pub fn run(args: SendArgs, g: &GlobalArgs) -> CliResult {
     let opts = SendOptions {
         verify: args.verify,
         verify_timeout: Duration::from_millis(args.verify_timeout),
+        enter_delay: Duration::from_millis(local.roster.enter_delay_ms(name)),
         ..SendOptions::default()
     };
     let delivery = match send(&Tmux::new(socket), name, &full, &opts) {

@@ -75,7 +75,13 @@ pub struct RuntimeSpec {
     /// the built-in table of [`crate::runtime`].
     pub process_names: Option<Vec<String>>,
     pub heartbeat: HeartbeatSource,
+    /// The pause between pasting a message and pressing Enter, for programs
+    /// that read a paste asynchronously; default [`DEFAULT_ENTER_DELAY_MS`].
+    pub enter_delay_ms: Option<u64>,
 }
+
+/// The default pause between paste and Enter.
+pub const DEFAULT_ENTER_DELAY_MS: u64 = 120;
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(untagged)]
@@ -253,6 +259,15 @@ impl Roster {
         self.runtimes.get(name)
     }
 
+    /// The pause between paste and Enter for a session of this roster (an
+    /// unknown session gets the default).
+    pub fn enter_delay_ms(&self, agent: &str) -> u64 {
+        self.agent(agent)
+            .and_then(|a| self.runtime(&a.runtime))
+            .and_then(|r| r.enter_delay_ms)
+            .unwrap_or(DEFAULT_ENTER_DELAY_MS)
+    }
+
     /// The agent's working directory: its own, else the roster default.
     pub fn working_directory<'a>(&'a self, agent: &'a AgentSpec) -> Option<&'a str> {
         agent.working_directory.as_deref().or(self.defaults.working_directory.as_deref())
@@ -393,7 +408,7 @@ fn describe(node: &Node) -> String {
 const TOP_KEYS: &[&str] = &["version", "transport", "tenant_id", "tmux", "defaults", "runtimes", "agents"];
 const TMUX_KEYS: &[&str] = &["socket_name", "socket_path", "holder_session"];
 const DEFAULT_KEYS: &[&str] = &["working_directory", "runtime", "model_hint", "reset_between_tasks"];
-const RUNTIME_KEYS: &[&str] = &["reset_command", "command", "process_names", "heartbeat"];
+const RUNTIME_KEYS: &[&str] = &["reset_command", "command", "process_names", "heartbeat", "enter_delay_ms"];
 const AGENT_KEYS: &[&str] = &[
     "name",
     "runtime",
@@ -567,11 +582,19 @@ fn read_runtime(cx: &mut Cx, r: &Fields<'_>) -> RuntimeSpec {
             HeartbeatSource::Launcher
         }
     };
+    let enter_delay_ms = r.get("enter_delay_ms").and_then(|n| {
+        let ms = n.as_u64().filter(|ms| *ms <= 10_000);
+        if ms.is_none() {
+            cx.error(n.pos, &r.key_path("enter_delay_ms"), "expected milliseconds, 0 to 10000");
+        }
+        ms
+    });
     RuntimeSpec {
         reset_command: r.string(cx, "reset_command"),
         command: r.string(cx, "command"),
         process_names,
         heartbeat,
+        enter_delay_ms,
     }
 }
 
@@ -854,6 +877,17 @@ agents:
         assert_eq!((key.as_str(), msg.as_str()), ("agents[0]", "expected a string key, found a list"));
         let (key, msg) = only_problem("runtimes: { [x]: {} }\nagents: []\n");
         assert_eq!((key.as_str(), msg.as_str()), ("runtimes", "expected a runtime name"));
+    }
+
+    #[test]
+    fn enter_delay_per_runtime() {
+        let r = Roster::parse("runtimes: { fast: { enter_delay_ms: 0 } }\nagents:\n  - { name: a, runtime: fast }\n  - { name: b, runtime: claude }\n").unwrap();
+        assert_eq!(
+            (r.enter_delay_ms("a"), r.enter_delay_ms("b"), r.enter_delay_ms("zz")),
+            (0, DEFAULT_ENTER_DELAY_MS, DEFAULT_ENTER_DELAY_MS)
+        );
+        let p = errors("runtimes: { x: { enter_delay_ms: soon } }\nagents: []\n");
+        assert_eq!(p[0].key, "runtimes.x.enter_delay_ms");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use fleet_core::heartbeat::{self, HealthReport};
 use fleet_core::names::DnsLabel;
 use fleet_core::record::AgentRecord;
 use fleet_core::roster::Roster;
-use fleet_tmux::probe::{ProbeContext, probe};
+use fleet_tmux::probe::{ProbeContext, probe_report};
 use notify::{RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -220,15 +220,15 @@ impl State {
     async fn reprobe(&mut self) {
         let roster = self.view.roster.clone().unwrap_or_else(|| Arc::new(empty_roster()));
         let cx = self.probe_context();
-        match tokio::task::spawn_blocking(move || probe(&roster, &cx)).await {
-            Ok(Ok(rows)) => {
-                self.view.probe_error = None;
-                self.publish(rows);
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "tmux probe failed");
-                self.view.probe_error = Some(e.to_string());
-                self.tx.send_replace(Arc::new(self.view.clone()));
+        match tokio::task::spawn_blocking(move || probe_report(&roster, &cx)).await {
+            Ok(report) => {
+                let errors: Vec<String> =
+                    report.socket_errors.iter().map(|e| format!("{}: {}", e.socket, e.error)).collect();
+                if !errors.is_empty() {
+                    tracing::warn!(errors = %errors.join("; "), "tmux probe failed on some sockets");
+                }
+                self.view.probe_error = (!errors.is_empty()).then(|| errors.join("; "));
+                self.publish(report.rows);
             }
             Err(e) => tracing::error!(error = %e, "probe task panicked"),
         }
@@ -252,7 +252,17 @@ impl State {
             Err(e) => HealthReport::unknown(format!("cannot read {}: {e}", path.display()), interval),
         };
         let mut next = self.view.agents.clone();
-        next[i].heartbeat = report;
+        let row = &next[i];
+        // A heartbeat beside a dead or missing pane, or from another pid, is not this pane's.
+        let launcher = self
+            .view
+            .roster
+            .as_deref()
+            .and_then(|r| r.agent(agent))
+            .and_then(|a| self.view.roster.as_deref().and_then(|r| r.runtime(&a.runtime)).map(|rt| rt.heartbeat))
+            != Some(fleet_core::roster::HeartbeatSource::SelfWritten)
+            && row.managed;
+        next[i].heartbeat = heartbeat::judge_with_pane(report, row.pane, row.pane_pid, launcher);
         self.publish(next);
     }
 }

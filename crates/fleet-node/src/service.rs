@@ -182,6 +182,13 @@ impl Node {
             } else {
                 req.verify_timeout_ms.into()
             }),
+            enter_delay: Duration::from_millis(
+                self.live
+                    .current()
+                    .roster
+                    .as_deref()
+                    .map_or(fleet_core::roster::DEFAULT_ENTER_DELAY_MS, |r| r.enter_delay_ms(&req.agent)),
+            ),
             ..SendOptions::default()
         };
         let tmux = fleet_tmux::tmux::Tmux::new(self.socket_of(&req.agent));
@@ -250,6 +257,7 @@ impl Node {
             tenant_id: self.info.tenant.to_string(),
             host: self.info.host.to_string(),
         };
+        let run_dir = self.info.run_dir.clone();
         let results = tokio::task::spawn_blocking(move || {
             let agents: Vec<_> = names.iter().filter_map(|n| roster.agent(n)).collect();
             let out: Vec<(String, Result<fleet_tmux::lifecycle::Outcome, String>)> = if start_it {
@@ -260,7 +268,12 @@ impl Node {
             } else {
                 agents
                     .iter()
-                    .map(|a| (a.name.to_string(), fleet_tmux::lifecycle::stop(&roster, a).map_err(|e| e.to_string())))
+                    .map(|a| {
+                        (
+                            a.name.to_string(),
+                            fleet_tmux::lifecycle::stop_and_clear(&roster, a, &run_dir).map_err(|e| e.to_string()),
+                        )
+                    })
                     .collect()
             };
             out

@@ -31,7 +31,7 @@ impl Default for SendOptions {
             verify: false,
             verify_timeout: Duration::from_secs(6),
             poll_interval: Duration::from_millis(400),
-            enter_delay: Duration::from_millis(120),
+            enter_delay: Duration::from_millis(fleet_core::roster::DEFAULT_ENTER_DELAY_MS),
         }
     }
 }
@@ -125,20 +125,28 @@ pub fn send(tmux: &Tmux, agent: &str, text: &str, opts: &SendOptions) -> Result<
 
     let buffer = buffer_name();
     args.extend(["load-buffer", "-b", &buffer, "-", ";", "paste-buffer", "-d", "-p", "-b", &buffer, "-t", &pane.id]);
+    // With no pause and nothing to look at between paste and Enter, one tmux
+    // process does it all.
+    let enter_now = verifier.is_none() && opts.enter_delay.is_zero();
+    if enter_now {
+        args.extend([";", "send-keys", "-t", &pane.id, "Enter"]);
+    }
     if let Err(e) = tmux.run(&args, Some(text.as_bytes())) {
         // The buffer may be left behind if the paste failed; never leave text around.
         let _ = tmux.run(["delete-buffer", "-b", &buffer], None);
         return Err(e.into());
     }
-    std::thread::sleep(opts.enter_delay);
-    if let Some(v) = verifier.as_mut() {
-        // The text seen on the input line now, and gone later, is evidence
-        // that Enter took it (agents that show a paste as a placeholder).
-        if let Ok(shot) = capture(tmux, &pane.id) {
-            v.pasted(&shot);
+    if !enter_now {
+        std::thread::sleep(opts.enter_delay);
+        if let Some(v) = verifier.as_mut() {
+            // The text seen on the input line now, and gone later, is evidence
+            // that Enter took it (agents that show a paste as a placeholder).
+            if let Ok(shot) = capture(tmux, &pane.id) {
+                v.pasted(&shot);
+            }
         }
+        tmux.run(["send-keys", "-t", &pane.id, "Enter"], None)?;
     }
-    tmux.run(["send-keys", "-t", &pane.id, "Enter"], None)?;
 
     let Some(mut verifier) = verifier else {
         return Ok(Delivery {

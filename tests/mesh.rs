@@ -312,3 +312,33 @@ fn first_run_creates_a_one_host_mesh_and_a_broken_roster_keeps_the_last_good_one
     assert!(log.contains("first run: created a one-host mesh"), "{log}");
     assert!(log.contains(&certs.display().to_string()), "the log says where: {log}");
 }
+
+#[test]
+fn the_demo_tours_a_three_node_mesh_and_leaves_nothing_behind() {
+    let m = Mesh::new("acme");
+    let tmpdir = m.root().join("demo-tmp");
+    std::fs::create_dir_all(&tmpdir).unwrap();
+    let (code, out, err) = m.run(&["demo"], &[("TMPDIR", tmpdir.to_str().unwrap())]);
+    assert_eq!(code, 0, "{out}{err}");
+    for line in [
+        "3. fleet ps on w-jarvis",
+        "receipt: accepted from dragon-lin",
+        "accepted: [w-jarvis:orchestrator -> dragon-lin:coder0-0] please implement the parser",
+        "receipt: draft",
+        "lab-3       demo    unreachable",
+        "3 nodes stopped, 3 tmux servers and",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in:\n{out}");
+    }
+    // Its temp dir is gone, and so are its tmux servers' sockets' servers.
+    assert_eq!(std::fs::read_dir(&tmpdir).unwrap().count(), 0, "the demo left files in {}", tmpdir.display());
+    let sockets = std::fs::read_dir(m.root().join("tmux")).map(|d| d.count()).unwrap_or(0);
+    let live: Vec<_> = std::fs::read_dir(m.root().join("tmux"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .filter(|s| std::os::unix::net::UnixStream::connect(s.path()).is_ok())
+        .collect();
+    assert!(live.is_empty(), "tmux servers still answer: {live:?} (of {sockets})");
+}

@@ -1,74 +1,97 @@
-//! `fleet demo`: a self-contained tour on this machine, no setup, no root.
+//! `fleet demo`: a self-contained local mesh, no setup, no root.
 //!
-//! Today it shows one host's fleet through the local plane: a throwaway
-//! `MOSAIC_HOME` and tmux socket in a temp dir, three stub agents started from
-//! a roster, `ps`, a verified send with the text visible in the pane, a draft
-//! caught by verify, and a heartbeat going stale. Everything it started is
-//! removed at the end, on a failure halfway, and on Ctrl-C or SIGTERM.
-//! (The multi-node mesh joins the tour when the node lands.)
+//! Three hosts on loopback (`w-jarvis`, `dragon-lin`, `lab-3`), each a real
+//! `fleet node` process with its own `MOSAIC_HOME`, tmux socket, port and
+//! node certificate from one mesh CA made for the demo, and a few stub agents.
+//! The tour: the merged `fleet ps`, heartbeat events from several hosts, a
+//! cross-host send with its verified receipt and the text in the target pane,
+//! a draft caught by verify, a host killed and shown unreachable, then back.
+//! Everything it started (node processes by pid, tmux servers by their own
+//! sockets, the temp dir) is removed at the end, on a failure halfway, and on
+//! Ctrl-C or SIGTERM. `--keep` leaves the mesh up and says how to use it.
 
 use crate::exit::{self, CliResult};
+use crate::ps;
 use anyhow::{Context as _, anyhow};
-use fleet_core::heartbeat::Health;
-use fleet_core::names::DnsLabel;
+use fleet_core::event::{Event, EventKind};
+use fleet_core::record::{AgentRecord, HostStatus};
 use fleet_core::roster::{Roster, TmuxSocket};
+use fleet_node::client::{self, Target};
+use fleet_proto::v1;
 use fleet_tmux::lifecycle::{self, StartEnv};
-use fleet_tmux::probe::{ProbeContext, probe};
-use fleet_tmux::send::{SendOptions, send};
 use fleet_tmux::tmux::Tmux;
-use std::path::{Path, PathBuf};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Leave the demo fleet running and print how to use it.
+    /// Leave the demo mesh running and print how to use it.
     #[arg(long)]
     pub keep: bool,
+    /// Show the nodes' logs (they are in the demo dir otherwise).
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
-/// Removes the demo's tmux server (by its private socket: only the demo's
-/// sessions) and its temp dir.
-struct Cleanup {
-    socket: String,
-    dir: PathBuf,
-    keep: bool,
+const TENANT: &str = "demo";
+
+struct Host {
+    name: &'static str,
+    agents: &'static str,
 }
 
-impl Cleanup {
-    fn run(socket: &str, dir: &Path) {
-        let tmux = Tmux { socket: TmuxSocket::Name(socket.into()), bin: "tmux".into() };
-        let _ = tmux.run(["kill-server"], None);
-        let _ = std::fs::remove_dir_all(dir);
-    }
+const HOSTS: &[Host] = &[
+    Host {
+        name: "w-jarvis",
+        agents: "  - { name: orchestrator, runtime: stub, class: orchestrator }\n  - { name: enhancer, runtime: stub, class: enhancer }\n",
+    },
+    Host {
+        name: "dragon-lin",
+        agents: "  - { name: coder0-0, runtime: stub, class: implementer }\n  - { name: reviewer, runtime: stub-draft, class: reviewer }\n",
+    },
+    Host { name: "lab-3", agents: "  - { name: researcher, runtime: stub, class: researcher }\n" },
+];
+
+/// What must be undone: node pids, tmux sockets, the dir.
+#[derive(Default)]
+struct Owned {
+    pids: Vec<u32>,
+    sockets: Vec<String>,
+    dir: Option<PathBuf>,
 }
 
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        if !self.keep {
-            Cleanup::run(&self.socket, &self.dir);
+impl Owned {
+    fn clean(&mut self) {
+        for pid in self.pids.drain(..) {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+        }
+        for s in self.sockets.drain(..) {
+            let _ = Tmux::new(TmuxSocket::Name(s)).run(["kill-server"], None);
+        }
+        if let Some(d) = self.dir.take() {
+            // Give the nodes a moment to remove their sockets before the dir goes.
+            std::thread::sleep(Duration::from_millis(200));
+            let _ = std::fs::remove_dir_all(d);
         }
     }
 }
 
-/// On SIGINT or SIGTERM: clean up, then exit 130.
-fn clean_on_signal(socket: String, dir: PathBuf) {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("signal runtime");
-        rt.block_on(async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM");
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        });
-        eprintln!("\ninterrupted: removing the demo fleet");
-        Cleanup::run(&socket, &dir);
-        std::process::exit(130);
-    });
+struct Demo {
+    dir: PathBuf,
+    exe: PathBuf,
+    owned: Arc<Mutex<Owned>>,
+    children: Vec<Option<Child>>,
+    addrs: Vec<String>,
+    verbose: bool,
+    rt: tokio::runtime::Runtime,
 }
 
 fn step(n: u32, title: &str) {
-    use std::io::IsTerminal;
     if std::io::stdout().is_terminal() {
         println!("\n\x1b[1m{n}. {title}\x1b[0m");
     } else {
@@ -78,131 +101,313 @@ fn step(n: u32, title: &str) {
 
 pub fn run(args: DemoArgs) -> CliResult {
     let dir = tempfile::Builder::new().prefix("fleet-demo-").tempdir().map_err(exit::failed)?.keep();
-    let socket = format!("fleet-demo-{}", std::process::id());
-    let _cleanup = Cleanup { socket: socket.clone(), dir: dir.clone(), keep: args.keep };
-    clean_on_signal(socket.clone(), dir.clone());
-    tour(&dir, &socket, args.keep).map_err(exit::failed)
+    let owned = Arc::new(Mutex::new(Owned { dir: Some(dir.clone()), ..Owned::default() }));
+    {
+        // Ctrl-C or SIGTERM: undo everything, exit 130.
+        let owned = owned.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("signal runtime");
+            rt.block_on(async {
+                let mut term =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM");
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            });
+            eprintln!("\ninterrupted: removing the demo mesh");
+            owned.lock().expect("owned").clean();
+            std::process::exit(130);
+        });
+    }
+    let mut demo = Demo {
+        dir: dir.clone(),
+        exe: std::env::current_exe().map_err(exit::failed)?,
+        owned: owned.clone(),
+        children: Vec::new(),
+        addrs: Vec::new(),
+        verbose: args.verbose,
+        rt: crate::node::runtime()?,
+    };
+    let result = demo.tour(args.keep);
+    if result.is_err() || !args.keep {
+        if result.is_ok() {
+            step(8, "Removing everything the demo started");
+        }
+        for c in demo.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        owned.lock().expect("owned").clean();
+        if result.is_ok() {
+            println!("  3 nodes stopped, 3 tmux servers and {} removed", dir.display());
+        }
+    }
+    result.map_err(exit::failed)
 }
 
-fn tour(dir: &Path, socket: &str, keep: bool) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("locating the fleet binary")?;
-    let home = dir.join("mosaic");
-    let run_dir = home.join("fleet/run");
-    std::fs::create_dir_all(&run_dir)?;
-    let roster_text = format!(
-        "version: 1
-tenant_id: demo
+impl Demo {
+    fn home(&self, i: usize) -> PathBuf {
+        self.dir.join(HOSTS[i].name)
+    }
+
+    fn socket(&self, i: usize) -> String {
+        format!("fleet-demo-{}-{}", std::process::id(), HOSTS[i].name)
+    }
+
+    fn target(&self, i: usize) -> Target {
+        Target::Socket(self.home(i).join("fleet/node.sock"))
+    }
+
+    fn setup_host(&self, i: usize) -> anyhow::Result<Roster> {
+        let home = self.home(i);
+        let certs = home.join("fleet/certs");
+        fleet_tls::issue::issue(&self.dir.join("ca"), fleet_tls::Kind::Node, HOSTS[i].name, 30, Some(&certs), false)
+            .map_err(|e| anyhow!("issuing the node certificate of {}: {e}", HOSTS[i].name))?;
+        let exe = self.exe.display();
+        let text = format!(
+            "version: 1
+tenant_id: {TENANT}
 tmux: {{ socket_name: {socket} }}
 runtimes:
-  stub: {{ command: \"{exe} stub-agent --interval 1\", heartbeat: self }}
-  stub-draft: {{ command: \"{exe} stub-agent --interval 1 --draft\", process_names: [fleet], heartbeat: self }}
+  stub: {{ command: \"{exe} stub-agent\", heartbeat: self }}
+  stub-draft: {{ command: \"{exe} stub-agent --draft\", process_names: [fleet], heartbeat: self }}
 agents:
-  - {{ name: orchestrator, runtime: stub, class: orchestrator }}
-  - {{ name: enhancer, runtime: stub, class: enhancer }}
-  - {{ name: coder0-0, runtime: stub-draft, class: implementer }}
-",
-        exe = exe.display()
-    );
-    let roster_path = home.join("fleet/roster.yaml");
-    std::fs::write(&roster_path, &roster_text)?;
-    let roster = Roster::parse(&roster_text).map_err(|e| anyhow!("{e}"))?;
-    let host = DnsLabel::sanitize("host name", &crate::context::short_hostname())
-        .unwrap_or_else(|_| "localhost".parse().expect("label"));
-
-    println!("fleet demo: a throwaway fleet in {} on tmux socket -L {socket}", dir.display());
-    step(1, "A roster with three stub agents (one keeps its input as a draft)");
-    println!("{}", roster_text.trim_end().replace(&exe.display().to_string(), "fleet"));
-
-    step(2, "fleet start --all --local");
-    let env = StartEnv {
-        fleet_exe: exe.clone(),
-        mosaic_home: home.clone(),
-        run_dir: run_dir.clone(),
-        interval_secs: 1,
-        home: Some(dir.to_path_buf()),
-        tenant_id: "demo".into(),
-        host: host.to_string(),
-    };
-    // The stubs read their run dir and interval from the environment tmux gives them.
-    let agents: Vec<_> = roster.agents.iter().collect();
-    for (agent, result) in lifecycle::start_many(&roster, &agents, &env) {
-        println!(
-            "  {}: {}",
-            agent.name,
-            result.map(|o| o.as_str().to_string()).unwrap_or_else(|e| format!("failed: {e}"))
+{agents}",
+            socket = self.socket(i),
+            agents = HOSTS[i].agents
         );
-    }
-    let cx = |now| ProbeContext {
-        tenant_id: "demo".into(),
-        host: host.clone(),
-        run_dir: run_dir.clone(),
-        interval_secs: 1,
-        now,
-        systemd: false,
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let rows = probe(&roster, &cx(fleet_tmux::hbwriter::now_unix()))?;
-        if rows.iter().all(|r| r.heartbeat.health == Health::Healthy) || Instant::now() > deadline {
-            break;
+        std::fs::write(home.join("fleet/roster.yaml"), &text)?;
+        let roster = Roster::parse(&text).map_err(|e| anyhow!("{e}"))?;
+        self.owned.lock().expect("owned").sockets.push(self.socket(i));
+        let env = StartEnv {
+            fleet_exe: self.exe.clone(),
+            mosaic_home: home.clone(),
+            run_dir: home.join("fleet/run"),
+            interval_secs: 1,
+            home: Some(self.dir.clone()),
+            tenant_id: TENANT.into(),
+            host: HOSTS[i].name.into(),
+        };
+        let agents: Vec<_> = roster.agents.iter().collect();
+        for (agent, r) in lifecycle::start_many(&roster, &agents, &env) {
+            r.with_context(|| format!("starting {}@{}", agent.name, HOSTS[i].name))?;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        Ok(roster)
     }
 
-    step(3, "fleet ps --local: one row per agent, heartbeats from the agents themselves");
-    print!("{}", crate::ps::render(&probe(&roster, &cx(fleet_tmux::hbwriter::now_unix()))?));
-
-    let tmux = Tmux::new(TmuxSocket::Name(socket.into()));
-    let opts = SendOptions { verify: true, verify_timeout: Duration::from_secs(3), ..SendOptions::default() };
-    step(4, "fleet send enhancer --verify: pasted, submitted, and confirmed");
-    let text = format!(
-        "{}please refine the task for coder0-0",
-        fleet_core::message::preamble(host.as_str(), "orchestrator", host.as_str(), "enhancer")
-    );
-    let d = send(&tmux, "enhancer", &text, &opts)?;
-    println!("  receipt: {} ({}, {} ms)", d.outcome.as_str(), d.detail, d.elapsed.as_millis());
-    println!("  the enhancer's pane now shows:");
-    let screen = tmux.run(["capture-pane", "-p", "-J", "-t", "=enhancer:"], None)?;
-    for line in screen.lines().filter(|l| !l.trim().is_empty()) {
-        println!("    | {line}");
+    /// Start node `i` on `listen` with static `peers`; wait until it answers; its address.
+    fn start_node(&mut self, i: usize, listen: &str, peers: &[String]) -> anyhow::Result<String> {
+        let home = self.home(i);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{}.log", HOSTS[i].name)))?;
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("node")
+            .env("MOSAIC_HOME", &home)
+            .env("MOSAIC_HEARTBEAT_INTERVAL", "1")
+            .env("FLEET_LISTEN", listen)
+            .env("FLEET_PEERS", peers.join(","))
+            .env("FLEET_MDNS", "false")
+            .env("FLEET_FANOUT_DEADLINE_MS", "1000")
+            .env("FLEET_PROBE_INTERVAL_MS", "1000")
+            .env_remove("FLEET_NODE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        if self.verbose {
+            cmd.stderr(Stdio::inherit());
+        } else {
+            cmd.stderr(log);
+        }
+        let child = cmd.spawn().context("starting fleet node")?;
+        self.owned.lock().expect("owned").pids.push(child.id());
+        if self.children.len() <= i {
+            self.children.resize_with(i + 1, || None);
+        }
+        self.children[i] = Some(child);
+        let target = self.target(i);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let info = self.rt.block_on(async {
+                let mut c = client::mesh(&target).await.ok()?;
+                c.node_info(v1::NodeInfoRequest {}).await.ok().map(|r| r.into_inner())
+            });
+            if let Some(info) = info {
+                return Ok(info.grpc_address);
+            }
+            if Instant::now() > deadline {
+                return Err(anyhow!(
+                    "node {} did not start; its log: {}",
+                    HOSTS[i].name,
+                    self.dir.join(format!("{}.log", HOSTS[i].name)).display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
-    step(5, "fleet send coder0-0 --verify: the agent keeps the text as a draft, and verify says so");
-    let text = format!(
-        "{}implement the parser",
-        fleet_core::message::preamble(host.as_str(), "orchestrator", host.as_str(), "coder0-0")
-    );
-    let d = send(&tmux, "coder0-0", &text, &opts)?;
-    println!("  receipt: {} ({}) -> exit code 1, never a false \"sent\"", d.outcome.as_str(), d.detail);
+    fn list(&self) -> anyhow::Result<(Vec<AgentRecord>, Vec<HostStatus>)> {
+        self.rt.block_on(async {
+            let mut c = client::fleet(&self.target(0)).await?;
+            let req = v1::ListAgentsRequest { scope: v1::Scope::Mesh as i32, hosts: vec![], deadline_ms: 1000 };
+            let r = c.list_agents(req).await?.into_inner();
+            Ok((
+                r.agents.into_iter().map(AgentRecord::from).collect(),
+                r.hosts.into_iter().map(HostStatus::from).collect(),
+            ))
+        })
+    }
 
-    step(6, "The orchestrator stops heartbeating: healthy turns stale after 3 x interval");
-    send(&tmux, "orchestrator", "/stop-heartbeat", &SendOptions::default())?;
-    let deadline = Instant::now() + Duration::from_secs(8);
-    loop {
-        let rows = probe(&roster, &cx(fleet_tmux::hbwriter::now_unix()))?;
-        let o = rows.iter().find(|r| r.name == "orchestrator").expect("orchestrator row");
-        if o.heartbeat.health == Health::Stale || Instant::now() > deadline {
+    fn send(&self, host: &str, agent: &str, text: &str) -> anyhow::Result<v1::SendReceipt> {
+        self.rt.block_on(async {
+            let mut c = client::fleet(&self.target(0)).await?;
+            let req = v1::SendRequest {
+                host: host.into(),
+                agent: agent.into(),
+                text: text.into(),
+                source_label: "orchestrator".into(),
+                verify: true,
+                verify_timeout_ms: 3000,
+                ..Default::default()
+            };
+            Ok(c.send_message(req).await?.into_inner())
+        })
+    }
+
+    fn tour(&mut self, keep: bool) -> anyhow::Result<()> {
+        println!("fleet demo: a mesh of three hosts on this machine, in {}", self.dir.display());
+        step(1, "A mesh CA, and three hosts with their node certificates and stub agents");
+        fleet_tls::install_crypto_provider();
+        fleet_tls::issue::init_ca(&self.dir.join("ca"), TENANT, false)
+            .map_err(|e| anyhow!("making the mesh CA: {e}"))?;
+        for (i, h) in HOSTS.iter().enumerate() {
+            let roster = self.setup_host(i)?;
+            let names: Vec<&str> = roster.agents.iter().map(|a| a.name.as_str()).collect();
+            println!("  {:<11} tmux -L {:<34} agents: {}", h.name, self.socket(i), names.join(", "));
+        }
+
+        step(2, "Three `fleet node` processes, mutual TLS on loopback; w-jarvis knows the other two");
+        let b = self.start_node(1, "127.0.0.1:0", &[])?;
+        let c = self.start_node(2, "127.0.0.1:0", &[])?;
+        let a = self.start_node(0, "127.0.0.1:0", &[b.clone(), c.clone()])?;
+        self.addrs = vec![a.clone(), b, c];
+        for (i, h) in HOSTS.iter().enumerate() {
+            println!("  {:<11} {}  (certificate fleet://{TENANT}/node/{})", h.name, self.addrs[i], h.name);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let (agents, hosts) = loop {
+            let (agents, hosts) = self.list()?;
+            let healthy =
+                agents.iter().filter(|r| r.heartbeat.health == fleet_core::heartbeat::Health::Healthy).count();
+            if healthy == 5 || Instant::now() > deadline {
+                break (agents, hosts);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+
+        step(3, "fleet ps on w-jarvis: every agent of every host, and a row per host");
+        print!("{}\n{}", ps::render(&agents), ps::render_hosts(&hosts));
+
+        step(4, "fleet heartbeats: events stream in from every host");
+        let events = self.rt.block_on(async {
+            let mut c = client::fleet(&self.target(0)).await?;
+            let req = v1::WatchHeartbeatsRequest { scope: v1::Scope::Mesh as i32, hosts: vec![], snapshot: false };
+            let mut stream = c.watch_heartbeats(req).await?.into_inner();
+            let mut seen: Vec<Event> = Vec::new();
+            let until = tokio::time::Instant::now() + Duration::from_secs(3);
+            while seen.len() < 6 {
+                match tokio::time::timeout_at(until, stream.message()).await {
+                    Ok(Ok(Some(e))) => {
+                        if let Ok(e) = Event::try_from(e)
+                            && !seen.iter().any(|s| s.host == e.host && s.agent == e.agent)
+                        {
+                            seen.push(e);
+                        }
+                    }
+                    _ => break,
+                }
+            }
+            Ok::<_, anyhow::Error>(seen)
+        })?;
+        for e in &events {
+            let what = match &e.kind {
+                EventKind::Beat { heartbeat } => {
+                    format!("beat, status {}", heartbeat.status.map(|s| s.as_str()).unwrap_or("?"))
+                }
+                other => format!("{other:?}"),
+            };
+            println!("  {:<24} {what}", format!("{}@{}", e.agent, e.host));
+        }
+
+        step(5, "fleet send coder0-0@dragon-lin --verify, from w-jarvis");
+        let r = self.send("dragon-lin", "coder0-0", "please implement the parser")?;
+        let outcome = |o: i32| {
+            v1::DeliveryOutcome::try_from(o)
+                .map(|o| o.as_str_name().trim_start_matches("DELIVERY_OUTCOME_").to_ascii_lowercase())
+                .unwrap_or_default()
+        };
+        println!("  receipt: {} from {} ({}, {} ms)", outcome(r.outcome), r.host, r.detail, r.elapsed_ms);
+        println!("  coder0-0's pane on dragon-lin now shows:");
+        let screen =
+            Tmux::new(TmuxSocket::Name(self.socket(1))).run(["capture-pane", "-p", "-J", "-t", "=coder0-0:"], None)?;
+        for line in screen.lines().filter(|l| !l.trim().is_empty()) {
+            println!("    | {line}");
+        }
+
+        step(6, "fleet send reviewer@dragon-lin --verify: this agent keeps its input as a draft");
+        let r = self.send("dragon-lin", "reviewer", "please review PR 7")?;
+        println!("  receipt: {} ({}): exit 1, never a false \"sent\"", outcome(r.outcome), r.detail);
+
+        step(7, "lab-3's node is killed: w-jarvis answers at once, with lab-3 as unreachable; then it returns");
+        if let Some(mut child) = self.children[2].take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        let t = Instant::now();
+        let (_, hosts) = self.list()?;
+        print!("{}", indent(&ps::render_hosts(&hosts)));
+        println!("  (answered in {} ms)", t.elapsed().as_millis());
+        let addr = self.addrs[2].clone();
+        self.start_node(2, &addr, &[])?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let hosts = loop {
+            let (_, hosts) = self.list()?;
+            let back = hosts.iter().any(|h| h.host == "lab-3" && h.state == fleet_core::record::HostState::Ok);
+            if back || Instant::now() > deadline {
+                break hosts;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        println!("  restarted on {addr}:");
+        print!("{}", indent(&ps::render_hosts(&hosts)));
+
+        if keep {
+            step(8, "Kept running. Use it with:");
+            let tmux = std::env::var("TMUX_TMPDIR").unwrap_or_else(|_| "/tmp".into());
+            println!("  export MOSAIC_HOME={}   # the CLI talks to w-jarvis's node", self.home(0).display());
+            println!("  fleet ps; fleet heartbeats; fleet send coder0-0@dragon-lin --verify -m hi");
+            println!("  off-host style: FLEET_NODE=https://{} with an operator certificate:", self.addrs[0]);
             println!(
-                "  orchestrator: {} (last beat {}s ago)",
-                o.heartbeat.health,
-                o.heartbeat.age_seconds.unwrap_or(-1)
+                "    fleet certs issue operator --name me --dir {}/ca --out DIR; FLEET_CERTS_DIR=DIR",
+                self.dir.display()
             );
-            break;
+            println!("  look at a pane: TMUX_TMPDIR={tmux} tmux -L {} attach -r -t =coder0-0", self.socket(1));
+            let pids = self.owned.lock().expect("owned").pids.clone();
+            let pids: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
+            println!(
+                "  remove it: kill {}; for s in {}; do tmux -L $s kill-server; done; rm -rf {}",
+                pids.join(" "),
+                (0..HOSTS.len()).map(|i| self.socket(i)).collect::<Vec<_>>().join(" "),
+                self.dir.display()
+            );
+            // Detach the children: they outlive this process.
+            self.children.clear();
         }
-        std::thread::sleep(Duration::from_millis(250));
+        Ok(())
     }
+}
 
-    if keep {
-        step(7, "Kept running. Use it with:");
-        println!("  export MOSAIC_HOME={} TMUX_TMPDIR=${{TMUX_TMPDIR:-/tmp}}", home.display());
-        println!("  fleet ps --local; fleet send enhancer --local --verify -m hi");
-        println!("  tmux -L {socket} attach -t =enhancer");
-        println!("  remove it: tmux -L {socket} kill-server; rm -rf {}", dir.display());
-    } else {
-        step(7, "Removing everything the demo started");
-        for (agent, r) in roster.agents.iter().map(|a| (a, lifecycle::stop_and_clear(&roster, a, &run_dir))) {
-            println!("  {}: {}", agent.name, r.map(|o| o.as_str().to_string()).unwrap_or_else(|e| e.to_string()));
-        }
-    }
-    Ok(())
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("  {l}\n")).collect()
 }

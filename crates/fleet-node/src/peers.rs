@@ -193,6 +193,13 @@ impl Peers {
                     agents.extend(rows);
                     statuses.push(s);
                 }
+                // tonic's own deadline (sent as grpc-timeout, so the peer gives up too)
+                // races the outer one: both are a timeout.
+                Ok(Err(e)) if matches!(e.code(), tonic::Code::Cancelled | tonic::Code::DeadlineExceeded) => {
+                    let detail = format!("{}: no answer within {} ms", peer.address, deadline.as_millis());
+                    peer.mark(false, Some(detail.clone()));
+                    statuses.push(status(HostState::Timeout, Some(detail), 0));
+                }
                 Ok(Err(e)) => {
                     let state =
                         if e.code() == tonic::Code::Unavailable { HostState::Unreachable } else { HostState::Error };

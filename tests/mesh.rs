@@ -154,11 +154,15 @@ fn another_tenant_is_refused_and_a_viewer_may_list_but_not_send() {
     let peers = vec![m.addr(1), m.addr(2), other.addr(0)];
     m.kill_node(0);
     m.start_node(0, "127.0.0.1:0", &peers);
+    // Membership never admits it (the QUIC handshake fails on the other CA), so it is never merged.
+    wait_for("a's node to refuse d", Duration::from_secs(10), || {
+        std::fs::read_to_string(m.root().join("a.log"))
+            .is_ok_and(|l| l.contains("cannot reach a peer over QUIC") && l.contains(&other.addr(0)))
+    });
     let rows = ps_json(&m, 0);
     assert!(rows.iter().all(|r| r["name"] != "spy" && r["host"] != "d"), "{rows:#?}");
-    let refused =
-        rows.iter().find(|r| r["record"] == "host" && r["detail"].as_str().is_some_and(|d| d.contains(&other.addr(0))));
-    assert!(refused.is_some_and(|r| r["state"] != "ok"), "{rows:#?}");
+    let (_, peers, _) = m.at(0, &["peers", "--json"]);
+    assert!(!peers.contains("\"d\""), "{peers}");
 
     // A viewer, off-host, through the network door.
     let viewer = m.root().join("viewer");

@@ -75,10 +75,16 @@ fn merged_ps_across_namespaces_lists_every_host() {
     assert_eq!(b_row["agent_count"], 1, "{b_row}");
     assert_eq!(host_row(&rows, "c").unwrap()["agent_count"], 2);
 
-    // The other hosts see their own agents only (no static peers of their own).
-    let rows_b = lab.ps_json(b);
-    assert_eq!(agents_of(&rows_b), vec![("rev".to_string(), "b".to_string())]);
-    let _ = c;
+    // Membership is symmetric: b and c, which have no static peers, learn the
+    // whole mesh from a's announce and gossip, and list every agent too.
+    for h in [b, c] {
+        wait_for("every host ok from b and c", Duration::from_secs(10), || all_ok(&lab, h));
+        let mut seen = agents_of(&lab.ps_json(h));
+        seen.sort();
+        let mut all = agents.clone();
+        all.sort();
+        assert_eq!(seen, all);
+    }
 
     drop(lab);
     fp.assert_gone();

@@ -22,6 +22,8 @@ pub struct Timings {
     pub shutdown_grace: Duration,
     /// How long a send's idempotency key is remembered.
     pub idempotency_ttl: Duration,
+    /// The failure detector's timings (SWIM).
+    pub swim: crate::membership::SwimTimings,
 }
 
 impl Default for Timings {
@@ -32,6 +34,7 @@ impl Default for Timings {
             fanout_deadline: Duration::from_millis(2000),
             shutdown_grace: Duration::from_millis(5000),
             idempotency_ttl: Duration::from_secs(300),
+            swim: crate::membership::SwimTimings::default(),
         }
     }
 }
@@ -88,6 +91,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("timings.fanout_deadline_ms", "FLEET_FANOUT_DEADLINE_MS"),
     ("timings.shutdown_grace_ms", "FLEET_SHUTDOWN_GRACE_MS"),
     ("timings.idempotency_ttl_s", "FLEET_IDEMPOTENCY_TTL_S"),
+    ("timings.swim_probe_period_ms", "FLEET_SWIM_PROBE_PERIOD_MS"),
+    ("timings.swim_probe_rtt_ms", "FLEET_SWIM_PROBE_RTT_MS"),
+    ("timings.swim_suspect_to_down_ms", "FLEET_SWIM_SUSPECT_TO_DOWN_MS"),
 ];
 
 /// Raw values by key (`timings.x` for nested ones), with where each came from.
@@ -287,6 +293,9 @@ impl NodeConfig {
                 "timings.fanout_deadline_ms" => cfg.timings.fanout_deadline = ms(&text)?,
                 "timings.shutdown_grace_ms" => cfg.timings.shutdown_grace = ms(&text)?,
                 "timings.idempotency_ttl_s" => cfg.timings.idempotency_ttl = ms(&text)? * 1000,
+                "timings.swim_probe_period_ms" => cfg.timings.swim.probe_period = ms(&text)?,
+                "timings.swim_probe_rtt_ms" => cfg.timings.swim.probe_rtt = ms(&text)?,
+                "timings.swim_suspect_to_down_ms" => cfg.timings.swim.suspect_to_down = ms(&text)?,
                 _ => unreachable!("keys are checked against KEYS"),
             }
         }

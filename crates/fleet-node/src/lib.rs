@@ -2,6 +2,7 @@
 //!
 //! - [`config`]: node.yaml and `FLEET_*` overrides, validated before binding.
 //! - [`live`]: the live view of this host (inotify, sweep, re-probe) and its events.
+//! - [`membership`]: SWIM (foca) over QUIC (quinn) with the mesh certificates.
 //! - [`peers`]: the peer list, mTLS channels, the MESH fan-out, per-peer heartbeat feeds.
 //! - [`service`]: the `Fleet` and `Mesh` gRPC services and per-call authorization.
 //! - [`idem`]: idempotency keys of sends.
@@ -12,6 +13,8 @@ pub mod client;
 pub mod config;
 pub mod idem;
 pub mod live;
+pub mod mdns;
+pub mod membership;
 pub mod peers;
 pub mod server;
 pub mod service;

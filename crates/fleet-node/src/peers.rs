@@ -7,6 +7,7 @@
 //! certificate's URI SAN at the handshake, never from config.
 
 use crate::live::{host_event, now_ms};
+use crate::membership::{MemberInfo, MemberState};
 use fleet_core::event::{Event, EventKind};
 use fleet_core::names::DnsLabel;
 use fleet_core::record::{AgentRecord, HostState, HostStatus};
@@ -15,20 +16,24 @@ use fleet_proto::v1::fleet_client::FleetClient;
 use futures_util::future::join_all;
 use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint, Uri};
 
-/// How a peer was found.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FoundBy {
-    Static,
+/// One peer node, as membership knows it.
+pub struct Peer {
+    /// Its gRPC address (the network door).
+    pub address: String,
+    pub channel: Channel,
+    pub state: Arc<Mutex<PeerState>>,
+    /// The membership row (identity, state, how found); updated in place.
+    pub member: Mutex<MemberInfo>,
 }
 
-/// What is known of one peer.
+/// What calls have taught us about one peer.
 #[derive(Debug, Default, Clone)]
 pub struct PeerState {
     /// The host that answered at the last handshake (from its certificate).
@@ -38,22 +43,29 @@ pub struct PeerState {
     pub last_error: Option<String>,
 }
 
-/// One peer node.
-pub struct Peer {
-    pub address: String,
-    pub found_by: FoundBy,
-    pub channel: Channel,
-    pub state: Arc<Mutex<PeerState>>,
-}
-
 impl Peer {
-    pub fn host(&self) -> Option<String> {
-        self.state.lock().expect("peer state").host.clone()
+    pub fn new(member: MemberInfo, tenant: &DnsLabel, tls: Arc<ClientConfig>) -> Peer {
+        let address = member.id.grpc.to_string();
+        let state = Arc::new(Mutex::new(PeerState { host: Some(member.id.host.clone()), ..PeerState::default() }));
+        Peer { channel: channel(&address, tenant, tls, state.clone()), address, state, member: Mutex::new(member) }
     }
 
-    /// The host if known, else the address: the name of this peer's row.
+    pub fn host(&self) -> Option<String> {
+        Some(self.member.lock().expect("member").id.host.clone())
+    }
+
+    /// The host: the name of this peer's row.
     pub fn label(&self) -> String {
-        self.host().unwrap_or_else(|| self.address.clone())
+        self.member.lock().expect("member").id.host.clone()
+    }
+
+    pub fn info(&self) -> MemberInfo {
+        self.member.lock().expect("member").clone()
+    }
+
+    /// Membership says it is down: no call is worth making.
+    pub fn is_down(&self) -> bool {
+        self.member.lock().expect("member").state == MemberState::Down
     }
 
     fn mark(&self, up: bool, error: Option<String>) {
@@ -147,6 +159,19 @@ impl Peers {
                 None => true,
             })
             .collect();
+        let (down, peers): (Vec<Arc<Peer>>, Vec<Arc<Peer>>) = peers.into_iter().partition(|p| p.is_down());
+        let mut statuses: Vec<HostStatus> = down
+            .iter()
+            .map(|p| HostStatus {
+                tenant_id: self.tenant.clone(),
+                host: p.label(),
+                state: HostState::Unreachable,
+                latency_ms: 0,
+                agent_count: 0,
+                detail: Some(format!("{}: down (membership: no answer to probes)", p.address)),
+                roster_problem: None,
+            })
+            .collect();
         let calls = peers.iter().map(|p| {
             let peer = p.clone();
             async move {
@@ -163,7 +188,6 @@ impl Peers {
             }
         });
         let mut agents = Vec::new();
-        let mut statuses = Vec::new();
         for (peer, elapsed, res) in join_all(calls).await {
             let status = |state, detail: Option<String>, count| HostStatus {
                 tenant_id: self.tenant.clone(),
@@ -300,5 +324,58 @@ fn remember(peers: &Peers, ev: &Event) {
             }
         }
         _ => {}
+    }
+}
+
+/// Keep the peer list in step with membership: one [`Peer`] per live identity
+/// (a restarted node is a new one), a heartbeat feed for each peer that is not
+/// down, and a `host_down` event the moment membership declares a host down.
+pub async fn follow_membership(
+    mut members: watch::Receiver<Vec<MemberInfo>>,
+    list: watch::Sender<Vec<Arc<Peer>>>,
+    peers: Arc<Peers>,
+    tls: Arc<ClientConfig>,
+    tenant: DnsLabel,
+    cancel: CancellationToken,
+) {
+    type Key = (String, u64);
+    let mut known: HashMap<Key, (Arc<Peer>, Option<CancellationToken>)> = HashMap::new();
+    loop {
+        let rows = members.borrow_and_update().clone();
+        let mut next = Vec::with_capacity(rows.len());
+        for m in rows {
+            let key = (m.id.host.clone(), m.id.generation);
+            let entry =
+                known.entry(key).or_insert_with(|| (Arc::new(Peer::new(m.clone(), &tenant, tls.clone())), None));
+            let was_down = entry.0.is_down();
+            *entry.0.member.lock().expect("member") = m.clone();
+            if m.state == MemberState::Down {
+                if let Some(feed) = entry.1.take() {
+                    feed.cancel();
+                }
+                if !was_down {
+                    peers.known.lock().expect("known").remove(&m.id.host);
+                    let reason = "membership: no answer to probes".to_string();
+                    let _ = peers.events.send(host_event(&peers.tenant, &m.id.host, EventKind::HostDown { reason }));
+                }
+            } else if entry.1.is_none() {
+                let token = cancel.child_token();
+                tokio::spawn(feed(entry.0.clone(), peers.clone(), token.clone()));
+                entry.1 = Some(token);
+            }
+            next.push(entry.0.clone());
+        }
+        known.retain(|_, (peer, feed)| {
+            let keep = next.iter().any(|n| Arc::ptr_eq(n, peer));
+            if !keep && let Some(f) = feed.take() {
+                f.cancel();
+            }
+            keep
+        });
+        list.send_replace(next);
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            r = members.changed() => if r.is_err() { return },
+        }
     }
 }

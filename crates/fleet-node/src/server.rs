@@ -4,7 +4,8 @@
 use crate::config::NodeConfig;
 use crate::idem::Idempotency;
 use crate::live::{self, LiveConfig};
-use crate::peers::{self, FoundBy, Peer, PeerState, Peers};
+use crate::membership::{self, FoundBy, MemberId};
+use crate::peers::{self, Peers};
 use crate::service::{Node, NodeInfo, NodeService};
 use fleet_core::names::DnsLabel;
 use fleet_proto::v1::fleet_server::FleetServer;
@@ -169,7 +170,8 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
     let tcp = TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| NodeError::Serve(format!("cannot listen on {}: {e} (set listen or FLEET_LISTEN)", cfg.listen)))?;
-    let grpc_address = tcp.local_addr().map_err(|e| NodeError::Serve(e.to_string()))?.to_string();
+    let tcp_addr = tcp.local_addr().map_err(|e| NodeError::Serve(e.to_string()))?;
+    let grpc_address = advertise(tcp_addr).to_string();
     let unix = bind_local_door(&cfg.socket).await?;
     let uid = rustix::process::getuid().as_raw();
 
@@ -189,20 +191,27 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
     )
     .await;
 
-    let peer_list: Vec<Arc<Peer>> = cfg
-        .peers
-        .iter()
-        .map(|address| {
-            let state = Arc::new(Mutex::new(PeerState::default()));
-            Arc::new(Peer {
-                address: address.clone(),
-                found_by: FoundBy::Static,
-                channel: peers::channel(address, &tenant, client_tls.clone(), state.clone()),
-                state,
-            })
-        })
-        .collect();
-    let (_peer_tx, peer_rx) = watch::channel(peer_list.clone());
+    // Membership: SWIM over QUIC on the same port number, UDP.
+    let generation = (live::now_ms() as u64).rotate_left(20) ^ u64::from(std::process::id());
+    let bound = tcp_addr;
+    let advertised = advertise(bound);
+    let endpoint = membership::endpoint(bound, &server_tls, &client_tls).map_err(NodeError::Serve)?;
+    let me = MemberId {
+        tenant: tenant.to_string(),
+        host: host.to_string(),
+        grpc: advertised,
+        quic: advertised,
+        generation,
+        bump: 0,
+    };
+    let members = membership::start(me, endpoint, cfg.timings.swim.clone(), cancel.clone(), &tracker);
+    for seed in &cfg.peers {
+        match tokio::net::lookup_host(seed).await.map(|mut a| a.next()) {
+            Ok(Some(addr)) => members.seed(addr, FoundBy::Static),
+            _ => tracing::warn!(peer = %seed, "static peer does not resolve; skipped"),
+        }
+    }
+    let (peer_tx, peer_rx) = watch::channel(Vec::new());
     let (peer_events, _) = broadcast::channel(live::EVENT_CAPACITY);
     let peers = Arc::new(Peers {
         list: peer_rx,
@@ -211,11 +220,15 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
         self_host: host.to_string(),
         tenant: tenant.to_string(),
     });
-    for p in peer_list {
-        tracker.spawn(peers::feed(p, peers.clone(), cancel.clone()));
-    }
+    tracker.spawn(peers::follow_membership(
+        members.members.clone(),
+        peer_tx,
+        peers.clone(),
+        client_tls.clone(),
+        tenant.clone(),
+        cancel.clone(),
+    ));
 
-    let generation = (live::now_ms() as u64).rotate_left(20) ^ u64::from(std::process::id());
     let node = Arc::new(Node {
         info: NodeInfo {
             tenant: tenant.clone(),
@@ -232,6 +245,7 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
         },
         live,
         peers,
+        members,
         audit: audit.clone(),
         idem: Idempotency::new(cfg.timings.idempotency_ttl),
         cancel: cancel.clone(),
@@ -301,4 +315,17 @@ async fn signal() {
         _ = term.recv() => {}
         _ = int.recv() => {}
     }
+}
+
+/// The address others reach this node at: the listen address, or for a
+/// wildcard listen address, the first non-loopback IPv4 address of the host.
+fn advertise(bound: std::net::SocketAddr) -> std::net::SocketAddr {
+    if !bound.ip().is_unspecified() {
+        return bound;
+    }
+    let ip = if_addrs::get_if_addrs()
+        .ok()
+        .and_then(|ifs| ifs.into_iter().find(|i| !i.is_loopback() && i.ip().is_ipv4()).map(|i| i.ip()))
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST));
+    std::net::SocketAddr::new(ip, bound.port())
 }

@@ -4,6 +4,7 @@
 
 use crate::idem::Idempotency;
 use crate::live::{Live, now_ms};
+use crate::membership::{FoundBy, MemberState};
 use crate::peers::Peers;
 use fleet_core::event::{self, Event, EventKind};
 use fleet_core::message::preamble;
@@ -54,6 +55,7 @@ pub struct Node {
     pub info: NodeInfo,
     pub live: Live,
     pub peers: Arc<Peers>,
+    pub members: crate::membership::Membership,
     pub audit: Arc<AuditLog>,
     pub idem: Idempotency,
     pub cancel: CancellationToken,
@@ -546,7 +548,7 @@ impl Mesh for NodeService {
             tenant_id: node.info.tenant.to_string(),
             host: node.info.host.to_string(),
             grpc_address: node.info.grpc_address.clone(),
-            quic_address: String::new(),
+            quic_address: node.info.grpc_address.clone(),
             state: v1::PeerState::Alive as i32,
             incarnation: 0,
             generation: node.info.generation,
@@ -554,17 +556,25 @@ impl Mesh for NodeService {
             last_seen_unix_ms: now_ms(),
         }];
         for p in node.peers.current() {
-            let s = p.state.lock().expect("peer state").clone();
+            let m = p.info();
             peers.push(v1::Peer {
-                tenant_id: node.info.tenant.to_string(),
-                host: s.host.clone().unwrap_or_default(),
-                grpc_address: p.address.clone(),
-                quic_address: String::new(),
-                state: if s.up { v1::PeerState::Alive } else { v1::PeerState::Down } as i32,
-                incarnation: 0,
-                generation: 0,
-                found_by: v1::Discovery::Static as i32,
-                last_seen_unix_ms: s.last_seen_ms,
+                tenant_id: m.id.tenant.clone(),
+                host: m.id.host.clone(),
+                grpc_address: m.id.grpc.to_string(),
+                quic_address: m.id.quic.to_string(),
+                state: match m.state {
+                    MemberState::Alive => v1::PeerState::Alive,
+                    MemberState::Suspect => v1::PeerState::Suspect,
+                    MemberState::Down => v1::PeerState::Down,
+                } as i32,
+                incarnation: m.incarnation,
+                generation: m.id.generation,
+                found_by: match m.found_by {
+                    FoundBy::Static => v1::Discovery::Static,
+                    FoundBy::Mdns => v1::Discovery::Mdns,
+                    FoundBy::Gossip => v1::Discovery::Gossip,
+                } as i32,
+                last_seen_unix_ms: m.last_seen_ms,
             });
         }
         Ok(Response::new(v1::ListPeersResponse { peers }))

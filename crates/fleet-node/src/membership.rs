@@ -1,0 +1,482 @@
+//! Membership: SWIM (the `foca` crate) spoken over QUIC datagrams (`quinn`)
+//! with the mesh certificates, on the node's UDP port (the gRPC port number).
+//!
+//! - A member's identity ([`MemberId`]) carries tenant, host, the gRPC and QUIC
+//!   addresses and a generation that changes on every start, so a restarted
+//!   node is a new identity that replaces the old one (foca's address conflict
+//!   rule: same host, newer generation wins), never a zombie.
+//! - Seeds (static peers, mDNS finds) are announced to by address; SWIM spreads
+//!   the rest by gossip. One reachable seed is enough.
+//! - QUIC: both sides present node certificates of the mesh CA; a client dials
+//!   with the server name `node.<tenant>.fleet.internal`, and a server drops an
+//!   incoming connection whose certificate is not a node of its tenant. So a
+//!   peer of another tenant or CA never exchanges a SWIM message.
+//! - The driver is one task owning the `Foca` state; timers are tasks that post
+//!   back; the published view is a `watch` of [`MemberInfo`] rows.
+
+use bytes::Bytes;
+use foca::{Config, Foca, Identity, OwnedNotification, PostcardCodec, Timer};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+/// ALPN of the membership plane.
+pub const ALPN: &[u8] = b"fleet-swim/1";
+
+/// Who a member is. `addr()` is the QUIC address: one live identity per
+/// address, and a seed known only by its address can be announced to (foca
+/// accepts an announce addressed to any identity with its address).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct MemberId {
+    pub tenant: String,
+    pub host: String,
+    pub grpc: SocketAddr,
+    pub quic: SocketAddr,
+    /// Changes on every start of the node.
+    pub generation: u64,
+    /// Bumped when foca renews the identity (after being declared down).
+    pub bump: u16,
+}
+
+impl Identity for MemberId {
+    type Addr = SocketAddr;
+
+    fn renew(&self) -> Option<Self> {
+        Some(MemberId { bump: self.bump.wrapping_add(1), ..self.clone() })
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.quic
+    }
+
+    fn win_addr_conflict(&self, adversary: &Self) -> bool {
+        (self.generation, self.bump) > (adversary.generation, adversary.bump)
+    }
+}
+
+/// How a member was first found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FoundBy {
+    Static,
+    Mdns,
+    Gossip,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberState {
+    Alive,
+    Suspect,
+    Down,
+}
+
+/// One row of the membership view.
+#[derive(Clone, Debug)]
+pub struct MemberInfo {
+    pub id: MemberId,
+    pub state: MemberState,
+    pub incarnation: u64,
+    pub found_by: FoundBy,
+    pub last_seen_ms: i64,
+}
+
+/// Settable timings of the failure detector.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SwimTimings {
+    pub probe_period: Duration,
+    pub probe_rtt: Duration,
+    pub suspect_to_down: Duration,
+    /// How often seeds that are not members are announced to again.
+    pub reseed: Duration,
+}
+
+impl Default for SwimTimings {
+    fn default() -> Self {
+        // Detection ≈ one probe period + rtt + suspicion: about 4-5 s on a LAN.
+        SwimTimings {
+            probe_period: Duration::from_millis(1000),
+            probe_rtt: Duration::from_millis(400),
+            suspect_to_down: Duration::from_millis(3000),
+            reseed: Duration::from_secs(3),
+        }
+    }
+}
+
+fn foca_config(t: &SwimTimings) -> Config {
+    let mut c = Config::new_lan(NonZeroU32::new(32).expect("nonzero"));
+    c.probe_period = t.probe_period;
+    c.probe_rtt = t.probe_rtt;
+    c.suspect_to_down_after = t.suspect_to_down;
+    // A QUIC datagram must fit the smallest path MTU QUIC assumes (1200).
+    c.max_packet_size = NonZeroUsize::new(1100).expect("nonzero");
+    c.remove_down_after = Some(Duration::from_secs(120));
+    c.periodic_announce = Some(foca::PeriodicParams {
+        frequency: Duration::from_secs(10),
+        num_members: NonZeroUsize::new(2).expect("nonzero"),
+    });
+    // Returning members are readmitted quickly.
+    c.periodic_announce_to_down_members = Some(foca::PeriodicParams {
+        frequency: Duration::from_secs(2),
+        num_members: NonZeroUsize::new(3).expect("nonzero"),
+    });
+    c
+}
+
+/// Handle on the membership plane.
+#[derive(Clone)]
+pub struct Membership {
+    pub members: watch::Receiver<Vec<MemberInfo>>,
+    seeds: mpsc::Sender<(SocketAddr, FoundBy)>,
+    /// Datagram bytes received, for the traffic benchmark.
+    pub bytes_in: Arc<std::sync::atomic::AtomicU64>,
+    pub bytes_out: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Membership {
+    /// Join through a node at this QUIC address.
+    pub fn seed(&self, addr: SocketAddr, how: FoundBy) {
+        let _ = self.seeds.try_send((addr, how));
+    }
+}
+
+// ---------------------------------------------------------------- transport
+
+struct Transport {
+    endpoint: quinn::Endpoint,
+    tenant: String,
+    server_name: String,
+    conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    dialing: Mutex<std::collections::HashSet<SocketAddr>>,
+    /// The last dial error per address, so each new one is logged once.
+    dial_errors: Mutex<HashMap<SocketAddr, String>>,
+    inbound: mpsc::Sender<(SocketAddr, Bytes)>,
+    bytes_in: Arc<std::sync::atomic::AtomicU64>,
+    bytes_out: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Transport {
+    /// Is the peer of `conn` a node of our tenant?
+    fn admit(&self, conn: &quinn::Connection) -> Result<fleet_tls::Principal, String> {
+        let certs = conn
+            .peer_identity()
+            .and_then(|any| any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
+            .ok_or("no client certificate")?;
+        let p = fleet_tls::Principal::from_peer_certs(Some(&certs)).map_err(|e| e.to_string())?;
+        if p.tenant.as_str() != self.tenant || p.kind != fleet_tls::Kind::Node {
+            return Err(format!("{p} is not a node of tenant {}", self.tenant));
+        }
+        Ok(p)
+    }
+
+    fn keep(self: &Arc<Self>, conn: quinn::Connection) {
+        let addr = conn.remote_address();
+        self.conns.lock().expect("conns").insert(addr, conn.clone());
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let bytes = match conn.read_datagram().await {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::debug!(peer = %addr, error = %e, "membership: connection ended");
+                        break;
+                    }
+                };
+                tracing::trace!(peer = %addr, bytes = bytes.len(), "membership: received");
+                me.bytes_in.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                if me.inbound.send((addr, bytes)).await.is_err() {
+                    break;
+                }
+            }
+            let mut conns = me.conns.lock().expect("conns");
+            if conns.get(&addr).is_some_and(|c| c.stable_id() == conn.stable_id()) {
+                conns.remove(&addr);
+            }
+        });
+    }
+
+    fn send(self: &Arc<Self>, to: SocketAddr, data: Bytes) {
+        tracing::trace!(peer = %to, bytes = data.len(), "membership: send");
+        self.bytes_out.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let conn = self.conns.lock().expect("conns").get(&to).cloned();
+        if let Some(c) = conn
+            && c.close_reason().is_none()
+            && c.send_datagram(data.clone()).is_ok()
+        {
+            return;
+        }
+        // Dial in the background; SWIM tolerates the loss of this one packet if it fails.
+        if !self.dialing.lock().expect("dialing").insert(to) {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let result = async {
+                let conn = me.endpoint.connect(to, &me.server_name).map_err(|e| e.to_string())?;
+                let conn = tokio::time::timeout(Duration::from_secs(3), conn)
+                    .await
+                    .map_err(|_| "handshake timed out".to_string())?
+                    .map_err(|e| e.to_string())?;
+                me.admit(&conn).inspect_err(|_| conn.close(1u32.into(), b"not a node of this tenant"))?;
+                Ok::<_, String>(conn)
+            }
+            .await;
+            me.dialing.lock().expect("dialing").remove(&to);
+            match result {
+                Ok(conn) => {
+                    me.dial_errors.lock().expect("dial errors").remove(&to);
+                    tracing::debug!(peer = %to, "membership: connected");
+                    if let Err(e) = conn.send_datagram(data) {
+                        tracing::debug!(peer = %to, error = %e, "membership: datagram not sent");
+                    }
+                    me.keep(conn);
+                }
+                Err(e) => {
+                    let mut errors = me.dial_errors.lock().expect("dial errors");
+                    if errors.get(&to) != Some(&e) {
+                        tracing::warn!(peer = %to, error = %e, "membership: cannot reach a peer over QUIC");
+                        errors.insert(to, e);
+                    }
+                }
+            }
+        });
+    }
+
+    /// Drop the connection to a member declared down: the next packet dials afresh.
+    fn forget(&self, addr: SocketAddr) {
+        if let Some(c) = self.conns.lock().expect("conns").remove(&addr) {
+            c.close(0u32.into(), b"declared down");
+        }
+    }
+
+    async fn accept_loop(self: Arc<Self>, cancel: CancellationToken) {
+        loop {
+            let incoming = tokio::select! {
+                () = cancel.cancelled() => return,
+                i = self.endpoint.accept() => match i { Some(i) => i, None => return },
+            };
+            let me = self.clone();
+            tokio::spawn(async move {
+                let conn = match tokio::time::timeout(Duration::from_secs(3), incoming).await {
+                    Ok(Ok(c)) => c,
+                    Ok(Err(e)) => return tracing::debug!(error = %e, "membership: handshake refused"),
+                    Err(_) => return tracing::debug!("membership: handshake timed out"),
+                };
+                match me.admit(&conn) {
+                    Ok(p) => {
+                        tracing::debug!(peer = %conn.remote_address(), principal = %p, "membership: accepted");
+                        me.keep(conn)
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %conn.remote_address(), reason = %e, "membership: refused a QUIC peer");
+                        conn.close(1u32.into(), b"not a node of this tenant");
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// The QUIC endpoint of the membership plane, bound on `bind` (UDP), with the
+/// node's TLS configs (their ALPN is replaced by [`ALPN`]).
+pub fn endpoint(
+    bind: SocketAddr,
+    server: &rustls::ServerConfig,
+    client: &rustls::ClientConfig,
+) -> Result<quinn::Endpoint, String> {
+    let mut server = server.clone();
+    server.alpn_protocols = vec![ALPN.to_vec()];
+    let mut client = client.clone();
+    client.alpn_protocols = vec![ALPN.to_vec()];
+    let qs = quinn::crypto::rustls::QuicServerConfig::try_from(Arc::new(server)).map_err(|e| e.to_string())?;
+    let qc = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(client)).map_err(|e| e.to_string())?;
+    let mut transport = quinn::TransportConfig::default();
+    // A dead peer's connection is dropped within a few seconds, so a restarted
+    // peer at the same address is dialed afresh.
+    transport.keep_alive_interval(Some(Duration::from_millis(1000)));
+    transport.max_idle_timeout(Some(Duration::from_millis(3500).try_into().expect("idle timeout")));
+    transport.max_concurrent_bidi_streams(0u32.into());
+    transport.max_concurrent_uni_streams(0u32.into());
+    let transport = Arc::new(transport);
+    let mut sc = quinn::ServerConfig::with_crypto(Arc::new(qs));
+    sc.transport_config(transport.clone());
+    let mut cc = quinn::ClientConfig::new(Arc::new(qc));
+    cc.transport_config(transport);
+    let mut ep = quinn::Endpoint::server(sc, bind).map_err(|e| format!("cannot bind UDP {bind}: {e}"))?;
+    ep.set_default_client_config(cc);
+    Ok(ep)
+}
+
+// ---------------------------------------------------------------- driver
+
+fn now_ms() -> i64 {
+    crate::live::now_ms()
+}
+
+/// Start the membership plane for `me`; runs until `cancel`.
+pub fn start(
+    me: MemberId,
+    endpoint: quinn::Endpoint,
+    timings: SwimTimings,
+    cancel: CancellationToken,
+    tracker: &tokio_util::task::TaskTracker,
+) -> Membership {
+    let (inbound_tx, mut inbound) = mpsc::channel::<(SocketAddr, Bytes)>(1024);
+    let bytes_in = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let bytes_out = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let transport = Arc::new(Transport {
+        endpoint,
+        tenant: me.tenant.clone(),
+        server_name: format!("node.{}.fleet.internal", me.tenant),
+        conns: Mutex::new(HashMap::new()),
+        dialing: Mutex::new(Default::default()),
+        dial_errors: Mutex::new(HashMap::new()),
+        inbound: inbound_tx,
+        bytes_in: bytes_in.clone(),
+        bytes_out: bytes_out.clone(),
+    });
+    tracker.spawn(transport.clone().accept_loop(cancel.clone()));
+
+    let (seeds_tx, mut seeds) = mpsc::channel::<(SocketAddr, FoundBy)>(256);
+    let (view_tx, view) = watch::channel(Vec::<MemberInfo>::new());
+    let (timer_tx, mut timers) = mpsc::channel::<Timer<MemberId>>(1024);
+    tracing::info!(quic = %me.quic, generation = me.generation, "membership: SWIM over QUIC");
+    let rng = rand_seed(&me);
+    let mut foca = Foca::new(me.clone(), foca_config(&timings), rng, PostcardCodec);
+    tracker.spawn(async move {
+        let mut rt = foca::AccumulatingRuntime::new();
+        // How each quic address was first found; last datagram per address.
+        let mut found: HashMap<SocketAddr, FoundBy> = HashMap::new();
+        let mut first_found: HashMap<String, FoundBy> = HashMap::new();
+        let mut seen: HashMap<SocketAddr, i64> = HashMap::new();
+        let mut reseed = tokio::time::interval(timings.reseed);
+        reseed.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => {
+                    let _ = foca.leave_cluster(&mut rt);
+                    drain(&mut rt, &transport, &timer_tx);
+                    // Let the goodbye datagrams leave before the endpoint closes.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    transport.endpoint.close(0u32.into(), b"node stopping");
+                    return;
+                }
+                Some((from, bytes)) = inbound.recv() => {
+                    seen.insert(from, now_ms());
+                    if let Err(e) = foca.handle_data(&bytes, &mut rt) {
+                        tracing::debug!(peer = %from, error = %e, "membership: bad datagram");
+                    }
+                }
+                Some(timer) = timers.recv() => {
+                    if let Err(e) = foca.handle_timer(timer, &mut rt) {
+                        tracing::debug!(error = %e, "membership: timer");
+                    }
+                }
+                Some((addr, how)) = seeds.recv() => {
+                    found.entry(addr).or_insert(how);
+                    if let Err(e) = foca.announce(placeholder(&me, addr), &mut rt) {
+                        tracing::warn!(seed = %addr, error = %e, "membership: cannot announce to seed");
+                    }
+                }
+                _ = reseed.tick() => {
+                    // Seeds that are not (or no longer) members: announce again.
+                    let members: Vec<SocketAddr> =
+                        foca.iter_members().map(|m| m.id().quic).collect();
+                    for addr in found.keys().filter(|a| !members.contains(a)) {
+                        let _ = foca.announce(placeholder(&me, *addr), &mut rt);
+                    }
+                }
+            }
+            while let Some(n) = rt.to_notify() {
+                match n {
+                    OwnedNotification::MemberUp(id) => {
+                        let how = found.get(&id.quic).copied().unwrap_or(FoundBy::Gossip);
+                        first_found.entry(id.host.clone()).or_insert(how);
+                        tracing::info!(host = %id.host, generation = id.generation, "membership: member up");
+                    }
+                    OwnedNotification::MemberDown(id) => {
+                        tracing::info!(host = %id.host, "membership: member down");
+                        transport.forget(id.quic);
+                    }
+                    OwnedNotification::Rename(old, new) => {
+                        tracing::info!(host = %new.host, old = old.generation, new = new.generation, "membership: member restarted");
+                    }
+                    _ => {}
+                }
+            }
+            drain(&mut rt, &transport, &timer_tx);
+            let rows: Vec<MemberInfo> = foca
+                .iter_membership_state()
+                .filter(|m| m.id().host != me.host)
+                .map(|m| MemberInfo {
+                    id: m.id().clone(),
+                    state: match m.state() {
+                        foca::State::Alive => MemberState::Alive,
+                        foca::State::Suspect => MemberState::Suspect,
+                        foca::State::Down => MemberState::Down,
+                    },
+                    incarnation: u64::from(m.incarnation()),
+                    found_by: first_found.get(&m.id().host).copied().unwrap_or(FoundBy::Gossip),
+                    last_seen_ms: seen.get(&m.id().quic).copied().unwrap_or(0),
+                })
+                .collect();
+            view_tx.send_if_modified(|cur| {
+                let changed = cur.len() != rows.len()
+                    || cur.iter().zip(&rows).any(|(a, b)| a.id != b.id || a.state != b.state || a.incarnation != b.incarnation);
+                *cur = rows.clone();
+                changed
+            });
+        }
+    });
+    Membership { members: view, seeds: seeds_tx, bytes_in, bytes_out }
+}
+
+fn drain(
+    rt: &mut foca::AccumulatingRuntime<MemberId>,
+    transport: &Arc<Transport>,
+    timers: &mpsc::Sender<Timer<MemberId>>,
+) {
+    while let Some((to, data)) = rt.to_send() {
+        transport.send(to.quic, data);
+    }
+    while let Some((after, timer)) = rt.to_schedule() {
+        let tx = timers.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = tx.send(timer).await;
+        });
+    }
+}
+
+/// An identity standing for "whoever answers at this address": foca announces
+/// to it, and learns the real identity from the reply.
+fn placeholder(me: &MemberId, quic: SocketAddr) -> MemberId {
+    MemberId { tenant: me.tenant.clone(), host: format!("seed:{quic}"), grpc: quic, quic, generation: 0, bump: 0 }
+}
+
+fn rand_seed(me: &MemberId) -> rand::rngs::SmallRng {
+    use rand::SeedableRng;
+    rand::rngs::SmallRng::seed_from_u64(me.generation ^ (std::process::id() as u64) << 17)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(host: &str, generation: u64) -> MemberId {
+        let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        MemberId { tenant: "t".into(), host: host.into(), grpc: a, quic: a, generation, bump: 0 }
+    }
+
+    #[test]
+    fn a_restart_wins_over_its_old_self() {
+        let (old, new) = (id("h", 1), id("h", 2));
+        assert_eq!(old.addr(), new.addr(), "one live identity per address");
+        assert!(new.win_addr_conflict(&old));
+        assert!(!old.win_addr_conflict(&new));
+        let renewed = old.renew().unwrap();
+        assert!(renewed.win_addr_conflict(&old));
+    }
+}

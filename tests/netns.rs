@@ -208,3 +208,82 @@ fn the_lab_cleans_up_after_a_panicking_test() {
     assert!(fp.namespaces.iter().all(|n| n.starts_with("fleetnt-")), "{fp:?}");
     fp.assert_gone();
 }
+
+fn peer_of(lab: &Lab, h: HostId, host: &str) -> Option<serde_json::Value> {
+    lab.peers_json(h).into_iter().find(|p| p["host"] == host)
+}
+
+/// Three hosts, no static peers, mDNS on: they find each other.
+fn three_by_mdns() -> Lab {
+    let mut lab = Lab::new("acme");
+    let hosts = [
+        lab.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n"),
+        lab.add_host("b", "  - { name: rev, runtime: stub, class: reviewer }\n"),
+        lab.add_host("c", "  - { name: coder, runtime: stub }\n"),
+    ];
+    for h in hosts {
+        lab.start_agents(h);
+    }
+    for h in hosts {
+        lab.start_node_with(h, vec![], &[("FLEET_MDNS", "true")]);
+    }
+    lab
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn mdns_discovery_then_a_cut_link_is_down_within_the_bound_and_heals() {
+    let lab = three_by_mdns();
+    let fp = lab.footprint();
+    let (a, b, c) = (lab.host("a"), lab.host("b"), lab.host("c"));
+    // (a) no static peers: mDNS seeds membership; every host lists every agent within 5 s.
+    let took = wait_for("every agent on every host", Duration::from_secs(5), || {
+        [a, b, c].iter().all(|&h| agents_of(&lab.ps_json(h)).len() == 3 && all_ok(&lab, h))
+    });
+    eprintln!("mesh formed by mDNS in {took:?}");
+    assert_eq!(peer_of(&lab, a, "b").unwrap()["found_by"], "mdns");
+
+    // (b) cut c's link: the others mark it down within the detection bound (about 5 s),
+    // and a's ps answers at once with c as an unreachable row.
+    lab.cut_link(c);
+    let down = wait_for("c down on a and b", Duration::from_secs(8), || {
+        [a, b].iter().all(|&h| peer_of(&lab, h, "c").is_some_and(|p| p["state"] == "down"))
+    });
+    eprintln!("c down everywhere {down:?} after the cut");
+    let t = Instant::now();
+    let rows = lab.ps_json(a);
+    assert!(t.elapsed() < Duration::from_millis(500), "ps took {:?} with c down", t.elapsed());
+    assert_eq!(host_row(&rows, "c").unwrap()["state"], "unreachable", "{rows:#?}");
+    // Restore: alive again within a few seconds, nothing restarted.
+    let generation = peer_of(&lab, a, "c").unwrap()["generation"].clone();
+    lab.restore_link(c);
+    let up = wait_for("c alive again", Duration::from_secs(10), || {
+        [a, b].iter().all(|&h| peer_of(&lab, h, "c").is_some_and(|p| p["state"] == "alive"))
+    });
+    eprintln!("c alive again {up:?} after the restore");
+    assert_eq!(peer_of(&lab, a, "c").unwrap()["generation"], generation, "same process, same generation");
+    wait_for("c ok in ps", Duration::from_secs(5), || all_ok(&lab, a));
+    drop(lab);
+    fp.assert_gone();
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn a_killed_node_is_down_and_rejoins_as_a_new_generation() {
+    let mut lab = three();
+    let fp = lab.footprint();
+    let (a, b, c) = (lab.host("a"), lab.host("b"), lab.host("c"));
+    wait_for("c known to b by gossip", Duration::from_secs(10), || {
+        peer_of(&lab, b, "c").is_some_and(|p| p["state"] == "alive" && p["found_by"] == "gossip")
+    });
+    let before = peer_of(&lab, a, "c").unwrap()["generation"].clone();
+    lab.kill_node(c);
+    wait_for("c down on a", Duration::from_secs(8), || peer_of(&lab, a, "c").is_some_and(|p| p["state"] == "down"));
+    lab.restart_node(c);
+    wait_for("c back as a new generation", Duration::from_secs(10), || {
+        peer_of(&lab, a, "c").is_some_and(|p| p["state"] == "alive" && p["generation"] != before)
+    });
+    wait_for("c ok in a's ps", Duration::from_secs(5), || all_ok(&lab, a));
+    drop(lab);
+    fp.assert_gone();
+}

@@ -51,6 +51,9 @@ pub struct NodeConfig {
     /// Static peers: `host:port` or `ip:port` of other nodes' network doors.
     pub peers: Vec<String>,
     pub mdns: bool,
+    /// Interfaces mDNS may use (empty: every non-loopback one) and may not.
+    pub mdns_allow_interfaces: Vec<String>,
+    pub mdns_deny_interfaces: Vec<String>,
     pub roster: PathBuf,
     /// The local door.
     pub socket: PathBuf,
@@ -83,6 +86,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("certs_dir", "FLEET_CERTS_DIR"),
     ("peers", "FLEET_PEERS"),
     ("mdns", "FLEET_MDNS"),
+    ("mdns_allow_interfaces", "FLEET_MDNS_ALLOW_INTERFACES"),
+    ("mdns_deny_interfaces", "FLEET_MDNS_DENY_INTERFACES"),
     ("roster", "FLEET_ROSTER"),
     ("socket", "FLEET_SOCKET"),
     ("audit_log", "FLEET_AUDIT_LOG"),
@@ -214,7 +219,7 @@ impl NodeConfig {
         for (key, var) in KEYS {
             if let Some(v) = env(var).filter(|v| !v.is_empty()) {
                 raw.values.retain(|(k, _, _)| k != key);
-                let value = if *key == "peers" {
+                let value = if *key == "peers" || key.ends_with("_interfaces") {
                     RawValue::List(v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
                 } else {
                     RawValue::Text(v)
@@ -236,6 +241,8 @@ impl NodeConfig {
             certs_dir: fleet.join("certs"),
             peers: Vec::new(),
             mdns: true,
+            mdns_allow_interfaces: Vec::new(),
+            mdns_deny_interfaces: Vec::new(),
             roster: fleet.join("roster.yaml"),
             socket: fleet.join("node.sock"),
             audit_log: fleet.join("audit.log"),
@@ -283,6 +290,17 @@ impl NodeConfig {
                         "true" | "1" | "yes" | "on" => true,
                         "false" | "0" | "no" | "off" => false,
                         _ => return Err(bad("expected true or false")),
+                    }
+                }
+                "mdns_allow_interfaces" | "mdns_deny_interfaces" => {
+                    let list = match value {
+                        RawValue::List(l) => l,
+                        RawValue::Text(t) => vec![t],
+                    };
+                    if key == "mdns_allow_interfaces" {
+                        cfg.mdns_allow_interfaces = list;
+                    } else {
+                        cfg.mdns_deny_interfaces = list;
                     }
                 }
                 "roster" => cfg.roster = PathBuf::from(text),

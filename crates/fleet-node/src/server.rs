@@ -211,6 +211,48 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
             _ => tracing::warn!(peer = %seed, "static peer does not resolve; skipped"),
         }
     }
+    // mDNS: announce ourselves, and seed membership with whatever matching node
+    // answers (records of another tenant or mesh never get this far).
+    let mdns = if cfg.mdns {
+        let (found_tx, mut found_rx) = tokio::sync::mpsc::channel::<crate::mdns::Found>(64);
+        let ann = crate::mdns::Announcement {
+            tenant: tenant.to_string(),
+            host: host.to_string(),
+            mesh: fingerprint.clone(),
+            grpc_port: tcp_addr.port(),
+            quic_port: tcp_addr.port(),
+            generation,
+        };
+        let mcfg = crate::mdns::MdnsConfig {
+            allow_interfaces: cfg.mdns_allow_interfaces.clone(),
+            deny_interfaces: cfg.mdns_deny_interfaces.clone(),
+        };
+        match crate::mdns::Mdns::start(ann, &mcfg, found_tx) {
+            Ok(m) => {
+                let members = members.clone();
+                let cancel = cancel.clone();
+                tracker.spawn(async move {
+                    loop {
+                        let found = tokio::select! {
+                            () = cancel.cancelled() => return,
+                            f = found_rx.recv() => match f { Some(f) => f, None => return },
+                        };
+                        tracing::info!(host = %found.host, addrs = ?found.quic_addrs, "mdns: found a node of this mesh");
+                        for addr in found.quic_addrs {
+                            members.seed(addr, FoundBy::Mdns);
+                        }
+                    }
+                });
+                Some(m)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "mDNS is off: peers come from static config and gossip only");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let (peer_tx, peer_rx) = watch::channel(Vec::new());
     let (peer_events, _) = broadcast::channel(live::EVENT_CAPACITY);
     let peers = Arc::new(Peers {
@@ -235,7 +277,7 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
             host: host.clone(),
             generation,
             grpc_address: grpc_address.clone(),
-            mesh_fingerprint: fingerprint,
+            mesh_fingerprint: fingerprint.clone(),
             started_unix_ms: live::now_ms(),
             fleet_exe,
             mosaic_home: cfg.mosaic_home.clone(),
@@ -301,6 +343,10 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
     .is_err()
     {
         tracing::warn!("grace period over; exiting with calls still open");
+    }
+    if let Some(m) = mdns {
+        // Goodbye packets: blocks for about 150 ms.
+        let _ = tokio::task::spawn_blocking(move || m.shutdown()).await;
     }
     let _ = std::fs::remove_file(&cfg.socket);
     tracing::info!("fleet node stopped");

@@ -592,6 +592,10 @@ impl Mesh for NodeService {
             quic_address: String::new(),
             mesh_fingerprint: node.info.mesh_fingerprint.clone(),
             started_unix_ms: node.info.started_unix_ms,
+            membership_bytes_in: node.members.bytes_in.load(std::sync::atomic::Ordering::Relaxed),
+            membership_bytes_out: node.members.bytes_out.load(std::sync::atomic::Ordering::Relaxed),
+            members: node.members.members.borrow().len() as u32,
+            members_alive: node.members.members.borrow().iter().filter(|m| m.state == MemberState::Alive).count() as u32,
         }))
     }
 }

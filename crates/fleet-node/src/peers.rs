@@ -36,8 +36,6 @@ pub struct Peer {
 /// What calls have taught us about one peer.
 #[derive(Debug, Default, Clone)]
 pub struct PeerState {
-    /// The host that answered at the last handshake (from its certificate).
-    pub host: Option<String>,
     pub up: bool,
     pub last_seen_ms: i64,
     pub last_error: Option<String>,
@@ -46,8 +44,8 @@ pub struct PeerState {
 impl Peer {
     pub fn new(member: MemberInfo, tenant: &DnsLabel, tls: Arc<ClientConfig>) -> Peer {
         let address = member.id.grpc.to_string();
-        let state = Arc::new(Mutex::new(PeerState { host: Some(member.id.host.clone()), ..PeerState::default() }));
-        Peer { channel: channel(&address, tenant, tls, state.clone()), address, state, member: Mutex::new(member) }
+        let state = Arc::new(Mutex::new(PeerState::default()));
+        Peer { channel: channel(&address, tenant, &member.id.host, tls), address, state, member: Mutex::new(member) }
     }
 
     pub fn host(&self) -> Option<String> {
@@ -78,25 +76,24 @@ impl Peer {
     }
 }
 
-/// The channel to a peer: lazy, reconnecting, mutual TLS with our node identity.
-pub fn channel(address: &str, tenant: &DnsLabel, tls: Arc<ClientConfig>, state: Arc<Mutex<PeerState>>) -> Channel {
-    let name = fleet_tls::config::any_node_server_name(tenant);
+/// The channel to a peer: lazy, reconnecting, mutual TLS with our node
+/// identity. The server must prove it is `host` of our tenant: the TLS name is
+/// `<host>.<tenant>.fleet.internal`, so a member claiming another host's name
+/// cannot be called.
+pub fn channel(address: &str, tenant: &DnsLabel, host: &str, tls: Arc<ClientConfig>) -> Channel {
+    let name = match DnsLabel::parse_as("host name", host) {
+        Ok(h) => fleet_tls::config::node_server_name(tenant, &h),
+        // Not a DNS label: no certificate can match, so every call fails.
+        Err(_) => fleet_tls::config::any_node_server_name(tenant),
+    };
     let addr = address.to_string();
     let connector = tower::service_fn(move |_: Uri| {
-        let (addr, name, tls, state) = (addr.clone(), name.clone(), tls.clone(), state.clone());
+        let (addr, name, tls) = (addr.clone(), name.clone(), tls.clone());
         async move {
             let sock = tokio::net::lookup_host(&addr).await?.next().ok_or_else(|| {
                 std::io::Error::new(std::io::ErrorKind::NotFound, format!("{addr} resolves to nothing"))
             })?;
-            let tls = fleet_tls::net::connect(sock, name, tls).await?;
-            let host = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| fleet_tls::Principal::from_peer_certs(Some(c)).ok())
-                .map(|p| p.name);
-            state.lock().expect("peer state").host = host;
-            Ok::<_, std::io::Error>(TokioIo::new(tls))
+            Ok::<_, std::io::Error>(TokioIo::new(fleet_tls::net::connect(sock, name, tls).await?))
         }
     });
     Endpoint::from_shared(format!("http://{address}"))
@@ -127,21 +124,6 @@ impl Peers {
     /// The peer serving `host`, if one is known.
     pub fn by_host(&self, host: &str) -> Option<Arc<Peer>> {
         self.current().into_iter().find(|p| p.host().as_deref() == Some(host))
-    }
-
-    /// The peer serving `host`; if none is known yet, ask every peer whose host
-    /// is unknown (a handshake tells) within `deadline`.
-    pub async fn find_host(&self, host: &str, deadline: Duration) -> Option<Arc<Peer>> {
-        if let Some(p) = self.by_host(host) {
-            return Some(p);
-        }
-        let unknown: Vec<_> = self.current().into_iter().filter(|p| p.host().is_none()).collect();
-        let probes = unknown.iter().map(|p| {
-            let mut c = v1::mesh_client::MeshClient::new(p.channel.clone());
-            async move { tokio::time::timeout(deadline, c.node_info(v1::NodeInfoRequest {})).await }
-        });
-        join_all(probes).await;
-        self.by_host(host)
     }
 
     /// The known host names of the peers, for "known: ..." hints.

@@ -345,7 +345,7 @@ impl Node {
     }
 
     async fn peer_for(&self, host: &str) -> Result<Arc<crate::peers::Peer>, Status> {
-        self.peers.find_host(host, self.info.fanout_deadline).await.ok_or_else(|| {
+        self.peers.by_host(host).ok_or_else(|| {
             Status::not_found(format!(
                 "no node for host {host} in the mesh (known: {})",
                 std::iter::once(self.info.host.to_string())
@@ -595,7 +595,8 @@ impl Mesh for NodeService {
             membership_bytes_in: node.members.bytes_in.load(std::sync::atomic::Ordering::Relaxed),
             membership_bytes_out: node.members.bytes_out.load(std::sync::atomic::Ordering::Relaxed),
             members: node.members.members.borrow().len() as u32,
-            members_alive: node.members.members.borrow().iter().filter(|m| m.state == MemberState::Alive).count() as u32,
+            members_alive: node.members.members.borrow().iter().filter(|m| m.state == MemberState::Alive).count()
+                as u32,
         }))
     }
 }

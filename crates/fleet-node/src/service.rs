@@ -597,6 +597,7 @@ impl Mesh for NodeService {
             members: node.members.members.borrow().len() as u32,
             members_alive: node.members.members.borrow().iter().filter(|m| m.state == MemberState::Alive).count()
                 as u32,
+            audit_write_failures: node.audit.failures(),
         }))
     }
 }

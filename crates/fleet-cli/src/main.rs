@@ -6,7 +6,7 @@
 //! - `exit`: exit codes (0 ok, 1 failed, 2 usage, 3 unreachable).
 //! - `ps`, `send`, `lifecycle`, `roster_check`, `certs`, `watch_cmd`: the commands.
 //! - `node`: `fleet node`, and reaching a node (local socket or FLEET_NODE).
-//! - `demo`: the self-contained tour.
+//! - `demo`: the self-contained tour; `init`: `fleet init` and `fleet install`.
 //! - `stub`: the stub agent; `launcher`: the hidden session helpers.
 //! - `table`: aligned tables for people.
 
@@ -14,6 +14,7 @@ mod certs;
 mod context;
 mod demo;
 mod exit;
+mod init;
 mod launcher;
 mod lifecycle;
 mod node;
@@ -63,6 +64,10 @@ enum Command {
     Certs(certs::CertsCmd),
     /// A self-contained tour on this machine (no setup, no root).
     Demo(demo::DemoArgs),
+    /// Write a roster from a preset (without --write: print it).
+    Init(init::InitArgs),
+    /// Put the framework files and systemd user units in place.
+    Install(init::InstallArgs),
     /// A stub agent REPL for tests and demos.
     StubAgent(stub::StubArgs),
     #[command(hide = true)]
@@ -92,6 +97,8 @@ fn main() -> ExitCode {
         Command::Roster(RosterCmd::Check(a)) => roster_check::run(a, g),
         Command::Certs(c) => certs::run(c, &context::Paths::from_env().certs_dir()),
         Command::Demo(a) => demo::run(a),
+        Command::Init(a) => init::init(a, g),
+        Command::Install(a) => init::install(a, g),
         Command::StubAgent(a) => stub::run(a),
         Command::AgentExec(a) => launcher::agent_exec(a),
         Command::HeartbeatWriter(a) => launcher::heartbeat_writer(a),

@@ -46,8 +46,16 @@ pub fn unreachable(e: client::ClientError) -> CliError {
 /// Map a gRPC status to an exit code, keeping the node's message. A call cut
 /// at the transport (the node refused or dropped the connection) is exit 3.
 pub fn status(s: tonic::Status) -> CliError {
-    let transport = s.code() == tonic::Code::Unknown && s.message() == "transport error";
-    if transport || matches!(s.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded) {
+    // A status made on this side of the wire (the connection to our node broke)
+    // carries its cause as a source; one sent by the node (a peer it could not
+    // reach) names that peer in its message.
+    let local = (s.code() == tonic::Code::Unknown && s.message() == "transport error")
+        || (std::error::Error::source(&s).is_some()
+            && matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled));
+    if !local && matches!(s.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded) {
+        return CliError::new(Code::Unreachable, anyhow!("{}", s.message()));
+    }
+    if local {
         let mut why = s.message().to_string();
         let mut src = std::error::Error::source(&s);
         while let Some(e) = src {
@@ -86,7 +94,11 @@ pub fn run(args: NodeArgs) -> Result<(), CliError> {
     let rt =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(exit::failed)?;
     let cancel = tokio_util::sync::CancellationToken::new();
-    rt.block_on(fleet_node::server::run(cfg, exe, cancel)).map_err(|e| match e {
+    let grace = cfg.timings.shutdown_grace;
+    let result = rt.block_on(fleet_node::server::run(cfg, exe, cancel));
+    // Blocking work still running (a probe, a send) gets the grace period, not forever.
+    rt.shutdown_timeout(grace);
+    result.map_err(|e| match e {
         fleet_node::server::NodeError::Config(m) => exit::usage(anyhow!(m)),
         fleet_node::server::NodeError::Serve(m) => exit::failed(anyhow!(m)),
     })

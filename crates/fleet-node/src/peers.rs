@@ -122,8 +122,13 @@ impl Peers {
     }
 
     /// The peer serving `host`, if one is known.
+    /// The peer serving `host`: not down, newest generation (a restarted node
+    /// at a new address leaves its old identity down for a while).
     pub fn by_host(&self, host: &str) -> Option<Arc<Peer>> {
-        self.current().into_iter().find(|p| p.host().as_deref() == Some(host))
+        self.current()
+            .into_iter()
+            .filter(|p| !p.is_down() && p.label().eq_ignore_ascii_case(host))
+            .max_by_key(|p| p.info().id.generation)
     }
 
     /// The known host names of the peers, for "known: ..." hints.
@@ -141,7 +146,10 @@ impl Peers {
                 None => true,
             })
             .collect();
-        let (down, peers): (Vec<Arc<Peer>>, Vec<Arc<Peer>>) = peers.into_iter().partition(|p| p.is_down());
+        let (mut down, peers): (Vec<Arc<Peer>>, Vec<Arc<Peer>>) = peers.into_iter().partition(|p| p.is_down());
+        // One row per host: an old identity of a host that is back under a new one is no row.
+        down.retain(|d| !peers.iter().any(|p| p.label() == d.label()));
+        down.dedup_by_key(|d| d.label());
         let mut statuses: Vec<HostStatus> = down
             .iter()
             .map(|p| HostStatus {
@@ -190,11 +198,17 @@ impl Peers {
                         continue;
                     }
                     peer.mark(true, None);
-                    let rows: Vec<AgentRecord> = resp.agents.into_iter().map(AgentRecord::from).collect();
+                    // The peer speaks for its own host only (its certificate says which).
+                    let host = peer.label();
+                    let rows: Vec<AgentRecord> = resp
+                        .agents
+                        .into_iter()
+                        .map(AgentRecord::from)
+                        .filter(|r| r.host.eq_ignore_ascii_case(&host) && r.tenant_id == self.tenant)
+                        .collect();
                     let mut s = status(HostState::Ok, None, rows.len() as u32);
-                    if let Some(h) = resp.hosts.into_iter().next() {
+                    if let Some(h) = resp.hosts.into_iter().find(|h| h.host.eq_ignore_ascii_case(&host)) {
                         s.roster_problem = Some(h.roster_problem).filter(|p| !p.is_empty());
-                        s.host = h.host;
                     }
                     agents.extend(rows);
                     statuses.push(s);
@@ -261,6 +275,10 @@ pub async fn feed(peer: Arc<Peer>, peers: Arc<Peers>, cancel: CancellationToken)
                     match msg {
                         Ok(Some(wire)) => {
                             let Ok(ev) = Event::try_from(wire) else { continue };
+                            // A peer's stream speaks for its own host only.
+                            if !ev.host.eq_ignore_ascii_case(&host) || ev.tenant_id != peers.tenant {
+                                continue;
+                            }
                             remember(&peers, &ev);
                             let _ = peers.events.send(ev);
                         }

@@ -172,7 +172,11 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
         .map_err(|e| NodeError::Serve(format!("cannot listen on {}: {e} (set listen or FLEET_LISTEN)", cfg.listen)))?;
     let tcp_addr = tcp.local_addr().map_err(|e| NodeError::Serve(e.to_string()))?;
     let grpc_address = advertise(tcp_addr).to_string();
+    // Membership (QUIC) on the same port number, UDP.
+    let endpoint = membership::endpoint(tcp_addr, &server_tls, &client_tls).map_err(NodeError::Serve)?;
     let unix = bind_local_door(&cfg.socket).await?;
+    // From here on, the socket file is removed however this function ends.
+    let _socket_file = RemoveOnDrop(cfg.socket.clone());
     let uid = rustix::process::getuid().as_raw();
 
     let tracker = TaskTracker::new();
@@ -193,9 +197,7 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
 
     // Membership: SWIM over QUIC on the same port number, UDP.
     let generation = (live::now_ms() as u64).rotate_left(20) ^ u64::from(std::process::id());
-    let bound = tcp_addr;
-    let advertised = advertise(bound);
-    let endpoint = membership::endpoint(bound, &server_tls, &client_tls).map_err(NodeError::Serve)?;
+    let advertised = advertise(tcp_addr);
     let me = MemberId {
         tenant: tenant.to_string(),
         host: host.to_string(),
@@ -325,18 +327,36 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
         peers = cfg.peers.len(), "fleet node serving"
     );
 
+    let (mut net, mut local) = (net, local);
+    let mut early = None;
     tokio::select! {
         () = cancel.cancelled() => {}
         () = signal() => {
             tracing::info!("shutting down: no new calls; in-flight calls have {} ms", cfg.timings.shutdown_grace.as_millis());
-            cancel.cancel();
         }
+        r = &mut net => early = Some(format!("the network door stopped: {r:?}")),
+        r = &mut local => early = Some(format!("the local door stopped: {r:?}")),
     }
+    // Stop being found first, then say we are going, then stop.
+    if let Some(m) = mdns {
+        // Goodbye packets: blocks for about 150 ms.
+        let _ = tokio::task::spawn_blocking(move || m.shutdown()).await;
+    }
+    health.set_not_serving::<FleetServer<NodeService>>().await;
+    health.set_not_serving::<MeshServer<NodeService>>().await;
+    cancel.cancel();
     tracker.close();
     let grace = cfg.timings.shutdown_grace;
+    let doors_done = early.is_some();
+    if doors_done {
+        net.abort();
+        local.abort();
+    }
     if tokio::time::timeout(grace, async {
-        let _ = net.await;
-        let _ = local.await;
+        if !doors_done {
+            let _ = net.await;
+            let _ = local.await;
+        }
         tracker.wait().await;
     })
     .await
@@ -344,13 +364,21 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
     {
         tracing::warn!("grace period over; exiting with calls still open");
     }
-    if let Some(m) = mdns {
-        // Goodbye packets: blocks for about 150 ms.
-        let _ = tokio::task::spawn_blocking(move || m.shutdown()).await;
+    drop(_socket_file);
+    if let Some(why) = early {
+        return Err(NodeError::Serve(why));
     }
-    let _ = std::fs::remove_file(&cfg.socket);
     tracing::info!("fleet node stopped");
     Ok(())
+}
+
+/// Removes a file when dropped (the local door's socket).
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 async fn signal() {

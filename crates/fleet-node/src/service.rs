@@ -101,8 +101,14 @@ impl Node {
             return Ok(caller);
         }
         let peer = req.remote_addr().map(|a| a.to_string()).unwrap_or_else(|| "unknown".into());
-        let principal = Principal::from_peer_certs(req.peer_certs().as_deref().map(|v| v.as_slice()))
-            .map_err(|e| Status::unauthenticated(format!("no fleet identity in the client certificate: {e}")))?;
+        let principal = match Principal::from_peer_certs(req.peer_certs().as_deref().map(|v| v.as_slice())) {
+            Ok(p) => p,
+            Err(e) => {
+                let caller = Caller { principal: "unauthenticated".into(), peer: peer.clone(), node_host: None };
+                self.audit(&caller, verb, target, fleet_tls::audit::DENIED, Some(&e.to_string()));
+                return Err(Status::unauthenticated(format!("no fleet identity in the client certificate: {e}")));
+            }
+        };
         if let Err(denied) = authorize(tenant, &principal, verb) {
             if let Err(e) = self.audit.append_denied(&denied, &peer, target) {
                 tracing::error!(error = %e, "audit log write failed");
@@ -320,14 +326,28 @@ impl Node {
         let caller = self.authorize(&request, verb, &target)?;
         let req = request.into_inner();
         let results = if self.is_self(&req.host) {
-            self.lifecycle_local(start_it, &req).await?
+            match self.lifecycle_local(start_it, &req).await {
+                Ok(r) => r,
+                Err(s) => {
+                    self.audit(&caller, verb, &target, "error", Some(s.message()));
+                    return Err(s);
+                }
+            }
         } else {
             let peer = self.peer_for(&req.host).await?;
             let mut client = v1::fleet_client::FleetClient::new(peer.channel.clone());
             let mut fwd = Request::new(req.clone());
             forward_meta(&mut fwd, &caller);
-            let resp = if start_it { client.start_agent(fwd).await? } else { client.stop_agent(fwd).await? };
-            resp.into_inner().results
+            fwd.set_timeout(Duration::from_secs(30));
+            let resp = if start_it { client.start_agent(fwd).await } else { client.stop_agent(fwd).await };
+            match resp {
+                Ok(r) => r.into_inner().results,
+                Err(s) => {
+                    let s = peer_error(&peer, s);
+                    self.audit(&caller, verb, &target, "error", Some(s.message()));
+                    return Err(s);
+                }
+            }
         };
         for r in &results {
             let outcome = v1::LifecycleOutcome::try_from(r.outcome)
@@ -342,6 +362,21 @@ impl Node {
             );
         }
         Ok(Response::new(v1::LifecycleResponse { results }))
+    }
+
+    async fn forward_send(&self, caller: &Caller, req: v1::SendRequest) -> Result<v1::SendReceipt, Status> {
+        let peer = self.peer_for(&req.host).await?;
+        let mut client = v1::fleet_client::FleetClient::new(peer.channel.clone());
+        // The target may verify for up to its timeout; allow that plus a margin.
+        let verify = if req.verify_timeout_ms == 0 { 6000 } else { u64::from(req.verify_timeout_ms) };
+        let deadline = Duration::from_millis(if req.verify { verify + 5000 } else { 5000 });
+        let mut fwd = Request::new(v1::SendRequest {
+            source_host: if req.source_host.is_empty() { self.info.host.to_string() } else { req.source_host.clone() },
+            ..req
+        });
+        fwd.set_timeout(deadline);
+        forward_meta(&mut fwd, caller);
+        client.send_message(fwd).await.map(|r| r.into_inner()).map_err(|s| peer_error(&peer, s))
     }
 
     async fn peer_for(&self, host: &str) -> Result<Arc<crate::peers::Peer>, Status> {
@@ -362,11 +397,32 @@ pub fn short_name(name: &str, prefix: &str) -> String {
     name.trim_start_matches(prefix).to_ascii_lowercase()
 }
 
+/// A peer's error, naming the peer, so the CLI does not blame its own node.
+fn peer_error(peer: &crate::peers::Peer, s: Status) -> Status {
+    let mut why = s.message().to_string();
+    let mut src = std::error::Error::source(&s);
+    while let Some(e) = src {
+        why.push_str(&format!(": {e}"));
+        src = e.source();
+    }
+    let msg = format!("node {} at {}: {why} (see `fleet peers`)", peer.label(), peer.address);
+    match s.code() {
+        // A cut call to the peer is the peer being unreachable, not this node.
+        tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => Status::unavailable(msg),
+        code => Status::new(code, msg),
+    }
+}
+
 fn forward_meta<T>(req: &mut Request<T>, caller: &Caller) {
     if let Ok(v) = caller.principal.parse() {
         req.metadata_mut().insert(ON_BEHALF_OF, v);
     }
 }
+
+/// Events buffered per subscriber before it counts as lagging.
+const STREAM_BUFFER: usize = 256;
+/// How long a subscriber may take to read a snapshot.
+const SNAPSHOT_SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 type EventStream = Pin<Box<dyn Stream<Item = Result<v1::HeartbeatEvent, Status>> + Send>>;
 
@@ -418,10 +474,10 @@ impl Fleet for NodeService {
         let want = move |e: &Event| hosts.is_empty() || hosts.iter().any(|h| h.eq_ignore_ascii_case(&e.host));
         let mut local = node.live.events.subscribe();
         let mut remote = if mesh { Some(node.peers.events.subscribe()) } else { None };
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<v1::HeartbeatEvent, Status>>(256);
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<v1::HeartbeatEvent, Status>>(STREAM_BUFFER);
         let cancel = node.cancel.clone();
         tokio::spawn(async move {
-            let snapshot = |node: &Node, mesh: bool| -> Vec<Event> {
+            let snapshot = |node: &Node| -> Vec<Event> {
                 let mut evs = event::snapshot(&node.live.current().agents, now_ms());
                 if mesh {
                     let known = node.peers.known.lock().expect("known").clone();
@@ -430,54 +486,55 @@ impl Fleet for NodeService {
                         evs.extend(event::snapshot(&rows, now_ms()));
                     }
                 }
-                evs
+                evs.into_iter().filter(|e| want(e)).collect()
             };
-            let send_all = |evs: Vec<Event>, tx: &tokio::sync::mpsc::Sender<_>| {
-                let mut ok = true;
-                for e in evs.into_iter().filter(|e| want(e)) {
-                    // A full buffer is a slow client: counted as lag below, never a blocked node.
-                    if tx.try_send(Ok(e.into())).is_err() {
-                        ok = false;
+            // Snapshots go out with back-pressure (the subscriber asked for them);
+            // one that is not read within the timeout ends the stream.
+            let send_all = |evs: Vec<Event>, tx: tokio::sync::mpsc::Sender<Result<v1::HeartbeatEvent, Status>>| async move {
+                for e in evs {
+                    match tokio::time::timeout(SNAPSHOT_SEND_TIMEOUT, tx.send(Ok(e.into()))).await {
+                        Ok(Ok(())) => {}
+                        _ => return false,
                     }
                 }
-                ok
+                true
             };
-            if req.snapshot && !send_all(snapshot(&node, mesh), &tx) {
+            if req.snapshot && !send_all(snapshot(&node), tx.clone()).await {
                 return;
             }
+            // Live events never wait: a full buffer is counted, and once the client
+            // has room again it gets `lagged` and a fresh snapshot.
             let mut dropped: u64 = 0;
             loop {
                 let next = tokio::select! {
                     () = cancel.cancelled() => return,
                     () = tx.closed() => return,
+                    permit = tx.reserve(), if dropped > 0 => {
+                        let Ok(permit) = permit else { return };
+                        let lag = crate::live::host_event(
+                            node.info.tenant.as_str(),
+                            node.info.host.as_str(),
+                            EventKind::Lagged { dropped },
+                        );
+                        permit.send(Ok(lag.into()));
+                        dropped = 0;
+                        if !send_all(snapshot(&node), tx.clone()).await {
+                            return;
+                        }
+                        continue;
+                    }
                     e = local.recv() => e,
                     e = async { remote.as_mut().expect("mesh").recv().await }, if remote.is_some() => e,
                 };
                 match next {
-                    Ok(ev) => {
-                        if !want(&ev) {
-                            continue;
-                        }
-                        match tx.try_send(Ok(ev.into())) {
-                            Ok(()) => {}
-                            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => dropped += 1,
-                            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return,
-                        }
-                    }
+                    Ok(ev) if want(&ev) => match tx.try_send(Ok(ev.into())) {
+                        Ok(()) => {}
+                        Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => dropped += 1,
+                        Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return,
+                    },
+                    Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(n)) => dropped += n,
                     Err(broadcast::error::RecvError::Closed) => return,
-                }
-                // Once the client has room again, tell it what it missed, then a fresh snapshot.
-                if dropped > 0 && tx.capacity() > tx.max_capacity() / 2 {
-                    let lag = crate::live::host_event(
-                        node.info.tenant.as_str(),
-                        node.info.host.as_str(),
-                        EventKind::Lagged { dropped },
-                    );
-                    dropped = 0;
-                    let mut evs = vec![lag];
-                    evs.extend(snapshot(&node, mesh));
-                    send_all(evs, &tx);
                 }
             }
         });
@@ -485,40 +542,43 @@ impl Fleet for NodeService {
     }
 
     async fn send_message(&self, request: Request<v1::SendRequest>) -> Result<Response<v1::SendReceipt>, Status> {
-        let node = &self.0;
+        let node = self.0.clone();
         let target = format!("{}@{}", request.get_ref().agent, request.get_ref().host);
         let caller = node.authorize(&request, Verb::Send, &target)?;
         let req = request.into_inner();
-        let receipt = if node.is_self(&req.host) {
+        let result: Result<(v1::SendReceipt, bool), Status> = if node.is_self(&req.host) {
+            // Scoped by caller and target: the same key elsewhere is another send.
+            let scope = format!("{}\n{}@{}", caller.principal, req.agent, node.info.host);
             let key = req.idempotency_key.clone();
-            let run = node.send_local(&caller, req);
-            match node.idem.once(&key, run).await? {
-                (r, true) => {
-                    node.audit(&caller, Verb::Send, &target, "duplicate", Some("answered from the idempotency cache"));
-                    return Ok(Response::new(v1::SendReceipt { duplicate: true, ..r }));
-                }
-                (r, false) => r,
-            }
+            let (n, c) = (node.clone(), caller.clone());
+            node.idem.once(&scope, &key, async move { n.send_local(&c, req).await }).await
         } else {
-            let peer = node.peer_for(&req.host).await?;
-            let mut client = v1::fleet_client::FleetClient::new(peer.channel.clone());
-            let mut fwd = Request::new(v1::SendRequest {
-                source_host: if req.source_host.is_empty() {
-                    node.info.host.to_string()
-                } else {
-                    req.source_host.clone()
-                },
-                ..req
-            });
-            forward_meta(&mut fwd, &caller);
-            client.send_message(fwd).await?.into_inner()
+            node.forward_send(&caller, req).await.map(|r| (r, false))
         };
-        let outcome = v1::DeliveryOutcome::try_from(receipt.outcome)
-            .map(|o| short_name(o.as_str_name(), "DELIVERY_OUTCOME_"))
-            .unwrap_or_else(|_| "unknown".into());
-        let target = format!("{}@{}", receipt.agent, receipt.host);
-        node.audit(&caller, Verb::Send, &target, &outcome, Some(receipt.detail.as_str()).filter(|d| !d.is_empty()));
-        Ok(Response::new(receipt))
+        match result {
+            Ok((receipt, duplicate)) => {
+                let target = format!("{}@{}", receipt.agent, receipt.host);
+                if duplicate {
+                    node.audit(&caller, Verb::Send, &target, "duplicate", Some("answered from the idempotency cache"));
+                    return Ok(Response::new(v1::SendReceipt { duplicate: true, ..receipt }));
+                }
+                let outcome = v1::DeliveryOutcome::try_from(receipt.outcome)
+                    .map(|o| short_name(o.as_str_name(), "DELIVERY_OUTCOME_"))
+                    .unwrap_or_else(|_| "unknown".into());
+                node.audit(
+                    &caller,
+                    Verb::Send,
+                    &target,
+                    &outcome,
+                    Some(receipt.detail.as_str()).filter(|d| !d.is_empty()),
+                );
+                Ok(Response::new(receipt))
+            }
+            Err(status) => {
+                node.audit(&caller, Verb::Send, &target, "error", Some(status.message()));
+                Err(status)
+            }
+        }
     }
 
     async fn start_agent(

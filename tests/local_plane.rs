@@ -416,3 +416,28 @@ fn a_pane_in_clock_mode_is_not_in_copy_mode_and_still_takes_a_send() {
     let (_, mode, _) = h.tmux(&["display-message", "-p", "-t", "=a:", "#{pane_mode}"]);
     assert_eq!(mode.trim(), "", "the mode was left");
 }
+
+#[test]
+fn a_runtime_without_paste_pause_gets_paste_and_enter_in_one_call_and_a_dead_pane_is_never_pasted_into() {
+    let h = host_with("  - { name: quick, runtime: fast }\n  - { name: gone, runtime: crashfast }\n");
+    start(&h, "quick");
+    wait_ready(&h, "quick");
+    let (code, out, err) = h.run(&["send", "quick", "--local", "--from", "t", "-m", "fast path"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.starts_with("delivered: quick@testhost"), "{out}");
+    h.wait_for("the stub took it", Duration::from_secs(5), || {
+        h.capture("quick").contains("accepted: [testhost:t -> testhost:quick] fast path")
+    });
+    // A dead pane takes nothing, and says so; the server (and its other sessions) lives on.
+    let _ = h.run(&["start", "gone", "--local"]);
+    let (code, _, err) = h.run(&["send", "gone", "--local", "-m", "anyone?"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("is dead"), "{err}");
+    assert_eq!(h.row("quick")["pane"], "alive", "pasting into a dead pane crashes tmux 3.3a: never done");
+    // No such session: not found, and nothing left in a buffer.
+    let (code, _, err) = h.run(&["send", "quick-2", "--local", "-m", "x"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no such agent quick-2"), "{err}");
+    let (_, buffers, _) = h.tmux(&["list-buffers"]);
+    assert!(!buffers.contains("fleet-send-"), "{buffers}");
+}

@@ -72,6 +72,8 @@ impl Host {
   quiet: { command: \"{fleet} stub-agent --no-heartbeat\", process_names: [fleet], heartbeat: self }
   claude: { command: \"sleep 1000\" }
   crashing: { command: \"sh -c 'exit 3'\" }
+  fast: { command: \"{fleet} stub-agent\", heartbeat: self, enter_delay_ms: 0 }
+  crashfast: { command: \"sh -c 'exit 3'\", enter_delay_ms: 0 }
 ";
 
     pub fn envs(&self, cmd: &mut Command) {

@@ -104,6 +104,8 @@ pub fn send(tmux: &Tmux, agent: &str, text: &str, opts: &SendOptions) -> Result<
     let start = Instant::now();
     let text = prepare_text(text)?;
     let pane = find_pane(tmux, agent)?;
+    // Never paste into a dead pane: tmux 3.3a's server crashes on it (and takes
+    // every session with it), so the check comes first, in its own call.
     if pane.dead {
         return Err(SendError::DeadPane(agent.to_string()));
     }

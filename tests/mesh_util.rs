@@ -117,7 +117,7 @@ impl Mesh {
         let roster = format!(
             "version: 1
 tenant_id: {tenant}
-tmux: {{ socket_name: {socket} }}
+tmux: {{ socket_name: {socket}, holder_session: _holder }}
 runtimes:
   stub: {{ command: \"{FLEET} stub-agent\", heartbeat: self, enter_delay_ms: 0 }}
   drafty: {{ command: \"{FLEET} stub-agent --draft\", process_names: [fleet], heartbeat: self }}
@@ -189,7 +189,10 @@ agents:
     }
 
     /// `fleet start --all --local` on host `i`.
+    /// The holder session (keeps the server up; the node's control-mode client
+    /// attaches to it), then `fleet start --all --local`.
     pub fn start_agents(&self, i: usize) {
+        self.tmux(i, &["-f", "/dev/null", "new-session", "-d", "-s", "_holder", "sleep 1000000"]);
         let (code, out, err) = self.at(i, &["start", "--all", "--local"]);
         assert_eq!(code, 0, "start agents on {}: {out}{err}", self.nodes[i].host);
     }

@@ -4,6 +4,7 @@
 //! - [`probe`]: the `fleet ps --local` rows (tmux + systemd + heartbeats), at a
 //!   constant number of processes whatever the number of agents.
 //! - [`systemd`]: `mosaic-agent@<name>.service` states; `n/a` without user systemd.
+//! - [`control`]: a persistent control-mode client (commands in ~0.1 ms).
 //! - [`send`]: paste a message into a pane and verify the agent took it.
 //! - [`lifecycle`]: start and stop roster agents' sessions.
 //! - [`hbwriter`]: protocol-v1 heartbeat writing, for launchers and the stub agent.
@@ -11,6 +12,7 @@
 //! Everything here is synchronous (a probe is a few short-lived processes);
 //! the node calls it from blocking tasks.
 
+pub mod control;
 pub mod hbwriter;
 pub mod lifecycle;
 pub mod probe;

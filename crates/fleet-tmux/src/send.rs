@@ -99,6 +99,56 @@ fn capture(tmux: &Tmux, pane: &str) -> Result<String, TmuxError> {
     tmux.run(["capture-pane", "-p", "-J", "-t", pane], None)
 }
 
+/// Deliver without verify through a control-mode client: the same steps as
+/// [`send`] (exact target, dead-pane check first, leave any mode, load into a
+/// named buffer, bracketed paste, pause, Enter), each a control-mode command
+/// instead of a process. The text goes through a 0600 file in `scratch`.
+pub fn send_via_control(
+    ctl: &mut crate::control::Control,
+    agent: &str,
+    text: &str,
+    opts: &SendOptions,
+    scratch: &std::path::Path,
+) -> Result<Delivery, SendError> {
+    use std::io::Write as _;
+    let start = Instant::now();
+    let text = prepare_text(text)?;
+    let out = match ctl.run(&["list-panes", "-s", "-t", &exact_session(agent), "-F", PANE_FORMAT]) {
+        Ok(out) => out,
+        Err(e) if e.is_no_target() => return Err(SendError::NotFound(agent.to_string())),
+        Err(e) => return Err(e.into()),
+    };
+    let pane = first_panes(parse_panes(&out.join("\n")))
+        .remove(agent)
+        .ok_or_else(|| SendError::NotFound(agent.to_string()))?;
+    // Never paste into a dead pane: tmux 3.3a's server crashes on it.
+    if pane.dead {
+        return Err(SendError::DeadPane(agent.to_string()));
+    }
+    if pane.in_mode {
+        ctl.run(&["copy-mode", "-q", "-t", &pane.id])?;
+    }
+    let mut file = tempfile::Builder::new()
+        .prefix(".fleet-send-")
+        .tempfile_in(scratch)
+        .map_err(|e| SendError::Tmux(crate::tmux::TmuxError::Spawn { bin: "scratch file".into(), source: e }))?;
+    file.write_all(text.as_bytes())
+        .and_then(|_| file.flush())
+        .map_err(|e| SendError::Tmux(crate::tmux::TmuxError::Spawn { bin: "scratch file".into(), source: e }))?;
+    let path = file.path().display().to_string();
+    let buffer = buffer_name();
+    let loaded = ctl.run(&["load-buffer", "-b", &buffer, &path]);
+    drop(file);
+    loaded?;
+    if let Err(e) = ctl.run(&["paste-buffer", "-d", "-p", "-b", &buffer, "-t", &pane.id]) {
+        let _ = ctl.run(&["delete-buffer", "-b", &buffer]);
+        return Err(e.into());
+    }
+    std::thread::sleep(opts.enter_delay);
+    ctl.run(&["send-keys", "-t", &pane.id, "Enter"])?;
+    Ok(Delivery { outcome: Outcome::Delivered, detail: "pasted and submitted".into(), elapsed: start.elapsed() })
+}
+
 /// Deliver `text` (the full message, preamble included) to `agent`.
 pub fn send(tmux: &Tmux, agent: &str, text: &str, opts: &SendOptions) -> Result<Delivery, SendError> {
     let start = Instant::now();

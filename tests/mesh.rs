@@ -345,4 +345,23 @@ fn the_demo_tours_a_three_node_mesh_and_leaves_nothing_behind() {
         .filter(|s| std::os::unix::net::UnixStream::connect(s.path()).is_ok())
         .collect();
     assert!(live.is_empty(), "tmux servers still answer: {live:?} (of {sockets})");
+    // And no process the demo started is left: every node and agent had the demo dir
+    // (under our TMPDIR) in its environment or command line.
+    std::thread::sleep(Duration::from_millis(500));
+    let marker = tmpdir.display().to_string();
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().chars().all(|c| c.is_ascii_digit()))
+        .filter(|e| {
+            let read = |f: &str| std::fs::read(e.path().join(f)).map(|b| String::from_utf8_lossy(&b).into_owned());
+            let zombie =
+                read("stat").is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')));
+            !zombie
+                && (read("environ").is_ok_and(|t| t.contains(&marker))
+                    || read("cmdline").is_ok_and(|t| t.contains(&marker)))
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.is_empty(), "the demo left processes behind: {left:?}");
 }

@@ -294,6 +294,10 @@ fn lab_figures(seeding: Seeding, n: usize) -> LabFigures {
 }
 
 fn namespaces() {
+    if std::env::var_os("FLEET_BENCH_SKIP_NETNS").is_some() {
+        println!("namespace part SKIPPED: FLEET_BENCH_SKIP_NETNS is set");
+        return;
+    }
     if let Err(why) = netns_util::preflight() {
         println!("namespace part SKIPPED: {why}");
         println!(

@@ -70,11 +70,9 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// A file system change the loop cares about.
-enum FsChange {
-    Heartbeat(String),
-    Roster,
-}
+/// A rewritten heartbeat file: the agent's name. (A roster change is a
+/// `Notify` of its own, so a burst of heartbeats can never crowd it out.)
+struct Beat(String);
 
 /// Start the live view; it runs until `cancel`.
 pub async fn start(cfg: LiveConfig, cancel: CancellationToken, tracker: &tokio_util::task::TaskTracker) -> Live {
@@ -88,16 +86,17 @@ pub async fn start(cfg: LiveConfig, cancel: CancellationToken, tracker: &tokio_u
     state.reprobe().await;
 
     let (fs_tx, fs_rx) = mpsc::channel(256);
-    let watcher = watch_files(&state.cfg, fs_tx);
+    let roster_changed = Arc::new(Notify::new());
+    let watcher = watch_files(&state.cfg, fs_tx, roster_changed.clone());
     tracker.spawn(async move {
         // The watcher lives as long as the loop.
         let _watcher = watcher;
-        state.run(fs_rx, poke, cancel).await;
+        state.run(fs_rx, roster_changed, poke, cancel).await;
     });
     live
 }
 
-fn watch_files(cfg: &LiveConfig, tx: mpsc::Sender<FsChange>) -> Option<notify::RecommendedWatcher> {
+fn watch_files(cfg: &LiveConfig, tx: mpsc::Sender<Beat>, roster: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
     let roster_name = cfg.roster.file_name().map(|n| n.to_os_string());
     let roster_dir = cfg.roster.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let run_dir = cfg.run_dir.clone();
@@ -109,12 +108,13 @@ fn watch_files(cfg: &LiveConfig, tx: mpsc::Sender<FsChange>) -> Option<notify::R
         for path in ev.paths {
             let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else { continue };
             if Some(name.to_os_string()) == roster_name && dir == roster_dir {
-                let _ = tx.try_send(FsChange::Roster);
+                roster.notify_one();
             } else if dir == run_dir
                 && let Some(agent) = name.to_str().and_then(|n| n.strip_suffix(".hb"))
                 && !agent.starts_with('.')
             {
-                let _ = tx.try_send(FsChange::Heartbeat(agent.to_string()));
+                // A full queue drops this beat; the next probe reads the file anyway.
+                let _ = tx.try_send(Beat(agent.to_string()));
             }
         }
     };
@@ -144,7 +144,13 @@ struct State {
 }
 
 impl State {
-    async fn run(&mut self, mut fs: mpsc::Receiver<FsChange>, poke: Arc<Notify>, cancel: CancellationToken) {
+    async fn run(
+        &mut self,
+        mut beats: mpsc::Receiver<Beat>,
+        roster: Arc<Notify>,
+        poke: Arc<Notify>,
+        cancel: CancellationToken,
+    ) {
         let mut probe_tick = tokio::time::interval(self.cfg.timings.probe_interval);
         let mut sweep_tick = tokio::time::interval(self.cfg.timings.sweep_interval);
         probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -155,13 +161,11 @@ impl State {
                 _ = probe_tick.tick() => self.reprobe().await,
                 () = poke.notified() => self.reprobe().await,
                 _ = sweep_tick.tick() => self.sweep(),
-                Some(change) = fs.recv() => match change {
-                    FsChange::Heartbeat(agent) => self.beat(&agent).await,
-                    FsChange::Roster => {
-                        self.reload_roster();
-                        self.reprobe().await;
-                    }
-                },
+                () = roster.notified() => {
+                    self.reload_roster();
+                    self.reprobe().await;
+                }
+                Some(Beat(agent)) = beats.recv() => self.beat(&agent).await,
             }
         }
     }
@@ -185,6 +189,16 @@ impl State {
             }
         };
         match Roster::parse(&text) {
+            Ok(r) if r.tenant_id.as_ref().is_some_and(|t| t.as_str() != self.cfg.tenant_id) => {
+                let problem = format!(
+                    "{}: tenant_id {} is not this node's tenant {} (the last good roster is in use)",
+                    self.cfg.roster.display(),
+                    r.tenant_id.as_ref().map(|t| t.as_str()).unwrap_or(""),
+                    self.cfg.tenant_id
+                );
+                tracing::warn!(problem = %problem, "roster refused");
+                self.view.roster_problem = Some(problem);
+            }
             Ok(r) => {
                 if self.view.roster.is_some() {
                     tracing::info!(roster = %self.cfg.roster.display(), agents = r.agents.len(), "roster reloaded");

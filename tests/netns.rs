@@ -295,3 +295,343 @@ fn a_killed_node_is_down_and_rejoins_as_a_new_generation() {
     drop(lab);
     fp.assert_gone();
 }
+
+/// Debug logs of the mDNS browser (each record it drops, and why); info for everything else.
+const MDNS_DEBUG_LOG: (&str, &str) = ("RUST_LOG", "info,fleet_node::mdns=debug");
+
+/// The short mesh id of a CA (the TXT `mesh` value of its nodes).
+fn mesh_of(ca_dir: &std::path::Path) -> String {
+    let der = fleet_tls::show::read_single_cert(&ca_dir.join("ca.pem")).expect("read the CA certificate");
+    fleet_tls::show::mesh_fingerprint(&der)
+}
+
+/// Whether host `h`'s mDNS browser logged dropping the record `instance` as one of `tenant`.
+fn dropped_as_other_tenant(lab: &Lab, h: HostId, instance: &str, tenant: &str) -> bool {
+    let reason = format!("reason=another tenant ({tenant})");
+    lab.log(h).lines().any(|l| {
+        l.contains("mdns: ignoring a record") && l.contains(&format!("instance={instance}.")) && l.contains(&reason)
+    })
+}
+
+/// Host `h`'s node log lines where it took `host` for a member (mDNS found it, or membership names it).
+fn log_mentions_as_member(lab: &Lab, h: HostId, host: &str) -> Vec<String> {
+    let field = format!("host={host} ");
+    lab.log(h)
+        .lines()
+        .filter(|l| l.contains(&field) && !l.contains("mdns: ignoring a record"))
+        .map(String::from)
+        .collect()
+}
+
+/// The hosts in a `fleet peers --json`, sorted.
+fn peer_hosts(peers: &[serde_json::Value]) -> Vec<String> {
+    let mut hosts: Vec<String> = peers.iter().map(|p| p["host"].as_str().unwrap_or("").to_string()).collect();
+    hosts.sort();
+    hosts
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn a_node_of_another_tenant_on_the_lan_is_seen_by_mdns_and_never_joined_or_merged() {
+    // (d) One LAN (one bridge): a and b of acme (the lab's CA), x of globex with a CA of its own.
+    let mut lab = Lab::new("acme");
+    let a = lab.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
+    let b = lab.add_host("b", "  - { name: rev, runtime: stub, class: reviewer }\n");
+    let x = lab.add_foreign_host("x", "globex", "  - { name: spy, runtime: stub }\n");
+    assert_eq!((lab.hosts[x].tenant.as_str(), lab.hosts[a].tenant.as_str()), ("globex", "acme"));
+    let (acme_mesh, globex_mesh) = (mesh_of(&lab.ca_dir()), mesh_of(&lab.foreign_ca_dir("globex")));
+    assert_ne!(acme_mesh, globex_mesh, "x's CA is not the lab's");
+    for h in [a, b, x] {
+        lab.start_agents(h);
+    }
+    // No static peers anywhere; mDNS on. x first, so that its record is on the wire when a and b browse.
+    let env = [("FLEET_MDNS", "true"), MDNS_DEBUG_LOG];
+    for h in [x, a, b] {
+        lab.start_node_with(h, vec![], &env);
+    }
+    let fp = lab.footprint();
+
+    let alive = |h: HostId, other: &str| peer_of(&lab, h, other).is_some_and(|p| p["state"] == "alive");
+    let took = wait_for("a and b alive to each other", Duration::from_secs(5), || alive(a, "b") && alive(b, "a"));
+    eprintln!("a and b list each other alive {took:?} after b's node answered");
+
+    // x's announcement is on the LAN: the browsers of a and b resolved it and dropped it for its
+    // tenant (before any connection), and x's browser did the same with theirs.
+    wait_for("a and b to drop x's record as another tenant's", Duration::from_secs(10), || {
+        [a, b].iter().all(|&h| dropped_as_other_tenant(&lab, h, "x@globex", "globex"))
+    });
+    wait_for("x to drop a's and b's records as another tenant's", Duration::from_secs(10), || {
+        ["a@acme", "b@acme"].iter().all(|i| dropped_as_other_tenant(&lab, x, i, "acme"))
+    });
+    let seen = lab.log(a).lines().find(|l| l.contains("instance=x@globex.")).unwrap_or_default().to_string();
+    eprintln!("a's node saw x on the LAN: {seen}");
+    wait_for("a and b to merge each other's agents", Duration::from_secs(10), || {
+        [a, b].iter().all(|&h| {
+            let rows = lab.ps_json(h);
+            ["a", "b"].iter().all(|n| host_row(&rows, n).is_some_and(|r| r["state"] == "ok"))
+                && agents_of(&rows).len() == 2
+        })
+    });
+
+    // Never joined, never merged: checked again and again over several probe rounds (500 ms) after all that.
+    let until = Instant::now() + Duration::from_secs(3);
+    let mut rounds = 0;
+    loop {
+        for h in [a, b] {
+            let me = &lab.hosts[h].name;
+            let peers = lab.peers_json(h);
+            assert_eq!(peer_hosts(&peers), ["a", "b"], "x must never be a member of {me}'s mesh: {peers:#?}");
+            assert!(peers.iter().all(|p| p["tenant_id"] == "acme"), "{peers:#?}");
+            let rows = lab.ps_json(h);
+            assert!(
+                rows.iter().all(|r| r["host"] != "x" && r["tenant_id"] != "globex" && r["name"] != "spy"),
+                "x (host row or agents) merged into {me}'s ps: {rows:#?}"
+            );
+            let mut agents = agents_of(&rows);
+            agents.sort();
+            assert_eq!(agents, [("orch".to_string(), "a".to_string()), ("rev".into(), "b".into())], "{rows:#?}");
+        }
+        let peers = lab.peers_json(x);
+        assert_eq!(peer_hosts(&peers), ["x"], "x must know nobody of acme: {peers:#?}");
+        assert_eq!(peers[0]["found_by"], "self", "{peers:#?}");
+        let rows = lab.ps_json(x);
+        assert!(rows.iter().all(|r| r["host"] == "x" && r["tenant_id"] == "globex"), "{rows:#?}");
+        assert_eq!(agents_of(&rows), [("spy".to_string(), "x".to_string())], "{rows:#?}");
+        rounds += 1;
+        if Instant::now() >= until {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!("x stayed apart for {rounds} rounds of checks");
+    // Nor did any node take the other tenant's host for a member, even for a moment.
+    for (h, other) in [(a, "x"), (b, "x"), (x, "a"), (x, "b")] {
+        let lines = log_mentions_as_member(&lab, h, other);
+        assert!(lines.is_empty(), "{}'s log names {other} as a member: {lines:#?}", lab.hosts[h].name);
+    }
+    drop(lab);
+    fp.assert_gone();
+}
+
+/// Whether `program` can be run (found on PATH).
+fn on_path(program: &str) -> bool {
+    std::process::Command::new(program)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok()
+}
+
+/// A private D-Bus bus (the "system" bus of avahi, used by nothing else) and an avahi-daemon on
+/// it, both inside host `h`'s namespace and owned by the lab (killed by pid when it is dropped).
+/// avahi-daemon runs in a mount namespace of its own where the lab's `avahi/run` is mounted on
+/// /run, so its pid file and socket stay in the lab's dir and a system avahi is never in the way.
+/// Returns the bus address (for `DBUS_SYSTEM_BUS_ADDRESS`) and the daemon's log path.
+fn start_avahi(lab: &mut Lab, h: HostId) -> (String, std::path::PathBuf) {
+    use std::fs::{File, create_dir_all, write};
+    use std::process::Stdio;
+    let dir = lab.root().join("avahi");
+    let run = dir.join("run");
+    create_dir_all(&run).unwrap();
+    let bus = dir.join("bus");
+    let address = format!("unix:path={}", bus.display());
+    let bus_conf = dir.join("bus.conf");
+    write(
+        &bus_conf,
+        format!(
+            r#"<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>{address}</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/>
+    <allow own="*"/>
+    <allow send_destination="*"/>
+    <allow receive_sender="*"/>
+  </policy>
+</busconfig>
+"#
+        ),
+    )
+    .unwrap();
+    let avahi_conf = dir.join("avahi-daemon.conf");
+    // Browse only (publish nothing of its own), IPv4, on the host's own link only.
+    write(
+        &avahi_conf,
+        format!(
+            "[server]\nuse-ipv4=yes\nuse-ipv6=no\nallow-interfaces={}\nenable-dbus=yes\n\
+             [wide-area]\nenable-wide-area=no\n[publish]\ndisable-publishing=yes\n",
+            lab.hosts[h].iface
+        ),
+    )
+    .unwrap();
+
+    let dbus_log = dir.join("dbus-daemon.log");
+    let out = File::create(&dbus_log).unwrap();
+    let err = out.try_clone().unwrap();
+    let mut cmd = lab.command_in(h, "dbus-daemon");
+    cmd.arg(format!("--config-file={}", bus_conf.display()))
+        .args(["--nofork", "--print-address"])
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    let dbus = lab.adopt(cmd.spawn().expect("start dbus-daemon"));
+    wait_for("the private bus socket", Duration::from_secs(5), || {
+        assert!(
+            netns_util::pid_alive(dbus as i32),
+            "dbus-daemon exited: {}",
+            std::fs::read_to_string(&dbus_log).unwrap()
+        );
+        bus.exists()
+    });
+
+    let avahi_log = dir.join("avahi-daemon.log");
+    let out = File::create(&avahi_log).unwrap();
+    let err = out.try_clone().unwrap();
+    let mut cmd = lab.command_in(h, "unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(
+            "mount --bind \"$1\" /run && mkdir -p /run/avahi-daemon && \
+             exec avahi-daemon --no-drop-root --no-chroot --no-rlimits --no-proc-title --debug -f \"$2\"",
+        )
+        .arg("sh")
+        .args([&run, &avahi_conf])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", &address)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err);
+    // unshare and sh exec: this pid is avahi-daemon's.
+    let avahi = lab.adopt(cmd.spawn().expect("start avahi-daemon"));
+    wait_for("avahi-daemon to start up", Duration::from_secs(10), || {
+        let log = std::fs::read_to_string(&avahi_log).unwrap_or_default();
+        assert!(netns_util::pid_alive(avahi as i32), "avahi-daemon exited:\n{log}");
+        log.contains("Server startup complete")
+    });
+    (address, avahi_log)
+}
+
+/// `avahi-browse -rpt _fleet-mesh._tcp` in host `h`'s namespace against the bus at `address`:
+/// the resolved (`=`) lines, split into their `;`-separated fields, and the whole output.
+fn avahi_browse(lab: &Lab, h: HostId, address: &str) -> (Vec<Vec<String>>, String) {
+    let o = lab
+        .command_in(h, "timeout")
+        .args(["15", "avahi-browse", "-rpt", "_fleet-mesh._tcp"])
+        .env("DBUS_SYSTEM_BUS_ADDRESS", address)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run avahi-browse");
+    let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+    let resolved = stdout
+        .lines()
+        .filter(|l| l.starts_with("=;"))
+        .map(|l| l.split(';').map(String::from).collect::<Vec<_>>())
+        .collect();
+    (resolved, format!("exit {:?}\nstdout:\n{stdout}stderr:\n{}", o.status.code(), String::from_utf8_lossy(&o.stderr)))
+}
+
+/// A name as `avahi-browse -p` prints it, unescaped: `\DDD` is the byte DDD (decimal), `\c` is c.
+fn avahi_unescape(s: &str) -> String {
+    let (b, mut out, mut i) = (s.as_bytes(), Vec::new(), 0);
+    while i < b.len() {
+        if b[i] == b'\\' {
+            let code = b.get(i + 1..i + 4).filter(|d| d.iter().all(u8::is_ascii_digit));
+            if let Some(n) = code.and_then(|d| std::str::from_utf8(d).ok()?.parse::<u8>().ok()) {
+                out.push(n);
+                i += 4;
+                continue;
+            }
+            if let Some(&c) = b.get(i + 1) {
+                out.push(c);
+                i += 2;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The items of a TXT field of `avahi-browse -p` (`"k=v" "k=v" ...`), sorted.
+fn txt_items(field: &str) -> Vec<String> {
+    let mut items: Vec<String> = field.split_whitespace().map(|t| t.trim_matches('"').to_string()).collect();
+    items.sort();
+    items
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn avahi_browse_sees_our_announcement_with_its_txt_keys() {
+    // (f) Debian's avahi-utils: `apt-get install -y avahi-daemon avahi-utils dbus`.
+    if !on_path("avahi-browse") {
+        eprintln!(
+            "SKIPPED: avahi-browse is not installed \
+             (Debian: apt-get install -y avahi-daemon avahi-utils dbus)"
+        );
+        return;
+    }
+    for tool in ["avahi-daemon", "dbus-daemon", "unshare", "timeout"] {
+        assert!(on_path(tool), "avahi-browse is installed but {tool} is not (apt-get install -y avahi-daemon dbus)");
+    }
+    let mut lab = Lab::new("acme");
+    let a = lab.add_host("a", "  - { name: orch, runtime: stub }\n");
+    let b = lab.add_host("b", "  - { name: rev, runtime: stub }\n");
+    // The watcher: avahi only, no node.
+    let w = lab.add_host("w", "  - { name: idle, runtime: stub }\n");
+    let (address, avahi_log) = start_avahi(&mut lab, w);
+    for h in [a, b] {
+        lab.start_node_with(h, vec![], &[("FLEET_MDNS", "true")]);
+    }
+    let fp = lab.footprint();
+    assert!(fp.pids.len() >= 4, "dbus-daemon, avahi-daemon and two nodes run in the lab: {fp:?}");
+    let mesh = mesh_of(&lab.ca_dir());
+
+    let mut last = String::new();
+    let mut lines = vec![];
+    let took = wait_for("avahi-browse to resolve a's and b's services over IPv4", Duration::from_secs(30), || {
+        let (resolved, all) = avahi_browse(&lab, w, &address);
+        last = all;
+        lines = resolved.into_iter().filter(|f| f.len() >= 10 && f[2] == "IPv4").collect();
+        ["host=a", "host=b"].iter().all(|want| lines.iter().any(|f| txt_items(&f[9]).iter().any(|t| t == want)))
+    });
+    eprintln!("avahi-browse resolved both services {took:?} after the nodes answered:\n{last}");
+    for h in [a, b] {
+        let name = lab.hosts[h].name.clone();
+        let me = lab.peers_json(h).into_iter().find(|p| p["found_by"] == "self").expect("self row");
+        let generation = me["generation"].as_u64().unwrap_or_else(|| panic!("generation of {me}"));
+        let host = format!("host={name}");
+        let f = lines
+            .iter()
+            .find(|f| txt_items(&f[9]).contains(&host))
+            .unwrap_or_else(|| panic!("no resolved line for {name}:\n{last}"));
+        // =;IFACE;IPv4;NAME;TYPE;DOMAIN;HOSTNAME;ADDRESS;PORT;TXT
+        assert_eq!(f[1], lab.hosts[w].iface, "{f:?}");
+        assert_eq!(avahi_unescape(&f[3]), format!("{name}@acme"), "instance name: {f:?}");
+        assert_eq!((f[4].as_str(), f[5].as_str()), ("_fleet-mesh._tcp", "local"), "{f:?}");
+        assert_eq!(f[6], format!("fleet-acme-{name}.local"), "SRV target: {f:?}");
+        assert_eq!(f[7], lab.hosts[h].ip.to_string(), "address: {f:?}");
+        assert_eq!(f[8], netns_util::PORT.to_string(), "SRV port: {f:?}");
+        let mut want = vec![
+            "v=1".to_string(),
+            "tenant=acme".into(),
+            host.clone(),
+            format!("mesh={mesh}"),
+            format!("grpc={}", netns_util::PORT),
+            format!("quic={}", netns_util::PORT),
+            format!("gen={generation}"),
+        ];
+        want.sort();
+        assert_eq!(txt_items(&f[9]), want, "TXT of {name}: {f:?}");
+    }
+    // avahi-daemon --debug logs every packet it rejects ("Invalid response packet from host ...",
+    // "Received invalid packet.", ...): none of ours.
+    let log = std::fs::read_to_string(&avahi_log).unwrap_or_default();
+    eprintln!("avahi-daemon log:\n{log}");
+    assert!(!log.to_lowercase().contains("invalid"), "avahi-daemon found packets malformed:\n{log}");
+    drop(lab);
+    fp.assert_gone();
+}

@@ -7,7 +7,8 @@
 //!   subnet (`10.213.<run-specific>.0/24`), loopback up and **no default
 //!   route**, so nothing in a lab can reach any address outside it;
 //! - every host has its own `MOSAIC_HOME` (certificates from one mesh CA made
-//!   in the test, a roster with stub agents), its own tmux socket (in the lab's
+//!   in the test, a roster with stub agents; a host of another tenant, made by
+//!   [`Lab::add_foreign_host`], has its own CA), its own tmux socket (in the lab's
 //!   own `TMUX_TMPDIR`), and runs `fleet node` *inside* its namespace
 //!   (`ip netns exec NS fleet node`), listening on its namespace address;
 //! - the CLI of a host is run inside its namespace too (it reaches the node by
@@ -245,6 +246,8 @@ struct NodeSpec {
 /// One simulated host.
 pub struct LabHost {
     pub name: String,
+    /// Its tenant: the lab's, or another one for a host made by [`Lab::add_foreign_host`].
+    pub tenant: String,
     /// Its network namespace.
     pub ns: String,
     pub ip: Ipv4Addr,
@@ -422,6 +425,30 @@ impl Lab {
     /// `drafty`, `quiet` as in the loopback harness): its namespace, its veth
     /// pair into the bridge, its address, its certificate and roster.
     pub fn add_host(&mut self, name: &str, agents: &str) -> HostId {
+        let (tenant, ca) = (self.tenant.clone(), self.ca_dir());
+        self.add_host_of(name, &tenant, &ca, agents)
+    }
+
+    /// The CA dir of another tenant `tenant` in this lab (see [`Lab::add_foreign_host`]).
+    pub fn foreign_ca_dir(&self, tenant: &str) -> PathBuf {
+        self.root().join(format!("ca-{tenant}"))
+    }
+
+    /// Add host `name` of ANOTHER tenant on the same LAN, with its own mesh CA: made with
+    /// `fleet certs init --tenant TENANT` in [`Lab::foreign_ca_dir`] on first use (hosts of one
+    /// foreign tenant share it), which issues the host's node certificate; its roster says
+    /// `tenant_id: TENANT`. Otherwise as [`Lab::add_host`].
+    pub fn add_foreign_host(&mut self, name: &str, tenant: &str, agents: &str) -> HostId {
+        assert_ne!(tenant, self.tenant, "a foreign host has a tenant other than the lab's");
+        let ca = self.foreign_ca_dir(tenant);
+        if !ca.join("ca.pem").exists() {
+            let o = self.fleet_outside(&["certs", "init", "--tenant", tenant, "--dir", ca.to_str().unwrap()], &[]);
+            assert!(o.ok(), "certs init {tenant}: {}", o.stderr);
+        }
+        self.add_host_of(name, tenant, &ca, agents)
+    }
+
+    fn add_host_of(&mut self, name: &str, tenant: &str, ca: &Path, agents: &str) -> HostId {
         let i = self.hosts.len();
         assert!(i < 250, "a lab holds at most 250 hosts");
         let ns = format!("{}-{name}", self.id);
@@ -443,7 +470,7 @@ impl Lab {
         let home = self.root().join(name);
         std::fs::create_dir_all(home.join("fleet")).unwrap();
         let certs = home.join("fleet/certs");
-        let (ca, out) = (self.ca_dir().display().to_string(), certs.display().to_string());
+        let (ca, out) = (ca.display().to_string(), certs.display().to_string());
         let o = self.fleet_outside(&["certs", "issue", "node", "--host", name, "--dir", &ca, "--out", &out], &[]);
         assert!(o.ok(), "issue node {name}: {}", o.stderr);
         let socket = format!("{}-{name}", self.id);
@@ -456,12 +483,12 @@ runtimes:
   drafty: {{ command: \"{FLEET} stub-agent --draft\", process_names: [fleet], heartbeat: self }}
   quiet: {{ command: \"{FLEET} stub-agent --no-heartbeat\", process_names: [fleet], heartbeat: self }}
 agents:
-{agents}",
-            tenant = self.tenant
+{agents}"
         );
         std::fs::write(home.join("fleet/roster.yaml"), roster).unwrap();
         self.hosts.push(LabHost {
             name: name.into(),
+            tenant: tenant.into(),
             ns,
             ip: ip_addr,
             iface,

@@ -293,12 +293,14 @@ pub fn endpoint(
     let qs = quinn::crypto::rustls::QuicServerConfig::try_from(Arc::new(server)).map_err(|e| e.to_string())?;
     let qc = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(client)).map_err(|e| e.to_string())?;
     let mut transport = quinn::TransportConfig::default();
-    // Liveness is SWIM's job, not QUIC's: no keep-alives (each node holds a
-    // connection to every member it has talked to, so keep-alives would grow the
-    // traffic with the mesh); an idle connection is dropped after 15 s and dialed
-    // again when needed. A member declared down is forgotten at once (see
-    // `forget`), and a restarted peer's new connection replaces the old.
-    transport.keep_alive_interval(None);
+    // Liveness is SWIM's job, not QUIC's: keep-alives are rare (each node holds a
+    // connection to every member it has talked to, so a fast keep-alive grows the
+    // traffic with the mesh), and an idle connection is dropped after 15 s. With
+    // none at all, connections close and are dialed again (a handshake each),
+    // which measured worse at 40 nodes (docs/benchmarks.md). A member declared
+    // down is forgotten at once (see `forget`), and a restarted peer's new
+    // connection replaces the old.
+    transport.keep_alive_interval(Some(Duration::from_secs(5)));
     transport.max_idle_timeout(Some(Duration::from_secs(15).try_into().expect("idle timeout")));
     transport.max_concurrent_bidi_streams(0u32.into());
     transport.max_concurrent_uni_streams(0u32.into());

@@ -400,7 +400,7 @@ fn loopback_traffic(n: usize) -> Traffic {
     // Converged: every node lists every other alive.
     let t = Instant::now();
     loop {
-        let behind = clients.iter_mut().map(|c| info(c)).filter(|r| r.members_alive as usize != n - 1).count();
+        let behind = clients.iter_mut().map(&info).filter(|r| r.members_alive as usize != n - 1).count();
         if behind == 0 {
             break;
         }

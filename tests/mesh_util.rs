@@ -5,6 +5,11 @@
 
 #![allow(dead_code)]
 
+// Benches that include both harnesses load it twice; it is a single function.
+#[allow(clippy::duplicate_mod)]
+#[path = "sandbox_env.rs"]
+mod sandbox_env;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -68,15 +73,7 @@ impl Mesh {
     }
 
     fn base_env(&self, cmd: &mut Command) {
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.root())
-            .env("USER", "tester")
-            .env("LANG", "C.UTF-8")
-            .env("TERM", "xterm-256color")
-            .env("TMUX_TMPDIR", self.root().join("tmux"))
-            .env("XDG_RUNTIME_DIR", self.root().join("xdg"))
-            .env("MOSAIC_HEARTBEAT_INTERVAL", self.interval.to_string());
+        sandbox_env::clean_env(cmd, self.root(), &self.interval.to_string());
     }
 
     /// Run fleet with extra env.

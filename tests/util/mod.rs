@@ -9,6 +9,9 @@
 
 #![allow(dead_code)]
 
+#[path = "../sandbox_env.rs"]
+mod sandbox_env;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -77,16 +80,8 @@ impl Host {
 ";
 
     pub fn envs(&self, cmd: &mut Command) {
-        cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.root())
-            .env("USER", "tester")
-            .env("LANG", "C.UTF-8")
-            .env("TERM", "xterm-256color")
-            .env("TMUX_TMPDIR", self.root().join("tmux"))
-            .env("XDG_RUNTIME_DIR", self.root().join("xdg"))
+        sandbox_env::clean_env(cmd, self.root(), "1")
             .env("MOSAIC_HOME", self.mosaic_home())
-            .env("MOSAIC_HEARTBEAT_INTERVAL", "1")
             .env("FLEET_HOST", &self.name);
         for (k, v) in &self.extra_env {
             cmd.env(k, v);

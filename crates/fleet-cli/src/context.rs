@@ -75,17 +75,7 @@ pub fn read_roster(path: &Path) -> CliResult<Roster> {
     })
 }
 
-pub fn user_name() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| format!("uid{}", rustix::process::getuid().as_raw()))
-}
-
-pub fn short_hostname() -> String {
-    let uname = rustix::system::uname();
-    let node = uname.nodename().to_string_lossy();
-    node.split('.').next().unwrap_or("localhost").to_string()
-}
+pub use fleet_node::server::{short_hostname, user_name};
 
 impl Local {
     pub fn load(g: &GlobalArgs) -> CliResult<Local> {

@@ -6,7 +6,7 @@
 //! (which proves "a node of my tenant"); which host answered is read from the
 //! certificate's URI SAN at the handshake, never from config.
 
-use crate::live::{host_event, now_ms};
+use crate::live::host_event;
 use crate::membership::{MemberInfo, MemberState};
 use fleet_core::event::{Event, EventKind};
 use fleet_core::names::DnsLabel;
@@ -28,28 +28,21 @@ pub struct Peer {
     /// Its gRPC address (the network door).
     pub address: String,
     pub channel: Channel,
-    pub state: Arc<Mutex<PeerState>>,
+    /// Why the last call or stream to it failed (the reason of a `host_down`).
+    last_error: Mutex<Option<String>>,
     /// The membership row (identity, state, how found); updated in place.
     pub member: Mutex<MemberInfo>,
-}
-
-/// What calls have taught us about one peer.
-#[derive(Debug, Default, Clone)]
-pub struct PeerState {
-    pub up: bool,
-    pub last_seen_ms: i64,
-    pub last_error: Option<String>,
 }
 
 impl Peer {
     pub fn new(member: MemberInfo, tenant: &DnsLabel, tls: Arc<ClientConfig>) -> Peer {
         let address = member.id.grpc.to_string();
-        let state = Arc::new(Mutex::new(PeerState::default()));
-        Peer { channel: channel(&address, tenant, &member.id.host, tls), address, state, member: Mutex::new(member) }
-    }
-
-    pub fn host(&self) -> Option<String> {
-        Some(self.member.lock().expect("member").id.host.clone())
+        Peer {
+            channel: channel(&address, tenant, &member.id.host, tls),
+            address,
+            last_error: Mutex::new(None),
+            member: Mutex::new(member),
+        }
     }
 
     /// The host: the name of this peer's row.
@@ -66,13 +59,8 @@ impl Peer {
         self.member.lock().expect("member").state == MemberState::Down
     }
 
-    fn mark(&self, up: bool, error: Option<String>) {
-        let mut s = self.state.lock().expect("peer state");
-        s.up = up;
-        if up {
-            s.last_seen_ms = now_ms();
-        }
-        s.last_error = error;
+    fn mark(&self, error: Option<String>) {
+        *self.last_error.lock().expect("last error") = error;
     }
 }
 
@@ -112,7 +100,6 @@ pub struct Peers {
     pub events: broadcast::Sender<Event>,
     /// The last known agents of each peer host, for snapshots after a lag.
     pub known: Arc<Mutex<BTreeMap<String, BTreeMap<String, AgentRecord>>>>,
-    pub self_host: String,
     pub tenant: String,
 }
 
@@ -138,14 +125,8 @@ impl Peers {
 
     /// ListAgents(LOCAL) on every peer in parallel under one deadline.
     pub async fn fan_out(&self, hosts: &[String], deadline: Duration) -> (Vec<AgentRecord>, Vec<HostStatus>) {
-        let peers: Vec<Arc<Peer>> = self
-            .current()
-            .into_iter()
-            .filter(|p| match p.host() {
-                Some(h) => h != self.self_host && (hosts.is_empty() || hosts.contains(&h)),
-                None => true,
-            })
-            .collect();
+        let peers: Vec<Arc<Peer>> =
+            self.current().into_iter().filter(|p| hosts.is_empty() || hosts.contains(&p.label())).collect();
         let (mut down, peers): (Vec<Arc<Peer>>, Vec<Arc<Peer>>) = peers.into_iter().partition(|p| p.is_down());
         // One row per host: an old identity of a host that is back under a new one is no row.
         down.retain(|d| !peers.iter().any(|p| p.label() == d.label()));
@@ -191,13 +172,7 @@ impl Peers {
             match res {
                 Ok(Ok(resp)) => {
                     let resp = resp.into_inner();
-                    // A static peer that turns out to be this very node, or a host filtered out.
-                    if peer.host().as_deref() == Some(self.self_host.as_str())
-                        || (!hosts.is_empty() && !peer.host().is_some_and(|h| hosts.contains(&h)))
-                    {
-                        continue;
-                    }
-                    peer.mark(true, None);
+                    peer.mark(None);
                     // The peer speaks for its own host only (its certificate says which).
                     let host = peer.label();
                     let rows: Vec<AgentRecord> = resp
@@ -217,19 +192,19 @@ impl Peers {
                 // races the outer one: both are a timeout.
                 Ok(Err(e)) if matches!(e.code(), tonic::Code::Cancelled | tonic::Code::DeadlineExceeded) => {
                     let detail = format!("{}: no answer within {} ms", peer.address, deadline.as_millis());
-                    peer.mark(false, Some(detail.clone()));
+                    peer.mark(Some(detail.clone()));
                     statuses.push(status(HostState::Timeout, Some(detail), 0));
                 }
                 Ok(Err(e)) => {
                     let state =
                         if e.code() == tonic::Code::Unavailable { HostState::Unreachable } else { HostState::Error };
                     let detail = format!("{}: {}", peer.address, e.message());
-                    peer.mark(false, Some(detail.clone()));
+                    peer.mark(Some(detail.clone()));
                     statuses.push(status(state, Some(detail), 0));
                 }
                 Err(_) => {
                     let detail = format!("{}: no answer within {} ms", peer.address, deadline.as_millis());
-                    peer.mark(false, Some(detail.clone()));
+                    peer.mark(Some(detail.clone()));
                     statuses.push(status(HostState::Timeout, Some(detail), 0));
                 }
             }
@@ -254,11 +229,7 @@ pub async fn feed(peer: Arc<Peer>, peers: Arc<Peers>, cancel: CancellationToken)
             Ok(stream) => {
                 let mut stream = stream.into_inner();
                 let host = peer.label();
-                if host == peers.self_host {
-                    // A static peer that is this node: nothing to follow.
-                    return;
-                }
-                peer.mark(true, None);
+                peer.mark(None);
                 was_up = true;
                 backoff = Duration::from_millis(250);
                 let _ = peers.events.send(host_event(
@@ -284,20 +255,19 @@ pub async fn feed(peer: Arc<Peer>, peers: Arc<Peers>, cancel: CancellationToken)
                         }
                         Ok(None) => break,
                         Err(e) => {
-                            peer.mark(false, Some(e.message().to_string()));
+                            peer.mark(Some(e.message().to_string()));
                             break;
                         }
                     }
                 }
             }
-            Err(e) => peer.mark(false, Some(e.message().to_string())),
+            Err(e) => peer.mark(Some(e.message().to_string())),
         }
         if was_up {
             was_up = false;
             let host = peer.label();
             peers.known.lock().expect("known").remove(&host);
-            let reason =
-                peer.state.lock().expect("peer state").last_error.clone().unwrap_or_else(|| "stream ended".into());
+            let reason = peer.last_error.lock().expect("last error").clone().unwrap_or_else(|| "stream ended".into());
             let _ = peers.events.send(host_event(&peers.tenant, &host, EventKind::HostDown { reason }));
         }
         tokio::select! {

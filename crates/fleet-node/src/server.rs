@@ -75,10 +75,14 @@ fn resolve_identity(cfg: &NodeConfig) -> Result<(DnsLabel, DnsLabel), NodeError>
     }
 }
 
+/// The login name: `$USER`, else `$LOGNAME`, else `uid<N>` (the CLI uses this too).
 pub fn user_name() -> String {
-    std::env::var("USER").unwrap_or_else(|_| format!("uid{}", rustix::process::getuid().as_raw()))
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| format!("uid{}", rustix::process::getuid().as_raw()))
 }
 
+/// The host name up to its first dot (the CLI uses this too).
 pub fn short_hostname() -> String {
     let uname = rustix::system::uname();
     uname.nodename().to_string_lossy().split('.').next().unwrap_or("localhost").to_string()
@@ -261,7 +265,6 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
         list: peer_rx,
         events: peer_events,
         known: Arc::new(Mutex::new(BTreeMap::new())),
-        self_host: host.to_string(),
         tenant: tenant.to_string(),
     });
     tracker.spawn(peers::follow_membership(

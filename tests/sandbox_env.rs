@@ -1,0 +1,19 @@
+//! The clean environment every process a test starts runs with: nothing
+//! inherited but PATH; HOME, TMUX_TMPDIR and XDG_RUNTIME_DIR inside the test's
+//! own temp dir (so every tmux socket, the default server's included, is the
+//! test's own, and no user systemd is found). Shared by the harnesses.
+
+use std::path::Path;
+use std::process::Command;
+
+pub fn clean_env<'a>(cmd: &'a mut Command, root: &Path, heartbeat_interval: &str) -> &'a mut Command {
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", root)
+        .env("USER", "tester")
+        .env("LANG", "C.UTF-8")
+        .env("TERM", "xterm-256color")
+        .env("TMUX_TMPDIR", root.join("tmux"))
+        .env("XDG_RUNTIME_DIR", root.join("xdg"))
+        .env("MOSAIC_HEARTBEAT_INTERVAL", heartbeat_interval)
+}

@@ -180,6 +180,18 @@ fn netns_pids(ns: &str) -> Vec<i32> {
     }
 }
 
+/// PROGRAM's path: as given when it holds a '/', else the first match in PATH.
+pub fn which(program: &str) -> PathBuf {
+    if program.contains('/') {
+        return program.into();
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{program} is not in PATH"))
+}
+
 /// Whether `pid` is a live process (a zombie counts as gone).
 pub fn pid_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -200,7 +212,9 @@ fn kill(pid: i32, sig: rustix::process::Signal) {
 fn empty_namespace(ns: &str, grace: Duration) -> Vec<i32> {
     let until = Instant::now() + grace;
     loop {
-        let pids: Vec<i32> = netns_pids(ns).into_iter().filter(|p| pid_alive(*p)).collect();
+        // Never this process (a thread of it may have entered the namespace).
+        let me = std::process::id() as i32;
+        let pids: Vec<i32> = netns_pids(ns).into_iter().filter(|&p| p != me && pid_alive(p)).collect();
         if pids.is_empty() {
             return vec![];
         }
@@ -305,6 +319,21 @@ impl Footprint {
     }
 }
 
+/// A thread inside a host's network namespace (see [`Lab::enter`]); dropping
+/// it moves the thread back to where it was.
+pub struct Entered {
+    back: std::fs::File,
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
+        use std::os::fd::AsFd;
+        move_into_link_name_space(self.back.as_fd(), Some(LinkNameSpaceType::Network))
+            .expect("setns back to the thread's own network namespace");
+    }
+}
+
 /// One simulated LAN: a bridge namespace and host namespaces.
 pub struct Lab {
     pub dir: tempfile::TempDir,
@@ -390,15 +419,48 @@ impl Lab {
         run(&mut cmd)
     }
 
+    /// The lab's clean environment, and host `h`'s MOSAIC_HOME and name.
+    fn host_env(&self, h: HostId, cmd: &mut Command) {
+        self.base_env(cmd);
+        // Namespaces share the machine's hostname: each host says its name.
+        cmd.env("MOSAIC_HOME", &self.hosts[h].home).env("FLEET_HOST", &self.hosts[h].name);
+    }
+
     /// A command that runs PROGRAM inside host `h`'s namespace with the lab's
     /// clean environment and the host's MOSAIC_HOME.
     pub fn command_in(&self, h: HostId, program: &str) -> Command {
         let mut cmd = Command::new("ip");
-        self.base_env(&mut cmd);
-        // Namespaces share the machine's hostname: each host says its name.
-        cmd.args(["netns", "exec", &self.hosts[h].ns, program])
-            .env("MOSAIC_HOME", &self.hosts[h].home)
-            .env("FLEET_HOST", &self.hosts[h].name);
+        self.host_env(h, &mut cmd);
+        cmd.args(["netns", "exec", &self.hosts[h].ns, program]);
+        cmd
+    }
+
+    /// Move the calling thread into host `h`'s network namespace until the
+    /// guard is dropped (setns(2) acts on this thread only). A process this
+    /// thread spawns then starts on the host directly, without the few ms
+    /// that `ip netns exec` adds to each command (a mount namespace, /sys
+    /// remounted, one more exec): benchmarks use it to time client commands
+    /// as they cost on a real host. Drop the guard before the lab.
+    pub fn enter(&self, h: HostId) -> Entered {
+        use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
+        use std::os::fd::AsFd;
+        let back = std::fs::File::open("/proc/thread-self/ns/net").expect("this thread's network namespace");
+        let path = format!("/run/netns/{}", self.hosts[h].ns);
+        let there = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
+        move_into_link_name_space(there.as_fd(), Some(LinkNameSpaceType::Network))
+            .unwrap_or_else(|e| panic!("setns into {path}: {e}"));
+        Entered { back }
+    }
+
+    /// PROGRAM as host `h`, for a thread that has [`Lab::enter`]ed `h`: the
+    /// same environment as [`Lab::command_in`], no `ip netns exec`.
+    ///
+    /// PROGRAM is looked up in PATH here: std spawns a command with a path
+    /// and its own PATH by posix_spawn (vfork), one found by a changed PATH by
+    /// fork, which costs a large parent like a bench ms more per command.
+    pub fn command_as(&self, h: HostId, program: &str) -> Command {
+        let mut cmd = Command::new(which(program));
+        self.host_env(h, &mut cmd);
         cmd
     }
 

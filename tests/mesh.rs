@@ -365,3 +365,56 @@ fn the_demo_tours_a_three_node_mesh_and_leaves_nothing_behind() {
         .collect();
     assert!(left.is_empty(), "the demo left processes behind: {left:?}");
 }
+
+#[test]
+fn sends_to_different_agents_overlap_and_sends_to_one_agent_take_turns() {
+    let mut m = Mesh::new("acme");
+    m.add_host(
+        "s",
+        "  - { name: s1, runtime: slow }\n  - { name: s2, runtime: slow }\n  - { name: s3, runtime: slow }\n",
+    );
+    m.start_agents(0);
+    m.start_node(0, "127.0.0.1:0", &[]);
+    for agent in ["s1", "s2", "s3"] {
+        wait_for(&format!("{agent} ready"), Duration::from_secs(10), || m.capture(0, agent).contains("ready"));
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let target = fleet_node::client::Target::Socket(m.nodes[0].home.join("fleet/node.sock"));
+    let pause = Duration::from_millis(mesh_util::SLOW_ENTER_MS);
+    rt.block_on(async {
+        let client = fleet_node::client::fleet(&target).await.unwrap();
+        let send = |agent: &str, text: &str| {
+            let mut c = client.clone();
+            let req = fleet_proto::v1::SendRequest {
+                host: "s".into(),
+                agent: agent.into(),
+                text: text.into(),
+                source_label: "test".into(),
+                ..Default::default()
+            };
+            async move { c.send_message(req).await.expect("SendMessage").into_inner() }
+        };
+        let delivered = fleet_proto::v1::DeliveryOutcome::Delivered as i32;
+        // Three agents at once: each send waits its own pause, not the others'.
+        let t = Instant::now();
+        let (a, b, c) = tokio::join!(send("s1", "to one"), send("s2", "to two"), send("s3", "to three"));
+        let took = t.elapsed();
+        for r in [&a, &b, &c] {
+            assert_eq!(r.outcome, delivered, "{}: {}", r.agent, r.detail);
+        }
+        assert!(took >= pause, "a send returned before its pause: {took:?}");
+        assert!(took < pause * 2, "three sends to three agents took {took:?}: they waited for each other");
+        // One agent twice at once: one after the other, never both pastes before one Enter.
+        let (x, y) = tokio::join!(send("s1", "first"), send("s1", "second"));
+        assert_eq!((x.outcome, y.outcome), (delivered, delivered), "{} / {}", x.detail, y.detail);
+    });
+    for (agent, text) in [("s2", "to two"), ("s3", "to three")] {
+        let want = format!("accepted: [s:test -> s:{agent}] {text}");
+        wait_for(&want, Duration::from_secs(5), || m.capture(0, agent).contains(&want));
+    }
+    let lines = ["to one", "first", "second"].map(|t| format!("accepted: [s:test -> s:s1] {t}"));
+    wait_for("three separate messages on s1", Duration::from_secs(5), || {
+        let screen = m.capture(0, "s1");
+        lines.iter().all(|l| screen.lines().any(|s| s.trim_end() == l))
+    });
+}

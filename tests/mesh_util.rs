@@ -18,6 +18,9 @@ use std::time::{Duration, Instant};
 
 pub const FLEET: &str = env!("CARGO_BIN_EXE_fleet");
 
+/// The pause between paste and Enter of the `slow` runtime, in milliseconds.
+pub const SLOW_ENTER_MS: u64 = 1500;
+
 pub struct Mesh {
     pub dir: tempfile::TempDir,
     pub tenant: String,
@@ -90,7 +93,9 @@ impl Mesh {
         self.run(args, &[("MOSAIC_HOME", &home)])
     }
 
-    /// Add a host with `agents` (roster `agents:` items) using stub runtimes.
+    /// Host `host` with the roster agents `agents` (YAML lines). Runtimes: `stub`
+    /// (no pause before Enter), `drafty` (keeps input as a draft), `quiet` (no
+    /// heartbeat), `slow` ([`SLOW_ENTER_MS`] between paste and Enter).
     pub fn add_host(&mut self, host: &str, agents: &str) -> usize {
         let home = self.root().join(host);
         std::fs::create_dir_all(home.join("fleet")).unwrap();
@@ -119,6 +124,7 @@ runtimes:
   stub: {{ command: \"{FLEET} stub-agent\", heartbeat: self, enter_delay_ms: 0 }}
   drafty: {{ command: \"{FLEET} stub-agent --draft\", process_names: [fleet], heartbeat: self }}
   quiet: {{ command: \"{FLEET} stub-agent --no-heartbeat\", process_names: [fleet], heartbeat: self }}
+  slow: {{ command: \"{FLEET} stub-agent\", process_names: [fleet], heartbeat: self, enter_delay_ms: {SLOW_ENTER_MS} }}
 agents:
 {agents}",
             tenant = self.tenant

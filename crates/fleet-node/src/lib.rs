@@ -6,11 +6,13 @@
 //! - [`peers`]: the peer list, mTLS channels, the MESH fan-out, per-peer heartbeat feeds.
 //! - [`service`]: the `Fleet` and `Mesh` gRPC services and per-call authorization.
 //! - [`idem`]: idempotency keys of sends.
+//! - [`delivery`]: sends into this host's panes: one turn per agent, shared control-mode clients.
 //! - [`server`]: both doors (mTLS TCP, uid-checked Unix socket), health, reflection, shutdown.
 //! - [`client`]: how the CLI reaches a node.
 
 pub mod client;
 pub mod config;
+pub mod delivery;
 pub mod idem;
 pub mod live;
 pub mod mdns;

@@ -295,7 +295,7 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
         members,
         audit: audit.clone(),
         idem: Idempotency::new(cfg.timings.idempotency_ttl),
-        controls: Default::default(),
+        delivery: Default::default(),
         cancel: cancel.clone(),
         uid,
     });

@@ -58,7 +58,7 @@ pub struct Node {
     pub members: crate::membership::Membership,
     pub audit: Arc<AuditLog>,
     pub idem: Idempotency,
-    pub controls: Controls,
+    pub delivery: Arc<crate::delivery::Deliverer>,
     pub cancel: CancellationToken,
     pub uid: u32,
 }
@@ -202,11 +202,11 @@ impl Node {
         };
         let socket = self.socket_of(&req.agent);
         let holder = self.live.current().roster.as_ref().and_then(|r| r.holder_session.clone());
-        let controls = self.controls.clone();
+        let delivery = self.delivery.clone();
         let scratch = self.info.run_dir.clone();
         let agent = req.agent.clone();
         let result = tokio::task::spawn_blocking(move || {
-            send_blocking(&controls, socket, holder.as_deref(), &agent, &text, &opts, &scratch)
+            delivery.send(&socket, holder.as_deref(), &agent, &text, &opts, &scratch)
         })
         .await
         .map_err(|e| Status::internal(format!("send task failed: {e}")))?;
@@ -401,46 +401,6 @@ impl Node {
 /// `DELIVERY_OUTCOME_ACCEPTED` -> `accepted`.
 pub fn short_name(name: &str, prefix: &str) -> String {
     name.trim_start_matches(prefix).to_ascii_lowercase()
-}
-
-/// Control-mode clients, one per tmux socket, attached to the roster's holder session.
-pub type Controls = Arc<std::sync::Mutex<std::collections::HashMap<TmuxSocket, fleet_tmux::control::Control>>>;
-
-/// Deliver on this host: without verify, through the socket's control-mode
-/// client when the roster names a holder session (about 0.1 ms a command);
-/// otherwise, or if the client cannot attach or has died, by spawning tmux.
-fn send_blocking(
-    controls: &Controls,
-    socket: TmuxSocket,
-    holder: Option<&str>,
-    agent: &str,
-    text: &str,
-    opts: &SendOptions,
-    scratch: &std::path::Path,
-) -> Result<fleet_tmux::send::Delivery, SendError> {
-    let tmux = fleet_tmux::tmux::Tmux::new(socket.clone());
-    if let (false, Some(holder)) = (opts.verify, holder) {
-        let mut clients = controls.lock().expect("control clients");
-        if clients.get_mut(&socket).is_some_and(|c| !c.alive()) {
-            clients.remove(&socket);
-        }
-        if !clients.contains_key(&socket)
-            && let Ok(c) = fleet_tmux::control::Control::attach(&tmux, holder)
-        {
-            clients.insert(socket.clone(), c);
-        }
-        if let Some(ctl) = clients.get_mut(&socket) {
-            let _ = std::fs::create_dir_all(scratch);
-            match fleet_tmux::send::send_via_control(ctl, agent, text, opts, scratch) {
-                // The client died (server restart, holder killed): nothing reached a pane.
-                Err(SendError::Tmux(e)) if e.to_string().contains("control client") => {
-                    clients.remove(&socket);
-                }
-                other => return other,
-            }
-        }
-    }
-    fleet_tmux::send::send(&tmux, agent, text, opts)
 }
 
 /// A peer's error, naming the peer, so the CLI does not blame its own node.

@@ -102,9 +102,12 @@ fn capture(tmux: &Tmux, pane: &str) -> Result<String, TmuxError> {
 /// Deliver without verify through a control-mode client: the same steps as
 /// [`send`] (exact target, dead-pane check first, leave any mode, load into a
 /// named buffer, bracketed paste, pause, Enter), each a control-mode command
-/// instead of a process. The text goes through a 0600 file in `scratch`.
+/// instead of a process. `run` runs one command on the client
+/// ([`crate::control::Control::run`]); the caller may share the client and
+/// lock it per command, so that other sends go on during this one's pause.
+/// The text goes through a 0600 file in `scratch`.
 pub fn send_via_control(
-    ctl: &mut crate::control::Control,
+    mut run: impl FnMut(&[&str]) -> Result<Vec<String>, TmuxError>,
     agent: &str,
     text: &str,
     opts: &SendOptions,
@@ -113,7 +116,7 @@ pub fn send_via_control(
     use std::io::Write as _;
     let start = Instant::now();
     let text = prepare_text(text)?;
-    let out = match ctl.run(&["list-panes", "-s", "-t", &exact_session(agent), "-F", PANE_FORMAT]) {
+    let out = match run(&["list-panes", "-s", "-t", &exact_session(agent), "-F", PANE_FORMAT]) {
         Ok(out) => out,
         Err(e) if e.is_no_target() => return Err(SendError::NotFound(agent.to_string())),
         Err(e) => return Err(e.into()),
@@ -126,7 +129,7 @@ pub fn send_via_control(
         return Err(SendError::DeadPane(agent.to_string()));
     }
     if pane.in_mode {
-        ctl.run(&["copy-mode", "-q", "-t", &pane.id])?;
+        run(&["copy-mode", "-q", "-t", &pane.id])?;
     }
     let mut file = tempfile::Builder::new()
         .prefix(".fleet-send-")
@@ -137,15 +140,15 @@ pub fn send_via_control(
         .map_err(|e| SendError::Tmux(crate::tmux::TmuxError::Spawn { bin: "scratch file".into(), source: e }))?;
     let path = file.path().display().to_string();
     let buffer = buffer_name();
-    let loaded = ctl.run(&["load-buffer", "-b", &buffer, &path]);
+    let loaded = run(&["load-buffer", "-b", &buffer, &path]);
     drop(file);
     loaded?;
-    if let Err(e) = ctl.run(&["paste-buffer", "-d", "-p", "-b", &buffer, "-t", &pane.id]) {
-        let _ = ctl.run(&["delete-buffer", "-b", &buffer]);
+    if let Err(e) = run(&["paste-buffer", "-d", "-p", "-b", &buffer, "-t", &pane.id]) {
+        let _ = run(&["delete-buffer", "-b", &buffer]);
         return Err(e.into());
     }
     std::thread::sleep(opts.enter_delay);
-    ctl.run(&["send-keys", "-t", &pane.id, "Enter"])?;
+    run(&["send-keys", "-t", &pane.id, "Enter"])?;
     Ok(Delivery { outcome: Outcome::Delivered, detail: "pasted and submitted".into(), elapsed: start.elapsed() })
 }
 

@@ -1,0 +1,111 @@
+//! Putting messages into panes on this host, for many callers at once.
+//!
+//! - One turn per agent: sends to one agent go one at a time, each to its end
+//!   (paste, pause, Enter, and the verify that follows), so two messages never
+//!   merge on one input line. Sends to different agents overlap.
+//! - Without verify, through one tmux control-mode client per socket, attached
+//!   to the roster's holder session (about 0.1 ms a command instead of a
+//!   spawned `tmux`). The client is locked for one command at a time, not for
+//!   a whole send: another agent's send goes on during this one's pause.
+//! - With verify, without a holder session, or when the client cannot attach
+//!   (or has died before the send pasted), by spawning tmux
+//!   ([`fleet_tmux::send::send`]).
+
+use fleet_core::roster::TmuxSocket;
+use fleet_tmux::control::Control;
+use fleet_tmux::send::{Delivery, SendError, SendOptions};
+use fleet_tmux::tmux::Tmux;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// A lock that a panicking holder poisoned still guards sound data here.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+type Turn = Arc<Mutex<()>>;
+
+#[derive(Default)]
+pub struct Deliverer {
+    /// Control-mode clients by socket.
+    controls: Mutex<HashMap<TmuxSocket, Arc<Mutex<Control>>>>,
+    /// Turns by socket and agent; entries nobody holds are dropped as new ones come.
+    turns: Mutex<HashMap<(TmuxSocket, String), Turn>>,
+}
+
+impl Deliverer {
+    /// Deliver `text` (preamble included) to `agent` on `socket`. Blocking:
+    /// waits for the agent's turn, then for the enter pause (and verify).
+    pub fn send(
+        &self,
+        socket: &TmuxSocket,
+        holder: Option<&str>,
+        agent: &str,
+        text: &str,
+        opts: &SendOptions,
+        scratch: &Path,
+    ) -> Result<Delivery, SendError> {
+        let turn = self.turn(socket, agent);
+        let _turn = lock(&turn);
+        let tmux = Tmux::new(socket.clone());
+        if let (false, Some(holder)) = (opts.verify, holder)
+            && let Some(ctl) = self.control(socket, &tmux, holder)
+        {
+            let _ = std::fs::create_dir_all(scratch);
+            let mut pasted = false;
+            let result = fleet_tmux::send::send_via_control(
+                |words| {
+                    pasted |= words.first() == Some(&"paste-buffer");
+                    lock(&ctl).run(words)
+                },
+                agent,
+                text,
+                opts,
+                scratch,
+            );
+            match result {
+                // The client died (tmux server restarted, holder killed) before
+                // this send pasted: nothing reached the pane, spawn tmux.
+                Err(SendError::Tmux(_)) if !pasted && !lock(&ctl).alive() => self.forget(socket, &ctl),
+                // From the paste on, the text may be on the input line: never a second paste.
+                other => {
+                    if other.is_err() && !lock(&ctl).alive() {
+                        self.forget(socket, &ctl);
+                    }
+                    return other;
+                }
+            }
+        }
+        fleet_tmux::send::send(&tmux, agent, text, opts)
+    }
+
+    fn turn(&self, socket: &TmuxSocket, agent: &str) -> Turn {
+        let mut turns = lock(&self.turns);
+        turns.retain(|_, t| Arc::strong_count(t) > 1);
+        turns.entry((socket.clone(), agent.to_string())).or_default().clone()
+    }
+
+    /// The socket's client, attached now if there is none or it has exited.
+    /// Attaching happens under the map's lock: two first sends attach once.
+    fn control(&self, socket: &TmuxSocket, tmux: &Tmux, holder: &str) -> Option<Arc<Mutex<Control>>> {
+        let mut controls = lock(&self.controls);
+        if let Some(c) = controls.get(socket) {
+            if lock(c).alive() {
+                return Some(c.clone());
+            }
+            controls.remove(socket);
+        }
+        let c = Arc::new(Mutex::new(Control::attach(tmux, holder).ok()?));
+        controls.insert(socket.clone(), c.clone());
+        Some(c)
+    }
+
+    /// Drop `ctl` from the map, unless another send has replaced it already.
+    fn forget(&self, socket: &TmuxSocket, ctl: &Arc<Mutex<Control>>) {
+        let mut controls = lock(&self.controls);
+        if controls.get(socket).is_some_and(|c| Arc::ptr_eq(c, ctl)) {
+            controls.remove(socket);
+        }
+    }
+}

@@ -635,3 +635,40 @@ fn avahi_browse_sees_our_announcement_with_its_txt_keys() {
     drop(lab);
     fp.assert_gone();
 }
+
+/// A static peer named by a host name that does not resolve when the node
+/// starts (the name service is not up yet, or the name is not there yet) is
+/// joined once it resolves, without a restart; until then the log says so.
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn a_static_peer_name_that_resolves_later_is_joined() {
+    let mut lab = Lab::new("acme");
+    let a = lab.add_host("a", "  - { name: orch, runtime: stub }\n");
+    let b = lab.add_host("b", "  - { name: rev, runtime: stub }\n");
+    // a's own /etc/hosts without b's name, and no name server (nothing leaves the lab).
+    let name = "b-node.lab.invalid";
+    lab.etc_file(a, "resolv.conf", "options attempts:1 timeout:1\n");
+    lab.etc_file(a, "hosts", "127.0.0.1 localhost\n");
+    let fp = lab.footprint();
+    for h in [a, b] {
+        lab.start_agents(h);
+    }
+    lab.start_node(b, &[]);
+    lab.start_node_with(a, vec![format!("{name}:{}", netns_util::PORT)], &[]);
+    wait_for("a to log that the static peer does not resolve", Duration::from_secs(10), || {
+        lab.log(a).contains("static peer does not resolve")
+    });
+    assert!(peer_of(&lab, a, "b").is_none(), "{:#?}", lab.peers_json(a));
+    lab.etc_file(a, "hosts", &format!("127.0.0.1 localhost\n{} {name}\n", lab.hosts[b].ip));
+    let took = wait_for("b alive on a, found by its static name", Duration::from_secs(10), || {
+        peer_of(&lab, a, "b").is_some_and(|p| p["state"] == "alive" && p["found_by"] == "static")
+    });
+    eprintln!("joined {took:?} after the name resolved");
+    wait_for("b's agents in a's ps", Duration::from_secs(5), || {
+        let rows = lab.ps_json(a);
+        host_row(&rows, "b").is_some_and(|r| r["state"] == "ok") && agents_of(&rows).len() == 2
+    });
+    assert!(lab.log(a).contains("static peer resolves"), "{}", lab.log(a));
+    drop(lab);
+    fp.assert_gone();
+}

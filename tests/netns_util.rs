@@ -180,6 +180,12 @@ fn netns_pids(ns: &str) -> Vec<i32> {
     }
 }
 
+/// `/etc/netns/NS`: `ip netns exec NS` bind-mounts each file in it over the
+/// file of that name in `/etc` (`Lab::etc_file`).
+fn etc_dir(ns: &str) -> PathBuf {
+    Path::new("/etc/netns").join(ns)
+}
+
 /// PROGRAM's path: as given when it holds a '/', else the first match in PATH.
 pub fn which(program: &str) -> PathBuf {
     if program.contains('/') {
@@ -242,6 +248,16 @@ fn reap_stale() {
         eprintln!("netns: reaping stale namespace {ns} of dead test process {pid} (killed {killed:?})");
         ip_quiet(&["netns", "delete", &ns]);
     }
+    // Their per-namespace /etc files (`Lab::etc_file`).
+    for e in std::fs::read_dir("/etc/netns").into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(rest) = name.strip_prefix(NS_PREFIX) else { continue };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid != me && !Path::new(&format!("/proc/{pid}")).exists() {
+            eprintln!("netns: removing stale {}", e.path().display());
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
     // Their temp dirs (homes, tmux sockets, logs): `fleet-netns-<pid>-*`.
     let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
     for e in entries.flatten() {
@@ -298,6 +314,13 @@ impl Footprint {
         let mut left = vec![];
         let nss = netns_list();
         left.extend(self.namespaces.iter().filter(|n| nss.contains(n)).map(|n| format!("namespace {n}")));
+        left.extend(
+            self.namespaces
+                .iter()
+                .map(|n| etc_dir(n))
+                .filter(|d| d.exists())
+                .map(|d| format!("directory {}", d.display())),
+        );
         let links = root_links();
         left.extend(self.interfaces.iter().filter(|i| links.contains(i)).map(|i| format!("root interface {i}")));
         left.extend(self.pids.iter().filter(|p| pid_alive(**p)).map(|p| format!("process {p}")));
@@ -433,6 +456,19 @@ impl Lab {
         self.host_env(h, &mut cmd);
         cmd.args(["netns", "exec", &self.hosts[h].ns, program]);
         cmd
+    }
+
+    /// Give host `h` its own `/etc/NAME` (`hosts`, `resolv.conf`, ...) with
+    /// `contents`, for the processes started in it from now on (`ip netns
+    /// exec` bind-mounts `/etc/netns/NS/NAME` over it). Writing it again
+    /// rewrites the same file, which processes already running there then
+    /// see too. Removed with the lab.
+    pub fn etc_file(&self, h: HostId, name: &str, contents: &str) {
+        let dir = etc_dir(&self.hosts[h].ns);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+        let path = dir.join(name);
+        // Truncate and write in place: the bind mount holds this inode.
+        std::fs::write(&path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     }
 
     /// Move the calling thread into host `h`'s network namespace until the
@@ -802,6 +838,7 @@ impl Drop for Lab {
         // Hosts first, then the bridge namespace (which takes the veths and the bridge with it).
         for ns in self.namespaces.iter().rev() {
             ip_quiet(&["netns", "delete", ns]);
+            let _ = std::fs::remove_dir_all(etc_dir(ns));
         }
     }
 }

@@ -16,7 +16,7 @@
 
 use bytes::Bytes;
 use foca::{Config, Foca, Identity, OwnedNotification, PostcardCodec, Timer};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::{Arc, Mutex};
@@ -81,6 +81,17 @@ pub struct MemberInfo {
     pub incarnation: u64,
     pub found_by: FoundBy,
     pub last_seen_ms: i64,
+}
+
+/// A seed that is not a member is announced to every `reseed` period while
+/// it is reported (static names are re-resolved every minute; mDNS reports a
+/// node when it announces itself), and forgotten this long after its last report.
+pub const SEED_TTL: Duration = Duration::from_secs(600);
+
+/// How and when a seed address was reported.
+struct Seed {
+    how: FoundBy,
+    reported_ms: i64,
 }
 
 /// Settable timings of the failure detector.
@@ -149,7 +160,7 @@ struct Transport {
     tenant: String,
     server_name: String,
     conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
-    dialing: Mutex<std::collections::HashSet<SocketAddr>>,
+    dialing: Mutex<HashSet<SocketAddr>>,
     /// The last dial error per address, so each new one is logged once.
     dial_errors: Mutex<HashMap<SocketAddr, String>>,
     inbound: mpsc::Sender<(SocketAddr, Bytes)>,
@@ -352,8 +363,8 @@ pub fn start(
     let mut foca = Foca::new(me.clone(), foca_config(&timings), rng, PostcardCodec);
     tracker.spawn(async move {
         let mut rt = foca::AccumulatingRuntime::new();
-        // How each quic address was first found; last datagram per address.
-        let mut found: HashMap<SocketAddr, FoundBy> = HashMap::new();
+        // Seed addresses; how each host was first found; last datagram per address.
+        let mut found: HashMap<SocketAddr, Seed> = HashMap::new();
         let mut first_found: HashMap<String, FoundBy> = HashMap::new();
         let mut seen: HashMap<SocketAddr, i64> = HashMap::new();
         let mut reseed = tokio::time::interval(timings.reseed);
@@ -380,24 +391,35 @@ pub fn start(
                     }
                 }
                 Some((addr, how)) = seeds.recv() => {
-                    found.entry(addr).or_insert(how);
+                    let now = now_ms();
+                    found.entry(addr).or_insert(Seed { how, reported_ms: now }).reported_ms = now;
                     if let Err(e) = foca.announce(placeholder(&me, addr), &mut rt) {
                         tracing::warn!(seed = %addr, error = %e, "membership: cannot announce to seed");
                     }
                 }
                 _ = reseed.tick() => {
-                    // Seeds that are not (or no longer) members: announce again.
-                    let members: Vec<SocketAddr> =
-                        foca.iter_members().map(|m| m.id().quic).collect();
+                    // Seeds that are not (or no longer) members: announce again,
+                    // unless they have not been reported for SEED_TTL.
+                    let members: HashSet<SocketAddr> = foca.iter_members().map(|m| m.id().quic).collect();
+                    let stale = now_ms() - SEED_TTL.as_millis() as i64;
+                    found.retain(|addr, s| members.contains(addr) || s.reported_ms > stale);
                     for addr in found.keys().filter(|a| !members.contains(a)) {
                         let _ = foca.announce(placeholder(&me, *addr), &mut rt);
                     }
+                    // What is kept per host and address follows what is still known
+                    // (foca forgets a down member after a while).
+                    let hosts: HashSet<&str> = foca.iter_membership_state().map(|m| m.id().host.as_str()).collect();
+                    first_found.retain(|h, _| hosts.contains(h.as_str()));
+                    let mut addrs: HashSet<SocketAddr> = foca.iter_membership_state().map(|m| m.id().quic).collect();
+                    addrs.extend(found.keys());
+                    seen.retain(|a, _| addrs.contains(a));
+                    transport.dial_errors.lock().expect("dial errors").retain(|a, _| addrs.contains(a));
                 }
             }
             while let Some(n) = rt.to_notify() {
                 match n {
                     OwnedNotification::MemberUp(id) => {
-                        let how = found.get(&id.quic).copied().unwrap_or(FoundBy::Gossip);
+                        let how = found.get(&id.quic).map_or(FoundBy::Gossip, |s| s.how);
                         first_found.entry(id.host.clone()).or_insert(how);
                         tracing::info!(host = %id.host, generation = id.generation, "membership: member up");
                     }

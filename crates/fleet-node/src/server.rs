@@ -4,7 +4,7 @@
 use crate::config::NodeConfig;
 use crate::idem::Idempotency;
 use crate::live::{self, LiveConfig};
-use crate::membership::{self, FoundBy, MemberId};
+use crate::membership::{self, FoundBy, MemberId, Membership};
 use crate::peers::{self, Peers};
 use crate::service::{Node, NodeInfo, NodeService};
 use fleet_core::names::DnsLabel;
@@ -12,9 +12,10 @@ use fleet_proto::v1::fleet_server::FleetServer;
 use fleet_proto::v1::mesh_server::MeshServer;
 use fleet_tls::audit::AuditLog;
 use fleet_tls::config::{Identity, client_config, server_config};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
@@ -32,6 +33,46 @@ pub enum NodeError {
 }
 
 /// Who this node is, from its certificate (or a fresh one-host mesh).
+/// How often static peer names that resolve are resolved again.
+const RESOLVE_EVERY: Duration = Duration::from_secs(60);
+
+/// Static peers are `HOST:PORT` names: resolved at start, again every
+/// [`RESOLVE_EVERY`] (a host whose address changes is followed; membership
+/// forgets the old address once it is no longer reported), and every `retry`
+/// while one does not resolve (a node started before the name service is up
+/// joins once it is). Each change of a name's answer is logged once.
+async fn follow_static_peers(names: Vec<String>, members: Membership, retry: Duration, cancel: CancellationToken) {
+    let mut last: HashMap<&str, Result<std::net::SocketAddr, String>> = HashMap::new();
+    loop {
+        let mut unresolved = false;
+        for name in &names {
+            let now = match tokio::net::lookup_host(name.as_str()).await.map(|mut a| a.next()) {
+                Ok(Some(addr)) => Ok(addr),
+                Ok(None) => Err("no address".to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            match &now {
+                Ok(addr) => members.seed(*addr, FoundBy::Static),
+                Err(_) => unresolved = true,
+            }
+            if last.get(name.as_str()) != Some(&now) {
+                match &now {
+                    Ok(addr) => tracing::info!(peer = %name, %addr, "static peer resolves"),
+                    Err(e) => {
+                        tracing::warn!(peer = %name, error = %e, retry_s = retry.as_secs_f64(), "static peer does not resolve; retrying")
+                    }
+                }
+                last.insert(name.as_str(), now);
+            }
+        }
+        let wait = if unresolved { retry } else { RESOLVE_EVERY };
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
 fn resolve_identity(cfg: &NodeConfig) -> Result<(DnsLabel, DnsLabel), NodeError> {
     let bad = |e: fleet_tls::Error| NodeError::Config(e.to_string());
     match fleet_tls::setup::node_principal(&cfg.certs_dir).map_err(bad)? {
@@ -211,11 +252,9 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
         bump: 0,
     };
     let members = membership::start(me, endpoint, cfg.timings.swim.clone(), cancel.clone(), &tracker);
-    for seed in &cfg.peers {
-        match tokio::net::lookup_host(seed).await.map(|mut a| a.next()) {
-            Ok(Some(addr)) => members.seed(addr, FoundBy::Static),
-            _ => tracing::warn!(peer = %seed, "static peer does not resolve; skipped"),
-        }
+    if !cfg.peers.is_empty() {
+        let retry = cfg.timings.swim.reseed;
+        tracker.spawn(follow_static_peers(cfg.peers.clone(), members.clone(), retry, cancel.clone()));
     }
     // mDNS: announce ourselves, and seed membership with whatever matching node
     // answers (records of another tenant or mesh never get this far).

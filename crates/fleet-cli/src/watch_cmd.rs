@@ -119,12 +119,15 @@ pub fn peers(args: PeersArgs) -> CliResult {
                 r["host"].as_str().filter(|h| !h.is_empty()).unwrap_or("?").to_string(),
                 r["tenant_id"].as_str().unwrap_or("").to_string(),
                 r["grpc_address"].as_str().unwrap_or("").to_string(),
+                r["quic_address"].as_str().unwrap_or("").to_string(),
                 r["state"].as_str().unwrap_or("").to_string(),
+                r["incarnation"].to_string(),
                 r["found_by"].as_str().unwrap_or("").to_string(),
                 if seen > 0 { format!("{} ago", table::duration((now - seen) / 1000)) } else { "never".into() },
             ]
         })
         .collect();
-    print!("{}", table::render(&["HOST", "TENANT", "ADDRESS", "STATE", "FOUND BY", "LAST SEEN"], &cells));
+    let head = ["HOST", "TENANT", "GRPC (TCP)", "QUIC (UDP)", "STATE", "INCARNATION", "FOUND BY", "LAST SEEN"];
+    print!("{}", table::render(&head, &cells));
     Ok(())
 }

@@ -418,3 +418,106 @@ fn sends_to_different_agents_overlap_and_sends_to_one_agent_take_turns() {
         lines.iter().all(|l| screen.lines().any(|s| s.trim_end() == l))
     });
 }
+
+#[test]
+fn a_revoked_operator_is_refused_and_its_open_stream_cut_without_a_restart() {
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub }\n");
+    m.start_agents(0);
+    m.start_node(0, "127.0.0.1:0", &[]);
+    let olga = m.root().join("olga");
+    let ca = m.ca_dir();
+    let issue = ["certs", "issue", "operator", "--name", "olga", "--dir", ca.to_str().unwrap()];
+    let (code, _, err) = m.run(&[&issue[..], &["--out", olga.to_str().unwrap()]].concat(), &[]);
+    assert_eq!(code, 0, "{err}");
+    let url = format!("https://{}", m.addr(0));
+    let env = [("FLEET_NODE", url.as_str()), ("FLEET_CERTS_DIR", olga.to_str().unwrap())];
+    let (code, _, err) = m.run(&["ps", "--json"], &env);
+    assert_eq!(code, 0, "olga may list: {err}");
+    // An open stream of olga's, through the network door: its first event (the snapshot) is read.
+    let mut watch = m.command(&["heartbeats", "--json"], &env);
+    let mut child = watch.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let (stdout, mut stderr) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
+    let pid = child.id();
+    m.adopt(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(5)).expect("a first event on olga's stream");
+    assert!(first.contains("orch"), "{first}");
+
+    let (code, out, err) = m.run(
+        &[
+            "certs",
+            "revoke",
+            "--cert",
+            olga.join("client.pem").to_str().unwrap(),
+            "--dir",
+            ca.to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let done: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(done["already_revoked"], false, "{out}");
+    std::fs::copy(ca.join("crl.pem"), m.nodes[0].home.join("fleet/certs/crl.pem")).unwrap();
+    // The node picks the list up by itself: new connections are refused, the open one is cut.
+    let t = Instant::now();
+    wait_for("olga refused", Duration::from_secs(10), || m.run(&["ps", "--json"], &env).0 == 3);
+    eprintln!("refused {:?} after the copy", t.elapsed());
+    wait_for("olga's stream cut", Duration::from_secs(5), || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z"))
+    });
+    let mut why = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut why).unwrap();
+    assert!(why.contains("did not answer"), "{why}");
+    eprintln!("olga's stream ended: {why}");
+    let log = std::fs::read_to_string(m.root().join("a.log")).unwrap();
+    assert!(log.contains("revocation list applied") && log.contains("cut_grpc=1"), "{log}");
+    // The local door and the node's own identity are untouched.
+    assert_eq!(m.at(0, &["ps", "--json"]).0, 0);
+    // Revoking again writes nothing.
+    let (code, out, _) =
+        m.run(&["certs", "revoke", "--serial", done["serial"].as_str().unwrap(), "--dir", ca.to_str().unwrap()], &[]);
+    assert_eq!(code, 0);
+    assert!(out.contains("already revoked"), "{out}");
+}
+
+#[test]
+fn a_revoked_node_is_dropped_from_the_mesh() {
+    let m = three();
+    wait_for("c alive on a and b", Duration::from_secs(10), || {
+        [0, 1].iter().all(|&i| {
+            let (_, out, _) = m.at(i, &["peers", "--json"]);
+            serde_json::from_str::<Vec<serde_json::Value>>(&out)
+                .is_ok_and(|p| p.iter().any(|r| r["host"] == "c" && r["state"] == "alive"))
+        })
+    });
+    let c_cert = m.nodes[2].home.join("fleet/certs/node.pem");
+    let ca = m.ca_dir();
+    let (code, _, err) =
+        m.run(&["certs", "revoke", "--cert", c_cert.to_str().unwrap(), "--dir", ca.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    for i in [0, 1] {
+        std::fs::copy(ca.join("crl.pem"), m.nodes[i].home.join("fleet/certs/crl.pem")).unwrap();
+    }
+    // a and b close their QUIC connections with c and refuse new ones: SWIM declares c down.
+    let t = Instant::now();
+    wait_for("c down on a and b", Duration::from_secs(20), || {
+        [0, 1].iter().all(|&i| {
+            let (_, out, _) = m.at(i, &["peers", "--json"]);
+            serde_json::from_str::<Vec<serde_json::Value>>(&out)
+                .is_ok_and(|p| p.iter().any(|r| r["host"] == "c" && r["state"] == "down"))
+        })
+    });
+    eprintln!("c down {:?} after the copies", t.elapsed());
+    let rows = ps_json(&m, 0);
+    assert_eq!(host_row(&rows, "c").unwrap()["state"], "unreachable", "{rows:#?}");
+    assert_eq!(host_row(&rows, "b").unwrap()["state"], "ok", "{rows:#?}");
+    assert!(rows.iter().all(|r| r["record"] != "agent" || r["host"] != "c"), "{rows:#?}");
+}

@@ -79,12 +79,17 @@ impl Mesh {
         sandbox_env::clean_env(cmd, self.root(), &self.interval.to_string());
     }
 
-    /// Run fleet with extra env.
-    pub fn run(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    /// `fleet ARGS` with the clean environment and extra env, not started.
+    pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut cmd = Command::new(FLEET);
         self.base_env(&mut cmd);
         cmd.args(args).envs(env.iter().copied()).stdin(Stdio::null());
-        run(&mut cmd)
+        cmd
+    }
+
+    /// Run fleet with extra env.
+    pub fn run(&self, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+        run(&mut self.command(args, env))
     }
 
     /// Run fleet as the CLI of node `i` (its local socket).

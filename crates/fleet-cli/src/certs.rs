@@ -1,4 +1,4 @@
-//! `fleet certs`: the mesh CA and its certificates (`init`, `issue`, `show`).
+//! `fleet certs`: the mesh CA and its certificates (`init`, `issue`, `show`, `revoke`).
 //!
 //! Thin: arguments in, `fleet_tls` does the work, paths and facts out. Bad names and
 //! refused overwrites exit 2 before anything is written; I/O failures exit 1.
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::anyhow;
 use clap::{Args, Subcommand};
 use fleet_tls::show::{self, CertInfo};
-use fleet_tls::{CertsDir, Kind, issue};
+use fleet_tls::{CertsDir, Kind, issue, revoke};
 
 use crate::exit::{self, CliResult};
 
@@ -39,6 +39,23 @@ pub enum CertsCmd {
         #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
         /// JSON output: an array with one object per certificate
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a certificate: add it to the mesh CA's revocation list (crl.pem), which
+    /// nodes and clients that have a copy in their certs dir enforce
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["cert", "serial"])))]
+    Revoke {
+        /// The certificate file to revoke (issued by this CA)
+        #[arg(long, value_name = "FILE")]
+        cert: Option<PathBuf>,
+        /// Or its serial number, in hex as `fleet certs show` prints it
+        #[arg(long, value_name = "HEX")]
+        serial: Option<String>,
+        /// Certs dir holding the mesh CA (ca.pem, ca.key) [default: $MOSAIC_HOME/fleet/certs]
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// JSON output
         #[arg(long)]
         json: bool,
     },
@@ -104,7 +121,39 @@ pub fn run(cmd: CertsCmd, default_dir: &Path) -> CliResult {
             issue_leaf(&dir, kind, &name, opts.days, opts.out.as_deref(), opts.force)
         }
         CertsCmd::Show { file, dir, json } => show_certs(&dir_or_default(dir), file, json),
+        CertsCmd::Revoke { cert, serial, dir, json } => {
+            let target = match (&cert, &serial) {
+                (Some(c), _) => revoke::Target::Cert(c),
+                (None, Some(s)) => revoke::Target::Serial(s),
+                (None, None) => unreachable!("clap requires --cert or --serial"),
+            };
+            revoke_cert(&dir_or_default(dir), target, json)
+        }
     }
+}
+
+fn revoke_cert(dir: &Path, target: revoke::Target<'_>, json: bool) -> CliResult {
+    let done = revoke::revoke(dir, target).map_err(|e| cli_error(e, ""))?;
+    if json {
+        let v = serde_json::json!({
+            "serial": done.serial, "already_revoked": done.already, "crl": done.crl,
+            "crl_number": done.number.to_string(), "revoked": done.all,
+        });
+        println!("{}", serde_json::to_string_pretty(&v).map_err(exit::failed)?);
+        return Ok(());
+    }
+    if done.already {
+        println!("serial {} is already revoked in {}; nothing was written", done.serial, done.crl.display());
+        return Ok(());
+    }
+    println!("revoked serial {}", done.serial);
+    println!("wrote {} (CRL number {}, {} revoked in all)", done.crl.display(), done.number, done.all.len());
+    println!(
+        "next: copy {} into the certs dir of every host and off-host client \
+         ($MOSAIC_HOME/fleet/certs/crl.pem); nodes read it again within a few seconds",
+        done.crl.display()
+    );
+    Ok(())
 }
 
 fn init(dir: &Path, tenant: &str, force: bool) -> CliResult {

@@ -7,6 +7,7 @@
 //! - [`service`]: the `Fleet` and `Mesh` gRPC services and per-call authorization.
 //! - [`idem`]: idempotency keys of sends.
 //! - [`delivery`]: sends into this host's panes: one turn per agent, shared control-mode clients.
+//! - [`revocation`]: following `crl.pem`: new handshakes refuse, open connections of revoked certificates are cut.
 //! - [`server`]: both doors (mTLS TCP, uid-checked Unix socket), health, reflection, shutdown.
 //! - [`client`]: how the CLI reaches a node.
 
@@ -18,5 +19,6 @@ pub mod live;
 pub mod mdns;
 pub mod membership;
 pub mod peers;
+pub mod revocation;
 pub mod server;
 pub mod service;

@@ -141,6 +141,7 @@ fn foca_config(t: &SwimTimings) -> Config {
 pub struct Membership {
     pub members: watch::Receiver<Vec<MemberInfo>>,
     seeds: mpsc::Sender<(SocketAddr, FoundBy)>,
+    transport: Arc<Transport>,
     /// Datagram bytes received, for the traffic benchmark.
     pub bytes_in: Arc<std::sync::atomic::AtomicU64>,
     pub bytes_out: Arc<std::sync::atomic::AtomicU64>,
@@ -151,6 +152,35 @@ impl Membership {
     pub fn seed(&self, addr: SocketAddr, how: FoundBy) {
         let _ = self.seeds.try_send((addr, how));
     }
+
+    /// New TLS configs (a new revocation list) for the next handshakes both ways.
+    pub fn set_tls(&self, server: &rustls::ServerConfig, client: &rustls::ClientConfig) -> Result<(), String> {
+        let (sc, cc) = quic_configs(server, client)?;
+        self.transport.endpoint.set_server_config(Some(sc));
+        *self.transport.client.lock().expect("client config") = Some(cc);
+        Ok(())
+    }
+
+    /// Close the open connections with a node whose certificate `crl` revokes; how many.
+    pub fn cut_revoked(&self, crl: &fleet_tls::revoke::Crl) -> usize {
+        let mut conns = self.transport.conns.lock().expect("conns");
+        let revoked: Vec<SocketAddr> = conns
+            .iter()
+            .filter(|(_, c)| {
+                c.peer_identity()
+                    .and_then(|any| any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
+                    .and_then(|certs| certs.first().and_then(fleet_tls::revoke::serial_of))
+                    .is_some_and(|serial| crl.revokes(&serial))
+            })
+            .map(|(a, _)| *a)
+            .collect();
+        for a in &revoked {
+            if let Some(c) = conns.remove(a) {
+                c.close(2u32.into(), b"certificate revoked");
+            }
+        }
+        revoked.len()
+    }
 }
 
 // ---------------------------------------------------------------- transport
@@ -160,6 +190,8 @@ struct Transport {
     tenant: String,
     server_name: String,
     conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    /// The client config of dials, once [`Membership::set_tls`] replaced the endpoint's default.
+    client: Mutex<Option<quinn::ClientConfig>>,
     dialing: Mutex<HashSet<SocketAddr>>,
     /// The last dial error per address, so each new one is logged once.
     dial_errors: Mutex<HashMap<SocketAddr, String>>,
@@ -225,7 +257,12 @@ impl Transport {
         let me = self.clone();
         tokio::spawn(async move {
             let result = async {
-                let conn = me.endpoint.connect(to, &me.server_name).map_err(|e| e.to_string())?;
+                let client = me.client.lock().expect("client config").clone();
+                let conn = match client {
+                    Some(c) => me.endpoint.connect_with(c, to, &me.server_name),
+                    None => me.endpoint.connect(to, &me.server_name),
+                }
+                .map_err(|e| e.to_string())?;
                 let conn = tokio::time::timeout(Duration::from_secs(3), conn)
                     .await
                     .map_err(|_| "handshake timed out".to_string())?
@@ -297,6 +334,17 @@ pub fn endpoint(
     server: &rustls::ServerConfig,
     client: &rustls::ClientConfig,
 ) -> Result<quinn::Endpoint, String> {
+    let (sc, cc) = quic_configs(server, client)?;
+    let mut ep = quinn::Endpoint::server(sc, bind).map_err(|e| format!("cannot bind UDP {bind}: {e}"))?;
+    ep.set_default_client_config(cc);
+    Ok(ep)
+}
+
+/// The QUIC server and client configs made from the node's TLS configs.
+fn quic_configs(
+    server: &rustls::ServerConfig,
+    client: &rustls::ClientConfig,
+) -> Result<(quinn::ServerConfig, quinn::ClientConfig), String> {
     let mut server = server.clone();
     server.alpn_protocols = vec![ALPN.to_vec()];
     let mut client = client.clone();
@@ -320,9 +368,7 @@ pub fn endpoint(
     sc.transport_config(transport.clone());
     let mut cc = quinn::ClientConfig::new(Arc::new(qc));
     cc.transport_config(transport);
-    let mut ep = quinn::Endpoint::server(sc, bind).map_err(|e| format!("cannot bind UDP {bind}: {e}"))?;
-    ep.set_default_client_config(cc);
-    Ok(ep)
+    Ok((sc, cc))
 }
 
 // ---------------------------------------------------------------- driver
@@ -347,6 +393,7 @@ pub fn start(
         tenant: me.tenant.clone(),
         server_name: format!("node.{}.fleet.internal", me.tenant),
         conns: Mutex::new(HashMap::new()),
+        client: Mutex::new(None),
         dialing: Mutex::new(Default::default()),
         dial_errors: Mutex::new(HashMap::new()),
         inbound: inbound_tx,
@@ -354,6 +401,7 @@ pub fn start(
         bytes_out: bytes_out.clone(),
     });
     tracker.spawn(transport.clone().accept_loop(cancel.clone()));
+    let transport_handle = transport.clone();
 
     let (seeds_tx, mut seeds) = mpsc::channel::<(SocketAddr, FoundBy)>(256);
     let (view_tx, view) = watch::channel(Vec::<MemberInfo>::new());
@@ -457,7 +505,7 @@ pub fn start(
             });
         }
     });
-    Membership { members: view, seeds: seeds_tx, bytes_in, bytes_out }
+    Membership { members: view, seeds: seeds_tx, transport: transport_handle, bytes_in, bytes_out }
 }
 
 fn drain(

@@ -35,7 +35,7 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub fn new(member: MemberInfo, tenant: &DnsLabel, tls: Arc<ClientConfig>) -> Peer {
+    pub fn new(member: MemberInfo, tenant: &DnsLabel, tls: ClientTls) -> Peer {
         let address = member.id.grpc.to_string();
         Peer {
             channel: channel(&address, tenant, &member.id.host, tls),
@@ -64,11 +64,14 @@ impl Peer {
     }
 }
 
+/// The node's client TLS config, current (a new revocation list replaces it).
+pub type ClientTls = watch::Receiver<Arc<ClientConfig>>;
+
 /// The channel to a peer: lazy, reconnecting, mutual TLS with our node
-/// identity. The server must prove it is `host` of our tenant: the TLS name is
-/// `<host>.<tenant>.fleet.internal`, so a member claiming another host's name
-/// cannot be called.
-pub fn channel(address: &str, tenant: &DnsLabel, host: &str, tls: Arc<ClientConfig>) -> Channel {
+/// identity (the config current at each dial). The server must prove it is
+/// `host` of our tenant: the TLS name is `<host>.<tenant>.fleet.internal`, so
+/// a member claiming another host's name cannot be called.
+pub fn channel(address: &str, tenant: &DnsLabel, host: &str, tls: ClientTls) -> Channel {
     let name = match DnsLabel::parse_as("host name", host) {
         Ok(h) => fleet_tls::config::node_server_name(tenant, &h),
         // Not a DNS label: no certificate can match, so every call fails.
@@ -76,7 +79,7 @@ pub fn channel(address: &str, tenant: &DnsLabel, host: &str, tls: Arc<ClientConf
     };
     let addr = address.to_string();
     let connector = tower::service_fn(move |_: Uri| {
-        let (addr, name, tls) = (addr.clone(), name.clone(), tls.clone());
+        let (addr, name, tls) = (addr.clone(), name.clone(), tls.borrow().clone());
         async move {
             let sock = tokio::net::lookup_host(&addr).await?.next().ok_or_else(|| {
                 std::io::Error::new(std::io::ErrorKind::NotFound, format!("{addr} resolves to nothing"))
@@ -304,7 +307,7 @@ pub async fn follow_membership(
     mut members: watch::Receiver<Vec<MemberInfo>>,
     list: watch::Sender<Vec<Arc<Peer>>>,
     peers: Arc<Peers>,
-    tls: Arc<ClientConfig>,
+    tls: ClientTls,
     tenant: DnsLabel,
     cancel: CancellationToken,
 ) {

@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::sync::{broadcast, watch};
+use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::Server;
@@ -306,11 +307,12 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
         known: Arc::new(Mutex::new(BTreeMap::new())),
         tenant: tenant.to_string(),
     });
+    let (client_tls_tx, client_tls_rx) = watch::channel(client_tls);
     tracker.spawn(peers::follow_membership(
         members.members.clone(),
         peer_tx,
         peers.clone(),
-        client_tls.clone(),
+        client_tls_rx,
         tenant.clone(),
         cancel.clone(),
     ));
@@ -331,7 +333,7 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
         },
         live,
         peers,
-        members,
+        members: members.clone(),
         audit: audit.clone(),
         idem: Idempotency::new(cfg.timings.idempotency_ttl),
         delivery: Default::default(),
@@ -357,8 +359,22 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
             .add_service(reflection().build_v1().map_err(err)?)
             .add_service(reflection().build_v1alpha().map_err(err)?))
     };
-    let (_tls_tx, tls_rx) = watch::channel(server_tls);
-    let tls_incoming = fleet_tls::net::TlsIncoming::new(tcp, tls_rx).map_err(|e| NodeError::Serve(e.to_string()))?;
+    let (tls_tx, tls_rx) = watch::channel(server_tls);
+    let registry = crate::revocation::Registry::default();
+    let wrap = registry.clone();
+    let tls_incoming = fleet_tls::net::TlsIncoming::new(tcp, tls_rx)
+        .map_err(|e| NodeError::Serve(e.to_string()))?
+        .map(move |accepted| accepted.map(|tls| wrap.wrap(tls)));
+    tracker.spawn(crate::revocation::follow(
+        crate::revocation::Targets {
+            certs_dir: cfg.certs_dir.clone(),
+            server_tls: tls_tx,
+            client_tls: client_tls_tx,
+            registry,
+            membership: members.clone(),
+        },
+        cancel.clone(),
+    ));
     let shutdown = || {
         let cancel = cancel.clone();
         async move { cancel.cancelled().await }

@@ -5,8 +5,9 @@
 //! rustls panic over an ambiguous default. [`install_crypto_provider`] also installs ring
 //! as the process default, for code (tonic, quinn) that asks for the default.
 //!
-//! Both sides verify the peer's chain to the mesh CA and nothing else: the server requires
-//! a client certificate; the client trusts only the mesh CA and checks the server name
+//! Both sides verify the peer's chain to the mesh CA and nothing else, and refuse a
+//! certificate that the mesh's revocation list (`crl.pem`, when present) names: the server
+//! requires a client certificate; the client trusts only the mesh CA and checks the server name
 //! `<host>.<tenant>.fleet.internal` (or `node.<tenant>.fleet.internal`) whatever address
 //! it dialed. ALPN is `h2` (gRPC).
 
@@ -14,9 +15,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use fleet_core::names::DnsLabel;
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 
@@ -58,13 +60,15 @@ fn dns_name(name: String) -> ServerName<'static> {
     ServerName::try_from(name).expect("DNS labels and fleet.internal make a valid DNS name")
 }
 
-/// A loaded identity: the mesh CA certificate, this party's certificate and key, and the
-/// principal its certificate names. Load it again and rebuild the configs to rotate.
+/// A loaded identity: the mesh CA certificate, this party's certificate and key, the
+/// principal its certificate names, and the mesh's revocation list when the certs dir has
+/// one (`crl.pem`). Load it again and rebuild the configs to rotate or to revoke.
 pub struct Identity {
     pub ca: CertificateDer<'static>,
     pub cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
     pub principal: Principal,
+    pub crls: Vec<CertificateRevocationListDer<'static>>,
 }
 
 impl Clone for Identity {
@@ -74,6 +78,7 @@ impl Clone for Identity {
             cert: self.cert.clone(),
             key: self.key.clone_key(),
             principal: self.principal.clone(),
+            crls: self.crls.clone(),
         }
     }
 }
@@ -85,20 +90,43 @@ impl std::fmt::Debug for Identity {
 }
 
 impl Identity {
-    /// A node's identity from its certs dir: `ca.pem`, `node.pem`, `node.key`.
+    /// A node's identity from its certs dir: `ca.pem`, `node.pem`, `node.key`, and
+    /// `crl.pem` if present.
     pub fn node(dir: &Path) -> Result<Identity> {
         let d = CertsDir::new(dir);
-        let id = Identity::load(&d.ca_cert(), &d.node_cert(), &d.node_key())?;
+        let id = Identity::load(&d.ca_cert(), &d.node_cert(), &d.node_key())?.with_crl(&d.crl(), &d.node_cert())?;
         if id.principal.kind != Kind::Node {
             return Err(Error::Invalid { path: d.node_cert(), detail: format!("names {}, not a node", id.principal) });
         }
         Ok(id)
     }
 
-    /// An off-host client's identity from its certs dir: `ca.pem`, `client.pem`, `client.key`.
+    /// An off-host client's identity from its certs dir: `ca.pem`, `client.pem`,
+    /// `client.key`, and `crl.pem` if present.
     pub fn client(dir: &Path) -> Result<Identity> {
         let d = CertsDir::new(dir);
-        Identity::load(&d.ca_cert(), &d.client_cert(), &d.client_key())
+        Identity::load(&d.ca_cert(), &d.client_cert(), &d.client_key())?.with_crl(&d.crl(), &d.client_cert())
+    }
+
+    /// Add the revocation list at `crl` when it exists (it must be signed by the mesh CA),
+    /// and refuse an identity whose own certificate (`cert_path`) it revokes.
+    fn with_crl(mut self, crl: &Path, cert_path: &Path) -> Result<Identity> {
+        let Some(list) = crate::revoke::read_crl(crl, &self.ca)? else { return Ok(self) };
+        let (_, cert) = x509_parser::parse_x509_certificate(self.cert.as_ref())
+            .map_err(|e| Error::Invalid { path: cert_path.to_path_buf(), detail: e.to_string() })?;
+        if list.revokes(cert.raw_serial()) {
+            return Err(Error::Invalid {
+                path: cert_path.to_path_buf(),
+                detail: format!(
+                    "this certificate ({}, serial {}) is revoked by {}: issue a new one",
+                    self.principal,
+                    cert.raw_serial_as_string(),
+                    crl.display()
+                ),
+            });
+        }
+        self.crls = vec![list.der];
+        Ok(self)
     }
 
     /// Load from explicit paths. Checks that the certificate names a principal, was issued
@@ -144,7 +172,7 @@ impl Identity {
         if certified.keys_match().is_err() {
             return Err(IdentityError::KeyMismatch);
         }
-        Ok(Identity { ca, cert, key, principal })
+        Ok(Identity { ca, cert, key, principal, crls: vec![] })
     }
 
     fn roots(&self) -> Result<Arc<RootCertStore>> {
@@ -171,7 +199,9 @@ pub enum IdentityError {
 /// certificate that chains to the mesh CA, speaks h2.
 pub fn server_config(id: &Identity) -> Result<Arc<ServerConfig>> {
     let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(id.roots()?, provider.clone()).build()?;
+    let verifier = WebPkiClientVerifier::builder_with_provider(id.roots()?, provider.clone())
+        .with_crls(id.crls.clone())
+        .build()?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
@@ -183,9 +213,13 @@ pub fn server_config(id: &Identity) -> Result<Arc<ServerConfig>> {
 /// The client side: trusts only the mesh CA, presents `id`'s certificate, speaks h2. The
 /// caller picks the server name ([`node_server_name`] or [`any_node_server_name`]).
 pub fn client_config(id: &Identity) -> Result<Arc<ClientConfig>> {
-    let mut config = ClientConfig::builder_with_provider(provider())
+    let provider = provider();
+    let verifier = WebPkiServerVerifier::builder_with_provider(id.roots()?, provider.clone())
+        .with_crls(id.crls.clone())
+        .build()?;
+    let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(id.roots()?)
+        .with_webpki_verifier(verifier)
         .with_client_auth_cert(vec![id.cert.clone()], id.key.clone_key())?;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
     Ok(Arc::new(config))

@@ -137,6 +137,12 @@ impl Ca {
         self.not_after
     }
 
+    /// Sign a certificate revocation list; PEM.
+    pub fn sign_crl(&self, params: &rcgen::CertificateRevocationListParams) -> Result<String> {
+        let issuer = Issuer::from_ca_cert_der(&self.cert_der, &self.key)?;
+        Ok(params.signed_by(&issuer)?.pem()?)
+    }
+
     /// Sign a leaf for `principal`. The principal's tenant is written as given, even when it
     /// is not the CA's: [`issue`] always uses the CA's tenant; tests use this to show that a
     /// certificate which chains to the CA grants nothing by itself.

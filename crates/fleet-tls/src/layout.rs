@@ -9,7 +9,7 @@
 //!   ca.key                mesh CA key (0600), only on the host that issues
 //!   node.pem, node.key    this host's node identity
 //!   client.pem, client.key  an off-host client's identity (operator or viewer)
-//!   crl.pem               reserved: the revocation list a node will load
+//!   crl.pem               the mesh CA's revocation list (`fleet certs revoke`), on every host
 //!   issued/               0700: certificates issued here for others, without --out
 //!     <kind>-<name>.pem, <kind>-<name>.key
 //! ```
@@ -69,7 +69,7 @@ impl CertsDir {
     pub fn client_key(&self) -> PathBuf {
         self.root.join(CLIENT_KEY)
     }
-    /// Reserved for revocation: nothing reads or writes it yet.
+    /// The revocation list: written by [`crate::revoke::revoke`], read with the identity.
     pub fn crl(&self) -> PathBuf {
         self.root.join(CRL)
     }

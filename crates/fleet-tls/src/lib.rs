@@ -10,6 +10,7 @@
 //! - [`layout`]: the on-disk layout of a certs dir (`ca.pem`, `ca.key`, `node.pem`, ...).
 //! - [`issue`]: the mesh CA and leaf issuance (`fleet certs init` / `fleet certs issue`).
 //! - [`show`]: what a certificate says (`fleet certs show`), fingerprints.
+//! - [`revoke`]: the mesh CA's revocation list (`fleet certs revoke`), read and checked.
 //! - [`setup`]: the zero-setup first run of a node (a one-host mesh), the node's own identity.
 //! - [`config`]: the ring crypto provider, rustls server and client configs, server names.
 //! - [`net`]: accepting and dialing mutual-TLS connections over TCP (tokio-rustls).
@@ -26,6 +27,7 @@ pub mod issue;
 pub mod layout;
 pub mod net;
 pub mod principal;
+pub mod revoke;
 pub mod setup;
 pub mod show;
 

@@ -23,7 +23,7 @@ use fleet_tls::audit::{AuditEvent, AuditLog};
 use fleet_tls::config::{self, Identity};
 use fleet_tls::issue::{self, Ca, Validity};
 use fleet_tls::net::{self, TlsIncoming};
-use fleet_tls::{DnsLabel, Kind, Principal, Verb, authorize};
+use fleet_tls::{DnsLabel, Kind, Principal, Verb, authorize, revoke};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -453,4 +453,39 @@ async fn rotation_takes_effect_for_new_connections_without_restart() {
     assert_ne!(before, after);
     assert_eq!(after, fleet_tls::show::sha256_fingerprint(&Identity::node(&m.dir).unwrap().cert));
     assert_eq!(call(&server, h1_name(), client, Verb::Send).await, Allowed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_certificate_is_refused_both_ways_once_the_crl_is_loaded() {
+    let m = mesh();
+    let audit = Arc::new(AuditLog::open(&m.audit_path).unwrap());
+    let h1 = start_server("acme", m.h1_server_config(), audit.clone()).await;
+    let roots = [m.ca_der()];
+    let d = fleet_tls::CertsDir::new(&m.dir);
+    let (olga, vera) = (m.issued(Kind::Operator, "olga"), m.issued(Kind::Viewer, "vera"));
+    let olga_cfg = raw_client_config(&roots, Some((&olga.0, &olga.1)));
+    let vera_cfg = raw_client_config(&roots, Some((&vera.0, &vera.1)));
+    assert_eq!(call(&h1, h1_name(), olga_cfg.clone(), Verb::List).await, Allowed);
+
+    // The server side: olga revoked, the node's identity loaded again with the new crl.pem.
+    let done = revoke::revoke(&m.dir, revoke::Target::Cert(&d.issued_cert(Kind::Operator, "olga"))).unwrap();
+    assert!(!done.already && done.crl == d.crl());
+    h1.configs.send(m.h1_server_config()).unwrap();
+    assert_eq!(call(&h1, h1_name(), olga_cfg, Verb::List).await, Fails);
+    assert_eq!(call(&h1, h1_name(), vera_cfg, Verb::List).await, Allowed);
+
+    // The client side: a node holding the CRL refuses a server whose certificate it revokes.
+    let h2_id =
+        Identity::load(&d.ca_cert(), &d.issued_cert(Kind::Node, "h2"), &d.issued_key(Kind::Node, "h2")).unwrap();
+    let h2 = start_server("acme", config::server_config(&h2_id).unwrap(), audit).await;
+    let h2_name = config::node_server_name(&label("acme"), &label("h2"));
+    let h1_client = || config::client_config(&Identity::node(&m.dir).unwrap()).unwrap();
+    assert_eq!(call(&h2, h2_name.clone(), h1_client(), Verb::List).await, Allowed);
+    revoke::revoke(&m.dir, revoke::Target::Cert(&d.issued_cert(Kind::Node, "h2"))).unwrap();
+    assert_eq!(call(&h2, h2_name, h1_client(), Verb::List).await, Fails);
+
+    // A node whose own certificate is revoked does not start with it.
+    revoke::revoke(&m.dir, revoke::Target::Cert(&d.node_cert())).unwrap();
+    let e = Identity::node(&m.dir).unwrap_err().to_string();
+    assert!(e.contains("is revoked by") && e.contains("issue a new one"), "{e}");
 }

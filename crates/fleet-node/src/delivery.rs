@@ -87,14 +87,21 @@ impl Deliverer {
     }
 
     /// The socket's client, attached now if there is none or it has exited.
-    /// Attaching happens under the map's lock: two first sends attach once.
+    /// A client busy with a command is waited for without holding the map, so
+    /// a hung tmux server holds up sends on its own socket only. Attaching
+    /// happens under the map's lock: two first sends attach once.
     fn control(&self, socket: &TmuxSocket, tmux: &Tmux, holder: &str) -> Option<Arc<Mutex<Control>>> {
+        let current = lock(&self.controls).get(socket).cloned();
+        if let Some(c) = current {
+            if lock(&c).alive() {
+                return Some(c);
+            }
+            self.forget(socket, &c);
+        }
         let mut controls = lock(&self.controls);
         if let Some(c) = controls.get(socket) {
-            if lock(c).alive() {
-                return Some(c.clone());
-            }
-            controls.remove(socket);
+            // Another send attached one meanwhile.
+            return Some(c.clone());
         }
         let c = Arc::new(Mutex::new(Control::attach(tmux, holder).ok()?));
         controls.insert(socket.clone(), c.clone());

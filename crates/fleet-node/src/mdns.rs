@@ -110,6 +110,16 @@ pub struct Found {
     pub quic_addrs: Vec<SocketAddr>,
 }
 
+/// What the browser reports: a node of our mesh found (or found again with
+/// other addresses), or QUIC addresses no longer announced (a record removed,
+/// or addresses a changed record dropped). Membership stops announcing to an
+/// address that is gone and is not a member.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Report {
+    Found(Found),
+    Gone(Vec<SocketAddr>),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MdnsError {
     #[error("mdns: invalid announcement: {0}")]
@@ -148,7 +158,7 @@ impl Mdns {
     /// `found` (waiting when the channel is full), and one logs the daemon's own errors (mdns-sd
     /// opens its sockets on its thread, so e.g. a failure to join the multicast group shows up
     /// there as a warning, not here).
-    pub fn start(ann: Announcement, cfg: &MdnsConfig, found: mpsc::Sender<Found>) -> Result<Mdns, MdnsError> {
+    pub fn start(ann: Announcement, cfg: &MdnsConfig, found: mpsc::Sender<Report>) -> Result<Mdns, MdnsError> {
         let ann = normalize(ann)?;
         let daemon = ServiceDaemon::new().map_err(daemon_err("start the mDNS daemon"))?;
         let mdns = Mdns { fullname: String::new(), daemon: Some(daemon) };
@@ -156,7 +166,12 @@ impl Mdns {
         mdns.configure(ann, cfg, found)
     }
 
-    fn configure(mut self, ann: Announcement, cfg: &MdnsConfig, found: mpsc::Sender<Found>) -> Result<Mdns, MdnsError> {
+    fn configure(
+        mut self,
+        ann: Announcement,
+        cfg: &MdnsConfig,
+        found: mpsc::Sender<Report>,
+    ) -> Result<Mdns, MdnsError> {
         let daemon = self.daemon.as_ref().expect("daemon");
         // Interface selections apply in order, the last match wins; this one is queued before the
         // registration, whose automatic addresses are taken from the selected interfaces only.
@@ -474,9 +489,16 @@ fn judge(own: &Own, rs: &ResolvedService, keep_loopback: bool) -> Result<Found, 
 
 /// The browse thread: judge every resolve and send what changed, until the daemon stops or the
 /// receiver of `found` is gone.
-fn forward(events: Receiver<ServiceEvent>, own: &Own, keep_loopback: bool, found: &mpsc::Sender<Found>) {
+fn forward(events: Receiver<ServiceEvent>, own: &Own, keep_loopback: bool, found: &mpsc::Sender<Report>) {
     // The last `Found` sent per instance, so that a resolve that changed nothing is not resent.
     let mut sent: HashMap<String, Found> = HashMap::new();
+    let send = |r: Report| {
+        let ok = found.blocking_send(r).is_ok();
+        if !ok {
+            tracing::debug!("mdns: nobody listens for peers any more; browse thread ends");
+        }
+        ok
+    };
     while let Ok(event) = events.recv() {
         match event {
             ServiceEvent::ServiceResolved(rs) => match judge(own, &rs, keep_loopback) {
@@ -486,8 +508,11 @@ fn forward(events: Receiver<ServiceEvent>, own: &Own, keep_loopback: bool, found
                     }
                     tracing::debug!(instance = %rs.fullname, host = %f.host, generation = f.generation,
                         grpc = ?f.grpc_addrs, "mdns: found a peer");
-                    if found.blocking_send(f.clone()).is_err() {
-                        tracing::debug!("mdns: nobody listens for peers any more; browse thread ends");
+                    let gone: Vec<SocketAddr> = sent
+                        .get(&rs.fullname)
+                        .map(|old| old.quic_addrs.iter().filter(|a| !f.quic_addrs.contains(a)).copied().collect())
+                        .unwrap_or_default();
+                    if (!gone.is_empty() && !send(Report::Gone(gone))) || !send(Report::Found(f.clone())) {
                         return;
                     }
                     sent.insert(rs.fullname.clone(), f);
@@ -497,9 +522,14 @@ fn forward(events: Receiver<ServiceEvent>, own: &Own, keep_loopback: bool, found
                 }
             },
             ServiceEvent::ServiceRemoved(_, fullname) => {
-                // Not a liveness signal; only forget it so that its return is reported again.
+                // Not a liveness signal (SWIM decides that): its addresses are no longer
+                // announced, and its return is reported again.
                 tracing::debug!(instance = %fullname, "mdns: record removed");
-                sent.remove(&fullname);
+                if let Some(old) = sent.remove(&fullname)
+                    && !send(Report::Gone(old.quic_addrs))
+                {
+                    return;
+                }
             }
             _ => {}
         }
@@ -940,7 +970,7 @@ mod tests {
             rx
         }
 
-        fn announce(tenant: &str, host: &str, mesh: &str, generation: u64) -> (Mdns, mpsc::Receiver<Found>) {
+        fn announce(tenant: &str, host: &str, mesh: &str, generation: u64) -> (Mdns, mpsc::Receiver<Report>) {
             let (tx, rx) = mpsc::channel(64);
             let a = Announcement { generation, ..ann(tenant, host, mesh) };
             (Mdns::start(a, &MdnsConfig::default(), tx).expect("start mdns"), rx)
@@ -968,7 +998,8 @@ mod tests {
             let mut intruders_seen: HashMap<String, Instant> = HashMap::new();
             let mut is_ready = false;
             loop {
-                while let Ok(f) = found.try_recv() {
+                while let Ok(report) = found.try_recv() {
+                    let Report::Found(f) = report else { continue };
                     let at = t0.elapsed();
                     println!(
                         "{me}: Found after {at:?}: {} gen {} grpc {:?} quic {:?}",

@@ -83,15 +83,19 @@ pub struct MemberInfo {
     pub last_seen_ms: i64,
 }
 
-/// A seed that is not a member is announced to every `reseed` period while
-/// it is reported (static names are re-resolved every minute; mDNS reports a
-/// node when it announces itself), and forgotten this long after its last report.
-pub const SEED_TTL: Duration = Duration::from_secs(600);
-
-/// How and when a seed address was reported.
+/// A seed address: how it was reported, and whether its reporter has since
+/// withdrawn it (an mDNS record removed or changed, a static name that moved).
+/// One that is not a member is announced to every `reseed` period until it is
+/// withdrawn; then it is forgotten once it is not (or no longer) a member.
 struct Seed {
     how: FoundBy,
-    reported_ms: i64,
+    withdrawn: bool,
+}
+
+/// What reporters tell the membership loop about seed addresses.
+enum SeedNews {
+    Report(SocketAddr, FoundBy),
+    Withdraw(SocketAddr),
 }
 
 /// Settable timings of the failure detector.
@@ -140,7 +144,7 @@ fn foca_config(t: &SwimTimings) -> Config {
 #[derive(Clone)]
 pub struct Membership {
     pub members: watch::Receiver<Vec<MemberInfo>>,
-    seeds: mpsc::Sender<(SocketAddr, FoundBy)>,
+    seeds: mpsc::Sender<SeedNews>,
     transport: Arc<Transport>,
     /// Datagram bytes received, for the traffic benchmark.
     pub bytes_in: Arc<std::sync::atomic::AtomicU64>,
@@ -150,7 +154,12 @@ pub struct Membership {
 impl Membership {
     /// Join through a node at this QUIC address.
     pub fn seed(&self, addr: SocketAddr, how: FoundBy) {
-        let _ = self.seeds.try_send((addr, how));
+        let _ = self.seeds.try_send(SeedNews::Report(addr, how));
+    }
+
+    /// The reporter of `addr` no longer announces it (see [`Seed`]).
+    pub fn withdraw(&self, addr: SocketAddr) {
+        let _ = self.seeds.try_send(SeedNews::Withdraw(addr));
     }
 
     /// New TLS configs (a new revocation list) for the next handshakes both ways.
@@ -161,29 +170,33 @@ impl Membership {
         Ok(())
     }
 
-    /// Close the open connections with a node whose certificate `crl` revokes; how many.
-    pub fn cut_revoked(&self, crl: &fleet_tls::revoke::Crl) -> usize {
+    /// Put `crl` in force: close the open connections with a node whose
+    /// certificate it revokes, and any such connection kept later (one whose
+    /// handshake began before the new list); how many were closed now.
+    pub fn apply(&self, crl: Option<fleet_tls::revoke::Crl>) -> usize {
         let mut conns = self.transport.conns.lock().expect("conns");
-        let revoked: Vec<SocketAddr> = conns
-            .iter()
-            .filter(|(_, c)| {
-                c.peer_identity()
-                    .and_then(|any| any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
-                    .and_then(|certs| certs.first().and_then(fleet_tls::revoke::serial_of))
-                    .is_some_and(|serial| crl.revokes(&serial))
-            })
-            .map(|(a, _)| *a)
-            .collect();
+        let revoked: Vec<SocketAddr> =
+            conns.iter().filter(|(_, c)| revoked_by(crl.as_ref(), c)).map(|(a, _)| *a).collect();
         for a in &revoked {
             if let Some(c) = conns.remove(a) {
                 c.close(2u32.into(), b"certificate revoked");
             }
         }
+        *self.transport.crl.lock().expect("crl") = crl;
         revoked.len()
     }
 }
 
 // ---------------------------------------------------------------- transport
+
+/// Does `crl` revoke the certificate the peer of `conn` presented?
+fn revoked_by(crl: Option<&fleet_tls::revoke::Crl>, conn: &quinn::Connection) -> bool {
+    let Some(crl) = crl else { return false };
+    conn.peer_identity()
+        .and_then(|any| any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>().ok())
+        .and_then(|certs| certs.first().and_then(fleet_tls::revoke::serial_of))
+        .is_some_and(|serial| crl.revokes(&serial))
+}
 
 struct Transport {
     endpoint: quinn::Endpoint,
@@ -192,6 +205,8 @@ struct Transport {
     conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
     /// The client config of dials, once [`Membership::set_tls`] replaced the endpoint's default.
     client: Mutex<Option<quinn::ClientConfig>>,
+    /// The revocation list in force ([`Membership::apply`]).
+    crl: Mutex<Option<fleet_tls::revoke::Crl>>,
     dialing: Mutex<HashSet<SocketAddr>>,
     /// The last dial error per address, so each new one is logged once.
     dial_errors: Mutex<HashMap<SocketAddr, String>>,
@@ -216,7 +231,15 @@ impl Transport {
 
     fn keep(self: &Arc<Self>, conn: quinn::Connection) {
         let addr = conn.remote_address();
-        self.conns.lock().expect("conns").insert(addr, conn.clone());
+        {
+            // Under the conns lock, as `apply` holds it while it swaps the list.
+            let mut conns = self.conns.lock().expect("conns");
+            if revoked_by(self.crl.lock().expect("crl").as_ref(), &conn) {
+                conn.close(2u32.into(), b"certificate revoked");
+                return;
+            }
+            conns.insert(addr, conn.clone());
+        }
         let me = self.clone();
         tokio::spawn(async move {
             loop {
@@ -394,6 +417,7 @@ pub fn start(
         server_name: format!("node.{}.fleet.internal", me.tenant),
         conns: Mutex::new(HashMap::new()),
         client: Mutex::new(None),
+        crl: Mutex::new(None),
         dialing: Mutex::new(Default::default()),
         dial_errors: Mutex::new(HashMap::new()),
         inbound: inbound_tx,
@@ -403,7 +427,7 @@ pub fn start(
     tracker.spawn(transport.clone().accept_loop(cancel.clone()));
     let transport_handle = transport.clone();
 
-    let (seeds_tx, mut seeds) = mpsc::channel::<(SocketAddr, FoundBy)>(256);
+    let (seeds_tx, mut seeds) = mpsc::channel::<SeedNews>(256);
     let (view_tx, view) = watch::channel(Vec::<MemberInfo>::new());
     let (timer_tx, mut timers) = mpsc::channel::<Timer<MemberId>>(1024);
     tracing::info!(quic = %me.quic, generation = me.generation, "membership: SWIM over QUIC");
@@ -438,19 +462,24 @@ pub fn start(
                         tracing::debug!(error = %e, "membership: timer");
                     }
                 }
-                Some((addr, how)) = seeds.recv() => {
-                    let now = now_ms();
-                    found.entry(addr).or_insert(Seed { how, reported_ms: now }).reported_ms = now;
-                    if let Err(e) = foca.announce(placeholder(&me, addr), &mut rt) {
-                        tracing::warn!(seed = %addr, error = %e, "membership: cannot announce to seed");
+                Some(news) = seeds.recv() => match news {
+                    SeedNews::Report(addr, how) => {
+                        found.entry(addr).or_insert(Seed { how, withdrawn: false }).withdrawn = false;
+                        if let Err(e) = foca.announce(placeholder(&me, addr), &mut rt) {
+                            tracing::warn!(seed = %addr, error = %e, "membership: cannot announce to seed");
+                        }
                     }
-                }
+                    SeedNews::Withdraw(addr) => {
+                        if let Some(s) = found.get_mut(&addr) {
+                            s.withdrawn = true;
+                        }
+                    }
+                },
                 _ = reseed.tick() => {
                     // Seeds that are not (or no longer) members: announce again,
-                    // unless they have not been reported for SEED_TTL.
+                    // unless their reporter withdrew them.
                     let members: HashSet<SocketAddr> = foca.iter_members().map(|m| m.id().quic).collect();
-                    let stale = now_ms() - SEED_TTL.as_millis() as i64;
-                    found.retain(|addr, s| members.contains(addr) || s.reported_ms > stale);
+                    found.retain(|addr, s| members.contains(addr) || !s.withdrawn);
                     for addr in found.keys().filter(|a| !members.contains(a)) {
                         let _ = foca.announce(placeholder(&me, *addr), &mut rt);
                     }

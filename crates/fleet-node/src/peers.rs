@@ -307,7 +307,7 @@ pub async fn follow_membership(
     mut members: watch::Receiver<Vec<MemberInfo>>,
     list: watch::Sender<Vec<Arc<Peer>>>,
     peers: Arc<Peers>,
-    tls: ClientTls,
+    mut tls: ClientTls,
     tenant: DnsLabel,
     cancel: CancellationToken,
 ) {
@@ -349,6 +349,19 @@ pub async fn follow_membership(
         tokio::select! {
             () = cancel.cancelled() => return,
             r = members.changed() => if r.is_err() { return },
+            r = tls.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                // New credentials or a new revocation list: every peer gets a new
+                // channel, so no connection made under the old ones is kept (one
+                // to a node now revoked, in particular). Feeds start again.
+                for (_, (_, feed)) in known.drain() {
+                    if let Some(f) = feed {
+                        f.cancel();
+                    }
+                }
+            }
         }
     }
 }

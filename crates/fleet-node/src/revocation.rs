@@ -7,14 +7,16 @@
 //! halfway through a rotation), the running configuration stays, the error is
 //! logged once, and the load is tried again every check until it succeeds.
 //! Once loaded:
-//! - new TLS handshakes on both doors and outgoing dials use the new list;
+//! - new TLS handshakes on the network door (gRPC over TCP, membership over
+//!   QUIC) and outgoing dials use the new configs; every peer's gRPC channel
+//!   is made again (`peers::follow_membership`);
 //! - open gRPC connections whose client certificate it revokes are cut
 //!   ([`Cuttable`] streams, registered by [`Registry`]);
 //! - open QUIC (membership) connections with a revoked node are closed; new
 //!   ones are refused, so SWIM declares that node down within seconds.
 
 use fleet_tls::config::{Identity, client_config, server_config};
-use fleet_tls::revoke::{Crl, read_crl, serial_of};
+use fleet_tls::revoke::{Crl, serial_of};
 use rustls::{ClientConfig, ServerConfig};
 use std::collections::HashMap;
 use std::future::Future;
@@ -33,9 +35,17 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(2);
 /// An open connection: the serial of its client certificate, and its cut.
 type Open = (Vec<u8>, CancellationToken);
 
-/// The open incoming connections, by connection id.
+/// The open incoming connections, by connection id, and the list in force:
+/// a connection whose handshake began before a new list and ends after it is
+/// checked against it when it is registered.
+#[derive(Default)]
+struct Conns {
+    conns: HashMap<u64, Open>,
+    crl: Option<Crl>,
+}
+
 #[derive(Clone, Default)]
-pub struct Registry(Arc<Mutex<HashMap<u64, Open>>>);
+pub struct Registry(Arc<Mutex<Conns>>);
 
 impl Registry {
     /// Wrap a freshly accepted TLS stream so that it can be cut.
@@ -45,21 +55,35 @@ impl Registry {
         let serial = inner.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(serial_of);
         let token = CancellationToken::new();
         if let Some(serial) = serial {
-            self.0.lock().expect("registry").insert(id, (serial, token.clone()));
+            let mut open = self.0.lock().expect("registry");
+            if open.crl.as_ref().is_some_and(|c| c.revokes(&serial)) {
+                token.cancel();
+            }
+            open.conns.insert(id, (serial, token.clone()));
         }
         Cuttable { inner, cut: Box::pin(token.cancelled_owned()), id, registry: self.clone() }
     }
 
-    /// Cut every open connection whose client certificate `crl` revokes; how many.
-    pub fn cut_revoked(&self, crl: &Crl) -> usize {
+    /// Put `crl` in force: cut every open connection whose client certificate it
+    /// revokes, and every one registered later; how many were cut now.
+    pub fn apply(&self, crl: Option<Crl>) -> usize {
+        let mut open = self.0.lock().expect("registry");
         let mut n = 0;
-        for (serial, token) in self.0.lock().expect("registry").values() {
-            if crl.revokes(serial) && !token.is_cancelled() {
-                token.cancel();
-                n += 1;
+        if let Some(crl) = &crl {
+            for (serial, token) in open.conns.values() {
+                if crl.revokes(serial) && !token.is_cancelled() {
+                    token.cancel();
+                    n += 1;
+                }
             }
         }
+        open.crl = crl;
         n
+    }
+
+    /// The CRL number in force (0 without a list).
+    fn number(&self) -> u128 {
+        self.0.lock().expect("registry").crl.as_ref().map_or(0, |c| c.number)
     }
 }
 
@@ -74,7 +98,7 @@ pub struct Cuttable<T> {
 
 impl<T> Drop for Cuttable<T> {
     fn drop(&mut self) {
-        self.registry.0.lock().expect("registry").remove(&self.id);
+        self.registry.0.lock().expect("registry").conns.remove(&self.id);
     }
 }
 
@@ -163,17 +187,23 @@ pub async fn follow(t: Targets, cancel: CancellationToken) {
 
 fn reload(t: &Targets) -> Result<(), String> {
     let id = Identity::node(&t.certs_dir).map_err(|e| e.to_string())?;
+    let (number, in_force) = (id.crl.as_ref().map_or(0, |c| c.number), t.registry.number());
+    if number < in_force {
+        // A stale copy would silently take revocations back.
+        return Err(format!(
+            "crl.pem has CRL number {number}, older than the {in_force} in force: copy the current one from the CA's certs dir"
+        ));
+    }
     let server = server_config(&id).map_err(|e| e.to_string())?;
     let client = client_config(&id).map_err(|e| e.to_string())?;
-    let crl = read_crl(&fleet_tls::CertsDir::new(&t.certs_dir).crl(), &id.ca).map_err(|e| e.to_string())?;
     t.membership.set_tls(&server, &client)?;
     t.server_tls.send_replace(server);
     t.client_tls.send_replace(client);
-    let (grpc, quic) = match &crl {
-        Some(crl) => (t.registry.cut_revoked(crl), t.membership.cut_revoked(crl)),
-        None => (0, 0),
-    };
+    let crl = id.crl;
+    let quic = t.membership.apply(crl.clone());
+    let grpc = t.registry.apply(crl.clone());
     tracing::info!(
+        crl_number = number,
         revoked = crl.as_ref().map_or(0, |c| c.revoked.len()),
         cut_grpc = grpc,
         cut_quic = quic,

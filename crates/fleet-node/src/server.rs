@@ -33,13 +33,12 @@ pub enum NodeError {
     Serve(String),
 }
 
-/// Who this node is, from its certificate (or a fresh one-host mesh).
 /// How often static peer names that resolve are resolved again.
 const RESOLVE_EVERY: Duration = Duration::from_secs(60);
 
 /// Static peers are `HOST:PORT` names: resolved at start, again every
-/// [`RESOLVE_EVERY`] (a host whose address changes is followed; membership
-/// forgets the old address once it is no longer reported), and every `retry`
+/// [`RESOLVE_EVERY`] (a host whose address changes is followed: the old
+/// address is withdrawn from the seeds), and every `retry`
 /// while one does not resolve (a node started before the name service is up
 /// joins once it is). Each change of a name's answer is logged once.
 async fn follow_static_peers(names: Vec<String>, members: Membership, retry: Duration, cancel: CancellationToken) {
@@ -55,6 +54,12 @@ async fn follow_static_peers(names: Vec<String>, members: Membership, retry: Dur
             match &now {
                 Ok(addr) => members.seed(*addr, FoundBy::Static),
                 Err(_) => unresolved = true,
+            }
+            // The name moved: its old address is no longer a seed (a failed lookup keeps it).
+            if let (Some(Ok(old)), Ok(new)) = (last.get(name.as_str()), &now)
+                && old != new
+            {
+                members.withdraw(*old);
             }
             if last.get(name.as_str()) != Some(&now) {
                 match &now {
@@ -74,6 +79,7 @@ async fn follow_static_peers(names: Vec<String>, members: Membership, retry: Dur
     }
 }
 
+/// Who this node is, from its certificate (or a fresh one-host mesh).
 fn resolve_identity(cfg: &NodeConfig) -> Result<(DnsLabel, DnsLabel), NodeError> {
     let bad = |e: fleet_tls::Error| NodeError::Config(e.to_string());
     match fleet_tls::setup::node_principal(&cfg.certs_dir).map_err(bad)? {
@@ -260,7 +266,7 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
     // mDNS: announce ourselves, and seed membership with whatever matching node
     // answers (records of another tenant or mesh never get this far).
     let mdns = if cfg.mdns {
-        let (found_tx, mut found_rx) = tokio::sync::mpsc::channel::<crate::mdns::Found>(64);
+        let (found_tx, mut found_rx) = tokio::sync::mpsc::channel::<crate::mdns::Report>(64);
         let ann = crate::mdns::Announcement {
             tenant: tenant.to_string(),
             host: host.to_string(),
@@ -283,9 +289,18 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
                             () = cancel.cancelled() => return,
                             f = found_rx.recv() => match f { Some(f) => f, None => return },
                         };
-                        tracing::info!(host = %found.host, addrs = ?found.quic_addrs, "mdns: found a node of this mesh");
-                        for addr in found.quic_addrs {
-                            members.seed(addr, FoundBy::Mdns);
+                        match found {
+                            crate::mdns::Report::Found(found) => {
+                                tracing::info!(host = %found.host, addrs = ?found.quic_addrs, "mdns: found a node of this mesh");
+                                for addr in found.quic_addrs {
+                                    members.seed(addr, FoundBy::Mdns);
+                                }
+                            }
+                            crate::mdns::Report::Gone(addrs) => {
+                                for addr in addrs {
+                                    members.withdraw(addr);
+                                }
+                            }
                         }
                     }
                 });
@@ -361,6 +376,8 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
     };
     let (tls_tx, tls_rx) = watch::channel(server_tls);
     let registry = crate::revocation::Registry::default();
+    registry.apply(identity.crl.clone());
+    members.apply(identity.crl.clone());
     let wrap = registry.clone();
     let tls_incoming = fleet_tls::net::TlsIncoming::new(tcp, tls_rx)
         .map_err(|e| NodeError::Serve(e.to_string()))?

@@ -68,7 +68,8 @@ pub struct Identity {
     pub cert: CertificateDer<'static>,
     key: PrivateKeyDer<'static>,
     pub principal: Principal,
-    pub crls: Vec<CertificateRevocationListDer<'static>>,
+    /// The revocation list read from the certs dir, when there is one.
+    pub crl: Option<crate::revoke::Crl>,
 }
 
 impl Clone for Identity {
@@ -78,7 +79,7 @@ impl Clone for Identity {
             cert: self.cert.clone(),
             key: self.key.clone_key(),
             principal: self.principal.clone(),
-            crls: self.crls.clone(),
+            crl: self.crl.clone(),
         }
     }
 }
@@ -125,7 +126,7 @@ impl Identity {
                 ),
             });
         }
-        self.crls = vec![list.der];
+        self.crl = Some(list);
         Ok(self)
     }
 
@@ -172,7 +173,11 @@ impl Identity {
         if certified.keys_match().is_err() {
             return Err(IdentityError::KeyMismatch);
         }
-        Ok(Identity { ca, cert, key, principal, crls: vec![] })
+        Ok(Identity { ca, cert, key, principal, crl: None })
+    }
+
+    fn crls(&self) -> Vec<CertificateRevocationListDer<'static>> {
+        self.crl.iter().map(|c| c.der.clone()).collect()
     }
 
     fn roots(&self) -> Result<Arc<RootCertStore>> {
@@ -199,9 +204,8 @@ pub enum IdentityError {
 /// certificate that chains to the mesh CA, speaks h2.
 pub fn server_config(id: &Identity) -> Result<Arc<ServerConfig>> {
     let provider = provider();
-    let verifier = WebPkiClientVerifier::builder_with_provider(id.roots()?, provider.clone())
-        .with_crls(id.crls.clone())
-        .build()?;
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(id.roots()?, provider.clone()).with_crls(id.crls()).build()?;
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
@@ -214,9 +218,8 @@ pub fn server_config(id: &Identity) -> Result<Arc<ServerConfig>> {
 /// caller picks the server name ([`node_server_name`] or [`any_node_server_name`]).
 pub fn client_config(id: &Identity) -> Result<Arc<ClientConfig>> {
     let provider = provider();
-    let verifier = WebPkiServerVerifier::builder_with_provider(id.roots()?, provider.clone())
-        .with_crls(id.crls.clone())
-        .build()?;
+    let verifier =
+        WebPkiServerVerifier::builder_with_provider(id.roots()?, provider.clone()).with_crls(id.crls()).build()?;
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_webpki_verifier(verifier)

@@ -669,6 +669,11 @@ fn a_static_peer_name_that_resolves_later_is_joined() {
         host_row(&rows, "b").is_some_and(|r| r["state"] == "ok") && agents_of(&rows).len() == 2
     });
     assert!(lab.log(a).contains("static peer resolves"), "{}", lab.log(a));
+    // `last_seen` keeps up with the datagrams (a probe a second), not with the last state change.
+    std::thread::sleep(Duration::from_secs(4));
+    let seen = peer_of(&lab, a, "b").unwrap()["last_seen_unix_ms"].as_i64().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    assert!(now - seen < 2500, "b last seen {} ms ago, 4 s after it joined", now - seen);
     drop(lab);
     fp.assert_gone();
 }

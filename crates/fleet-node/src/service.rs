@@ -621,8 +621,10 @@ impl Mesh for NodeService {
             found_by: v1::Discovery::Self_ as i32,
             last_seen_unix_ms: now_ms(),
         }];
-        for p in node.peers.current() {
-            let m = p.info();
+        // The membership view itself: its rows are rewritten after every datagram,
+        // so `last_seen` is current (the peer list is updated on changes only).
+        let rows = node.members.members.borrow().clone();
+        for m in rows {
             peers.push(v1::Peer {
                 tenant_id: m.id.tenant.clone(),
                 host: m.id.host.clone(),

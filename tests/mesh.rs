@@ -526,3 +526,30 @@ fn a_revoked_node_is_dropped_from_the_mesh() {
     assert_eq!(host_row(&rows, "b").unwrap()["state"], "ok", "{rows:#?}");
     assert!(rows.iter().all(|r| r["record"] != "agent" || r["host"] != "c"), "{rows:#?}");
 }
+
+#[test]
+fn a_host_whose_tmux_cannot_be_probed_is_an_error_row_here_and_on_its_peers() {
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub }\n");
+    m.add_host("b", "  - { name: rev, runtime: stub }\n");
+    m.start_agents(0);
+    m.start_agents(1);
+    // a's node cannot run tmux at all (no tmux on its PATH): every probe of its socket fails.
+    let empty = m.root().join("empty-bin");
+    std::fs::create_dir_all(&empty).unwrap();
+    m.start_node_with(0, "127.0.0.1:0", &[], &[("PATH", empty.to_str().unwrap())]);
+    let peers = vec![m.addr(0)];
+    m.start_node(1, "127.0.0.1:0", &peers);
+    let error_row = |rows: &[serde_json::Value]| {
+        host_row(rows, "a").is_some_and(|r| {
+            r["state"] == "error"
+                && r["detail"].as_str().is_some_and(|d| d.contains("tmux could not be probed"))
+                && r["roster_problem"].is_null()
+        })
+    };
+    wait_for("a's own row to be an error", Duration::from_secs(10), || error_row(&ps_json(&m, 0)));
+    wait_for("a's row on b to be an error", Duration::from_secs(10), || error_row(&ps_json(&m, 1)));
+    let rows = ps_json(&m, 1);
+    assert_eq!(host_row(&rows, "b").unwrap()["state"], "ok", "{rows:#?}");
+    eprintln!("{}", host_row(&rows, "a").unwrap());
+}

@@ -141,6 +141,11 @@ agents:
 
     /// Start node `i` listening on `listen` with static `peers`; wait until it answers.
     pub fn start_node(&mut self, i: usize, listen: &str, peers: &[String]) {
+        self.start_node_with(i, listen, peers, &[]);
+    }
+
+    /// [`Mesh::start_node`] with extra environment for the node.
+    pub fn start_node_with(&mut self, i: usize, listen: &str, peers: &[String], env: &[(&str, &str)]) {
         let n = &self.nodes[i];
         let log = std::fs::File::create(self.root().join(format!("{}.log", n.host))).unwrap();
         let mut cmd = Command::new(FLEET);
@@ -154,6 +159,7 @@ agents:
             .env("FLEET_FANOUT_DEADLINE_MS", "1000")
             .env("FLEET_SHUTDOWN_GRACE_MS", "1000")
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);

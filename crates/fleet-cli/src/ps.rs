@@ -170,7 +170,7 @@ pub fn render_hosts(hosts: &[HostStatus]) -> String {
                 HostState::Timeout => "timeout",
                 HostState::Error => "error",
             };
-            let detail = h.roster_problem.clone().or_else(|| h.detail.clone()).unwrap_or_default();
+            let detail = [&h.detail, &h.roster_problem].into_iter().flatten().cloned().collect::<Vec<_>>().join("; ");
             vec![
                 h.host.clone(),
                 h.tenant_id.clone(),

@@ -187,6 +187,11 @@ impl Peers {
                     let mut s = status(HostState::Ok, None, rows.len() as u32);
                     if let Some(h) = resp.hosts.into_iter().find(|h| h.host.eq_ignore_ascii_case(&host)) {
                         s.roster_problem = Some(h.roster_problem).filter(|p| !p.is_empty());
+                        // The peer answered, but could not see all of its own host.
+                        if h.state == v1::HostState::Error as i32 {
+                            s.state = HostState::Error;
+                            s.detail = Some(h.detail).filter(|d| !d.is_empty());
+                        }
                     }
                     agents.extend(rows);
                     statuses.push(s);

@@ -126,15 +126,18 @@ impl Node {
         Ok(Caller { principal: name, peer, node_host })
     }
 
-    fn self_status(&self, agents: usize, problem: Option<String>) -> HostStatus {
+    /// This host's row: `error` when tmux could not be probed on a socket (the
+    /// agents there are missing from the listing; `detail` says which socket
+    /// and why), the roster problem, if any, beside it.
+    fn self_status(&self, view: &crate::live::HostView) -> HostStatus {
         HostStatus {
             tenant_id: self.info.tenant.to_string(),
             host: self.info.host.to_string(),
-            state: HostState::Ok,
+            state: if view.probe_error.is_some() { HostState::Error } else { HostState::Ok },
             latency_ms: 0,
-            agent_count: agents as u32,
-            detail: None,
-            roster_problem: problem,
+            agent_count: view.agents.len() as u32,
+            detail: view.probe_error.as_ref().map(|e| format!("tmux could not be probed: {e}")),
+            roster_problem: view.roster_problem.clone(),
         }
     }
 
@@ -447,8 +450,7 @@ impl Fleet for NodeService {
         let mut hosts = Vec::new();
         if want(node.info.host.as_str()) {
             agents.extend(view.agents.iter().cloned());
-            let problem = view.roster_problem.clone().or_else(|| view.probe_error.clone());
-            hosts.push(node.self_status(view.agents.len(), problem));
+            hosts.push(node.self_status(&view));
         }
         if req.scope == v1::Scope::Mesh as i32 {
             let deadline = if req.deadline_ms == 0 {

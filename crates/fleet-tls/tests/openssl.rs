@@ -83,3 +83,33 @@ fn openssl_verifies_leaves_and_shows_the_sans() {
     let info = show::show(&node.cert, None).unwrap();
     assert!(out.trim().ends_with(&format!("={}", info.sha256)), "openssl: {out} ours: {}", info.sha256);
 }
+
+#[test]
+fn openssl_reads_the_crl_and_refuses_what_it_revokes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("certs");
+    issue::init_ca(&dir, "acme", false).unwrap();
+    let (ca, crl) = (dir.join("ca.pem"), dir.join("crl.pem"));
+    let gone = issue::issue(&dir, Kind::Operator, "mallory", 30, None, false).unwrap();
+    let kept = issue::issue(&dir, Kind::Operator, "alice", 30, None, false).unwrap();
+    let done = fleet_tls::revoke::revoke(&dir, fleet_tls::revoke::Target::Cert(&gone.cert)).unwrap();
+
+    let (ok, out) = openssl(&["crl", "-noout", "-text", "-in", crl.to_str().unwrap(), "-CAfile", ca.to_str().unwrap()]);
+    assert!(ok && out.contains("verify OK") && out.contains("CRL Number"), "{out}");
+    assert!(out.contains(&done.serial.replace(':', "").to_uppercase()), "{} not in:\n{out}", done.serial);
+    let verify = |leaf: &Path| {
+        openssl(&[
+            "verify",
+            "-crl_check",
+            "-CAfile",
+            ca.to_str().unwrap(),
+            "-CRLfile",
+            crl.to_str().unwrap(),
+            leaf.to_str().unwrap(),
+        ])
+    };
+    let (ok, out) = verify(&gone.cert);
+    assert!(!ok && out.contains("certificate revoked"), "{out}");
+    let (ok, out) = verify(&kept.cert);
+    assert!(ok, "{out}");
+}

@@ -361,6 +361,12 @@ impl Op {
         }
     }
 
+    /// Whether it sends anything between the hosts (all but the process-start rows):
+    /// these are captured and counted.
+    fn on_wire(self) -> bool {
+        !matches!(self, Op::Exec | Op::NetnsExec)
+    }
+
     /// Round trips on the critical path at WAN latency, read from the
     /// protocols (the growth model uses these; the capture shows more
     /// alternations on this LAN, see the docs):
@@ -1191,18 +1197,8 @@ fn namespaces() -> NsFigures {
     if logins_c != want_c || logins_b != want_b {
         notes.push(format!("WARNING: {msg}: a warm operation did not use its ControlMaster"));
     }
-    let flows = ns.capture(&[
-        Op::FleetPs,
-        Op::GrpcPs,
-        Op::SshColdLs,
-        Op::SshWarmLs,
-        Op::FleetSend,
-        Op::GrpcSend,
-        Op::SshColdSend,
-        Op::SshWarmSend,
-        Op::SshWarmSend1,
-        Op::Hb,
-    ]);
+    let on_wire: Vec<Op> = Op::ALL.into_iter().filter(|op| op.on_wire()).collect();
+    let flows = ns.capture(&on_wire);
     ns.close_masters();
     NsFigures { times: times.iter().map(|(op, v)| (*op, Stat::of(v))).collect(), flows, notes }
 }
@@ -1240,7 +1236,7 @@ fn ns_tables(f: &NsFigures) -> Vec<Table> {
     for op in Op::ALL {
         let s = stat(op);
         let rt = if f.flows.contains_key(&op) { flow(op).rt_text() } else { "-".into() };
-        let proto = if matches!(op, Op::Exec | Op::NetnsExec) { "-".into() } else { op.protocol_rts().to_string() };
+        let proto = if op.on_wire() { op.protocol_rts().to_string() } else { "-".into() };
         measures.row(vec![op.label().into(), s.n.to_string(), f2(s.p50), f2(s.p99), rt, proto]);
     }
     measures.notes.extend(f.notes.iter().cloned());

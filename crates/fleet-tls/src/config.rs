@@ -113,15 +113,17 @@ impl Identity {
     /// and refuse an identity whose own certificate (`cert_path`) it revokes.
     fn with_crl(mut self, crl: &Path, cert_path: &Path) -> Result<Identity> {
         let Some(list) = crate::revoke::read_crl(crl, &self.ca)? else { return Ok(self) };
-        let (_, cert) = x509_parser::parse_x509_certificate(self.cert.as_ref())
-            .map_err(|e| Error::Invalid { path: cert_path.to_path_buf(), detail: e.to_string() })?;
-        if list.revokes(cert.raw_serial()) {
+        let serial = crate::revoke::serial_of(&self.cert).ok_or_else(|| Error::Invalid {
+            path: cert_path.to_path_buf(),
+            detail: "no readable serial number".into(),
+        })?;
+        if list.revokes(&serial) {
             return Err(Error::Invalid {
                 path: cert_path.to_path_buf(),
                 detail: format!(
                     "this certificate ({}, serial {}) is revoked by {}: issue a new one",
                     self.principal,
-                    cert.raw_serial_as_string(),
+                    crate::revoke::hex(&serial),
                     crl.display()
                 ),
             });

@@ -97,7 +97,8 @@ pub struct Revoked {
     pub all: Vec<String>,
 }
 
-fn hex(serial: &[u8]) -> String {
+/// A serial in hex with colons, as `fleet certs show` prints it.
+pub(crate) fn hex(serial: &[u8]) -> String {
     serial.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
 }
 
@@ -133,9 +134,7 @@ pub fn revoke(dir: &Path, target: Target<'_>) -> Result<Revoked> {
             if info.chains_to_ca != Some(true) {
                 return Err(invalid(path, format!("not issued by the mesh CA in {}", dir.display())));
             }
-            let (_, cert) =
-                x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| invalid(path, e.to_string()))?;
-            strip(cert.raw_serial()).to_vec()
+            serial_of(&der).ok_or_else(|| invalid(path, "no readable serial number"))?
         }
     };
     let path = certs.crl();
@@ -224,11 +223,7 @@ mod tests {
         assert_eq!((second.number, second.all.len()), (2, 2));
         let crl = read_crl(&ca.join("crl.pem"), &ca_der).unwrap().unwrap();
         assert_eq!(crl.number, 2);
-        let serial_of = |p: &Path| {
-            let der = show::read_single_cert(p).unwrap();
-            let (_, c) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
-            c.raw_serial().to_vec()
-        };
+        let serial_of = |p: &Path| serial_of(&show::read_single_cert(p).unwrap()).unwrap();
         assert!(crl.revokes(&serial_of(&a.cert)) && crl.revokes(&serial_of(&b.cert)));
         assert!(!crl.revokes(&serial_of(&ca.join("ca.pem"))));
 

@@ -61,9 +61,15 @@ impl Tmux {
     /// A `tmux` command with the socket arguments set. `$TMUX` is removed: run
     /// from inside a tmux pane, tmux without `-L`/`-S` would otherwise talk to
     /// the server of that pane instead of the default server.
+    ///
+    /// `-u` always: a client whose locale is not UTF-8 (`LANG` unset or `C`, as
+    /// under a systemd unit) has the server replace every non-printable byte
+    /// of its output with `_`, the tabs of our `-F` formats included (tmux
+    /// 3.3a), and every probe would then parse to nothing.
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(&self.bin);
         cmd.env_remove("TMUX");
+        cmd.arg("-u");
         match &self.socket {
             TmuxSocket::Default => {}
             TmuxSocket::Name(n) => {
@@ -138,6 +144,20 @@ mod tests {
         assert_eq!(escape_arg(";"), "\\;");
         assert_eq!(escape_arg("a\\;"), "a\\\\;", "tmux drops one backslash: the value stays a\\;");
         assert_eq!(escape_arg(""), "");
+    }
+
+    /// In a C locale tmux rewrites a tab in `-F` output to `_` unless the
+    /// client says `-u`; the pane probe splits on tabs.
+    #[test]
+    fn format_output_keeps_its_tabs_in_a_c_locale() {
+        let server = crate::testutil::TestServer::new();
+        server.tmux.run(["-f", "/dev/null", "new-session", "-d", "-s", "t", "sleep 30"], None).unwrap();
+        let mut cmd = server.tmux.command();
+        cmd.env_remove("LANG").env_remove("LC_ALL").env_remove("LC_CTYPE");
+        let out = cmd.args(["list-panes", "-a", "-F", "#{pane_id}\t#{session_name}"]).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let line = String::from_utf8(out.stdout).unwrap();
+        assert!(line.starts_with('%') && line.trim_end().ends_with("\tt"), "got {line:?}");
     }
 
     #[test]

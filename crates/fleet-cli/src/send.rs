@@ -5,7 +5,7 @@ use crate::exit::{self, CliResult};
 use crate::node;
 use anyhow::anyhow;
 use fleet_core::address::AgentAddr;
-use fleet_core::message::preamble;
+use fleet_core::message::{MAX_MESSAGE_BYTES, Source, compose, label_from, recipient_refusal};
 use fleet_core::roster::TmuxSocket;
 use fleet_proto::v1;
 use fleet_tmux::send::{SendError, SendOptions, send};
@@ -33,6 +33,9 @@ pub struct SendArgs {
     /// Who sends, for the preamble [default: $MOSAIC_AGENT_NAME, else the user name].
     #[arg(long = "from", value_name = "LABEL")]
     pub from: Option<String>,
+    /// Also type into a session the roster does not name (never the holder session).
+    #[arg(long)]
+    pub unmanaged: bool,
     /// Send on this host directly, without a node.
     #[arg(long)]
     pub local: bool,
@@ -41,15 +44,21 @@ pub struct SendArgs {
     pub json: bool,
 }
 
+/// The message: from -m, a file (a pipe or `<(...)` too) or stdin, read up to
+/// one byte past the size limit, so `-f /dev/zero` is refused as too long
+/// instead of read forever.
 fn read_text(args: &SendArgs) -> CliResult<String> {
-    let read_stdin = || {
-        let mut s = String::new();
-        std::io::stdin().read_to_string(&mut s).map(|_| s)
+    let bounded = |r: &mut dyn Read| {
+        let mut bytes = Vec::new();
+        r.take(MAX_MESSAGE_BYTES as u64 + 1).read_to_end(&mut bytes)?;
+        String::from_utf8(bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     };
+    let read_stdin = || bounded(&mut std::io::stdin().lock());
     match (&args.message, &args.file) {
         (Some(m), _) => Ok(m.clone()),
         (None, Some(f)) if f.as_os_str() == "-" => read_stdin().map_err(|e| exit::usage(anyhow!("reading stdin: {e}"))),
-        (None, Some(f)) => std::fs::read_to_string(f)
+        (None, Some(f)) => std::fs::File::open(f)
+            .and_then(|mut file| bounded(&mut file))
             .map_err(|e| exit::usage(anyhow!("cannot read the message file {}: {e}", f.display()))),
         (None, None) if std::io::stdin().is_terminal() => {
             Err(exit::usage(anyhow!("no message: give -m TEXT, -f FILE, or pipe it on stdin")))
@@ -73,13 +82,17 @@ pub fn run(args: SendArgs, g: &GlobalArgs) -> CliResult {
         )));
     }
     let text = read_text(&args)?;
-    let from = from_label(&args);
+    let from = from_label(&args)?;
     let name = addr.agent.as_str();
     let socket: TmuxSocket = match local.roster.agent(name) {
         Some(a) => local.roster.socket_of(a).clone(),
         None => local.roster.socket.clone(),
     };
-    let full = format!("{}{text}", preamble(local.host.as_str(), &from, local.host.as_str(), name));
+    let source = Source { host: local.host.as_str(), label: &from };
+    let full = compose(&source, local.host.as_str(), name, &text).map_err(exit::usage)?;
+    if let Some(why) = recipient_refusal(&local.roster, &local.host, name, args.unmanaged) {
+        return Err(exit::failed(anyhow!("{why}")));
+    }
     let opts = SendOptions {
         verify: args.verify,
         verify_timeout: Duration::from_millis(args.verify_timeout),
@@ -121,15 +134,24 @@ fn idempotency_key() -> String {
     format!("{:x}-{:x}", nanos, std::process::id())
 }
 
-fn from_label(args: &SendArgs) -> String {
-    args.from
-        .clone()
-        .or_else(|| std::env::var("MOSAIC_AGENT_NAME").ok().filter(|s| !s.is_empty()))
-        .unwrap_or_else(crate::context::user_name)
+/// Who sends: `--from`, else `$MOSAIC_AGENT_NAME` (both must be labels: an
+/// agent name's characters), else the login name made into one.
+fn from_label(args: &SendArgs) -> CliResult<String> {
+    let given = args.from.clone().map(|l| (l, "--from")).or_else(|| {
+        std::env::var("MOSAIC_AGENT_NAME").ok().filter(|s| !s.is_empty()).map(|l| (l, "MOSAIC_AGENT_NAME"))
+    });
+    match given {
+        Some((label, whence)) => fleet_core::names::check_agent_chars("source label", &label)
+            .map(|()| label)
+            .map_err(|e| exit::usage(anyhow!("{whence}: {e}"))),
+        None => Ok(label_from(&crate::context::user_name())),
+    }
 }
 
 fn via_node(args: &SendArgs, addr: &AgentAddr) -> CliResult {
     let text = read_text(args)?;
+    // The node checks both again; here they are refused before any call, as with --local.
+    let from = from_label(args)?;
     fleet_core::message::prepare_text(&text).map_err(exit::usage)?;
     let req = v1::SendRequest {
         tenant_id: String::new(),
@@ -137,7 +159,8 @@ fn via_node(args: &SendArgs, addr: &AgentAddr) -> CliResult {
         agent: addr.agent.to_string(),
         text,
         source_host: String::new(),
-        source_label: from_label(args),
+        source_label: from,
+        unmanaged: args.unmanaged,
         verify: args.verify,
         verify_timeout_ms: args.verify_timeout.min(u64::from(u32::MAX)) as u32,
         idempotency_key: idempotency_key(),

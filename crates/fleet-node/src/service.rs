@@ -7,7 +7,7 @@ use crate::live::{Live, now_ms};
 use crate::membership::{FoundBy, MemberState};
 use crate::peers::Peers;
 use fleet_core::event::{self, Event, EventKind};
-use fleet_core::message::preamble;
+use fleet_core::message::{Source, compose, recipient_refusal};
 use fleet_core::names::DnsLabel;
 use fleet_core::record::{HostState, HostStatus};
 use fleet_core::roster::TmuxSocket;
@@ -186,7 +186,21 @@ impl Node {
             req.source_host.clone()
         };
         let src = if req.source_label.is_empty() { "operator".to_string() } else { req.source_label.clone() };
-        let text = format!("{}{}", preamble(&src_host, &src, self.info.host.as_str(), &req.agent), req.text);
+        let from = Source { host: &src_host, label: &src };
+        let text = compose(&from, self.info.host.as_str(), &req.agent, &req.text)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let key = &req.idempotency_key;
+        let refusal = match self.live.current().roster.as_deref() {
+            Some(r) => recipient_refusal(r, &self.info.host, &req.agent, req.unmanaged),
+            None if req.unmanaged => None,
+            None => Some(format!(
+                "host {} has no valid roster, so it has no agents; pass --unmanaged to type into a session anyway",
+                self.info.host
+            )),
+        };
+        if let Some(why) = refusal {
+            return Ok(self.receipt(&req.agent, v1::DeliveryOutcome::NotFound, why, start, key));
+        }
         let opts = SendOptions {
             verify: req.verify,
             verify_timeout: Duration::from_millis(if req.verify_timeout_ms == 0 {
@@ -213,7 +227,6 @@ impl Node {
         })
         .await
         .map_err(|e| Status::internal(format!("send task failed: {e}")))?;
-        let key = &req.idempotency_key;
         let receipt = match result {
             Ok(d) => {
                 let outcome = match d.outcome {

@@ -366,6 +366,33 @@ fn the_demo_tours_a_three_node_mesh_and_leaves_nothing_behind() {
     assert!(left.is_empty(), "the demo left processes behind: {left:?}");
 }
 
+/// A demo step that fails is a failed demo: it names the step and exits 1, and
+/// still removes what it started. The failure is the one a C locale caused
+/// before tmux got `-u`: a tmux that drops `-u` (a shim in front of the real
+/// one, run with no LANG) lists every agent as missing.
+#[test]
+fn a_demo_whose_step_fails_says_which_and_exits_non_zero() {
+    let m = Mesh::new("acme");
+    let tmpdir = m.root().join("demo-tmp");
+    let shims = m.root().join("shims");
+    std::fs::create_dir_all(&tmpdir).unwrap();
+    std::fs::create_dir_all(&shims).unwrap();
+    let real = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join("tmux"))
+        .find(|p| p.is_file())
+        .expect("tmux on PATH");
+    let shim = shims.join("tmux");
+    std::fs::write(&shim, format!("#!/bin/sh\n[ \"$1\" = -u ] && shift\nexec {} \"$@\"\n", real.display())).unwrap();
+    std::fs::set_permissions(&shim, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", shims.display(), std::env::var("PATH").unwrap());
+    let (code, out, err) = m.run(&["demo"], &[("TMPDIR", tmpdir.to_str().unwrap()), ("PATH", &path)]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(err.contains("the demo failed at step 2 (Three `fleet node` processes"), "{err}");
+    assert!(err.contains("of 5 agents are healthy") && err.contains("pane missing"), "{err}");
+    assert!(!out.contains("4. fleet heartbeats"), "no step after the failed one: {out}");
+    assert_eq!(std::fs::read_dir(&tmpdir).unwrap().count(), 0, "the demo left files in {}", tmpdir.display());
+}
+
 #[test]
 fn sends_to_different_agents_overlap_and_sends_to_one_agent_take_turns() {
     let mut m = Mesh::new("acme");

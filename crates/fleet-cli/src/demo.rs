@@ -91,7 +91,11 @@ struct Demo {
     rt: tokio::runtime::Runtime,
 }
 
-fn step(n: u32, title: &str) {
+/// The step the tour is at, for the error of a step that fails.
+static STEP: Mutex<(u32, &str)> = Mutex::new((0, "starting"));
+
+fn step(n: u32, title: &'static str) {
+    *STEP.lock().expect("step") = (n, title);
     if std::io::stdout().is_terminal() {
         println!("\n\x1b[1m{n}. {title}\x1b[0m");
     } else {
@@ -143,7 +147,11 @@ pub fn run(args: DemoArgs) -> CliResult {
             println!("  3 nodes stopped, 3 tmux servers and {} removed", dir.display());
         }
     }
-    result.map_err(exit::failed)
+    result.map_err(|e| {
+        let (n, title) = *STEP.lock().expect("step");
+        let logs = if args.verbose { String::new() } else { " (run with --verbose to see the nodes' logs)".into() };
+        exit::failed(e.context(format!("the demo failed at step {n} ({title}){logs}")))
+    })
 }
 
 impl Demo {
@@ -296,12 +304,37 @@ agents:
             println!("  {:<11} {}  (certificate fleet://{TENANT}/node/{})", h.name, self.addrs[i], h.name);
         }
         let deadline = Instant::now() + Duration::from_secs(10);
+        let expected: usize = HOSTS.iter().map(|h| h.agents.lines().count()).sum();
         let (agents, hosts) = loop {
             let (agents, hosts) = self.list()?;
-            let healthy =
-                agents.iter().filter(|r| r.heartbeat.health == fleet_core::heartbeat::Health::Healthy).count();
-            if healthy == 5 || Instant::now() > deadline {
+            let healthy = |r: &&AgentRecord| r.heartbeat.health == fleet_core::heartbeat::Health::Healthy;
+            let ok = agents.iter().filter(healthy).count() == expected
+                && hosts.iter().all(|h| h.state == fleet_core::record::HostState::Ok);
+            if ok {
                 break (agents, hosts);
+            }
+            if Instant::now() > deadline {
+                print!("{}\n{}", ps::render(&agents), ps::render_hosts(&hosts));
+                let sick: Vec<String> = agents
+                    .iter()
+                    .filter(|r| !healthy(r))
+                    .map(|r| {
+                        format!(
+                            "{}@{} (pane {}, heartbeat {})",
+                            r.name,
+                            r.host,
+                            r.pane.as_str(),
+                            r.heartbeat.health.as_str()
+                        )
+                    })
+                    .collect();
+                return Err(anyhow!(
+                    "after 10 s, {} of {expected} agents are healthy and {} of {} hosts answer; not healthy: {}",
+                    agents.iter().filter(healthy).count(),
+                    hosts.iter().filter(|h| h.state == fleet_core::record::HostState::Ok).count(),
+                    HOSTS.len(),
+                    if sick.is_empty() { "none listed".to_string() } else { sick.join(", ") }
+                ));
             }
             std::thread::sleep(Duration::from_millis(200));
         };
@@ -330,6 +363,14 @@ agents:
             }
             Ok::<_, anyhow::Error>(seen)
         })?;
+        let hosts_heard: std::collections::BTreeSet<&str> = events.iter().map(|e| e.host.as_str()).collect();
+        if hosts_heard.len() < 2 {
+            return Err(anyhow!(
+                "in 3 s, heartbeat events came from {} host(s) ({}), not from several",
+                hosts_heard.len(),
+                hosts_heard.into_iter().collect::<Vec<_>>().join(", ")
+            ));
+        }
         for e in &events {
             let what = match &e.kind {
                 EventKind::Beat { heartbeat } => {
@@ -354,10 +395,19 @@ agents:
         for line in screen.lines().filter(|l| !l.trim().is_empty()) {
             println!("    | {line}");
         }
+        if r.outcome != v1::DeliveryOutcome::Accepted as i32 {
+            return Err(anyhow!("the receipt says {} ({}), not accepted", outcome(r.outcome), r.detail));
+        }
+        if !screen.contains("please implement the parser") {
+            return Err(anyhow!("the receipt says accepted, but coder0-0's pane does not show the text"));
+        }
 
         step(6, "fleet send reviewer@dragon-lin --verify: this agent keeps its input as a draft");
         let r = self.send("dragon-lin", "reviewer", "please review PR 7")?;
         println!("  receipt: {} ({}): exit 1, never a false \"sent\"", outcome(r.outcome), r.detail);
+        if r.outcome != v1::DeliveryOutcome::Draft as i32 {
+            return Err(anyhow!("the receipt says {} ({}), not draft", outcome(r.outcome), r.detail));
+        }
 
         step(7, "lab-3's node is killed: w-jarvis answers at once, with lab-3 as unreachable; then it returns");
         if let Some(mut child) = self.children[2].take() {
@@ -368,6 +418,13 @@ agents:
         let (_, hosts) = self.list()?;
         print!("{}", indent(&ps::render_hosts(&hosts)));
         println!("  (answered in {} ms)", t.elapsed().as_millis());
+        let lab3 = |hosts: &[HostStatus]| hosts.iter().find(|h| h.host == "lab-3").map(|h| h.state);
+        if lab3(&hosts).is_none_or(|s| s == fleet_core::record::HostState::Ok) {
+            return Err(anyhow!(
+                "with its node killed, lab-3 is {:?} in w-jarvis's list, not a host that cannot be reached",
+                lab3(&hosts)
+            ));
+        }
         let addr = self.addrs[2].clone();
         self.start_node(2, &addr, &[])?;
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -381,6 +438,9 @@ agents:
         };
         println!("  restarted on {addr}:");
         print!("{}", indent(&ps::render_hosts(&hosts)));
+        if lab3(&hosts) != Some(fleet_core::record::HostState::Ok) {
+            return Err(anyhow!("10 s after its node restarted, lab-3 is {:?}, not ok", lab3(&hosts)));
+        }
 
         if keep {
             step(8, "Kept running. Use it with:");

@@ -651,3 +651,74 @@ async fn wait_for_peer(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A node certificate of the tenant cannot pass for another host on the SWIM
+/// plane: an impostor with the certificate of host `evil` that announces
+/// itself as `b` (real QUIC, real certificates; the membership library itself,
+/// as a modified node would run it) never becomes a row of `b` on `a`, and `a`
+/// logs the refusal. Sends to `b` still reach the real `b`.
+#[test]
+fn a_member_that_claims_another_hosts_name_is_refused() {
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
+    m.add_host("b", "  - { name: rev, runtime: stub }\n");
+    let evil = m.add_host("evil", "");
+    m.start_agents(1);
+    m.start_node(1, "127.0.0.1:0", &[]);
+    let peers = vec![m.addr(1)];
+    m.start_node(0, "127.0.0.1:0", &peers);
+    let b_rows = |m: &Mesh| -> Vec<String> {
+        let (code, out, err) = m.at(0, &["peers", "--json"]);
+        assert_eq!(code, 0, "{err}");
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        rows.iter()
+            .filter(|r| r["host"] == "b")
+            .map(|r| r["quic_address"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    wait_for("a to know b", Duration::from_secs(10), || b_rows(&m).len() == 1);
+
+    fleet_tls::install_crypto_provider();
+    let identity = fleet_tls::config::Identity::node(&m.nodes[evil].home.join("fleet/certs")).unwrap();
+    let server = fleet_tls::config::server_config(&identity).unwrap();
+    let client = fleet_tls::config::client_config(&identity).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let tracker = tokio_util::task::TaskTracker::new();
+    let impostor = rt.block_on(async {
+        let ep = fleet_node::membership::endpoint("127.0.0.1:0".parse().unwrap(), &server, &client).unwrap();
+        let addr = ep.local_addr().unwrap();
+        let me = fleet_node::membership::MemberId {
+            tenant: "acme".into(),
+            host: "b".into(),
+            grpc: addr,
+            quic: addr,
+            generation: u64::MAX / 2,
+            bump: 0,
+        };
+        let members = fleet_node::membership::start(me, ep, Default::default(), cancel.clone(), &tracker);
+        members.seed(m.addr(0).parse().unwrap(), fleet_node::membership::FoundBy::Static);
+        addr
+    });
+    // Long enough for a join (about 1 s on loopback) and a few probe periods.
+    let until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < until {
+        let rows = b_rows(&m);
+        assert!(
+            !rows.contains(&impostor.to_string()) && rows.len() == 1,
+            "a shows the impostor at {impostor} as host b: {rows:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let log = std::fs::read_to_string(m.root().join("a.log")).unwrap();
+    assert!(log.contains("refused a member that claims another host than its certificate"), "{log}");
+    assert!(log.contains("certificate=evil") && log.contains("claims=b"), "{log}");
+    let (code, out, err) = m.at(0, &["send", "rev@b", "--from", "t", "-m", "still the real b"]);
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for("the send on the real b", Duration::from_secs(5), || m.capture(1, "rev").contains("still the real b"));
+    cancel.cancel();
+    rt.block_on(async {
+        tracker.close();
+        let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
+    });
+}

@@ -11,11 +11,17 @@
 //!   with the server name `node.<tenant>.fleet.internal`, and a server drops an
 //!   incoming connection whose certificate is not a node of its tenant. So a
 //!   peer of another tenant or CA never exchanges a SWIM message.
+//! - A member is who its certificate says: every datagram's sender identity
+//!   (the SWIM header's `src`) must name the host and tenant of the node
+//!   certificate on the QUIC connection it came in on, or it is dropped; and
+//!   an identity that claims a host other than the certificate at its address
+//!   is never sent to nor shown (see [`claim_holds`]). So a node certificate
+//!   of the tenant cannot run a node that passes for another host.
 //! - The driver is one task owning the `Foca` state; timers are tasks that post
 //!   back; the published view is a `watch` of [`MemberInfo`] rows.
 
 use bytes::Bytes;
-use foca::{Config, Foca, Identity, OwnedNotification, PostcardCodec, Timer};
+use foca::{Codec as _, Config, Foca, Identity, OwnedNotification, PostcardCodec, Timer};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
@@ -162,6 +168,12 @@ impl Membership {
         let _ = self.seeds.try_send(SeedNews::Withdraw(addr));
     }
 
+    /// Datagrams dropped since start because their sender claimed another
+    /// host than its certificate.
+    pub fn refused_claims(&self) -> u64 {
+        self.transport.refused_claims.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// New TLS configs (a new revocation list) for the next handshakes both ways.
     pub fn set_tls(&self, server: &rustls::ServerConfig, client: &rustls::ClientConfig) -> Result<(), String> {
         let (sc, cc) = quic_configs(server, client)?;
@@ -189,6 +201,18 @@ impl Membership {
 
 // ---------------------------------------------------------------- transport
 
+/// May a member identity be taken from (or sent to) the node whose
+/// certificate names `cert_host` of `tenant`? Only if it names that host and
+/// tenant. A seed placeholder (`seed:ADDR`, an address we announce to before
+/// we know who answers) stands for whoever answers there.
+pub fn claim_holds(tenant: &str, cert_host: &str, id: &MemberId) -> bool {
+    id.tenant == tenant && id.host.eq_ignore_ascii_case(cert_host)
+}
+
+fn is_placeholder(id: &MemberId) -> bool {
+    id.host.starts_with("seed:")
+}
+
 /// Does `crl` revoke the certificate the peer of `conn` presented?
 fn revoked_by(crl: Option<&fleet_tls::revoke::Crl>, conn: &quinn::Connection) -> bool {
     let Some(crl) = crl else { return false };
@@ -203,6 +227,13 @@ struct Transport {
     tenant: String,
     server_name: String,
     conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    /// The host in the node certificate of the open connection at each
+    /// address (kept and dropped with `conns`).
+    certified: Mutex<HashMap<SocketAddr, String>>,
+    /// Datagrams dropped because their sender claimed another host than its
+    /// certificate; each (address, claim) is logged once.
+    refused_claims: std::sync::atomic::AtomicU64,
+    claims_logged: Mutex<HashSet<(SocketAddr, String)>>,
     /// The client config of dials, once [`Membership::set_tls`] replaced the endpoint's default.
     client: Mutex<Option<quinn::ClientConfig>>,
     /// The revocation list in force ([`Membership::apply`]).
@@ -229,7 +260,8 @@ impl Transport {
         Ok(p)
     }
 
-    fn keep(self: &Arc<Self>, conn: quinn::Connection) {
+    /// Keep `conn` (its peer's certificate names `host`) and feed its datagrams to SWIM.
+    fn keep(self: &Arc<Self>, conn: quinn::Connection, host: String) {
         let addr = conn.remote_address();
         {
             // Under the conns lock, as `apply` holds it while it swaps the list.
@@ -239,6 +271,7 @@ impl Transport {
                 return;
             }
             conns.insert(addr, conn.clone());
+            self.certified.lock().expect("certified").insert(addr, host.clone());
         }
         let me = self.clone();
         tokio::spawn(async move {
@@ -252,6 +285,9 @@ impl Transport {
                 };
                 tracing::trace!(peer = %addr, bytes = bytes.len(), "membership: received");
                 me.bytes_in.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                if !me.sender_holds(addr, &host, &bytes) {
+                    continue;
+                }
                 if me.inbound.send((addr, bytes)).await.is_err() {
                     break;
                 }
@@ -259,11 +295,48 @@ impl Transport {
             let mut conns = me.conns.lock().expect("conns");
             if conns.get(&addr).is_some_and(|c| c.stable_id() == conn.stable_id()) {
                 conns.remove(&addr);
+                me.certified.lock().expect("certified").remove(&addr);
             }
         });
     }
 
-    fn send(self: &Arc<Self>, to: SocketAddr, data: Bytes) {
+    /// Does the datagram's sender identity name the host of the certificate
+    /// it came with? An undecodable one goes on to foca, which refuses it.
+    fn sender_holds(&self, addr: SocketAddr, cert_host: &str, bytes: &[u8]) -> bool {
+        let Ok(header) = PostcardCodec.decode_header(bytes) else { return true };
+        if claim_holds(&self.tenant, cert_host, &header.src) {
+            return true;
+        }
+        self.refused_claims.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut logged = self.claims_logged.lock().expect("claims logged");
+        // Bounded: a peer cycling through claims is counted, not remembered without end.
+        if logged.len() < 256 && logged.insert((addr, header.src.host.clone())) {
+            tracing::warn!(
+                peer = %addr, certificate = %cert_host, claims = %header.src.host, tenant = %header.src.tenant,
+                "membership: refused a member that claims another host than its certificate"
+            );
+        }
+        false
+    }
+
+    /// Is `id` contradicted by the certificate of the open connection at its address?
+    fn contradicted(&self, id: &MemberId) -> bool {
+        !is_placeholder(id)
+            && self
+                .certified
+                .lock()
+                .expect("certified")
+                .get(&id.quic)
+                .is_some_and(|h| !claim_holds(&self.tenant, h, id))
+    }
+
+    fn send(self: &Arc<Self>, to_id: &MemberId, data: Bytes) {
+        let to = to_id;
+        if self.contradicted(to) {
+            tracing::trace!(peer = %to.quic, host = %to.host, "membership: not sent to an identity its certificate contradicts");
+            return;
+        }
+        let to = to.quic;
         tracing::trace!(peer = %to, bytes = data.len(), "membership: send");
         self.bytes_out.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let conn = self.conns.lock().expect("conns").get(&to).cloned();
@@ -278,6 +351,7 @@ impl Transport {
             return;
         }
         let me = self.clone();
+        let dst = to_id.clone();
         tokio::spawn(async move {
             let result = async {
                 let client = me.client.lock().expect("client config").clone();
@@ -290,19 +364,22 @@ impl Transport {
                     .await
                     .map_err(|_| "handshake timed out".to_string())?
                     .map_err(|e| e.to_string())?;
-                me.admit(&conn).inspect_err(|_| conn.close(1u32.into(), b"not a node of this tenant"))?;
-                Ok::<_, String>(conn)
+                let p = me.admit(&conn).inspect_err(|_| conn.close(1u32.into(), b"not a node of this tenant"))?;
+                Ok::<_, String>((conn, p.name))
             }
             .await;
             me.dialing.lock().expect("dialing").remove(&to);
             match result {
-                Ok(conn) => {
+                Ok((conn, host)) => {
                     me.dial_errors.lock().expect("dial errors").remove(&to);
                     tracing::debug!(peer = %to, "membership: connected");
-                    if let Err(e) = conn.send_datagram(data) {
+                    // The first datagram too goes only where the certificate agrees.
+                    if (claim_holds(&me.tenant, &host, &dst) || is_placeholder(&dst))
+                        && let Err(e) = conn.send_datagram(data)
+                    {
                         tracing::debug!(peer = %to, error = %e, "membership: datagram not sent");
                     }
-                    me.keep(conn);
+                    me.keep(conn, host);
                 }
                 Err(e) => {
                     let mut errors = me.dial_errors.lock().expect("dial errors");
@@ -338,7 +415,7 @@ impl Transport {
                 match me.admit(&conn) {
                     Ok(p) => {
                         tracing::debug!(peer = %conn.remote_address(), principal = %p, "membership: accepted");
-                        me.keep(conn)
+                        me.keep(conn, p.name)
                     }
                     Err(e) => {
                         tracing::warn!(peer = %conn.remote_address(), reason = %e, "membership: refused a QUIC peer");
@@ -416,6 +493,9 @@ pub fn start(
         tenant: me.tenant.clone(),
         server_name: format!("node.{}.fleet.internal", me.tenant),
         conns: Mutex::new(HashMap::new()),
+        certified: Mutex::new(HashMap::new()),
+        refused_claims: Default::default(),
+        claims_logged: Mutex::new(HashSet::new()),
         client: Mutex::new(None),
         crl: Mutex::new(None),
         dialing: Mutex::new(Default::default()),
@@ -513,7 +593,7 @@ pub fn start(
             drain(&mut rt, &transport, &timer_tx);
             let rows: Vec<MemberInfo> = foca
                 .iter_membership_state()
-                .filter(|m| m.id().host != me.host)
+                .filter(|m| m.id().host != me.host && !transport.contradicted(m.id()))
                 .map(|m| MemberInfo {
                     id: m.id().clone(),
                     state: match m.state() {
@@ -543,7 +623,7 @@ fn drain(
     timers: &mpsc::Sender<Timer<MemberId>>,
 ) {
     while let Some((to, data)) = rt.to_send() {
-        transport.send(to.quic, data);
+        transport.send(&to, data);
     }
     while let Some((after, timer)) = rt.to_schedule() {
         let tx = timers.clone();
@@ -572,6 +652,18 @@ mod tests {
     fn id(host: &str, generation: u64) -> MemberId {
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
         MemberId { tenant: "t".into(), host: host.into(), grpc: a, quic: a, generation, bump: 0 }
+    }
+
+    #[test]
+    fn a_claim_holds_only_for_the_host_and_tenant_of_the_certificate() {
+        let b = id("b", 1);
+        assert!(claim_holds("t", "b", &b));
+        assert!(claim_holds("t", "B", &b), "host names compare without case");
+        assert!(!claim_holds("t", "evil", &b), "a certificate of another host");
+        assert!(!claim_holds("u", "b", &b), "a certificate of another tenant");
+        assert!(!claim_holds("t", "b", &MemberId { tenant: "u".into(), ..b.clone() }));
+        assert!(!claim_holds("t", "seed:1", &b));
+        assert!(is_placeholder(&placeholder(&b, b.quic)) && !is_placeholder(&b));
     }
 
     #[test]

@@ -287,9 +287,6 @@ fn prompt_line(lines: &[&str]) -> Option<usize> {
 fn align(before: &[&str], now: &[&str]) -> Vec<Option<usize>> {
     let (n, m) = (before.len(), now.len());
     let mut out = vec![None; m];
-    if n == 0 || m == 0 {
-        return out;
-    }
     // lcs[i][j]: the LCS length of before[..i] and now[..j].
     let mut lcs = vec![vec![0u32; m + 1]; n + 1];
     for i in 1..=n {
@@ -298,6 +295,9 @@ fn align(before: &[&str], now: &[&str]) -> Vec<Option<usize>> {
                 if before[i - 1] == now[j - 1] { lcs[i - 1][j - 1] + 1 } else { lcs[i - 1][j].max(lcs[i][j - 1]) };
         }
     }
+    // Where the lines differ, lcs[i][j] is the larger of lcs[i - 1][j] and
+    // lcs[i][j - 1], so the mutant `lcs[i][j - 1]` -> `lcs[i][j]` in the test
+    // below is equivalent (cargo-mutants reports it as missed).
     let (mut i, mut j) = (n, m);
     while i > 0 && j > 0 {
         if before[i - 1] == now[j - 1] {
@@ -531,6 +531,116 @@ mod tests {
         let after = "stub agent coder ready\n> [testhost:me -> testhost:coder] line one\n  line two; ok\naccepted: [testhost:me -> testhost:coder] line one ⏎ line two; ok\n> ";
         assert_eq!(verdict(before, text, Some(pasted), &[after, after]).0, Verdict::Accepted);
         assert_eq!(verdict(before, text, None, &[after, after]).0, Verdict::Accepted);
+    }
+
+    /// The receipt words are a contract (`--json`, web UIs): pinned here.
+    #[test]
+    fn verdict_words_are_fixed() {
+        for (v, word) in
+            [(Verdict::Accepted, "accepted"), (Verdict::Draft, "draft"), (Verdict::Unverifiable, "unverifiable")]
+        {
+            assert_eq!(v.as_str(), word);
+            assert_eq!(v.to_string(), word);
+            assert_eq!(serde_json::to_value(v).unwrap(), word);
+        }
+    }
+
+    /// No prompt line and a screen that changed without our text: no evidence,
+    /// however still the screen holds (the "text seen" flag must not be set by
+    /// a capture that does not show the text).
+    #[test]
+    fn a_still_changed_screen_without_the_text_is_not_accepted() {
+        let text = "[h:a -> h:b] please fix the build";
+        let (v, detail) = verdict("ready\nstatus: idle", text, None, &["ready\nstatus: busy"; 6]);
+        assert_eq!(v, Verdict::Unverifiable, "{detail}");
+        assert!(detail.contains("shows neither on the input line nor in new lines"), "{detail}");
+    }
+
+    /// A prompt that always shows the same placeholder is no draft: the text
+    /// echoed above it is the evidence.
+    #[test]
+    fn an_unchanged_prompt_placeholder_is_not_a_draft() {
+        let before = "│ > Type a message │\n";
+        let after = "> [h:a -> h:b] fix it\n● on it\n│ > Type a message │\n";
+        assert_eq!(verdict(before, "[h:a -> h:b] fix it", None, &[after, after]).0, Verdict::Accepted);
+        // A new placeholder in that prompt is (a draft, no evidence).
+        let other = "● on it\n│ > Try again │\n";
+        assert_eq!(verdict(before, "[h:a -> h:b] fix it", None, &[other; 6]).0, Verdict::Draft);
+    }
+
+    /// The text seen on the input before Enter, then a clear input line with no
+    /// echo above it (an agent that redraws its transcript elsewhere): accepted.
+    #[test]
+    fn the_text_seen_on_the_input_then_cleared_is_accepted() {
+        let pasted = "> [h:a -> h:b] do it\n";
+        let after = "● working\n> \n";
+        assert_eq!(verdict("> \n", "[h:a -> h:b] do it", Some(pasted), &[after, after]).0, Verdict::Accepted);
+        assert_eq!(verdict("> \n", "[h:a -> h:b] do it", None, &[after; 4]).0, Verdict::Unverifiable);
+    }
+
+    /// Without a prompt line, text printed on a line *below* an unchanged shell
+    /// prompt was not typed at that prompt: not a fresh input line.
+    #[test]
+    fn text_below_an_unchanged_input_line_is_not_submitted() {
+        let text = "[h:a -> h:b] echo hi";
+        let after = "x\n$\n[h:a -> h:b] echo hi\n$";
+        assert_eq!(verdict("x\n$", text, None, &[after; 8]).0, Verdict::Draft);
+    }
+
+    /// Accepted needs the same look *and* the same input region twice in a row.
+    #[test]
+    fn a_changing_input_region_is_not_yet_stable() {
+        let text = "[h:a -> h:b] hello";
+        let echo = "> [h:a -> h:b] hello\naccepted: [h:a -> h:b] hello\n";
+        let first = format!("{echo}> \n? for shortcuts");
+        let second = format!("{echo}> \nesc to interrupt");
+        let mut v = Verifier::new("> \n? for shortcuts", text);
+        assert_eq!(v.observe(&first), Step::Wait);
+        assert_eq!(v.observe(&second), Step::Wait, "the region changed: not stable");
+        assert!(matches!(v.observe(&second), Step::Done(Verdict::Accepted, _)));
+    }
+
+    /// The longest common subsequence of two line lists, by plain recursion
+    /// (small inputs only): the oracle for [`align`].
+    fn lcs_len(a: &[&str], b: &[&str]) -> usize {
+        match (a.split_last(), b.split_last()) {
+            (Some((x, ra)), Some((y, rb))) if x == y => 1 + lcs_len(ra, rb),
+            (Some((_, ra)), Some((_, rb))) => lcs_len(ra, b).max(lcs_len(a, rb)),
+            _ => 0,
+        }
+    }
+
+    /// Every pair of line lists over {a, b} up to 5 lines: the alignment pairs
+    /// equal lines, in order, one to one, and as many as the LCS has.
+    #[test]
+    fn alignment_is_a_longest_common_subsequence() {
+        let lists: Vec<Vec<&str>> = (0..=5usize)
+            .flat_map(|len| {
+                (0..1u32 << len).map(move |bits| (0..len).map(|k| if bits >> k & 1 == 1 { "b" } else { "a" }).collect())
+            })
+            .collect();
+        for before in &lists {
+            for now in &lists {
+                let a = align(before, now);
+                assert_eq!(a.len(), now.len());
+                let pairs: Vec<(usize, usize)> = a.iter().enumerate().filter_map(|(j, i)| i.map(|i| (i, j))).collect();
+                for &(i, j) in &pairs {
+                    assert_eq!(before[i], now[j], "{before:?} {now:?} {a:?}");
+                }
+                assert!(pairs.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1), "{before:?} {now:?} {a:?}");
+                assert_eq!(pairs.len(), lcs_len(before, now), "{before:?} {now:?} {a:?}");
+            }
+        }
+    }
+
+    /// Ties go to the latest lines: an input line that comes back at the
+    /// bottom is matched there.
+    #[test]
+    fn alignment_ties_go_to_the_latest_lines() {
+        assert_eq!(align(&["$"], &["$", "x", "$"]), [None, None, Some(0)]);
+        assert_eq!(align(&["a", "$"], &["a", "$", "b", "$"]), [Some(0), None, None, Some(1)]);
+        assert_eq!(align(&[], &["a"]), [None]);
+        assert_eq!(align(&["a"], &[]), Vec::<Option<usize>>::new());
     }
 
     #[test]

@@ -49,7 +49,7 @@ fn read_text(args: &SendArgs) -> CliResult<String> {
     match (&args.message, &args.file) {
         (Some(m), _) => Ok(m.clone()),
         (None, Some(f)) if f.as_os_str() == "-" => read_stdin().map_err(|e| exit::usage(anyhow!("reading stdin: {e}"))),
-        (None, Some(f)) => std::fs::read_to_string(f)
+        (None, Some(f)) => fleet_core::file::read_to_string(f, fleet_core::message::MAX_MESSAGE_BYTES as u64)
             .map_err(|e| exit::usage(anyhow!("cannot read the message file {}: {e}", f.display()))),
         (None, None) if std::io::stdin().is_terminal() => {
             Err(exit::usage(anyhow!("no message: give -m TEXT, -f FILE, or pipe it on stdin")))

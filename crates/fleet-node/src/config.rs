@@ -211,7 +211,7 @@ impl NodeConfig {
             Some(p) => (p.to_path_buf(), true),
             None => (default_file, false),
         };
-        let mut raw = match std::fs::read_to_string(&path) {
+        let mut raw = match fleet_core::file::read_to_string(&path, fleet_core::file::CONFIG_MAX) {
             Ok(text) => read_file(&path, &text)?,
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Raw { values: Vec::new() },
             Err(source) => return Err(ConfigError::Read { path: path.display().to_string(), source }),

@@ -54,7 +54,7 @@ pub fn read_crl(path: &Path, ca: &CertificateDer<'_>) -> Result<Option<Crl>> {
     if !path.exists() {
         return Ok(None);
     }
-    let bytes = layout::read(path)?;
+    let bytes = layout::read_capped(path, fleet_core::file::CRL_MAX)?;
     let der = CertificateRevocationListDer::from_pem_slice(&bytes)
         .map_err(|e| invalid(path, format!("not a PEM certificate revocation list: {e}")))?;
     let (_, crl) =

@@ -387,4 +387,81 @@ mod tests {
         let err = parse(&chain).unwrap_err();
         assert!(err.message.contains("nested deeper"), "{err:?}");
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        const TOKENS: &[&str] = &[
+            "a",
+            "b: ",
+            ": ",
+            "- ",
+            "[",
+            "]",
+            "{",
+            "}",
+            ", ",
+            "&x ",
+            "*x",
+            "&y ",
+            "*y",
+            "'s'",
+            "\"d\\n\"",
+            "|\n  x",
+            ">\n  y",
+            "\n",
+            "\n  ",
+            "\n    ",
+            "# c",
+            "---\n",
+            "...\n",
+            "? ",
+            "!!str ",
+            "~",
+            "null",
+            "true",
+            "1",
+            "\t",
+            "%YAML 1.2\n",
+        ];
+
+        fn check(text: &str) -> Result<(), TestCaseError> {
+            // YAML's line breaks: \n, \r\n and a lone \r.
+            let lines = text.replace("\r\n", "\n").replace('\r', "\n").split('\n').count().max(1);
+            match parse(text) {
+                Ok(node) => prop_assert!(node.pos.line >= 1 && node.pos.col >= 1),
+                Err(e) => {
+                    prop_assert!(e.pos.line >= 1 && e.pos.line <= lines + 1, "{e:?} in {text:?}");
+                    prop_assert!(e.pos.col >= 1, "{e:?} in {text:?}");
+                }
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_text_parses_or_fails_with_a_position(text in any::<String>()) {
+                check(&text)?;
+            }
+
+            #[test]
+            fn yaml_shaped_token_soup(tokens in prop::collection::vec(prop::sample::select(TOKENS), 0..64)) {
+                check(&tokens.concat())?;
+            }
+
+            /// Aliases of aliases, any shape: never more than the budget.
+            #[test]
+            fn alias_chains_stay_within_the_budget(width in 1usize..12, depth in 1usize..12) {
+                let mut text = String::from("a0: &a0 [x]\n");
+                for i in 1..depth {
+                    let items = vec![format!("*a{}", i - 1); width].join(", ");
+                    text.push_str(&format!("a{i}: &a{i} [{items}]\n"));
+                }
+                check(&text)?;
+            }
+        }
+    }
 }

@@ -506,4 +506,92 @@ mod tests {
         let pid: u32 = e.error.split("pid ").nth(1).and_then(|t| t.split(')').next()).unwrap().parse().unwrap();
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "tmux client {pid} still runs");
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A field tmux could print: no tab, no newline (the session name may hold a tab).
+        fn field() -> impl Strategy<Value = String> {
+            any::<String>().prop_map(|s| s.replace(['\t', '\n', '\r'], " "))
+        }
+
+        fn pane() -> impl Strategy<Value = Pane> {
+            (
+                (field(), any::<u32>(), any::<u32>(), any::<bool>(), any::<Option<u32>>()),
+                (any::<bool>(), field(), any::<Option<i64>>(), field(), field(), field()),
+            )
+                .prop_map(
+                    |((id, window, index, dead, pid), (in_mode, mode, activity, command, name, tail))| Pane {
+                        id,
+                        window,
+                        index,
+                        dead,
+                        pid: pid.filter(|p| *p > 0),
+                        in_mode,
+                        mode,
+                        activity,
+                        command,
+                        // A session name may hold a tab: it is the last field.
+                        session: if tail.is_empty() { name } else { format!("{name}\t{tail}") },
+                    },
+                )
+        }
+
+        /// The line tmux prints for `p` with PANE_FORMAT.
+        fn print(p: &Pane) -> String {
+            let b = |x: bool| if x { "1" } else { "0" };
+            let activity = p.activity.map(|a| a.to_string()).unwrap_or_default();
+            format!(
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                p.id,
+                p.window,
+                p.index,
+                b(p.dead),
+                p.pid.unwrap_or(0),
+                b(p.in_mode),
+                p.mode,
+                activity,
+                p.command,
+                p.session
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn printed_panes_parse_back(panes in prop::collection::vec(pane(), 0..8)) {
+                let out: String = panes.iter().map(|p| print(p) + "\n").collect();
+                prop_assert_eq!(parse_panes(&out), panes.clone());
+                let first = first_panes(panes.clone());
+                for p in &panes {
+                    let f = &first[&p.session];
+                    prop_assert!((f.window, f.index) <= (p.window, p.index));
+                }
+            }
+
+            #[test]
+            fn any_output_parses_without_panic(out in any::<String>()) {
+                let panes = parse_panes(&out);
+                prop_assert!(panes.len() <= out.lines().count());
+                let _ = first_panes(panes);
+            }
+
+            #[test]
+            fn near_valid_lines_parse_or_are_skipped(
+                fields in prop::collection::vec(
+                    prop_oneof![field(), Just("-1".to_string()), Just("4294967296".to_string()), Just(String::new())],
+                    0..12,
+                ),
+            ) {
+                let line = fields.join("\t");
+                let panes = parse_panes(&line);
+                prop_assert!(panes.len() <= 1);
+                if fields.len() < 10 {
+                    prop_assert!(panes.is_empty());
+                }
+            }
+        }
+    }
 }

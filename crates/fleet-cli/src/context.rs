@@ -57,7 +57,7 @@ pub struct Local {
 
 /// Read and parse a roster, with the file named in every error.
 pub fn read_roster(path: &Path) -> CliResult<Roster> {
-    let text = std::fs::read_to_string(path)
+    let text = fleet_core::file::read_to_string(path, fleet_core::file::ROSTER_MAX)
         .with_context(|| {
             format!(
                 "cannot read the roster {}: create one (see framework/fleet/presets) or pass --roster",

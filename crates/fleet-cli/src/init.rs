@@ -175,12 +175,14 @@ enum State {
 
 fn state_of(item: &Item) -> CliResult<State> {
     let shown = item.path.display();
-    match std::fs::read(&item.path) {
+    // What init would write is small; anything larger (or a device, a FIFO) differs.
+    match fleet_core::file::read(&item.path, item.text.len() as u64 + 1) {
         Ok(bytes) if bytes == item.text.as_bytes() => {
             let meta = std::fs::metadata(&item.path).map_err(|e| exit::failed(anyhow!("cannot read {shown}: {e}")))?;
             Ok(if meta.permissions().mode() & 0o7777 == item.mode { State::Same } else { State::Mode })
         }
         Ok(_) => Ok(State::Differs),
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::FileTooLarge) => Ok(State::Differs),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(State::New),
         Err(e) => Err(exit::failed(anyhow!("cannot read {shown}: {e}"))),
     }
@@ -325,7 +327,9 @@ pub fn install(args: InstallArgs, g: &GlobalArgs) -> CliResult {
 fn print_next_steps(g: &GlobalArgs, mosaic_home: &Path, dry_run: bool) {
     let paths = Paths::from_env();
     let roster_path = g.roster.clone().unwrap_or_else(|| paths.default_roster());
-    let roster = std::fs::read_to_string(&roster_path).ok().and_then(|t| Roster::parse(&t).ok());
+    let roster = fleet_core::file::read_to_string(&roster_path, fleet_core::file::ROSTER_MAX)
+        .ok()
+        .and_then(|t| Roster::parse(&t).ok());
     let host = g
         .hostname
         .clone()

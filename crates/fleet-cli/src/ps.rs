@@ -44,6 +44,7 @@ fn local_rows(g: &GlobalArgs, hosts: &[String]) -> CliResult<(Vec<AgentRecord>, 
         interval_secs: local.interval_secs,
         now: fleet_tmux::hbwriter::now_unix(),
         systemd: true,
+        tmux_timeout: fleet_tmux::probe::DEFAULT_TMUX_TIMEOUT,
     };
     let report = probe_report(&local.roster, &cx);
     for e in &report.socket_errors {
@@ -159,8 +160,20 @@ pub fn render(rows: &[AgentRecord]) -> String {
     table::render(HEADERS, &cells)
 }
 
+/// A host view older than this is shown with its age (a node probes every
+/// 2 s by default and says a probe hung after at least 5 s).
+pub const STALE_VIEW_MS: i64 = 10_000;
+
+/// "view 42s old" when the host's view is older than [`STALE_VIEW_MS`] at
+/// `now_ms` (this machine's clock against the node's: a skew of seconds shows).
+pub fn stale_note(as_of_unix_ms: Option<i64>, now_ms: i64) -> Option<String> {
+    let age = now_ms - as_of_unix_ms?;
+    (age > STALE_VIEW_MS).then(|| format!("view {} old", table::duration(age / 1000)))
+}
+
 /// The table of host rows.
 pub fn render_hosts(hosts: &[HostStatus]) -> String {
+    let now = fleet_node::live::now_ms();
     let cells: Vec<Vec<String>> = hosts
         .iter()
         .map(|h| {
@@ -170,7 +183,9 @@ pub fn render_hosts(hosts: &[HostStatus]) -> String {
                 HostState::Timeout => "timeout",
                 HostState::Error => "error",
             };
-            let detail = [&h.detail, &h.roster_problem].into_iter().flatten().cloned().collect::<Vec<_>>().join("; ");
+            let stale = stale_note(h.as_of_unix_ms, now);
+            let detail =
+                [&h.detail, &h.roster_problem, &stale].into_iter().flatten().cloned().collect::<Vec<_>>().join("; ");
             vec![
                 h.host.clone(),
                 h.tenant_id.clone(),
@@ -182,4 +197,17 @@ pub fn render_hosts(hosts: &[HostStatus]) -> String {
         })
         .collect();
     table::render(&["HOST", "TENANT", "STATE", "LATENCY", "AGENTS", "DETAIL"], &cells)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_view_shows_its_age_only_when_stale() {
+        assert_eq!(stale_note(None, 50_000), None);
+        assert_eq!(stale_note(Some(45_000), 50_000), None);
+        assert_eq!(stale_note(Some(40_000), 50_000), None);
+        assert_eq!(stale_note(Some(8_000), 50_000).as_deref(), Some("view 42s old"));
+    }
 }

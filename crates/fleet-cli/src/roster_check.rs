@@ -17,7 +17,7 @@ pub struct CheckArgs {
 
 pub fn run(args: CheckArgs, g: &GlobalArgs) -> CliResult {
     let path = args.file.or_else(|| g.roster.clone()).unwrap_or_else(|| Paths::from_env().default_roster());
-    let text = std::fs::read_to_string(&path)
+    let text = fleet_core::file::read_to_string(&path, fleet_core::file::ROSTER_MAX)
         .map_err(|e| exit::usage(anyhow!("cannot read the roster {}: {e}", path.display())))?;
     let (roster, problems): (Option<Roster>, Vec<Problem>) = match Roster::parse(&text) {
         Ok(r) => {

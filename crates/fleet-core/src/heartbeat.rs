@@ -661,4 +661,70 @@ mod tests {
         let e = env(&[("MOSAIC_HEARTBEAT_RUN_DIR", ""), ("MOSAIC_HOME", "/m")]);
         assert_eq!(e.run_dir(), PathBuf::from("/m/fleet/run"));
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn beat() -> impl Strategy<Value = Heartbeat> {
+            // Years 0001-9999, offsets within a day, on whole minutes.
+            (-62_135_596_800i64..253_402_214_400, -(23 * 60 + 59)..(23 * 60 + 60), any::<u32>(), any::<bool>())
+                .prop_map(|(unix, offset_min, pid, busy)| Heartbeat {
+                    ts: Timestamp { unix, offset_min },
+                    pid,
+                    status: if busy { BeatStatus::Busy } else { BeatStatus::Ok },
+                })
+        }
+
+        fn line_strategy() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                (0i64..10_000, 0i64..99, 0i64..99, 0i64..99, 0i64..99, 0i64..99, "[-+Z ]", 0i64..9999).prop_map(
+                    |(y, mo, d, h, mi, s, sign, off)| format!(
+                        "ts={y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{sign}{off:04}"
+                    )
+                ),
+                any::<i64>().prop_map(|p| format!("pid={p}")),
+                prop::sample::select(vec!["status=ok", "status=busy", "status=", "=", "ts=", "x=y", ""])
+                    .prop_map(String::from),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn render_then_parse_is_the_same_beat(hb in beat()) {
+                prop_assert_eq!(Heartbeat::parse(&hb.render()), Ok(hb.clone()));
+                // The RFC 3339 form (colon offset or Z) reads back as the same instant.
+                let again = Timestamp::parse(&hb.ts.to_rfc3339()).unwrap();
+                prop_assert_eq!(again.unix, hb.ts.unix);
+            }
+
+            #[test]
+            fn a_valid_beat_is_judged_at_any_time_and_interval(hb in beat(), now in any::<i64>(), interval in any::<u64>()) {
+                let r = assess(Some(&hb.render()), now, interval);
+                prop_assert_eq!(r.pid, Some(hb.pid));
+            }
+
+            #[test]
+            fn any_text_is_judged_without_panic(text in any::<String>(), now in any::<i64>(), interval in any::<u64>()) {
+                let r = assess(Some(&text), now, interval);
+                prop_assert!(r.health != Health::Unknown || r.reason.is_some());
+            }
+
+            #[test]
+            fn near_valid_files_are_judged_and_bad_lines_positioned(
+                lines in prop::collection::vec(line_strategy(), 0..6),
+                now in any::<i64>(),
+                interval in any::<u64>(),
+            ) {
+                let text = lines.join("\n");
+                let _ = assess(Some(&text), now, interval);
+                if let Err(ParseError::NotKeyValue { line, .. }) = Heartbeat::parse(&text) {
+                    prop_assert!(line >= 1 && line <= text.lines().count(), "line {line} of {text:?}");
+                }
+            }
+        }
+    }
 }

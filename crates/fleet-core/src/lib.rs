@@ -1,5 +1,7 @@
 //! The pure domain of fleet mesh. No tokio, no network, no I/O beyond reading
 //! text it is given: the decisions live here and are tested without tmux.
+//! The one exception is [`file`], the bounded reader every crate reads files
+//! with (see there why it lives here).
 //!
 //! - [`names`]: agent names and DNS labels (tenant ids, host names).
 //! - [`address`]: `agent@host` addresses.
@@ -10,10 +12,12 @@
 //! - [`record`]: the `fleet ps` rows for agents and hosts.
 //! - [`event`]: heartbeat-stream events derived from successive host views.
 //! - [`message`]: agent-send text validation and the preamble.
+//! - [`file`]: read a regular file of at most N bytes, never a device or FIFO.
 //! - [`verify`]: the accepted / draft / unverifiable decision from pane captures.
 
 pub mod address;
 pub mod event;
+pub mod file;
 pub mod heartbeat;
 pub mod message;
 pub mod names;

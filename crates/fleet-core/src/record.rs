@@ -106,6 +106,9 @@ pub struct HostStatus {
     pub agent_count: u32,
     pub detail: Option<String>,
     pub roster_problem: Option<String>,
+    /// When the host's node last refreshed its view of the host (Unix ms, the
+    /// node's clock); `None` when not known.
+    pub as_of_unix_ms: Option<i64>,
 }
 
 #[cfg(test)]

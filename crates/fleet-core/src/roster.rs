@@ -895,4 +895,90 @@ agents:
         let r = Roster::parse("defaults: { runtime: pi }\nagents:\n  - name: a\n").unwrap();
         assert_eq!(r.agents[0].runtime, "pi");
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Lines a roster is made of, right and slightly wrong, so that
+        /// generated texts reach past the YAML parser into validation.
+        const LINES: &[&str] = &[
+            "version: 1",
+            "version: 2",
+            "transport: tmux",
+            "tenant_id: acme",
+            "tenant_id: -bad-",
+            "tmux: { socket_name: mosaic-fleet, holder_session: _holder }",
+            "tmux: { socketPath: /tmp/x }",
+            "tmux: [",
+            "defaults: { working_directory: ~/src, runtime: pi }",
+            "runtimes: { claude: { reset_command: /clear }, pi: { reset_command: /new } }",
+            "runtimes: { x: { enter_delay_ms: -1, heartbeat: self, process_names: [a] } }",
+            "agents:",
+            "agents: []",
+            "  - { name: orchestrator, runtime: claude, class: orchestrator }",
+            "  - { name: e, runtime: pi, class: enhancer, host: h }",
+            "  - name: coder0-0",
+            "    runtime: claude",
+            "    persistent_persona: yes",
+            "    model_hint: openai/gpt:high",
+            "  - { name: bad/name, runtime: pi }",
+            "  - { name: dup, runtime: pi }",
+            "  - &a { name: anchored, runtime: pi }",
+            "  - *a",
+            "  - *missing",
+            "unknown_key: 1",
+            "  nested: { deeper: [1, 2, { x: y }] }",
+            "- top level list",
+            "\t tab",
+            "'quoted': \"text\"",
+            "",
+            "---",
+            "# comment",
+        ];
+
+        fn near_valid() -> impl Strategy<Value = String> {
+            prop::collection::vec(prop::sample::select(LINES), 0..24).prop_map(|l| l.join("\n"))
+        }
+
+        fn check(text: &str) -> Result<(), TestCaseError> {
+            // YAML's line breaks: \n, \r\n and a lone \r.
+            let lines = text.replace("\r\n", "\n").replace('\r', "\n").split('\n').count().max(1);
+            match Roster::parse(text) {
+                Ok(r) => {
+                    for p in r.invariant_warnings() {
+                        prop_assert!(p.line >= 1 && p.line <= lines + 1 && p.column >= 1, "{p} in {text:?}");
+                    }
+                }
+                Err(e) => {
+                    prop_assert!(!e.problems.is_empty());
+                    for p in &e.problems {
+                        prop_assert!(p.line >= 1 && p.line <= lines + 1, "line of {p} in {text:?}");
+                        prop_assert!(p.column >= 1, "column of {p} in {text:?}");
+                        prop_assert!(!p.message.is_empty());
+                    }
+                }
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_text_parses_or_fails_with_positions(text in any::<String>()) {
+                check(&text)?;
+            }
+
+            #[test]
+            fn near_valid_rosters_parse_or_fail_with_positions(text in near_valid()) {
+                check(&text)?;
+            }
+
+            #[test]
+            fn any_bytes_as_lossy_text(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+                check(&String::from_utf8_lossy(&bytes))?;
+            }
+        }
+    }
 }

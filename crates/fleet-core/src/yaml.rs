@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// A 1-based line and column in a YAML text.
@@ -103,19 +103,58 @@ impl Node {
     }
 }
 
+/// The most nodes one document may build, each alias counted with the full
+/// size of what it stands for. A real roster has a few hundred; without this a
+/// few hundred bytes of nested aliases ("billion laughs") build gigabytes.
+pub const MAX_NODES: usize = 100_000;
+/// The most scalar text one document may build, aliases counted in full.
+pub const MAX_TEXT_BYTES: usize = 4 * 1024 * 1024;
+/// The deepest nesting of collections (aliases counted with their own depth):
+/// the tree is walked, cloned and dropped recursively.
+pub const MAX_DEPTH: usize = 64;
+
 /// Parse one YAML document. An empty text yields a null scalar.
+///
+/// Aliases are expanded (the tree is a plain tree), within [`MAX_NODES`],
+/// [`MAX_TEXT_BYTES`] and [`MAX_DEPTH`]: past them the document is refused with
+/// the position of the alias or collection that went over.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
-    parser
-        .load(&mut builder, false)
-        .map_err(|e| SyntaxError { pos: (*e.marker()).into(), message: e.info().to_string() })?;
-    if let Some(err) = builder.error {
-        return Err(err);
+    // Events one by one (yaml-rust2's `load` recurses once per nesting level,
+    // which a long `- - - - ...` line turns into a stack overflow).
+    loop {
+        let (ev, mark) = parser
+            .next_token()
+            .map_err(|e| SyntaxError { pos: (*e.marker()).into(), message: e.info().to_string() })?;
+        if matches!(ev, Event::StreamEnd | Event::DocumentEnd) {
+            break;
+        }
+        builder.on_event(ev, mark);
+        if let Some(err) = builder.error.take() {
+            return Err(err);
+        }
     }
     Ok(builder
         .root
         .unwrap_or(Node { pos: Pos { line: 1, col: 1 }, value: Value::Scalar { text: String::new(), quoted: false } }))
+}
+
+/// A node kept for its aliases, with what it costs to copy.
+struct Anchored {
+    node: Node,
+    nodes: usize,
+    bytes: usize,
+    height: usize,
+}
+
+/// An open collection: where the counters stood when it opened, and the
+/// height of its tallest child so far.
+struct Open {
+    anchor: usize,
+    nodes_at_start: usize,
+    bytes_at_start: usize,
+    child_height: usize,
 }
 
 #[derive(Default)]
@@ -123,15 +162,21 @@ struct Builder {
     stack: Vec<Node>,
     /// For each open map: the key waiting for its value.
     pending_keys: Vec<Option<Node>>,
-    anchors: HashMap<usize, Node>,
-    /// Anchor ids of the open collections, to record them when they close.
-    open_anchors: Vec<usize>,
+    anchors: HashMap<usize, Anchored>,
+    /// One for each open collection.
+    open: Vec<Open>,
     root: Option<Node>,
     error: Option<SyntaxError>,
+    /// Nodes and scalar bytes built so far (alias copies included).
+    nodes: usize,
+    bytes: usize,
 }
 
 impl Builder {
-    fn push_value(&mut self, node: Node) {
+    fn push_value(&mut self, node: Node, height: usize) {
+        if let Some(o) = self.open.last_mut() {
+            o.child_height = o.child_height.max(height);
+        }
         match self.stack.last_mut() {
             None => {
                 if self.root.is_none() {
@@ -149,48 +194,87 @@ impl Builder {
             Some(_) => unreachable!("only collections are pushed on the stack"),
         }
     }
-}
 
-impl MarkedEventReceiver for Builder {
+    /// Count `nodes` more nodes, `bytes` more text and a subtree of `height`
+    /// below the open collections; false (and the error) when over a limit.
+    fn spend(&mut self, pos: Pos, nodes: usize, bytes: usize, height: usize, alias: bool) -> bool {
+        self.nodes = self.nodes.saturating_add(nodes);
+        self.bytes = self.bytes.saturating_add(bytes);
+        let what = if alias { "aliases expand this document" } else { "this document is" };
+        let message = if self.nodes > MAX_NODES {
+            format!("{what} past {MAX_NODES} nodes: write it out with fewer aliases (or fewer entries)")
+        } else if self.bytes > MAX_TEXT_BYTES {
+            format!("{what} past {} MiB of text: write it out with fewer aliases", MAX_TEXT_BYTES >> 20)
+        } else if self.stack.len() + height > MAX_DEPTH {
+            format!("{what} nested deeper than {MAX_DEPTH} levels")
+        } else {
+            return true;
+        };
+        self.error.get_or_insert(SyntaxError { pos, message });
+        false
+    }
+
     fn on_event(&mut self, ev: Event, mark: Marker) {
         let pos = Pos::from(mark);
         match ev {
             Event::Scalar(text, style, anchor, _tag) => {
+                if !self.spend(pos, 1, text.len(), 1, false) {
+                    return;
+                }
                 let quoted = style != TScalarStyle::Plain;
+                let bytes = text.len();
                 let node = Node { pos, value: Value::Scalar { text, quoted } };
                 if anchor > 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    self.anchors.insert(anchor, Anchored { node: node.clone(), nodes: 1, bytes, height: 1 });
                 }
-                self.push_value(node);
+                self.push_value(node, 1);
             }
-            Event::Alias(id) => match self.anchors.get(&id).cloned() {
-                Some(mut node) => {
-                    node.pos = pos;
-                    self.push_value(node);
-                }
-                None => {
+            Event::Alias(id) => {
+                let Some(a) = self.anchors.get(&id) else {
                     self.error.get_or_insert(SyntaxError { pos, message: "unknown alias".into() });
+                    return;
+                };
+                let (nodes, bytes, height) = (a.nodes, a.bytes, a.height);
+                if !self.spend(pos, nodes, bytes, height, true) {
+                    return;
                 }
-            },
-            Event::SequenceStart(anchor, _) => {
-                self.stack.push(Node { pos, value: Value::Seq(Vec::new()) });
-                self.open_anchors.push(anchor);
+                let mut node = self.anchors[&id].node.clone();
+                node.pos = pos;
+                self.push_value(node, height);
             }
-            Event::MappingStart(anchor, _) => {
-                self.stack.push(Node { pos, value: Value::Map(Vec::new()) });
-                self.pending_keys.push(None);
-                self.open_anchors.push(anchor);
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if !self.spend(pos, 1, 0, 1, false) {
+                    return;
+                }
+                let map = matches!(ev, Event::MappingStart(..));
+                self.stack.push(Node { pos, value: if map { Value::Map(Vec::new()) } else { Value::Seq(Vec::new()) } });
+                if map {
+                    self.pending_keys.push(None);
+                }
+                self.open.push(Open {
+                    anchor,
+                    nodes_at_start: self.nodes - 1,
+                    bytes_at_start: self.bytes,
+                    child_height: 0,
+                });
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 let node = self.stack.pop().expect("balanced collection events");
                 if matches!(node.value, Value::Map(_)) {
                     self.pending_keys.pop();
                 }
-                let anchor = self.open_anchors.pop().unwrap_or(0);
-                if anchor > 0 {
-                    self.anchors.insert(anchor, node.clone());
+                let open = self.open.pop().expect("balanced collection events");
+                let height = open.child_height + 1;
+                if open.anchor > 0 {
+                    let anchored = Anchored {
+                        node: node.clone(),
+                        nodes: self.nodes - open.nodes_at_start,
+                        bytes: self.bytes - open.bytes_at_start,
+                        height,
+                    };
+                    self.anchors.insert(open.anchor, anchored);
                 }
-                self.push_value(node);
+                self.push_value(node, height);
             }
             Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart | Event::DocumentEnd => {}
         }
@@ -245,5 +329,139 @@ mod tests {
     #[test]
     fn empty_text_is_null() {
         assert!(parse("").unwrap().is_null());
+    }
+
+    /// Nine levels of ten aliases each: 10^9 scalars if expanded.
+    pub(crate) fn billion_laughs() -> String {
+        let mut t = String::from(
+            "a0: &a0 [\"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\", \"lol\"]\n",
+        );
+        for i in 1..=9 {
+            let p = i - 1;
+            t.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        t
+    }
+
+    #[test]
+    fn alias_expansion_is_bounded_and_the_error_is_positioned() {
+        let text = billion_laughs();
+        assert!(text.len() < 1024, "a few hundred bytes: {}", text.len());
+        let start = std::time::Instant::now();
+        let err = parse(&text).unwrap_err();
+        assert!(start.elapsed() < std::time::Duration::from_secs(2), "{:?}", start.elapsed());
+        assert!(err.message.contains("aliases expand this document past"), "{err:?}");
+        // a_k builds 10^(k+1) lols (and its lists): MAX_NODES is passed in a4, on one of its aliases.
+        assert_eq!(err.pos.line, 5, "{err:?}");
+        assert!(err.pos.col > 1, "{err:?}");
+        // Within the budget aliases still work.
+        let small: String = text.lines().take(3).map(|l| format!("{l}\n")).collect();
+        assert!(parse(&small).is_ok());
+    }
+
+    #[test]
+    fn a_long_text_alias_counts_its_bytes() {
+        let big = "x".repeat(1 << 20);
+        let text = format!("a: &a \"{big}\"\nb: [*a, *a, *a, *a, *a]\n");
+        let err = parse(&text).unwrap_err();
+        assert!(err.message.contains("MiB of text"), "{err:?}");
+        assert_eq!(err.pos.line, 2);
+    }
+
+    #[test]
+    fn nesting_is_bounded_without_overflowing_the_stack() {
+        // yaml-rust2's own loader recursed once per level: this overflowed the stack.
+        let deep = "- ".repeat(200_000) + "x\n";
+        let err = parse(&deep).unwrap_err();
+        assert!(err.message.contains("nested deeper than 64"), "{err:?}");
+        assert_eq!(err.pos, Pos { line: 1, col: 2 * MAX_DEPTH + 1 });
+        let ok = "- ".repeat(MAX_DEPTH - 1) + "x\n";
+        assert!(parse(&ok).is_ok());
+        // Depth through aliases: each alias is as deep as what it names.
+        let mut chain = String::from("a0: &a0 [[[[[[[[[[x]]]]]]]]]]\n");
+        for i in 1..10 {
+            chain.push_str(&format!("a{i}: &a{i} [[[[[[[[[[*a{}]]]]]]]]]]\n", i - 1));
+        }
+        let err = parse(&chain).unwrap_err();
+        assert!(err.message.contains("nested deeper"), "{err:?}");
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        const TOKENS: &[&str] = &[
+            "a",
+            "b: ",
+            ": ",
+            "- ",
+            "[",
+            "]",
+            "{",
+            "}",
+            ", ",
+            "&x ",
+            "*x",
+            "&y ",
+            "*y",
+            "'s'",
+            "\"d\\n\"",
+            "|\n  x",
+            ">\n  y",
+            "\n",
+            "\n  ",
+            "\n    ",
+            "# c",
+            "---\n",
+            "...\n",
+            "? ",
+            "!!str ",
+            "~",
+            "null",
+            "true",
+            "1",
+            "\t",
+            "%YAML 1.2\n",
+        ];
+
+        fn check(text: &str) -> Result<(), TestCaseError> {
+            // YAML's line breaks: \n, \r\n and a lone \r.
+            let lines = text.replace("\r\n", "\n").replace('\r', "\n").split('\n').count().max(1);
+            match parse(text) {
+                Ok(node) => prop_assert!(node.pos.line >= 1 && node.pos.col >= 1),
+                Err(e) => {
+                    prop_assert!(e.pos.line >= 1 && e.pos.line <= lines + 1, "{e:?} in {text:?}");
+                    prop_assert!(e.pos.col >= 1, "{e:?} in {text:?}");
+                }
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_text_parses_or_fails_with_a_position(text in any::<String>()) {
+                check(&text)?;
+            }
+
+            #[test]
+            fn yaml_shaped_token_soup(tokens in prop::collection::vec(prop::sample::select(TOKENS), 0..64)) {
+                check(&tokens.concat())?;
+            }
+
+            /// Aliases of aliases, any shape: never more than the budget.
+            #[test]
+            fn alias_chains_stay_within_the_budget(width in 1usize..12, depth in 1usize..12) {
+                let mut text = String::from("a0: &a0 [x]\n");
+                for i in 1..depth {
+                    let items = vec![format!("*a{}", i - 1); width].join(", ");
+                    text.push_str(&format!("a{i}: &a{i} [{items}]\n"));
+                }
+                check(&text)?;
+            }
+        }
     }
 }

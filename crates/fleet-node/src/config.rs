@@ -211,7 +211,7 @@ impl NodeConfig {
             Some(p) => (p.to_path_buf(), true),
             None => (default_file, false),
         };
-        let mut raw = match std::fs::read_to_string(&path) {
+        let mut raw = match fleet_core::file::read_to_string(&path, fleet_core::file::CONFIG_MAX) {
             Ok(text) => read_file(&path, &text)?,
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Raw { values: Vec::new() },
             Err(source) => return Err(ConfigError::Read { path: path.display().to_string(), source }),
@@ -372,5 +372,57 @@ mod tests {
         assert!(e.starts_with("FLEET_TENANT_ID=\"a_b\": tenant id"), "{e}");
         let e = load(Some("peers: [nope]\n"), &[]).unwrap_err().to_string();
         assert!(e.contains("peers: expected HOST:PORT"), "{e}");
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        const LINES: &[&str] = &[
+            "tenant_id: acme",
+            "tenant_id: -x-",
+            "host: box-1",
+            "listen: 127.0.0.1:0",
+            "listen: nowhere",
+            "peers: [10.0.0.2:7420, b.local:7420]",
+            "peers: 1",
+            "mdns: false",
+            "mdns: maybe",
+            "roster: /tmp/r.yaml",
+            "certsDir: /tmp/c",
+            "timings:",
+            "timings: { probe_interval_ms: 500, shutdownGraceMs: 0 }",
+            "  probe_interval_ms: 18446744073709551616",
+            "  sweep_interval_ms: -1",
+            "  swim_probe_rtt_ms: 0",
+            "unknown: 1",
+            "[",
+            "- list",
+            "a: &a {x: 1}",
+            "b: *a",
+            "",
+        ];
+
+        fn check(text: &str) -> Result<(), TestCaseError> {
+            let lines = text.replace("\r\n", "\n").replace('\r', "\n").split('\n').count().max(1);
+            if let Err(ConfigError::File { line, col, .. }) = load(Some(text), &[]) {
+                prop_assert!(line >= 1 && line <= lines + 1 && col >= 1, "{line}:{col} in {text:?}");
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_text_loads_or_fails_with_a_position(text in any::<String>()) {
+                check(&text)?;
+            }
+
+            #[test]
+            fn near_valid_configs_load_or_fail_with_a_position(lines in prop::collection::vec(prop::sample::select(LINES), 0..10)) {
+                check(&lines.join("\n"))?;
+            }
+        }
     }
 }

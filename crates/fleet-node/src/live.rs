@@ -2,6 +2,9 @@
 //! - inotify on the heartbeat run dir (a rewritten `.hb` becomes a `beat` at once),
 //! - a sweep that re-judges health as time passes (healthy turns stale with no write),
 //! - a tmux re-probe on an interval and on demand (after a send, start or stop),
+//!   one at a time, on a thread of its own: a probe that does not finish within
+//!   [`probe_timeout`] makes the view say so (the host row is an error row) and
+//!   no second probe starts until it ends; shutdown never waits for it,
 //! - inotify on the roster's directory: the roster is reloaded when it changes; a
 //!   broken roster keeps the last good one and is reported in the view.
 //!
@@ -10,15 +13,16 @@
 
 use crate::config::Timings;
 use fleet_core::event::{self, Event, EventKind};
-use fleet_core::heartbeat::{self, HealthReport};
+use fleet_core::heartbeat;
 use fleet_core::names::DnsLabel;
 use fleet_core::record::AgentRecord;
 use fleet_core::roster::Roster;
-use fleet_tmux::probe::{ProbeContext, probe_report};
+use fleet_tmux::probe::{ProbeContext, ProbeReport, probe_report};
 use notify::{RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use tokio::sync::{Notify, broadcast, mpsc, watch};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 /// Capacity of the event channel; a subscriber further behind gets `lagged`.
@@ -33,6 +37,11 @@ pub struct HostView {
     pub roster: Option<Arc<Roster>>,
     /// Why the last tmux probe failed, if it did.
     pub probe_error: Option<String>,
+    /// The running probe has not finished in time: what hung, for how long.
+    pub probe_hung: Option<String>,
+    /// When the view was last refreshed: the end of the last probe that
+    /// completed with every tmux socket answering (Unix ms); `None` before one.
+    pub as_of_unix_ms: Option<i64>,
 }
 
 /// Handle on the live view.
@@ -70,6 +79,19 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
+/// How long a probe may run before the view says it hung: 3 probe intervals,
+/// at least 5 s. One tmux call is killed a little earlier (4/5 of it), so a
+/// hung tmux server is named as such; this catches anything else.
+pub fn probe_timeout(probe_interval: Duration) -> Duration {
+    (probe_interval * 3).max(Duration::from_secs(5))
+}
+
+/// A probe running on its own thread.
+struct Inflight {
+    started: Instant,
+    done: oneshot::Receiver<ProbeReport>,
+}
+
 /// A rewritten heartbeat file: the agent's name. (A roster change is a
 /// `Notify` of its own, so a burst of heartbeats can never crowd it out.)
 struct Beat(String);
@@ -83,7 +105,16 @@ pub async fn start(cfg: LiveConfig, cancel: CancellationToken, tracker: &tokio_u
 
     let mut state = State { cfg, view: HostView::default(), tx, events };
     state.reload_roster();
-    state.reprobe().await;
+    // The first probe, before the doors open; one that hangs is left running.
+    let mut first = state.start_probe();
+    let inflight = match tokio::time::timeout(state.probe_timeout(), &mut first.done).await {
+        Ok(Ok(report)) => {
+            state.finish_probe(report);
+            None
+        }
+        Ok(Err(_)) => None,
+        Err(_) => Some(first),
+    };
 
     let (fs_tx, fs_rx) = mpsc::channel(256);
     let roster_changed = Arc::new(Notify::new());
@@ -91,7 +122,7 @@ pub async fn start(cfg: LiveConfig, cancel: CancellationToken, tracker: &tokio_u
     tracker.spawn(async move {
         // The watcher lives as long as the loop.
         let _watcher = watcher;
-        state.run(fs_rx, roster_changed, poke, cancel).await;
+        state.run(fs_rx, roster_changed, poke, cancel, inflight).await;
     });
     live
 }
@@ -150,22 +181,45 @@ impl State {
         roster: Arc<Notify>,
         poke: Arc<Notify>,
         cancel: CancellationToken,
+        mut inflight: Option<Inflight>,
     ) {
         let mut probe_tick = tokio::time::interval(self.cfg.timings.probe_interval);
         let mut sweep_tick = tokio::time::interval(self.cfg.timings.sweep_interval);
         probe_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // A probe asked for while one runs starts when that one ends.
+        let mut wanted = false;
         loop {
+            let done = async {
+                match inflight.as_mut() {
+                    Some(f) => (&mut f.done).await.ok(),
+                    None => std::future::pending().await,
+                }
+            };
+            let mut finished = None;
             tokio::select! {
+                // The probe thread is left to itself: shutdown never waits for it.
                 () = cancel.cancelled() => return,
-                _ = probe_tick.tick() => self.reprobe().await,
-                () = poke.notified() => self.reprobe().await,
-                _ = sweep_tick.tick() => self.sweep(),
+                _ = probe_tick.tick() => wanted = true,
+                () = poke.notified() => wanted = true,
+                _ = sweep_tick.tick() => self.sweep(inflight.as_ref()),
                 () = roster.notified() => {
                     self.reload_roster();
-                    self.reprobe().await;
+                    wanted = true;
                 }
-                Some(Beat(agent)) = beats.recv() => self.beat(&agent).await,
+                Some(Beat(agent)) = beats.recv() => self.beat(&agent),
+                report = done => finished = Some(report),
+            }
+            if let Some(report) = finished {
+                inflight = None;
+                match report {
+                    Some(report) => self.finish_probe(report),
+                    None => tracing::error!("probe thread panicked"),
+                }
+            }
+            if wanted && inflight.is_none() {
+                wanted = false;
+                inflight = Some(self.start_probe());
             }
         }
     }
@@ -180,7 +234,7 @@ impl State {
     }
 
     fn reload_roster(&mut self) {
-        let text = match std::fs::read_to_string(&self.cfg.roster) {
+        let text = match fleet_core::file::read_to_string(&self.cfg.roster, fleet_core::file::ROSTER_MAX) {
             Ok(t) => t,
             Err(e) => {
                 self.view.roster_problem = Some(format!("cannot read {}: {e}", self.cfg.roster.display()));
@@ -228,43 +282,70 @@ impl State {
             interval_secs: self.cfg.interval_secs,
             now: now_ms() / 1000,
             systemd: self.cfg.systemd,
+            tmux_timeout: self.probe_timeout() * 4 / 5,
         }
     }
 
-    async fn reprobe(&mut self) {
+    fn probe_timeout(&self) -> Duration {
+        probe_timeout(self.cfg.timings.probe_interval)
+    }
+
+    /// Start a probe on a thread of its own (not tokio's blocking pool, which
+    /// the runtime's shutdown waits for).
+    fn start_probe(&self) -> Inflight {
         let roster = self.view.roster.clone().unwrap_or_else(|| Arc::new(empty_roster()));
         let cx = self.probe_context();
-        match tokio::task::spawn_blocking(move || probe_report(&roster, &cx)).await {
-            Ok(report) => {
-                let errors: Vec<String> =
-                    report.socket_errors.iter().map(|e| format!("{}: {}", e.socket, e.error)).collect();
-                if !errors.is_empty() {
-                    tracing::warn!(errors = %errors.join("; "), "tmux probe failed on some sockets");
-                }
-                self.view.probe_error = (!errors.is_empty()).then(|| errors.join("; "));
-                self.publish(report.rows);
-            }
-            Err(e) => tracing::error!(error = %e, "probe task panicked"),
+        let (tx, done) = oneshot::channel();
+        let spawned = std::thread::Builder::new().name("fleet-probe".into()).spawn(move || {
+            let _ = tx.send(probe_report(&roster, &cx));
+        });
+        if let Err(e) = spawned {
+            // The sender is gone with the closure: `done` reports a failed probe.
+            tracing::error!(error = %e, "cannot start a probe thread");
         }
+        Inflight { started: Instant::now(), done }
     }
 
-    fn sweep(&mut self) {
+    fn finish_probe(&mut self, report: ProbeReport) {
+        let errors: Vec<String> = report.socket_errors.iter().map(|e| format!("{}: {}", e.socket, e.error)).collect();
+        if !errors.is_empty() {
+            tracing::warn!(errors = %errors.join("; "), "tmux probe failed on some sockets");
+        } else {
+            self.view.as_of_unix_ms = Some(now_ms());
+        }
+        if let Some(was) = self.view.probe_hung.take() {
+            tracing::info!(was = %was, "the hung probe finished");
+        }
+        self.view.probe_error = (!errors.is_empty()).then(|| errors.join("; "));
+        self.publish(report.rows);
+    }
+
+    /// Re-judge health as time passes, and say so when the running probe hangs.
+    fn sweep(&mut self, inflight: Option<&Inflight>) {
+        let hung = inflight.map(|f| f.started.elapsed()).filter(|t| *t >= self.probe_timeout()).map(|t| {
+            format!(
+                "the host probe (tmux list-panes, systemctl, heartbeat files) has not finished after {} s (limit {} s); the rows are as of its start or older",
+                t.as_secs(),
+                self.probe_timeout().as_secs()
+            )
+        });
+        if hung.is_some() && self.view.probe_hung.is_none() {
+            tracing::error!(after_ms = self.probe_timeout().as_millis() as u64, "the host probe hangs");
+        }
+        let hung_changed = hung != self.view.probe_hung;
+        self.view.probe_hung = hung;
         let mut next = self.view.agents.clone();
         event::reassess(&mut next, now_ms() / 1000);
-        if next != self.view.agents {
+        if next != self.view.agents || hung_changed {
             self.publish(next);
         }
     }
 
-    async fn beat(&mut self, agent: &str) {
+    fn beat(&mut self, agent: &str) {
         let Some(i) = self.view.agents.iter().position(|r| r.name == agent) else { return };
-        let path = heartbeat::heartbeat_path(&self.cfg.run_dir, agent);
         let (interval, now) = (self.cfg.interval_secs, now_ms() / 1000);
-        let report: HealthReport = match tokio::fs::read(&path).await {
-            Ok(bytes) => heartbeat::assess(Some(&String::from_utf8_lossy(&bytes)), now, interval),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => heartbeat::assess(None, now, interval),
-            Err(e) => HealthReport::unknown(format!("cannot read {}: {e}", path.display()), interval),
-        };
+        // A bounded read that never blocks (a FIFO there is `unknown`, not a hang).
+        let report = fleet_tmux::probe::heartbeat_report(&self.cfg.run_dir, agent, now, interval);
         let mut next = self.view.agents.clone();
         let row = &next[i];
         // A heartbeat beside a dead or missing pane, or from another pid, is not this pane's.

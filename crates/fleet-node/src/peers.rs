@@ -144,6 +144,7 @@ impl Peers {
                 agent_count: 0,
                 detail: Some(format!("{}: down (membership: no answer to probes)", p.address)),
                 roster_problem: None,
+                as_of_unix_ms: None,
             })
             .collect();
         let calls = peers.iter().map(|p| {
@@ -171,6 +172,7 @@ impl Peers {
                 agent_count: count,
                 detail,
                 roster_problem: None,
+                as_of_unix_ms: None,
             };
             match res {
                 Ok(Ok(resp)) => {
@@ -187,6 +189,7 @@ impl Peers {
                     let mut s = status(HostState::Ok, None, rows.len() as u32);
                     if let Some(h) = resp.hosts.into_iter().find(|h| h.host.eq_ignore_ascii_case(&host)) {
                         s.roster_problem = Some(h.roster_problem).filter(|p| !p.is_empty());
+                        s.as_of_unix_ms = Some(h.as_of_unix_ms).filter(|t| *t > 0);
                         // The peer answered, but could not see all of its own host.
                         if h.state == v1::HostState::Error as i32 {
                             s.state = HostState::Error;

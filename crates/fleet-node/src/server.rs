@@ -202,7 +202,7 @@ fn local_incoming(
 pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken) -> Result<(), NodeError> {
     fleet_tls::install_crypto_provider();
     let (tenant, host) = resolve_identity(&cfg)?;
-    if let Ok(text) = std::fs::read_to_string(&cfg.roster)
+    if let Ok(text) = fleet_core::file::read_to_string(&cfg.roster, fleet_core::file::ROSTER_MAX)
         && let Ok(roster) = fleet_core::roster::Roster::parse(&text)
         && let Some(t) = &roster.tenant_id
         && t != &tenant

@@ -128,16 +128,23 @@ impl Node {
 
     /// This host's row: `error` when tmux could not be probed on a socket (the
     /// agents there are missing from the listing; `detail` says which socket
-    /// and why), the roster problem, if any, beside it.
+    /// and why) or the probe hangs, the roster problem, if any, beside it, and
+    /// when the view was last refreshed.
     fn self_status(&self, view: &crate::live::HostView) -> HostStatus {
+        let failed = view.probe_error.as_ref().map(|e| format!("tmux could not be probed: {e}"));
+        let detail = match (view.probe_hung.clone(), failed) {
+            (Some(h), Some(f)) => Some(format!("{h}; before that, {f}")),
+            (h, f) => h.or(f),
+        };
         HostStatus {
             tenant_id: self.info.tenant.to_string(),
             host: self.info.host.to_string(),
-            state: if view.probe_error.is_some() { HostState::Error } else { HostState::Ok },
+            state: if detail.is_some() { HostState::Error } else { HostState::Ok },
             latency_ms: 0,
             agent_count: view.agents.len() as u32,
-            detail: view.probe_error.as_ref().map(|e| format!("tmux could not be probed: {e}")),
+            detail,
             roster_problem: view.roster_problem.clone(),
+            as_of_unix_ms: view.as_of_unix_ms,
         }
     }
 

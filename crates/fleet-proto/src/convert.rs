@@ -235,6 +235,7 @@ impl From<HostStatus> for v1::HostStatus {
             detail: s.detail.unwrap_or_default(),
             roster_problem: s.roster_problem.unwrap_or_default(),
             address: String::new(),
+            as_of_unix_ms: s.as_of_unix_ms.unwrap_or(0),
         }
     }
 }
@@ -249,6 +250,7 @@ impl From<v1::HostStatus> for HostStatus {
             agent_count: s.agent_count,
             detail: non_empty(s.detail),
             roster_problem: non_empty(s.roster_problem),
+            as_of_unix_ms: Some(s.as_of_unix_ms).filter(|t| *t > 0),
         }
     }
 }
@@ -449,8 +451,15 @@ mod tests {
             agent_count: 3,
             detail: Some("deadline exceeded".into()),
             roster_problem: Some("roster.yaml: line 3: bad name".into()),
+            as_of_unix_ms: Some(1_782_084_679_123),
         };
-        let sparse = HostStatus { state: HostState::Ok, detail: None, roster_problem: None, ..full.clone() };
+        let sparse = HostStatus {
+            state: HostState::Ok,
+            detail: None,
+            roster_problem: None,
+            as_of_unix_ms: None,
+            ..full.clone()
+        };
         for s in [full, sparse] {
             let wire = v1::HostStatus::from(s.clone());
             assert_eq!(HostStatus::from(wire), s);

@@ -266,7 +266,7 @@ pub fn issue_with_validity(
             let out = CertsDir::new(out);
             let (c, k) = out.identity(kind);
             let ca_path = out.ca_cert();
-            let ca_copy = match std::fs::read(&ca_path) {
+            let ca_copy = match layout::read(&ca_path) {
                 Ok(existing) if existing == ca.cert_pem.as_bytes() => None,
                 Ok(_) if !force => return Err(Error::Exists { path: ca_path }),
                 _ => Some(ca_path),

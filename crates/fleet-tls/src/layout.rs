@@ -132,9 +132,15 @@ fn nonce() -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// Read a file, naming it in the error.
+/// Read a certificate or key file (a regular file of at most
+/// [`fleet_core::file::PEM_MAX`] bytes), naming it in the error.
 pub(crate) fn read(path: &Path) -> Result<Vec<u8>> {
-    fs::read(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })
+    read_capped(path, fleet_core::file::PEM_MAX)
+}
+
+/// Read a regular file of at most `cap` bytes, naming it in the error.
+pub(crate) fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>> {
+    fleet_core::file::read(path, cap).map_err(|source| Error::Read { path: path.to_path_buf(), source })
 }
 
 /// Refuse when any of `paths` exists and `force` is false.

@@ -54,8 +54,14 @@ pub fn read_crl(path: &Path, ca: &CertificateDer<'_>) -> Result<Option<Crl>> {
     if !path.exists() {
         return Ok(None);
     }
-    let bytes = layout::read(path)?;
-    let der = CertificateRevocationListDer::from_pem_slice(&bytes)
+    let bytes = layout::read_capped(path, fleet_core::file::CRL_MAX)?;
+    parse_crl(path, &bytes, ca).map(Some)
+}
+
+/// Parse the bytes of a CRL file (`path` names it in errors): one PEM
+/// `X509 CRL`, signed by `ca`.
+pub fn parse_crl(path: &Path, bytes: &[u8], ca: &CertificateDer<'_>) -> Result<Crl> {
+    let der = CertificateRevocationListDer::from_pem_slice(bytes)
         .map_err(|e| invalid(path, format!("not a PEM certificate revocation list: {e}")))?;
     let (_, crl) =
         x509_parser::parse_x509_crl(der.as_ref()).map_err(|e| invalid(path, format!("not a readable CRL: {e}")))?;
@@ -72,7 +78,7 @@ pub fn read_crl(path: &Path, ca: &CertificateDer<'_>) -> Result<Option<Crl>> {
         .iter_revoked_certificates()
         .map(|r| (strip(r.raw_serial()).to_vec(), r.revocation_date.to_datetime()))
         .collect();
-    Ok(Some(Crl { der, number, revoked }))
+    Ok(Crl { der, number, revoked })
 }
 
 /// What to revoke.
@@ -240,5 +246,97 @@ mod tests {
         std::fs::write(ca.join("crl.pem"), "junk").unwrap();
         let e = read_crl(&ca.join("crl.pem"), &ca_der).unwrap_err();
         assert!(e.to_string().contains("crl.pem"), "{e}");
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+        use std::sync::OnceLock;
+
+        /// A real CRL (two revocations) and its CA, made once.
+        fn real() -> &'static (Vec<u8>, CertificateDer<'static>) {
+            static REAL: OnceLock<(Vec<u8>, CertificateDer<'static>)> = OnceLock::new();
+            REAL.get_or_init(|| {
+                let tmp = tempfile::tempdir().unwrap();
+                let ca = tmp.path().join("ca");
+                issue::init_ca(&ca, "acme", false).unwrap();
+                for name in ["a", "b"] {
+                    let c = issue::issue(&ca, Kind::Viewer, name, 30, None, false).unwrap();
+                    revoke(&ca, Target::Cert(&c.cert)).unwrap();
+                }
+                (std::fs::read(ca.join("crl.pem")).unwrap(), show::read_single_cert(&ca.join("ca.pem")).unwrap())
+            })
+        }
+
+        fn check(bytes: &[u8]) -> Result<(), TestCaseError> {
+            let path = Path::new("/certs/crl.pem");
+            if let Err(e) = parse_crl(path, bytes, &real().1) {
+                prop_assert!(e.to_string().contains("crl.pem"), "the error names the file: {e}");
+            }
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_bytes_are_refused_without_panic(bytes in prop::collection::vec(any::<u8>(), 0..2048)) {
+                check(&bytes)?;
+            }
+
+            #[test]
+            fn a_damaged_real_crl_is_refused_or_read_without_panic(
+                at in any::<prop::sample::Index>(),
+                byte in any::<u8>(),
+                cut in any::<prop::sample::Index>(),
+            ) {
+                let (good, ca) = real();
+                prop_assert_eq!(parse_crl(Path::new("crl.pem"), good, ca).unwrap().revoked.len(), 2);
+                let mut bad = good.clone();
+                bad[at.index(good.len())] = byte;
+                check(&bad)?;
+                check(&good[..cut.index(good.len())])?;
+                // The DER inside, damaged: past the PEM layer into the CRL parser.
+                let der = CertificateRevocationListDer::from_pem_slice(good).unwrap().as_ref().to_vec();
+                let whole = format!("-----BEGIN X509 CRL-----\n{}\n-----END X509 CRL-----\n", base64(&der));
+                prop_assert_eq!(parse_crl(Path::new("crl.pem"), whole.as_bytes(), ca).unwrap().revoked.len(), 2);
+                let mut der_bad = der.clone();
+                der_bad[at.index(der.len())] = byte;
+                let pem = format!(
+                    "-----BEGIN X509 CRL-----\n{}\n-----END X509 CRL-----\n",
+                    base64(&der_bad)
+                );
+                check(pem.as_bytes())?;
+            }
+
+            #[test]
+            fn serials_round_trip_through_hex(serial in prop::collection::vec(any::<u8>(), 1..20)) {
+                prop_assert_eq!(parse_serial(&hex(&serial)).unwrap(), strip(&serial).to_vec());
+                prop_assert_eq!(parse_serial(&hex(&serial).replace(':', "")).unwrap(), strip(&serial).to_vec());
+            }
+
+            #[test]
+            fn any_serial_text_parses_or_is_refused(s in any::<String>()) {
+                let _ = parse_serial(&s);
+            }
+        }
+
+        /// Standard base64 with padding (the test's own, to build PEM).
+        fn base64(data: &[u8]) -> String {
+            const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            let mut out = String::new();
+            for chunk in data.chunks(3) {
+                let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+                let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+                for i in 0..4 {
+                    if i <= chunk.len() {
+                        out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
+                    } else {
+                        out.push('=');
+                    }
+                }
+            }
+            out
+        }
     }
 }

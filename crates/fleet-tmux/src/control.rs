@@ -32,6 +32,36 @@ pub fn quote(arg: &str) -> Option<String> {
     Some(format!("'{arg}'"))
 }
 
+/// The reply to one command, read line by line: what lies between `%begin`
+/// and `%end` (or `%error`); notifications outside a block (`%output`,
+/// `%session-changed`, ...) are skipped.
+#[derive(Default)]
+pub struct Block {
+    out: Vec<String>,
+    inside: bool,
+}
+
+impl Block {
+    /// Feed one line (with or without its newline): `Some` once the reply is
+    /// complete, `Ok(lines)` or `Err(what tmux said)`.
+    pub fn feed(&mut self, line: &str) -> Option<Result<Vec<String>, String>> {
+        let l = line.strip_suffix('\n').unwrap_or(line);
+        if l.starts_with("%begin") {
+            self.inside = true;
+            self.out.clear();
+        } else if l.starts_with("%end") && self.inside {
+            return Some(Ok(std::mem::take(&mut self.out)));
+        } else if l.starts_with("%error") && self.inside {
+            return Some(Err(std::mem::take(&mut self.out).join("\n")));
+        } else if l.starts_with("%exit") {
+            return Some(Err("the control client was detached".into()));
+        } else if self.inside {
+            self.out.push(l.to_string());
+        }
+        None
+    }
+}
+
 impl Control {
     /// Attach to `session` (exact name) on the server of `tmux`.
     pub fn attach(tmux: &Tmux, session: &str) -> Result<Control, TmuxError> {
@@ -50,8 +80,7 @@ impl Control {
     }
 
     fn read_block(&mut self, args: &str) -> Result<Vec<String>, TmuxError> {
-        let mut out = Vec::new();
-        let mut inside = false;
+        let mut block = Block::default();
         let mut line = String::new();
         loop {
             line.clear();
@@ -59,20 +88,9 @@ impl Control {
             if n == 0 {
                 return Err(failed(&self.socket, args, "the control client exited"));
             }
-            let l = line.trim_end_matches('\n');
-            if l.starts_with("%begin") {
-                inside = true;
-                out.clear();
-            } else if l.starts_with("%end") && inside {
-                return Ok(out);
-            } else if l.starts_with("%error") && inside {
-                return Err(failed(&self.socket, args, out.join("\n")));
-            } else if l.starts_with("%exit") {
-                return Err(failed(&self.socket, args, "the control client was detached"));
-            } else if inside {
-                out.push(l.to_string());
+            if let Some(reply) = block.feed(&line) {
+                return reply.map_err(|e| failed(&self.socket, args, e));
             }
-            // Notifications outside a block (%output, %session-changed, ...) are skipped.
         }
     }
 
@@ -150,5 +168,63 @@ mod tests {
         let (_dir, tmux) = server();
         assert!(Control::attach(&tmux, "nope").is_err());
         tmux.run(["kill-server"], None).unwrap();
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A line of command output: anything without a newline that does not
+        /// start with `%` (tmux's own lines do).
+        fn output_line() -> impl Strategy<Value = String> {
+            any::<String>()
+                .prop_map(|s| s.replace(['\n', '\r'], " "))
+                .prop_filter("not a control line", |s| !s.starts_with('%'))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn a_block_reads_back_its_lines(
+                notes in prop::collection::vec(output_line().prop_map(|s| format!("%output %1 {s}")), 0..4),
+                lines in prop::collection::vec(output_line(), 0..8),
+                error in any::<bool>(),
+            ) {
+                let mut b = Block::default();
+                for n in &notes {
+                    let fed = b.feed(&format!("{}\n", n));
+                    prop_assert!(fed.is_none());
+                }
+                prop_assert!(b.feed("%begin 1700000000 12 1\n").is_none());
+                for l in &lines {
+                    let fed = b.feed(&format!("{}\n", l));
+                    prop_assert!(fed.is_none());
+                }
+                let end = if error { "%error 1700000000 12 1\n" } else { "%end 1700000000 12 1\n" };
+                let reply = b.feed(end).expect("the block ends");
+                if error {
+                    prop_assert_eq!(reply, Err(lines.join("\n")));
+                } else {
+                    prop_assert_eq!(reply, Ok(lines.clone()));
+                }
+            }
+
+            #[test]
+            fn any_lines_are_read_without_panic(lines in prop::collection::vec(any::<String>(), 0..16)) {
+                let mut b = Block::default();
+                for l in &lines {
+                    let _ = b.feed(l);
+                }
+            }
+
+            #[test]
+            fn quoting_refuses_or_wraps(arg in any::<String>()) {
+                match quote(&arg) {
+                    Some(q) => prop_assert_eq!(q, format!("'{arg}'")),
+                    None => prop_assert!(arg.contains(['\'', '\n', '\r'])),
+                }
+            }
+        }
     }
 }

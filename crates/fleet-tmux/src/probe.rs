@@ -14,7 +14,14 @@ use fleet_core::record::{AgentRecord, PaneState, SystemdState};
 use fleet_core::roster::{AgentSpec, HeartbeatSource, Roster, TmuxSocket};
 use fleet_core::runtime;
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
 use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+/// How long one `tmux list-panes` may take before it is killed and its socket
+/// reported as hung, unless the caller says otherwise.
+pub const DEFAULT_TMUX_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The `list-panes -a` format: fixed fields first, the session name last so a
 /// name holding a tab cannot shift the others.
@@ -96,12 +103,18 @@ pub struct ProbeContext {
     pub now: i64,
     /// Ask systemd (false: report n/a without asking).
     pub systemd: bool,
+    /// How long one `tmux list-panes` may take: past it the tmux client is
+    /// killed and its socket is an error (a server that accepts and never
+    /// answers must not hang the probe).
+    pub tmux_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     #[error(transparent)]
     Tmux(#[from] TmuxError),
+    #[error("tmux {args} on {socket} did not answer within {} ms (killed its client, pid {pid}): is that tmux server hung?", timeout.as_millis())]
+    Hung { args: String, socket: String, timeout: Duration, pid: u32 },
 }
 
 /// A tmux server that could not be listed.
@@ -128,7 +141,7 @@ pub struct ProbeReport {
 pub fn probe(roster: &Roster, cx: &ProbeContext) -> Result<Vec<AgentRecord>, ProbeError> {
     let (rows, mut failed, sockets) = probe_inner(roster, cx);
     if failed.len() == sockets && !failed.is_empty() {
-        return Err(failed.swap_remove(0).1.into());
+        return Err(failed.swap_remove(0).1);
     }
     Ok(rows)
 }
@@ -141,7 +154,7 @@ pub fn probe_report(roster: &Roster, cx: &ProbeContext) -> ProbeReport {
     ProbeReport { rows, socket_errors }
 }
 
-type Failed = Vec<(TmuxSocket, TmuxError, Vec<String>)>;
+type Failed = Vec<(TmuxSocket, ProbeError, Vec<String>)>;
 
 /// The rows, the sockets that failed (with their agents), and how many sockets were asked.
 fn probe_inner(roster: &Roster, cx: &ProbeContext) -> (Vec<AgentRecord>, Failed, usize) {
@@ -153,9 +166,13 @@ fn probe_inner(roster: &Roster, cx: &ProbeContext) -> (Vec<AgentRecord>, Failed,
     // systemd and the first socket on their own threads, the rest here: all at once.
     let (listings, unit_states) = std::thread::scope(|s| {
         let sd = s.spawn(|| if cx.systemd { systemd::show(&units) } else { None });
-        let others: Vec<_> =
-            sockets.iter().skip(1).map(|sock| s.spawn(|| list_sessions(&Tmux::new(sock.clone())))).collect();
-        let mut listings = vec![list_sessions(&Tmux::new(sockets.first().expect("the roster's socket").clone()))];
+        let others: Vec<_> = sockets
+            .iter()
+            .skip(1)
+            .map(|sock| s.spawn(|| list_sessions(&Tmux::new(sock.clone()), cx.tmux_timeout)))
+            .collect();
+        let first = Tmux::new(sockets.first().expect("the roster's socket").clone());
+        let mut listings = vec![list_sessions(&first, cx.tmux_timeout)];
         listings.extend(others.into_iter().map(|t| t.join().expect("tmux probe thread")));
         (listings, sd.join().expect("systemd probe thread"))
     });
@@ -207,11 +224,67 @@ fn probe_inner(roster: &Roster, cx: &ProbeContext) -> (Vec<AgentRecord>, Failed,
 /// The first pane of each session, by session name.
 type Sessions = BTreeMap<String, Pane>;
 
-fn list_sessions(tmux: &Tmux) -> Result<Sessions, TmuxError> {
-    match tmux.run(["list-panes", "-a", "-F", PANE_FORMAT], None) {
+fn list_sessions(tmux: &Tmux, timeout: Duration) -> Result<Sessions, ProbeError> {
+    match run_within(tmux, &["list-panes", "-a", "-F", PANE_FORMAT], timeout) {
         Ok(out) => Ok(first_panes(parse_panes(&out))),
-        Err(e) if e.is_no_server() => Ok(BTreeMap::new()),
+        Err(ProbeError::Tmux(e)) if e.is_no_server() => Ok(BTreeMap::new()),
         Err(e) => Err(e),
+    }
+}
+
+/// Run tmux with `args` (no stdin) and return its stdout, or kill it (by its
+/// `Child`, so never another process that reused the pid) once `timeout` has
+/// passed: a server that accepts a connection and never answers would
+/// otherwise hold the probe forever.
+fn run_within(tmux: &Tmux, args: &[&str], timeout: Duration) -> Result<String, ProbeError> {
+    let mut cmd = tmux.command();
+    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|source| TmuxError::Spawn { bin: tmux.bin.display().to_string(), source })?;
+    // Drain both pipes on threads: a full pipe must not stall tmux.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let err = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let start = Instant::now();
+    let mut pause = Duration::from_micros(200);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if start.elapsed() >= timeout => {
+                let pid = child.id();
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(ProbeError::Hung {
+                    args: args.first().copied().unwrap_or_default().to_string(),
+                    socket: tmux.socket.to_string(),
+                    timeout,
+                    pid,
+                });
+            }
+            Ok(None) => {
+                std::thread::sleep(pause.min(timeout.saturating_sub(start.elapsed())));
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+            Err(source) => return Err(TmuxError::Spawn { bin: tmux.bin.display().to_string(), source }.into()),
+        }
+    };
+    let (out, err) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
+    if status.success() {
+        Ok(String::from_utf8_lossy(&out).into_owned())
+    } else {
+        Err(TmuxError::Failed {
+            args: args.join(" "),
+            socket: tmux.socket.to_string(),
+            stderr: String::from_utf8_lossy(&err).trim().to_string(),
+        }
+        .into())
     }
 }
 
@@ -236,11 +309,19 @@ fn read_heartbeat(cx: &ProbeContext, name: &str) -> HealthReport {
     if name.parse::<AgentName>().is_err() {
         return HealthReport::unknown("not an agent name", cx.interval_secs);
     }
-    let hb_path = heartbeat::heartbeat_path(&cx.run_dir, name);
-    match std::fs::read(&hb_path) {
-        Ok(bytes) => heartbeat::assess(Some(&String::from_utf8_lossy(&bytes)), cx.now, cx.interval_secs),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => heartbeat::assess(None, cx.now, cx.interval_secs),
-        Err(e) => HealthReport::unknown(format!("cannot read {}: {e}", hb_path.display()), cx.interval_secs),
+    heartbeat_report(&cx.run_dir, name, cx.now, cx.interval_secs)
+}
+
+/// Read and judge the heartbeat file of agent `name` (a valid agent name) in
+/// `run_dir`. The file is read as a regular file of at most
+/// [`fleet_core::file::HEARTBEAT_MAX`] bytes and never blocks: a FIFO, a
+/// device or a directory there is health `unknown` with the reason.
+pub fn heartbeat_report(run_dir: &std::path::Path, name: &str, now: i64, interval_secs: u64) -> HealthReport {
+    let hb_path = heartbeat::heartbeat_path(run_dir, name);
+    match fleet_core::file::read(&hb_path, fleet_core::file::HEARTBEAT_MAX) {
+        Ok(bytes) => heartbeat::assess(Some(&String::from_utf8_lossy(&bytes)), now, interval_secs),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => heartbeat::assess(None, now, interval_secs),
+        Err(e) => HealthReport::unknown(format!("cannot read {}: {e}", hb_path.display()), interval_secs),
     }
 }
 
@@ -309,6 +390,7 @@ mod tests {
             interval_secs: 15,
             now: crate::hbwriter::now_unix(),
             systemd: false,
+            tmux_timeout: DEFAULT_TMUX_TIMEOUT,
         }
     }
 
@@ -361,5 +443,155 @@ mod tests {
         .unwrap();
         assert!(probe(&all_bad, &cx).is_err());
         assert_eq!(probe_report(&all_bad, &cx).socket_errors.len(), 1);
+    }
+
+    #[test]
+    fn a_fifo_heartbeat_is_unknown_with_the_reason_and_never_blocks() {
+        let server = TestServer::new();
+        let run_dir = server.dir.path().join("run");
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let fifo = run_dir.join("piped.hb");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        server.session("piped", &["sleep", "1000"]);
+        let roster =
+            Roster::parse(&format!("tmux: {{ socket_path: \"{}\" }}\nagents: []\n", server.socket().spec())).unwrap();
+        let cx = cx(&run_dir);
+        // On a thread: the old probe blocked forever opening the FIFO.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(probe(&roster, &cx));
+        });
+        let rows = rx.recv_timeout(Duration::from_secs(10)).expect("the probe blocked on a FIFO heartbeat").unwrap();
+        let row = rows.iter().find(|r| r.name == "piped").expect("a row for the session");
+        assert_eq!(row.heartbeat.health, Health::Unknown, "{row:#?}");
+        let reason = row.heartbeat.reason.as_deref().unwrap_or_default();
+        assert!(
+            reason.contains("piped.hb") && reason.contains("FIFO") && reason.contains("not a regular file"),
+            "{reason}"
+        );
+    }
+
+    #[test]
+    fn a_tmux_server_that_never_answers_is_killed_and_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hung.sock");
+        // Listens (so connecting succeeds) and never accepts nor answers.
+        let _listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let roster = Roster::parse(&format!(
+            "tmux: {{ socket_path: \"{}\" }}\nagents:\n  - {{ name: a, runtime: claude }}\n",
+            path.display()
+        ))
+        .unwrap();
+        let cx = ProbeContext { tmux_timeout: Duration::from_millis(800), ..cx(&dir.path().join("run")) };
+        let start = Instant::now();
+        let report = probe_report(&roster, &cx);
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(5), "{took:?}");
+        assert_eq!(report.socket_errors.len(), 1, "{report:#?}");
+        let e = &report.socket_errors[0];
+        assert!(
+            e.error.contains("did not answer within 800 ms") && e.error.contains("killed its client"),
+            "{}",
+            e.error
+        );
+        assert_eq!(e.agents, ["a".to_string()]);
+        // The client was killed: no tmux is left connected to the socket.
+        let pid: u32 = e.error.split("pid ").nth(1).and_then(|t| t.split(')').next()).unwrap().parse().unwrap();
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "tmux client {pid} still runs");
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A field tmux could print: no tab, no newline (the session name may hold a tab).
+        fn field() -> impl Strategy<Value = String> {
+            any::<String>().prop_map(|s| s.replace(['\t', '\n', '\r'], " "))
+        }
+
+        fn pane() -> impl Strategy<Value = Pane> {
+            (
+                (field(), any::<u32>(), any::<u32>(), any::<bool>(), any::<Option<u32>>()),
+                (any::<bool>(), field(), any::<Option<i64>>(), field(), field(), field()),
+            )
+                .prop_map(
+                    |((id, window, index, dead, pid), (in_mode, mode, activity, command, name, tail))| Pane {
+                        id,
+                        window,
+                        index,
+                        dead,
+                        pid: pid.filter(|p| *p > 0),
+                        in_mode,
+                        mode,
+                        activity,
+                        command,
+                        // A session name may hold a tab: it is the last field.
+                        session: if tail.is_empty() { name } else { format!("{name}\t{tail}") },
+                    },
+                )
+        }
+
+        /// The line tmux prints for `p` with PANE_FORMAT.
+        fn print(p: &Pane) -> String {
+            let b = |x: bool| if x { "1" } else { "0" };
+            let activity = p.activity.map(|a| a.to_string()).unwrap_or_default();
+            format!(
+                "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                p.id,
+                p.window,
+                p.index,
+                b(p.dead),
+                p.pid.unwrap_or(0),
+                b(p.in_mode),
+                p.mode,
+                activity,
+                p.command,
+                p.session
+            )
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn printed_panes_parse_back(panes in prop::collection::vec(pane(), 0..8)) {
+                let out: String = panes.iter().map(|p| print(p) + "\n").collect();
+                prop_assert_eq!(parse_panes(&out), panes.clone());
+                let first = first_panes(panes.clone());
+                for p in &panes {
+                    let f = &first[&p.session];
+                    prop_assert!((f.window, f.index) <= (p.window, p.index));
+                }
+            }
+
+            #[test]
+            fn any_output_parses_without_panic(out in any::<String>()) {
+                let panes = parse_panes(&out);
+                prop_assert!(panes.len() <= out.lines().count());
+                let _ = first_panes(panes);
+            }
+
+            #[test]
+            fn near_valid_lines_parse_or_are_skipped(
+                fields in prop::collection::vec(
+                    prop_oneof![field(), Just("-1".to_string()), Just("4294967296".to_string()), Just(String::new())],
+                    0..12,
+                ),
+            ) {
+                let line = fields.join("\t");
+                let panes = parse_panes(&line);
+                prop_assert!(panes.len() <= 1);
+                if fields.len() < 10 {
+                    prop_assert!(panes.is_empty());
+                }
+            }
+        }
     }
 }

@@ -86,4 +86,36 @@ mod tests {
         assert_eq!(s["mosaic-agent@b.service"].active_state, "inactive");
         assert_eq!(s["mosaic-agent@b.service"].unit_file_state, "");
     }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn value() -> impl Strategy<Value = String> {
+            any::<String>().prop_map(|s| s.replace(['\n', '\r'], " "))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn printed_states_parse_back(units in prop::collection::btree_map("[a-z@.-]{1,20}", (value(), value()), 0..6)) {
+                let out: Vec<String> = units
+                    .iter()
+                    .map(|(id, (a, u))| format!("Id={id}\nActiveState={a}\nUnitFileState={u}\n"))
+                    .collect();
+                let s = parse_show(&out.join("\n"));
+                prop_assert_eq!(s.len(), units.len());
+                for (id, (a, u)) in &units {
+                    prop_assert_eq!(&s[id].active_state, a);
+                    prop_assert_eq!(&s[id].unit_file_state, u);
+                }
+            }
+
+            #[test]
+            fn any_output_parses_without_panic(out in any::<String>()) {
+                let _ = parse_show(&out);
+            }
+        }
+    }
 }

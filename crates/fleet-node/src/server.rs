@@ -201,6 +201,7 @@ fn local_incoming(
 /// Run a node until SIGINT/SIGTERM or `cancel`.
 pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken) -> Result<(), NodeError> {
     fleet_tls::install_crypto_provider();
+    let nofile = raise_nofile_limit();
     let (tenant, host) = resolve_identity(&cfg)?;
     if let Ok(text) = std::fs::read_to_string(&cfg.roster)
         && let Ok(roster) = fleet_core::roster::Roster::parse(&text)
@@ -332,6 +333,11 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
         cancel.clone(),
     ));
 
+    let (tls_tx, tls_rx) = watch::channel(server_tls);
+    let limits = fleet_tls::net::Limits::for_fd_limit(nofile);
+    let tls_incoming =
+        fleet_tls::net::TlsIncoming::with_limits(tcp, tls_rx, limits).map_err(|e| NodeError::Serve(e.to_string()))?;
+    let tls_refusals = tls_incoming.refusals();
     let node = Arc::new(Node {
         info: NodeInfo {
             tenant: tenant.clone(),
@@ -354,6 +360,7 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
         delivery: Default::default(),
         cancel: cancel.clone(),
         uid,
+        tls_refusals,
     });
     let svc = NodeService(node);
     let (health, health_svc) = tonic_health::server::health_reporter();
@@ -374,14 +381,11 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
             .add_service(reflection().build_v1().map_err(err)?)
             .add_service(reflection().build_v1alpha().map_err(err)?))
     };
-    let (tls_tx, tls_rx) = watch::channel(server_tls);
     let registry = crate::revocation::Registry::default();
     registry.apply(identity.crl.clone());
     members.apply(identity.crl.clone());
     let wrap = registry.clone();
-    let tls_incoming = fleet_tls::net::TlsIncoming::new(tcp, tls_rx)
-        .map_err(|e| NodeError::Serve(e.to_string()))?
-        .map(move |accepted| accepted.map(|tls| wrap.wrap(tls)));
+    let tls_incoming = tls_incoming.map(move |accepted| accepted.map(|tls| wrap.wrap(tls)));
     tracker.spawn(crate::revocation::follow(
         crate::revocation::Targets {
             certs_dir: cfg.certs_dir.clone(),
@@ -446,6 +450,27 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
     }
     tracing::info!("fleet node stopped");
     Ok(())
+}
+
+/// Raise this process's soft limit of open files to its hard limit (systemd starts
+/// services with a soft limit of 1024, which a few hundred half-open TLS connections and
+/// the node's own descriptors could exhaust); the limit now in force.
+fn raise_nofile_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let soft = limit.current.unwrap_or(u64::MAX);
+    if limit.current.is_some() && limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => {
+                let now = limit.maximum.unwrap_or(u64::MAX);
+                tracing::debug!(from = soft, to = now, "raised the open files limit (RLIMIT_NOFILE) to its hard limit");
+                return now;
+            }
+            Err(e) => tracing::warn!(soft, error = %e, "cannot raise the open files limit (RLIMIT_NOFILE)"),
+        }
+    }
+    soft
 }
 
 /// Removes a file when dropped (the local door's socket).

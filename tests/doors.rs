@@ -190,3 +190,108 @@ fn raw_client_pem(
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     Arc::new(cfg)
 }
+
+/// A leaf signed by the mesh CA in `ca_dir` with no `fleet://` URI SAN: a valid chain and no
+/// fleet identity. (cert PEM, key PEM)
+fn identityless_leaf(ca_dir: &Path) -> (String, String) {
+    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(ca_dir.join("ca.key")).unwrap()).unwrap();
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(&std::fs::read_to_string(ca_dir.join("ca.pem")).unwrap(), ca_key).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["somebody.example".to_string()]).unwrap();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// grpc.health.v1 Check and a reflection service listing through `channel`.
+async fn health_and_reflection(
+    channel: tonic::transport::Channel,
+) -> (Result<i32, tonic::Status>, Result<Vec<String>, tonic::Status>) {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .await
+        .map(|r| r.into_inner().status);
+    let mut refl = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let names = async {
+        let mut stream = refl.server_reflection_info(tokio_stream::iter(vec![req])).await?.into_inner();
+        match stream.message().await?.and_then(|m| m.message_response) {
+            Some(MessageResponse::ListServicesResponse(list)) => Ok(list.service.into_iter().map(|s| s.name).collect()),
+            other => Err(tonic::Status::internal(format!("not a service list: {other:?}"))),
+        }
+    }
+    .await;
+    (status, names)
+}
+
+#[test]
+fn health_and_reflection_answer_only_callers_of_this_tenant_on_the_network_door() {
+    fleet_tls::install_crypto_provider();
+    let m = one_node(&[]);
+    let ca = read_pem_cert(&m.ca_dir().join("ca.pem"));
+    let pem = |dir: PathBuf| {
+        Some((
+            std::fs::read_to_string(dir.join("client.pem")).unwrap(),
+            std::fs::read_to_string(dir.join("client.key")).unwrap(),
+        ))
+    };
+    // Another tenant's operator, signed by this mesh's own CA: a valid chain, the wrong tenant.
+    let rival = {
+        let ca = fleet_tls::issue::Ca::load(&fleet_tls::CertsDir::new(m.ca_dir())).unwrap();
+        let who = fleet_tls::Principal::new("rival".parse().unwrap(), fleet_tls::Kind::Operator, "mallory").unwrap();
+        let leaf = ca.issue(&who, fleet_tls::issue::Validity::days_from_now(1)).unwrap();
+        Some((leaf.cert_pem, leaf.key_pem))
+    };
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    let cases = [
+        ("operator:olga@acme", pem(issue(&m, "operator", "olga")), None),
+        ("viewer:vera@acme", pem(issue(&m, "viewer", "vera")), None),
+        ("operator:mallory@rival", rival, Some(tonic::Code::PermissionDenied)),
+        ("a leaf without a fleet identity", Some(identityless_leaf(&m.ca_dir())), Some(tonic::Code::Unauthenticated)),
+    ];
+    let addr = m.addr(0);
+    let name = fleet_tls::config::any_node_server_name(&"acme".parse().unwrap());
+    rt().block_on(async {
+        for (who, cert, denied) in cases {
+            let tls = raw_client_pem(&ca, cert);
+            let channel = fleet_node::client::tls_channel(&addr, &addr, name.clone(), tls).await.unwrap();
+            let (health, names) = health_and_reflection(channel).await;
+            match denied {
+                None => {
+                    assert_eq!(health.unwrap(), serving, "{who}");
+                    let names = names.unwrap();
+                    assert!(names.iter().any(|n| n == "fleet.v1.Fleet"), "{who}: {names:?}");
+                }
+                Some(code) => {
+                    let (h, r) = (health.unwrap_err(), names.unwrap_err());
+                    assert_eq!((h.code(), r.code()), (code, code), "{who}: {h:?} / {r:?}");
+                    eprintln!("{who}: {}", h.message());
+                }
+            }
+        }
+    });
+    let audit = std::fs::read_to_string(m.nodes[0].home.join("fleet/audit.log")).unwrap();
+    for (principal, target) in [
+        ("operator:mallory@rival", "grpc.health.v1.Health"),
+        ("operator:mallory@rival", "grpc.reflection.v1.ServerReflection"),
+        ("unauthenticated", "grpc.health.v1.Health"),
+        ("unauthenticated", "grpc.reflection.v1.ServerReflection"),
+    ] {
+        assert!(
+            audit.lines().any(|l| l.contains(&format!("\"principal\":\"{principal}\""))
+                && l.contains(&format!("\"target\":\"{target}\""))
+                && l.contains("\"outcome\":\"denied\"")),
+            "no denial of {principal} for {target} in {audit}"
+        );
+    }
+    assert!(!audit.contains("olga") && !audit.contains("vera"), "allowed reads are not audited: {audit}");
+}

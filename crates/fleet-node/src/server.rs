@@ -362,7 +362,7 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
         uid,
         tls_refusals,
     });
-    let svc = NodeService(node);
+    let svc = NodeService(node.clone());
     let (health, health_svc) = tonic_health::server::health_reporter();
     health.set_serving::<FleetServer<NodeService>>().await;
     health.set_serving::<MeshServer<NodeService>>().await;
@@ -377,9 +377,9 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
         Ok(Server::builder()
             .add_service(FleetServer::new(svc.clone()))
             .add_service(MeshServer::new(svc.clone()))
-            .add_service(health_svc.clone())
-            .add_service(reflection().build_v1().map_err(err)?)
-            .add_service(reflection().build_v1alpha().map_err(err)?))
+            .add_service(guarded(node.clone(), HEALTH, health_svc.clone()))
+            .add_service(guarded(node.clone(), REFLECTION, reflection().build_v1().map_err(err)?))
+            .add_service(guarded(node.clone(), REFLECTION_V1ALPHA, reflection().build_v1alpha().map_err(err)?)))
     };
     let registry = crate::revocation::Registry::default();
     registry.apply(identity.crl.clone());
@@ -450,6 +450,28 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
     }
     tracing::info!("fleet node stopped");
     Ok(())
+}
+
+const HEALTH: &str = "grpc.health.v1.Health";
+const REFLECTION: &str = "grpc.reflection.v1.ServerReflection";
+const REFLECTION_V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
+
+/// `svc` (health or reflection) behind the same check as every other call: a caller of this
+/// node's tenant, any kind (`info`), or the local door's own uid. Denials are audited with the
+/// service as the target; no fleet identity is UNAUTHENTICATED, another tenant
+/// PERMISSION_DENIED, as for the fleet services.
+fn guarded<S>(
+    node: Arc<Node>,
+    service: &'static str,
+    svc: S,
+) -> tonic::service::interceptor::InterceptedService<
+    S,
+    impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone,
+> {
+    tonic::service::interceptor::InterceptedService::new(svc, move |req: tonic::Request<()>| {
+        node.authorize(&req, fleet_tls::Verb::Info, service)?;
+        Ok(req)
+    })
 }
 
 /// Raise this process's soft limit of open files to its hard limit (systemd starts

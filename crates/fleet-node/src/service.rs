@@ -78,7 +78,7 @@ impl Node {
     }
 
     /// Identify and authorize the caller of `req` for `verb`.
-    fn authorize<T>(&self, req: &Request<T>, verb: Verb, target: &str) -> Result<Caller, Status> {
+    pub(crate) fn authorize<T>(&self, req: &Request<T>, verb: Verb, target: &str) -> Result<Caller, Status> {
         let tenant = &self.info.tenant;
         if let Some(uds) = req.extensions().get::<tonic::transport::server::UdsConnectInfo>() {
             let uid = uds.peer_cred.map(|c| c.uid());

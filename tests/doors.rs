@@ -295,3 +295,43 @@ fn health_and_reflection_answer_only_callers_of_this_tenant_on_the_network_door(
     }
     assert!(!audit.contains("olga") && !audit.contains("vera"), "allowed reads are not audited: {audit}");
 }
+
+/// Run the stock grpcio client script with `args`; None when python3 is absent.
+fn grpcio(args: &[&str]) -> Option<serde_json::Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/grpcio_client.py");
+    let out = match std::process::Command::new("python3").arg(&script).args(args).output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("python3: {e}"),
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("No module named 'grpc'"),
+        "python3 has no grpcio: `pip install grpcio` (.ci/run does this)"
+    );
+    assert!(out.status.success(), "{} {args:?}: {stderr}", script.display());
+    Some(
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout))),
+    )
+}
+
+#[test]
+fn a_stock_grpcio_client_works_on_both_doors() {
+    let m = one_node(&[]);
+    let sock = format!("unix:{}", m.nodes[0].home.join("fleet/node.sock").display());
+    // The default options: grpcio sends the percent-encoded socket path as :authority.
+    let Some(local) = grpcio(&[&sock]) else {
+        eprintln!("SKIPPED: python3 is not installed, so the stock grpcio client cannot run");
+        return;
+    };
+    let want = serde_json::json!({ "tenant_id": "acme", "host": "a", "health": 1 });
+    assert_eq!(local, want, "local door, {sock}");
+    // The same socket as unix:///path (an absolute path in URI form).
+    let sock3 = format!("unix://{}", m.nodes[0].home.join("fleet/node.sock").display());
+    assert_eq!(grpcio(&[&sock3]).unwrap(), want, "local door, {sock3}");
+
+    // The network door with an operator certificate, verifying the node as a node of acme.
+    let olga = issue(&m, "operator", "olga");
+    let net = grpcio(&[&m.addr(0), olga.to_str().unwrap(), "node.acme.fleet.internal"]).unwrap();
+    assert_eq!(net, want, "network door");
+}

@@ -1,6 +1,7 @@
 //! Running a node: identity, both doors, the live view, the peer feeds, and
 //! an orderly shutdown.
 
+use crate::authority::AuthorityFix;
 use crate::config::NodeConfig;
 use crate::idem::Idempotency;
 use crate::live::{self, LiveConfig};
@@ -155,12 +156,13 @@ async fn bind_local_door(path: &Path) -> Result<UnixListener, NodeError> {
     bound.map_err(|e| NodeError::Serve(format!("cannot bind the local door {}: {e}", path.display())))
 }
 
-/// The local door's connections, each checked: the peer's uid must be ours.
+/// The local door's connections, each checked: the peer's uid must be ours; and made
+/// acceptable to h2 for stock gRPC clients (see [`AuthorityFix`]).
 fn local_incoming(
     listener: UnixListener,
     uid: u32,
     audit: Arc<AuditLog>,
-) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<UnixStream>> {
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<AuthorityFix<UnixStream>>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
         loop {
@@ -190,7 +192,7 @@ fn local_incoming(
                 let _ = audit.append(&ev);
                 continue;
             }
-            if tx.send(Ok(stream)).await.is_err() {
+            if tx.send(Ok(AuthorityFix::new(stream))).await.is_err() {
                 return;
             }
         }

@@ -146,9 +146,22 @@ agents:
 
     /// [`Mesh::start_node`] with extra environment for the node.
     pub fn start_node_with(&mut self, i: usize, listen: &str, peers: &[String], env: &[(&str, &str)]) {
+        self.start_node_via(i, listen, peers, env, &[]);
+    }
+
+    /// [`Mesh::start_node_with`] through a wrapper that execs the node (e.g. `prlimit
+    /// --nofile=1024:20000 --`), so the pid is still the node's.
+    pub fn start_node_via(&mut self, i: usize, listen: &str, peers: &[String], env: &[(&str, &str)], via: &[&str]) {
         let n = &self.nodes[i];
         let log = std::fs::File::create(self.root().join(format!("{}.log", n.host))).unwrap();
-        let mut cmd = Command::new(FLEET);
+        let mut cmd = match via {
+            [] => Command::new(FLEET),
+            [wrapper, args @ ..] => {
+                let mut c = Command::new(wrapper);
+                c.args(args).arg(FLEET);
+                c
+            }
+        };
         self.base_env(&mut cmd);
         cmd.arg("node")
             .env("MOSAIC_HOME", &n.home)

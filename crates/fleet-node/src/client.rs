@@ -60,7 +60,18 @@ async fn remote_channel(url: &str, certs_dir: &Path) -> Result<Channel, ClientEr
     let id = fleet_tls::config::Identity::client(certs_dir).map_err(|e| cred(e.to_string()))?;
     let tls = fleet_tls::config::client_config(&id).map_err(|e| cred(e.to_string()))?;
     let name = fleet_tls::config::any_node_server_name(&id.principal.tenant);
-    let a = addr.clone();
+    tls_channel(url, &addr, name, tls).await
+}
+
+/// A channel to the network door at `addr` (`HOST:PORT`) with the TLS client config `tls`,
+/// verifying the server as `name`; `url` names the node in errors.
+pub async fn tls_channel(
+    url: &str,
+    addr: &str,
+    name: rustls::pki_types::ServerName<'static>,
+    tls: std::sync::Arc<rustls::ClientConfig>,
+) -> Result<Channel, ClientError> {
+    let a = addr.to_string();
     Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|_| ClientError::BadUrl(url.into()))?
         .connect_timeout(Duration::from_secs(3))

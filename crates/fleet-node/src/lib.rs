@@ -10,7 +10,9 @@
 //! - [`revocation`]: following `crl.pem`: new handshakes refuse, open connections of revoked certificates are cut.
 //! - [`server`]: both doors (mTLS TCP, uid-checked Unix socket), health, reflection, shutdown.
 //! - [`client`]: how the CLI reaches a node.
+//! - [`authority`]: the local door accepts the `:authority` stock gRPC clients send for unix sockets.
 
+pub mod authority;
 pub mod client;
 pub mod config;
 pub mod delivery;

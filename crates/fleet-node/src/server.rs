@@ -1,6 +1,7 @@
 //! Running a node: identity, both doors, the live view, the peer feeds, and
 //! an orderly shutdown.
 
+use crate::authority::AuthorityFix;
 use crate::config::NodeConfig;
 use crate::idem::Idempotency;
 use crate::live::{self, LiveConfig};
@@ -22,6 +23,9 @@ use tokio_stream::StreamExt as _;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tonic::transport::Server;
+use tonic::transport::server::Router;
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::server::HealthReporter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -155,12 +159,13 @@ async fn bind_local_door(path: &Path) -> Result<UnixListener, NodeError> {
     bound.map_err(|e| NodeError::Serve(format!("cannot bind the local door {}: {e}", path.display())))
 }
 
-/// The local door's connections, each checked: the peer's uid must be ours.
+/// The local door's connections, each checked: the peer's uid must be ours; and made
+/// acceptable to h2 for stock gRPC clients (see [`AuthorityFix`]).
 fn local_incoming(
     listener: UnixListener,
     uid: u32,
     audit: Arc<AuditLog>,
-) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<UnixStream>> {
+) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<AuthorityFix<UnixStream>>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(async move {
         loop {
@@ -190,7 +195,7 @@ fn local_incoming(
                 let _ = audit.append(&ev);
                 continue;
             }
-            if tx.send(Ok(stream)).await.is_err() {
+            if tx.send(Ok(AuthorityFix::new(stream))).await.is_err() {
                 return;
             }
         }
@@ -201,7 +206,57 @@ fn local_incoming(
 /// Run a node until SIGINT/SIGTERM or `cancel`.
 pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken) -> Result<(), NodeError> {
     fleet_tls::install_crypto_provider();
-    let (tenant, host) = resolve_identity(&cfg)?;
+    let nofile = raise_nofile_limit();
+    let me = load_identity(&cfg)?;
+    // Both doors are bound before anything else runs; a failure leaves nothing behind.
+    let doors = bind_doors(&cfg, &me, nofile).await?;
+    let tracker = TaskTracker::new();
+    let live = start_live(&cfg, &me, &cancel, &tracker).await;
+    let generation = (live::now_ms() as u64).rotate_left(20) ^ u64::from(std::process::id());
+    let members = start_membership(&cfg, &me, &doors, generation, &cancel, &tracker);
+    let mdns = start_mdns_seeding(&cfg, &me, &doors, generation, &members, &cancel, &tracker);
+    let (peers, client_tls_tx) = start_peer_feeds(&me, &members, &cancel, &tracker);
+    let node = Arc::new(Node {
+        info: NodeInfo {
+            tenant: me.tenant.clone(),
+            host: me.host.clone(),
+            generation,
+            grpc_address: doors.grpc_address.clone(),
+            mesh_fingerprint: me.fingerprint.clone(),
+            started_unix_ms: live::now_ms(),
+            fleet_exe,
+            mosaic_home: cfg.mosaic_home.clone(),
+            run_dir: cfg.run_dir.clone(),
+            interval_secs: cfg.heartbeat_interval_secs,
+            fanout_deadline: cfg.timings.fanout_deadline,
+        },
+        live,
+        peers,
+        members: members.clone(),
+        audit: me.audit.clone(),
+        idem: Idempotency::new(cfg.timings.idempotency_ttl),
+        delivery: Default::default(),
+        cancel: cancel.clone(),
+        uid: rustix::process::getuid().as_raw(),
+        tls_refusals: doors.tls.refusals(),
+    });
+    let serving = serve(&cfg, me, doors, node, &members, client_tls_tx, &cancel, &tracker).await?;
+    shut_down(&cfg, serving, mdns, &cancel, &tracker).await
+}
+
+/// Who this node is, found before anything is bound: names, TLS configs, the audit log.
+struct Me {
+    tenant: DnsLabel,
+    host: DnsLabel,
+    identity: Identity,
+    server_tls: Arc<rustls::ServerConfig>,
+    client_tls: Arc<rustls::ClientConfig>,
+    fingerprint: String,
+    audit: Arc<AuditLog>,
+}
+
+fn load_identity(cfg: &NodeConfig) -> Result<Me, NodeError> {
+    let (tenant, host) = resolve_identity(cfg)?;
     if let Ok(text) = fleet_core::file::read_to_string(&cfg.roster, fleet_core::file::ROSTER_MAX)
         && let Ok(roster) = fleet_core::roster::Roster::parse(&text)
         && let Some(t) = &roster.tenant_id
@@ -217,25 +272,46 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
     let client_tls = client_config(&identity).map_err(|e| NodeError::Config(e.to_string()))?;
     let fingerprint = fleet_tls::show::mesh_fingerprint(identity.ca.as_ref());
     let audit = Arc::new(AuditLog::open(&cfg.audit_log).map_err(|e| NodeError::Config(e.to_string()))?);
+    Ok(Me { tenant, host, identity, server_tls, client_tls, fingerprint, audit })
+}
 
-    // Both doors are bound before anything else runs; a failure leaves nothing behind.
+/// Both doors, bound: the TCP listener (already accepting TLS handshakes), the QUIC endpoint
+/// on the same port number, the Unix socket (removed again when this is dropped).
+struct Doors {
+    tls: fleet_tls::net::TlsIncoming,
+    tls_config: watch::Sender<Arc<rustls::ServerConfig>>,
+    tcp_addr: std::net::SocketAddr,
+    grpc_address: String,
+    endpoint: quinn::Endpoint,
+    unix: UnixListener,
+    socket_file: RemoveOnDrop,
+}
+
+/// `nofile`: the open files limit in force, which bounds the TLS handshakes in flight.
+async fn bind_doors(cfg: &NodeConfig, me: &Me, nofile: u64) -> Result<Doors, NodeError> {
     let tcp = TcpListener::bind(cfg.listen)
         .await
         .map_err(|e| NodeError::Serve(format!("cannot listen on {}: {e} (set listen or FLEET_LISTEN)", cfg.listen)))?;
     let tcp_addr = tcp.local_addr().map_err(|e| NodeError::Serve(e.to_string()))?;
-    let grpc_address = advertise(tcp_addr).to_string();
     // Membership (QUIC) on the same port number, UDP.
-    let endpoint = membership::endpoint(tcp_addr, &server_tls, &client_tls).map_err(NodeError::Serve)?;
+    let endpoint = membership::endpoint(tcp_addr, &me.server_tls, &me.client_tls).map_err(NodeError::Serve)?;
     let unix = bind_local_door(&cfg.socket).await?;
-    // From here on, the socket file is removed however this function ends.
-    let _socket_file = RemoveOnDrop(cfg.socket.clone());
-    let uid = rustix::process::getuid().as_raw();
+    // From here on, the socket file is removed however the node ends.
+    let socket_file = RemoveOnDrop(cfg.socket.clone());
+    let (tls_config, tls_rx) = watch::channel(me.server_tls.clone());
+    let limits = fleet_tls::net::Limits::for_fd_limit(nofile);
+    let tls =
+        fleet_tls::net::TlsIncoming::with_limits(tcp, tls_rx, limits).map_err(|e| NodeError::Serve(e.to_string()))?;
+    let grpc_address = advertise(tcp_addr).to_string();
+    Ok(Doors { tls, tls_config, tcp_addr, grpc_address, endpoint, unix, socket_file })
+}
 
-    let tracker = TaskTracker::new();
-    let live = live::start(
+/// The live view of this host: roster, tmux, heartbeats.
+async fn start_live(cfg: &NodeConfig, me: &Me, cancel: &CancellationToken, tracker: &TaskTracker) -> live::Live {
+    live::start(
         LiveConfig {
-            tenant_id: tenant.to_string(),
-            host: host.clone(),
+            tenant_id: me.tenant.to_string(),
+            host: me.host.clone(),
             roster: cfg.roster.clone(),
             run_dir: cfg.run_dir.clone(),
             interval_secs: cfg.heartbeat_interval_secs,
@@ -243,150 +319,177 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
             systemd: true,
         },
         cancel.clone(),
-        &tracker,
+        tracker,
     )
-    .await;
+    .await
+}
 
-    // Membership: SWIM over QUIC on the same port number, UDP.
-    let generation = (live::now_ms() as u64).rotate_left(20) ^ u64::from(std::process::id());
-    let advertised = advertise(tcp_addr);
-    let me = MemberId {
-        tenant: tenant.to_string(),
-        host: host.to_string(),
+/// Membership: SWIM over QUIC on the same port number, UDP, seeded by the static peers.
+fn start_membership(
+    cfg: &NodeConfig,
+    me: &Me,
+    doors: &Doors,
+    generation: u64,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Membership {
+    let advertised = advertise(doors.tcp_addr);
+    let id = MemberId {
+        tenant: me.tenant.to_string(),
+        host: me.host.to_string(),
         grpc: advertised,
         quic: advertised,
         generation,
         bump: 0,
     };
-    let members = membership::start(me, endpoint, cfg.timings.swim.clone(), cancel.clone(), &tracker);
+    let members = membership::start(id, doors.endpoint.clone(), cfg.timings.swim.clone(), cancel.clone(), tracker);
     if !cfg.peers.is_empty() {
         let retry = cfg.timings.swim.reseed;
         tracker.spawn(follow_static_peers(cfg.peers.clone(), members.clone(), retry, cancel.clone()));
     }
-    // mDNS: announce ourselves, and seed membership with whatever matching node
-    // answers (records of another tenant or mesh never get this far).
-    let mdns = if cfg.mdns {
-        let (found_tx, mut found_rx) = tokio::sync::mpsc::channel::<crate::mdns::Report>(64);
-        let ann = crate::mdns::Announcement {
-            tenant: tenant.to_string(),
-            host: host.to_string(),
-            mesh: fingerprint.clone(),
-            grpc_port: tcp_addr.port(),
-            quic_port: tcp_addr.port(),
-            generation,
-        };
-        let mcfg = crate::mdns::MdnsConfig {
-            allow_interfaces: cfg.mdns_allow_interfaces.clone(),
-            deny_interfaces: cfg.mdns_deny_interfaces.clone(),
-        };
-        match crate::mdns::Mdns::start(ann, &mcfg, found_tx) {
-            Ok(m) => {
-                let members = members.clone();
-                let cancel = cancel.clone();
-                tracker.spawn(async move {
-                    loop {
-                        let found = tokio::select! {
-                            () = cancel.cancelled() => return,
-                            f = found_rx.recv() => match f { Some(f) => f, None => return },
-                        };
-                        match found {
-                            crate::mdns::Report::Found(found) => {
-                                tracing::info!(host = %found.host, addrs = ?found.quic_addrs, "mdns: found a node of this mesh");
-                                for addr in found.quic_addrs {
-                                    members.seed(addr, FoundBy::Mdns);
-                                }
-                            }
-                            crate::mdns::Report::Gone(addrs) => {
-                                for addr in addrs {
-                                    members.withdraw(addr);
-                                }
-                            }
-                        }
+    members
+}
+
+/// mDNS: announce ourselves, and seed membership with whatever matching node answers
+/// (records of another tenant or mesh never get this far). None when off or unavailable.
+fn start_mdns_seeding(
+    cfg: &NodeConfig,
+    me: &Me,
+    doors: &Doors,
+    generation: u64,
+    members: &Membership,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Option<crate::mdns::Mdns> {
+    if !cfg.mdns {
+        return None;
+    }
+    let (found_tx, mut found_rx) = tokio::sync::mpsc::channel::<crate::mdns::Report>(64);
+    let ann = crate::mdns::Announcement {
+        tenant: me.tenant.to_string(),
+        host: me.host.to_string(),
+        mesh: me.fingerprint.clone(),
+        grpc_port: doors.tcp_addr.port(),
+        quic_port: doors.tcp_addr.port(),
+        generation,
+    };
+    let mcfg = crate::mdns::MdnsConfig {
+        allow_interfaces: cfg.mdns_allow_interfaces.clone(),
+        deny_interfaces: cfg.mdns_deny_interfaces.clone(),
+    };
+    let m = match crate::mdns::Mdns::start(ann, &mcfg, found_tx) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(error = %e, "mDNS is off: peers come from static config and gossip only");
+            return None;
+        }
+    };
+    let members = members.clone();
+    let cancel = cancel.clone();
+    tracker.spawn(async move {
+        loop {
+            let found = tokio::select! {
+                () = cancel.cancelled() => return,
+                f = found_rx.recv() => match f { Some(f) => f, None => return },
+            };
+            match found {
+                crate::mdns::Report::Found(found) => {
+                    tracing::info!(host = %found.host, addrs = ?found.quic_addrs, "mdns: found a node of this mesh");
+                    for addr in found.quic_addrs {
+                        members.seed(addr, FoundBy::Mdns);
                     }
-                });
-                Some(m)
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "mDNS is off: peers come from static config and gossip only");
-                None
+                }
+                crate::mdns::Report::Gone(addrs) => {
+                    for addr in addrs {
+                        members.withdraw(addr);
+                    }
+                }
             }
         }
-    } else {
-        None
-    };
+    });
+    Some(m)
+}
+
+/// The peer list and per-peer gRPC channels, following membership; and the sender that
+/// rotates the client TLS config they dial with.
+fn start_peer_feeds(
+    me: &Me,
+    members: &Membership,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) -> (Arc<Peers>, watch::Sender<Arc<rustls::ClientConfig>>) {
     let (peer_tx, peer_rx) = watch::channel(Vec::new());
     let (peer_events, _) = broadcast::channel(live::EVENT_CAPACITY);
     let peers = Arc::new(Peers {
         list: peer_rx,
         events: peer_events,
         known: Arc::new(Mutex::new(BTreeMap::new())),
-        tenant: tenant.to_string(),
+        tenant: me.tenant.to_string(),
     });
-    let (client_tls_tx, client_tls_rx) = watch::channel(client_tls);
+    let (client_tls_tx, client_tls_rx) = watch::channel(me.client_tls.clone());
     tracker.spawn(peers::follow_membership(
         members.members.clone(),
         peer_tx,
         peers.clone(),
         client_tls_rx,
-        tenant.clone(),
+        me.tenant.clone(),
         cancel.clone(),
     ));
+    (peers, client_tls_tx)
+}
 
-    let node = Arc::new(Node {
-        info: NodeInfo {
-            tenant: tenant.clone(),
-            host: host.clone(),
-            generation,
-            grpc_address: grpc_address.clone(),
-            mesh_fingerprint: fingerprint.clone(),
-            started_unix_ms: live::now_ms(),
-            fleet_exe,
-            mosaic_home: cfg.mosaic_home.clone(),
-            run_dir: cfg.run_dir.clone(),
-            interval_secs: cfg.heartbeat_interval_secs,
-            fanout_deadline: cfg.timings.fanout_deadline,
-        },
-        live,
-        peers,
-        members: members.clone(),
-        audit: audit.clone(),
-        idem: Idempotency::new(cfg.timings.idempotency_ttl),
-        delivery: Default::default(),
-        cancel: cancel.clone(),
-        uid,
-    });
-    let svc = NodeService(node);
+/// The services both doors serve: Fleet and Mesh, health and reflection (v1 and, for older
+/// tools, v1alpha), the last two behind the same authorization as the others.
+fn build_router(node: &Arc<Node>, health: HealthServer<impl Health>) -> Result<Router, NodeError> {
+    let svc = NodeService(node.clone());
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(fleet_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let err = |e| NodeError::Serve(format!("reflection: {e}"));
+    Ok(Server::builder()
+        .add_service(FleetServer::new(svc.clone()))
+        .add_service(MeshServer::new(svc))
+        .add_service(guarded(node.clone(), HEALTH, health))
+        .add_service(guarded(node.clone(), REFLECTION, reflection().build_v1().map_err(err)?))
+        .add_service(guarded(node.clone(), REFLECTION_V1ALPHA, reflection().build_v1alpha().map_err(err)?)))
+}
+
+/// The doors, serving; what shutting down needs.
+struct Serving {
+    net: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    local: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    health: HealthReporter,
+    _socket_file: RemoveOnDrop,
+}
+
+/// Serve both doors (the network door's connections cut when a new CRL revokes their
+/// certificate; the certs dir followed for rotation and revocation) until `cancel`.
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    cfg: &NodeConfig,
+    me: Me,
+    doors: Doors,
+    node: Arc<Node>,
+    members: &Membership,
+    client_tls: watch::Sender<Arc<rustls::ClientConfig>>,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<Serving, NodeError> {
     let (health, health_svc) = tonic_health::server::health_reporter();
     health.set_serving::<FleetServer<NodeService>>().await;
     health.set_serving::<MeshServer<NodeService>>().await;
-    let router = || -> Result<_, NodeError> {
-        // Reflection v1 and, for older tools, v1alpha.
-        let reflection = || {
-            tonic_reflection::server::Builder::configure()
-                .register_encoded_file_descriptor_set(fleet_proto::FILE_DESCRIPTOR_SET)
-                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        };
-        let err = |e| NodeError::Serve(format!("reflection: {e}"));
-        Ok(Server::builder()
-            .add_service(FleetServer::new(svc.clone()))
-            .add_service(MeshServer::new(svc.clone()))
-            .add_service(health_svc.clone())
-            .add_service(reflection().build_v1().map_err(err)?)
-            .add_service(reflection().build_v1alpha().map_err(err)?))
-    };
-    let (tls_tx, tls_rx) = watch::channel(server_tls);
     let registry = crate::revocation::Registry::default();
-    registry.apply(identity.crl.clone());
-    members.apply(identity.crl.clone());
+    registry.apply(me.identity.crl.clone());
+    members.apply(me.identity.crl.clone());
     let wrap = registry.clone();
-    let tls_incoming = fleet_tls::net::TlsIncoming::new(tcp, tls_rx)
-        .map_err(|e| NodeError::Serve(e.to_string()))?
-        .map(move |accepted| accepted.map(|tls| wrap.wrap(tls)));
+    let tls_incoming = doors.tls.map(move |accepted| accepted.map(|tls| wrap.wrap(tls)));
     tracker.spawn(crate::revocation::follow(
         crate::revocation::Targets {
             certs_dir: cfg.certs_dir.clone(),
-            server_tls: tls_tx,
-            client_tls: client_tls_tx,
+            server_tls: doors.tls_config,
+            client_tls,
             registry,
             membership: members.clone(),
         },
@@ -396,14 +499,27 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
         let cancel = cancel.clone();
         async move { cancel.cancelled().await }
     };
-    let net = tokio::spawn(router()?.serve_with_incoming_shutdown(tls_incoming, shutdown()));
-    let local = tokio::spawn(router()?.serve_with_incoming_shutdown(local_incoming(unix, uid, audit), shutdown()));
+    let net = build_router(&node, health_svc.clone())?.serve_with_incoming_shutdown(tls_incoming, shutdown());
+    let local_door = local_incoming(doors.unix, node.uid, me.audit);
+    let local = build_router(&node, health_svc)?.serve_with_incoming_shutdown(local_door, shutdown());
+    let (net, local) = (tokio::spawn(net), tokio::spawn(local));
     tracing::info!(
-        tenant = %tenant, host = %host, listen = %grpc_address, socket = %cfg.socket.display(),
+        tenant = %me.tenant, host = %me.host, listen = %doors.grpc_address, socket = %cfg.socket.display(),
         peers = cfg.peers.len(), "fleet node serving"
     );
+    Ok(Serving { net, local, health, _socket_file: doors.socket_file })
+}
 
-    let (mut net, mut local) = (net, local);
+/// Wait for a signal, `cancel` or a door that stops; then stop being found, say we are
+/// going, and give in-flight calls the grace period.
+async fn shut_down(
+    cfg: &NodeConfig,
+    serving: Serving,
+    mdns: Option<crate::mdns::Mdns>,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<(), NodeError> {
+    let Serving { mut net, mut local, health, _socket_file } = serving;
     let mut early = None;
     tokio::select! {
         () = cancel.cancelled() => {}
@@ -446,6 +562,49 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
     }
     tracing::info!("fleet node stopped");
     Ok(())
+}
+
+const HEALTH: &str = "grpc.health.v1.Health";
+const REFLECTION: &str = "grpc.reflection.v1.ServerReflection";
+const REFLECTION_V1ALPHA: &str = "grpc.reflection.v1alpha.ServerReflection";
+
+/// `svc` (health or reflection) behind the same check as every other call: a caller of this
+/// node's tenant, any kind (`info`), or the local door's own uid. Denials are audited with the
+/// service as the target; no fleet identity is UNAUTHENTICATED, another tenant
+/// PERMISSION_DENIED, as for the fleet services.
+fn guarded<S>(
+    node: Arc<Node>,
+    service: &'static str,
+    svc: S,
+) -> tonic::service::interceptor::InterceptedService<
+    S,
+    impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone,
+> {
+    tonic::service::interceptor::InterceptedService::new(svc, move |req: tonic::Request<()>| {
+        node.authorize(&req, fleet_tls::Verb::Info, service)?;
+        Ok(req)
+    })
+}
+
+/// Raise this process's soft limit of open files to its hard limit (systemd starts
+/// services with a soft limit of 1024, which a few hundred half-open TLS connections and
+/// the node's own descriptors could exhaust); the limit now in force.
+fn raise_nofile_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let soft = limit.current.unwrap_or(u64::MAX);
+    if limit.current.is_some() && limit.current != limit.maximum {
+        let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => {
+                let now = limit.maximum.unwrap_or(u64::MAX);
+                tracing::debug!(from = soft, to = now, "raised the open files limit (RLIMIT_NOFILE) to its hard limit");
+                return now;
+            }
+            Err(e) => tracing::warn!(soft, error = %e, "cannot raise the open files limit (RLIMIT_NOFILE)"),
+        }
+    }
+    soft
 }
 
 /// Removes a file when dropped (the local door's socket).

@@ -13,6 +13,7 @@ use fleet_core::record::{HostState, HostStatus};
 use fleet_core::roster::TmuxSocket;
 use fleet_proto::v1::{self, fleet_server::Fleet, mesh_server::Mesh};
 use fleet_tls::audit::{AuditEvent, AuditLog};
+use fleet_tls::net::Refusal;
 use fleet_tls::{Principal, Verb, authorize};
 use fleet_tmux::send::{Outcome, SendError, SendOptions};
 use std::pin::Pin;
@@ -61,6 +62,8 @@ pub struct Node {
     pub delivery: Arc<crate::delivery::Deliverer>,
     pub cancel: CancellationToken,
     pub uid: u32,
+    /// TLS handshakes refused on the network door, by reason.
+    pub tls_refusals: Arc<fleet_tls::net::Refusals>,
 }
 
 #[derive(Clone)]
@@ -75,7 +78,7 @@ impl Node {
     }
 
     /// Identify and authorize the caller of `req` for `verb`.
-    fn authorize<T>(&self, req: &Request<T>, verb: Verb, target: &str) -> Result<Caller, Status> {
+    pub(crate) fn authorize<T>(&self, req: &Request<T>, verb: Verb, target: &str) -> Result<Caller, Status> {
         let tenant = &self.info.tenant;
         if let Some(uds) = req.extensions().get::<tonic::transport::server::UdsConnectInfo>() {
             let uid = uds.peer_cred.map(|c| c.uid());
@@ -688,6 +691,11 @@ impl Mesh for NodeService {
             members_alive: node.members.members.borrow().iter().filter(|m| m.state == MemberState::Alive).count()
                 as u32,
             audit_write_failures: node.audit.failures(),
+            tls_refused_failed: node.tls_refusals.count(Refusal::Failed),
+            tls_refused_timed_out: node.tls_refusals.count(Refusal::TimedOut),
+            tls_refused_shed: node.tls_refusals.count(Refusal::Shed),
+            tls_refused_no_client_cert: node.tls_refusals.count(Refusal::NoClientCert),
+            tls_refused_bad_client_cert: node.tls_refusals.count(Refusal::BadClientCert),
         }))
     }
 }

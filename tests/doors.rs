@@ -1,0 +1,337 @@
+//! The node's two doors under abuse and with stock clients: a flood of half-open TLS
+//! connections, a flood of garbage, health and reflection behind the tenant check, and a
+//! stock grpcio (Python) client on both doors. Real `fleet node` processes on loopback.
+
+#[path = "mesh_util.rs"]
+mod mesh_util;
+
+use mesh_util::{Mesh, wait_for};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+/// One host `a` with one stub agent, its node on 127.0.0.1:0.
+fn one_node(via: &[&str]) -> Mesh {
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
+    m.start_node_via(0, "127.0.0.1:0", &[], &[], via);
+    m
+}
+
+/// `fleet certs issue KIND --name NAME` into its own certs dir.
+fn issue(m: &Mesh, kind: &str, name: &str) -> PathBuf {
+    let out = m.root().join(format!("{kind}-{name}"));
+    let ca = m.ca_dir();
+    let (code, _, err) = m.run(
+        &["certs", "issue", kind, "--name", name, "--dir", ca.to_str().unwrap(), "--out", out.to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(code, 0, "issue {kind} {name}: {err}");
+    out
+}
+
+fn node_info(m: &Mesh) -> fleet_proto::v1::NodeInfoResponse {
+    let target = fleet_node::client::Target::Socket(m.nodes[0].home.join("fleet/node.sock"));
+    rt().block_on(async {
+        let mut c = fleet_node::client::mesh(&target).await.unwrap();
+        c.node_info(fleet_proto::v1::NodeInfoRequest {}).await.unwrap().into_inner()
+    })
+}
+
+/// Open `n` TCP connections to `addr`, spread over `sources`, each sending the first bytes
+/// of a TLS record and then nothing: half-open handshakes, held until dropped.
+fn half_open(addr: SocketAddr, sources: &[Ipv4Addr], n: usize) -> Vec<std::net::TcpStream> {
+    rt().block_on(async {
+        let mut held = Vec::with_capacity(n);
+        for k in 0..n {
+            let sock = tokio::net::TcpSocket::new_v4().unwrap();
+            sock.bind(SocketAddr::new(sources[k % sources.len()].into(), 0)).unwrap();
+            let mut tcp = sock.connect(addr).await.expect("connect (the kernel completes it, accepted or not)");
+            // A handshake record header that promises 512 bytes, and 4 of them.
+            tokio::io::AsyncWriteExt::write_all(&mut tcp, &[0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc])
+                .await
+                .unwrap();
+            held.push(tcp.into_std().unwrap());
+        }
+        held
+    })
+}
+
+/// `fleet ps --json` through the network door with the credentials in `certs`: its time.
+fn timed_ps(m: &Mesh, certs: &Path) -> Duration {
+    let url = format!("https://{}", m.addr(0));
+    let env = [("FLEET_NODE", url.as_str()), ("FLEET_CERTS_DIR", certs.to_str().unwrap())];
+    let t = Instant::now();
+    let (code, out, err) = m.run(&["ps", "--json"], &env);
+    let took = t.elapsed();
+    assert_eq!(code, 0, "ps through the network door after {took:?}: {err}");
+    assert!(out.contains("\"orch\""), "{out}");
+    took
+}
+
+#[test]
+fn a_thousand_half_open_handshakes_do_not_keep_an_operator_out() {
+    // As systemd starts services: a soft limit of 1024 open files (the node raises it).
+    let m = one_node(&["prlimit", "--nofile=1024:20000", "--"]);
+    let olga = issue(&m, "operator", "olga");
+    let addr: SocketAddr = m.addr(0).parse().unwrap();
+    let baseline = timed_ps(&m, &olga);
+    eprintln!("fleet ps through the network door, no flood: {baseline:?}");
+
+    // 1,000 half-open connections from ten other loopback addresses.
+    let sources: Vec<Ipv4Addr> = (2..12).map(|d| Ipv4Addr::new(127, 0, 0, d)).collect();
+    let flood = half_open(addr, &sources, 1000);
+    std::thread::sleep(Duration::from_millis(300));
+    let took = timed_ps(&m, &olga);
+    eprintln!("fleet ps while 1000 half-open connections from 10 other addresses are held: {took:?}");
+    assert!(took < Duration::from_secs(1), "ps took {took:?}");
+    drop(flood);
+
+    // 1,000 from the operator's own address: the node sheds the flood's oldest, not the newest.
+    let flood = half_open(addr, &[Ipv4Addr::LOCALHOST], 1000);
+    std::thread::sleep(Duration::from_millis(300));
+    let took = timed_ps(&m, &olga);
+    eprintln!("fleet ps while 1000 half-open connections from its own address were opened: {took:?}");
+    assert!(took < Duration::from_secs(1), "ps took {took:?}");
+    let shed = node_info(&m).tls_refused_shed;
+    assert!(shed >= 1000 - 128, "the node sheds the same-address flood over its per-address limit: {shed}");
+    drop(flood);
+}
+
+#[test]
+fn a_garbage_flood_is_counted_not_logged_line_by_line() {
+    let m = one_node(&[]);
+    let addr: SocketAddr = m.addr(0).parse().unwrap();
+    const FLOOD: u64 = 300;
+    for _ in 0..FLOOD {
+        use std::io::{Read, Write};
+        let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+        tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        // The node answers with an alert and closes: one refusal done before the next.
+        let _ = tcp.read_to_end(&mut Vec::new());
+    }
+    let mut info = node_info(&m);
+    wait_for("every refusal counted", Duration::from_secs(5), || {
+        info = node_info(&m);
+        info.tls_refused_failed >= FLOOD
+    });
+    assert_eq!(info.tls_refused_failed, FLOOD, "{info:?}");
+    assert_eq!(
+        (info.tls_refused_timed_out, info.tls_refused_shed, info.tls_refused_no_client_cert),
+        (0, 0, 0),
+        "{info:?}"
+    );
+    let log = std::fs::read_to_string(m.root().join("a.log")).unwrap();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("TLS handshake")).collect();
+    eprintln!("{FLOOD} garbage connections, {} log lines about them: {lines:#?}", lines.len());
+    assert!(!lines.is_empty() && lines.len() <= 3, "a handful of lines, not one per connection: {lines:#?}");
+
+    // A TLS client without a certificate, and one of another CA: told apart.
+    fleet_tls::install_crypto_provider();
+    let other = tempfile::tempdir().unwrap();
+    fleet_tls::issue::init_ca(other.path(), "acme", false).unwrap();
+    fleet_tls::issue::issue(other.path(), fleet_tls::Kind::Operator, "eve", 1, Some(other.path()), false).unwrap();
+    let ca = read_pem_cert(&m.nodes[0].home.join("fleet/certs/ca.pem"));
+    let eve = (other.path().join("client.pem"), other.path().join("client.key"));
+    for client in [raw_client(&ca, None), raw_client(&ca, Some((&eve.0, &eve.1)))] {
+        let name = fleet_tls::config::any_node_server_name(&"acme".parse().unwrap());
+        let _ = rt().block_on(async {
+            let mut tls = fleet_tls::net::connect(addr, name, client).await?;
+            // TLS 1.3: the server judges the client's certificate after the client's
+            // handshake is done; its verdict arrives on the first read.
+            tokio::io::AsyncReadExt::read(&mut tls, &mut [0u8; 1]).await
+        });
+    }
+    wait_for("the certificate refusals counted", Duration::from_secs(5), || {
+        info = node_info(&m);
+        info.tls_refused_no_client_cert == 1 && info.tls_refused_bad_client_cert == 1
+    });
+}
+
+fn read_pem_cert(p: &Path) -> rustls::pki_types::CertificateDer<'static> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::from_pem_file(p).unwrap()
+}
+
+/// A TLS client config that trusts `ca` and presents the certificate and key in the given
+/// PEM files, or no certificate.
+fn raw_client(
+    ca: &rustls::pki_types::CertificateDer<'static>,
+    cert: Option<(&Path, &Path)>,
+) -> Arc<rustls::ClientConfig> {
+    raw_client_pem(ca, cert.map(|(c, k)| (std::fs::read_to_string(c).unwrap(), std::fs::read_to_string(k).unwrap())))
+}
+
+fn raw_client_pem(
+    ca: &rustls::pki_types::CertificateDer<'static>,
+    cert: Option<(String, String)>,
+) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let b = rustls::ClientConfig::builder_with_provider(fleet_tls::config::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let mut cfg = match cert {
+        Some((cert, key)) => b
+            .with_client_auth_cert(
+                vec![rustls::pki_types::CertificateDer::from_pem_slice(cert.as_bytes()).unwrap()],
+                rustls::pki_types::PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap(),
+            )
+            .unwrap(),
+        None => b.with_no_client_auth(),
+    };
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Arc::new(cfg)
+}
+
+/// A leaf signed by the mesh CA in `ca_dir` with no `fleet://` URI SAN: a valid chain and no
+/// fleet identity. (cert PEM, key PEM)
+fn identityless_leaf(ca_dir: &Path) -> (String, String) {
+    let ca_key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(ca_dir.join("ca.key")).unwrap()).unwrap();
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(&std::fs::read_to_string(ca_dir.join("ca.pem")).unwrap(), ca_key).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["somebody.example".to_string()]).unwrap();
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (cert.pem(), key.serialize_pem())
+}
+
+/// grpc.health.v1 Check and a reflection service listing through `channel`.
+async fn health_and_reflection(
+    channel: tonic::transport::Channel,
+) -> (Result<i32, tonic::Status>, Result<Vec<String>, tonic::Status>) {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest { service: String::new() })
+        .await
+        .map(|r| r.into_inner().status);
+    let mut refl = ServerReflectionClient::new(channel);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let names = async {
+        let mut stream = refl.server_reflection_info(tokio_stream::iter(vec![req])).await?.into_inner();
+        match stream.message().await?.and_then(|m| m.message_response) {
+            Some(MessageResponse::ListServicesResponse(list)) => Ok(list.service.into_iter().map(|s| s.name).collect()),
+            other => Err(tonic::Status::internal(format!("not a service list: {other:?}"))),
+        }
+    }
+    .await;
+    (status, names)
+}
+
+#[test]
+fn health_and_reflection_answer_only_callers_of_this_tenant_on_the_network_door() {
+    fleet_tls::install_crypto_provider();
+    let m = one_node(&[]);
+    let ca = read_pem_cert(&m.ca_dir().join("ca.pem"));
+    let pem = |dir: PathBuf| {
+        Some((
+            std::fs::read_to_string(dir.join("client.pem")).unwrap(),
+            std::fs::read_to_string(dir.join("client.key")).unwrap(),
+        ))
+    };
+    // Another tenant's operator, signed by this mesh's own CA: a valid chain, the wrong tenant.
+    let rival = {
+        let ca = fleet_tls::issue::Ca::load(&fleet_tls::CertsDir::new(m.ca_dir())).unwrap();
+        let who = fleet_tls::Principal::new("rival".parse().unwrap(), fleet_tls::Kind::Operator, "mallory").unwrap();
+        let leaf = ca.issue(&who, fleet_tls::issue::Validity::days_from_now(1)).unwrap();
+        Some((leaf.cert_pem, leaf.key_pem))
+    };
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    let cases = [
+        ("operator:olga@acme", pem(issue(&m, "operator", "olga")), None),
+        ("viewer:vera@acme", pem(issue(&m, "viewer", "vera")), None),
+        ("operator:mallory@rival", rival, Some(tonic::Code::PermissionDenied)),
+        ("a leaf without a fleet identity", Some(identityless_leaf(&m.ca_dir())), Some(tonic::Code::Unauthenticated)),
+    ];
+    let addr = m.addr(0);
+    let name = fleet_tls::config::any_node_server_name(&"acme".parse().unwrap());
+    rt().block_on(async {
+        for (who, cert, denied) in cases {
+            let tls = raw_client_pem(&ca, cert);
+            let channel = fleet_node::client::tls_channel(&addr, &addr, name.clone(), tls).await.unwrap();
+            let (health, names) = health_and_reflection(channel).await;
+            match denied {
+                None => {
+                    assert_eq!(health.unwrap(), serving, "{who}");
+                    let names = names.unwrap();
+                    assert!(names.iter().any(|n| n == "fleet.v1.Fleet"), "{who}: {names:?}");
+                }
+                Some(code) => {
+                    let (h, r) = (health.unwrap_err(), names.unwrap_err());
+                    assert_eq!((h.code(), r.code()), (code, code), "{who}: {h:?} / {r:?}");
+                    eprintln!("{who}: {}", h.message());
+                }
+            }
+        }
+    });
+    let audit = std::fs::read_to_string(m.nodes[0].home.join("fleet/audit.log")).unwrap();
+    for (principal, target) in [
+        ("operator:mallory@rival", "grpc.health.v1.Health"),
+        ("operator:mallory@rival", "grpc.reflection.v1.ServerReflection"),
+        ("unauthenticated", "grpc.health.v1.Health"),
+        ("unauthenticated", "grpc.reflection.v1.ServerReflection"),
+    ] {
+        assert!(
+            audit.lines().any(|l| l.contains(&format!("\"principal\":\"{principal}\""))
+                && l.contains(&format!("\"target\":\"{target}\""))
+                && l.contains("\"outcome\":\"denied\"")),
+            "no denial of {principal} for {target} in {audit}"
+        );
+    }
+    assert!(!audit.contains("olga") && !audit.contains("vera"), "allowed reads are not audited: {audit}");
+}
+
+/// Run the stock grpcio client script with `args`; None when python3 is absent.
+fn grpcio(args: &[&str]) -> Option<serde_json::Value> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/grpcio_client.py");
+    let out = match std::process::Command::new("python3").arg(&script).args(args).output() {
+        Ok(out) => out,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("python3: {e}"),
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("No module named 'grpc'"),
+        "python3 has no grpcio: `pip install grpcio` (.ci/run does this)"
+    );
+    assert!(out.status.success(), "{} {args:?}: {stderr}", script.display());
+    Some(
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout))),
+    )
+}
+
+#[test]
+fn a_stock_grpcio_client_works_on_both_doors() {
+    let m = one_node(&[]);
+    let sock = format!("unix:{}", m.nodes[0].home.join("fleet/node.sock").display());
+    // The default options: grpcio sends the percent-encoded socket path as :authority.
+    let Some(local) = grpcio(&[&sock]) else {
+        eprintln!("SKIPPED: python3 is not installed, so the stock grpcio client cannot run");
+        return;
+    };
+    let want = serde_json::json!({ "tenant_id": "acme", "host": "a", "health": 1 });
+    assert_eq!(local, want, "local door, {sock}");
+    // The same socket as unix:///path (an absolute path in URI form).
+    let sock3 = format!("unix://{}", m.nodes[0].home.join("fleet/node.sock").display());
+    assert_eq!(grpcio(&[&sock3]).unwrap(), want, "local door, {sock3}");
+
+    // The network door with an operator certificate, verifying the node as a node of acme.
+    let olga = issue(&m, "operator", "olga");
+    let net = grpcio(&[&m.addr(0), olga.to_str().unwrap(), "node.acme.fleet.internal"]).unwrap();
+    assert_eq!(net, want, "network door");
+}

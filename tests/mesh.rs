@@ -713,6 +713,12 @@ fn a_member_that_claims_another_hosts_name_is_refused() {
     let log = std::fs::read_to_string(m.root().join("a.log")).unwrap();
     assert!(log.contains("refused a member that claims another host than its certificate"), "{log}");
     assert!(log.contains("certificate=evil") && log.contains("claims=b"), "{log}");
+    let refused = rt.block_on(async {
+        let target = fleet_node::client::Target::Socket(m.nodes[0].home.join("fleet/node.sock"));
+        let mut c = fleet_node::client::mesh(&target).await.unwrap();
+        c.node_info(fleet_proto::v1::NodeInfoRequest {}).await.unwrap().into_inner().membership_refused_claims
+    });
+    assert!(refused >= 1, "NodeInfo counts the refused datagrams: {refused}");
     let (code, out, err) = m.at(0, &["send", "rev@b", "--from", "t", "-m", "still the real b"]);
     assert_eq!(code, 0, "{out}{err}");
     wait_for("the send on the real b", Duration::from_secs(5), || m.capture(1, "rev").contains("still the real b"));

@@ -434,8 +434,12 @@ fn a_runtime_without_paste_pause_gets_paste_and_enter_in_one_call_and_a_dead_pan
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("is dead"), "{err}");
     assert_eq!(h.row("quick")["pane"], "alive", "pasting into a dead pane crashes tmux 3.3a: never done");
-    // No such session: not found, and nothing left in a buffer.
+    // Not in the roster: refused before tmux is asked. With --unmanaged, tmux
+    // has no such session: not found. Nothing is left in a buffer either way.
     let (code, _, err) = h.run(&["send", "quick-2", "--local", "-m", "x"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no such agent quick-2 in the roster of host testhost"), "{err}");
+    let (code, _, err) = h.run(&["send", "quick-2", "--local", "--unmanaged", "-m", "x"]);
     assert_eq!(code, 1);
     assert!(err.contains("no such agent quick-2"), "{err}");
     let (_, buffers, _) = h.tmux(&["list-buffers"]);
@@ -472,7 +476,7 @@ fn empty_texts_forged_labels_the_holder_and_unmanaged_sessions_are_refused() {
     h.wait_for("the bash prompt", Duration::from_secs(10), || !h.capture("shell").trim().is_empty());
     let (code, _, err) = h.run(&["send", "shell", "--local", "-m", "echo typed"]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("no agent shell in the roster of host testhost (known: coder)"), "{err}");
+    assert!(err.contains("no such agent shell in the roster of host testhost (known: coder)"), "{err}");
     assert!(err.contains("pass --unmanaged"), "{err}");
     assert!(!h.capture("shell").contains("typed"), "refused: nothing typed");
     let (code, out, err) = h.run(&["send", "shell", "--local", "--unmanaged", "--from", "t", "-m", "echo typed"]);

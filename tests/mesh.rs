@@ -86,7 +86,7 @@ fn merged_ps_send_heartbeats_and_a_host_that_dies_and_returns() {
     assert_eq!((receipt["outcome"].as_str(), receipt["host"].as_str()), (Some("draft"), Some("c")));
     let (code, _, err) = m.at(0, &["send", "nobody@c", "-m", "hi"]);
     assert_eq!(code, 1);
-    assert!(err.contains("no such agent nobody on host c"), "{err}");
+    assert!(err.contains("no such agent nobody in the roster of host c (known: coder, drafty, quiet)"), "{err}");
     let (code, _, err) = m.at(0, &["send", "x@nowhere", "-m", "hi"]);
     assert_eq!(code, 1);
     assert!(err.contains("no node for host nowhere"), "{err}");
@@ -634,7 +634,7 @@ fn a_node_refuses_empty_texts_forged_labels_and_unmanaged_targets_from_any_calle
     let (code, _, err) = m.at(0, &["send", "shell@c", "-m", "hi"]);
     assert_eq!(code, 1, "{err}");
     assert!(
-        err.contains("no agent shell in the roster of host c (known: coder)") && err.contains("--unmanaged"),
+        err.contains("no such agent shell in the roster of host c (known: coder)") && err.contains("--unmanaged"),
         "{err}"
     );
 }

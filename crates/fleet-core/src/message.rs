@@ -104,7 +104,7 @@ pub fn recipient_refusal(roster: &Roster, host: &DnsLabel, session: &str, unmana
     }
     let known: Vec<&str> = roster.agents_on(host).map(|a| a.name.as_str()).collect();
     Some(format!(
-        "no agent {session} in the roster of host {host} (known: {}); to type into a session the roster \
+        "no such agent {session} in the roster of host {host} (known: {}); to type into a session the roster \
          does not name, pass --unmanaged",
         if known.is_empty() { "none".to_string() } else { known.join(", ") }
     ))
@@ -195,7 +195,7 @@ mod tests {
         // Another host's agent and a session the roster does not name: only when asked.
         for name in ["b", "shell"] {
             let why = recipient_refusal(&roster, &here, name, false).expect(name);
-            assert!(why.starts_with(&format!("no agent {name} in the roster of host here (known: a);")), "{why}");
+            assert!(why.starts_with(&format!("no such agent {name} in the roster of host here (known: a);")), "{why}");
             assert!(why.ends_with("pass --unmanaged"), "{why}");
             assert_eq!(recipient_refusal(&roster, &here, name, true), None);
         }

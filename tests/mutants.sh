@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Mutation testing of the decision functions: does any test fail when the code
+# that decides (verify, health, authorization, idempotency, revocation, the
+# send rules, membership identity) is changed? Prints, per file: mutants,
+# caught, missed, unviable, timeouts, and every missed mutant.
+#
+# Not part of CI (it rebuilds once per mutant: about 30 minutes on 2 cores).
+# Figures and the equivalent mutants: docs/quality.md.
+#
+#   bash tests/mutants.sh            # all files below
+#   bash tests/mutants.sh verify     # only files whose path matches
+#
+# It mutates the work tree in place (fast: incremental builds) and puts every
+# file back when a mutant is done; run it on a clean tree and do not edit while
+# it runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+command -v cargo-mutants >/dev/null 2>&1 || cargo install --locked cargo-mutants
+filter=${1:-}
+
+# package | file | functions (a regex over mutant names; empty: the whole file)
+targets=(
+  "fleet-core|crates/fleet-core/src/verify.rs|"
+  "fleet-core|crates/fleet-core/src/message.rs|"
+  "fleet-core|crates/fleet-core/src/heartbeat.rs|judge_with_pane|assess|Health|Heartbeat::parse|Timestamp::(parse|offset|parts)"
+  "fleet-tls|crates/fleet-tls/src/authz.rs|"
+  "fleet-tls|crates/fleet-tls/src/principal.rs|"
+  "fleet-node|crates/fleet-node/src/idem.rs|"
+  "fleet-node|crates/fleet-node/src/revocation.rs|"
+  "fleet-node|crates/fleet-node/src/membership.rs|claim_holds|is_placeholder|contradicted|sender_holds"
+)
+
+out_root=target/mutants
+mkdir -p "$out_root"
+printf '%-45s %8s %7s %7s %9s %9s\n' file mutants caught missed unviable timeouts
+for t in "${targets[@]}"; do
+  IFS='|' read -r pkg file re <<<"$t"
+  [[ -n "$filter" && "$file" != *"$filter"* ]] && continue
+  out="$out_root/$(basename "$file" .rs)"
+  args=(--in-place --no-shuffle -f "$file" --test-package "$pkg" -o "$out")
+  [[ -n "$re" ]] && args+=(--re "$re")
+  cargo mutants "${args[@]}" >"$out.log" 2>&1 || true
+  python3 - "$file" "$out/mutants.out/outcomes.json" <<'PY'
+import json, sys
+file, path = sys.argv[1], sys.argv[2]
+d = json.load(open(path))
+print(f'{file:45} {d["total_mutants"]:8} {d["caught"]:7} {d["missed"]:7} {d["unviable"]:9} {d["timeout"]:9}')
+for o in d["outcomes"]:
+    if o["summary"] == "MissedMutant":
+        print("    missed:", o["scenario"]["Mutant"]["name"])
+PY
+done

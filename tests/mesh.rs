@@ -728,3 +728,98 @@ fn a_member_that_claims_another_hosts_name_is_refused() {
         let _ = tokio::time::timeout(Duration::from_secs(2), tracker.wait()).await;
     });
 }
+
+/// A node of the tenant cannot gossip another host out of the mesh: an
+/// insider (host evil's own certificate, speaking as itself, SWIM crafted by
+/// hand) tells `a` that `b` restarted at b's own address with a far newer
+/// generation and a dead gRPC address. `a` believes `b` itself, which is
+/// connected and announces its real identity: the forged update is dropped,
+/// counted and logged, `b` keeps its row, and sends still reach it. (On the
+/// old code the forgery replaced `b`, and sends to `b` failed.)
+#[test]
+fn gossip_cannot_replace_a_member_with_a_forged_identity() {
+    use foca::Codec as _;
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
+    m.add_host("b", "  - { name: rev, runtime: stub }\n");
+    let evil = m.add_host("evil", "");
+    m.start_agents(1);
+    m.start_node(1, "127.0.0.1:0", &[]);
+    let peers = vec![m.addr(1)];
+    m.start_node(0, "127.0.0.1:0", &peers);
+    let b_rows = |m: &Mesh| -> Vec<serde_json::Value> {
+        let (code, out, err) = m.at(0, &["peers", "--json"]);
+        assert_eq!(code, 0, "{err}");
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        rows.into_iter().filter(|r| r["host"] == "b").collect()
+    };
+    wait_for("a to know b", Duration::from_secs(10), || b_rows(&m).len() == 1);
+    let real_b = b_rows(&m)[0].clone();
+    let b_quic: std::net::SocketAddr = real_b["quic_address"].as_str().unwrap().parse().unwrap();
+
+    fleet_tls::install_crypto_provider();
+    let identity = fleet_tls::config::Identity::node(&m.nodes[evil].home.join("fleet/certs")).unwrap();
+    let server = fleet_tls::config::server_config(&identity).unwrap();
+    let client = fleet_tls::config::client_config(&identity).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let a_quic: std::net::SocketAddr = m.addr(0).parse().unwrap();
+    rt.block_on(async {
+        use fleet_node::membership::MemberId;
+        let ep = fleet_node::membership::endpoint("127.0.0.1:0".parse().unwrap(), &server, &client).unwrap();
+        let me_addr = ep.local_addr().unwrap();
+        let me = MemberId {
+            tenant: "acme".into(),
+            host: "evil".into(),
+            grpc: me_addr,
+            quic: me_addr,
+            generation: 1,
+            bump: 0,
+        };
+        let conn = ep.connect(a_quic, "node.acme.fleet.internal").unwrap().await.unwrap();
+        let encode = |dst: &MemberId, message: foca::Message<MemberId>, updates: &[foca::Member<MemberId>]| {
+            let mut buf = bytes::BytesMut::new();
+            let header = foca::Header { src: me.clone(), src_incarnation: 0, dst: dst.clone(), message };
+            foca::PostcardCodec.encode_header(&header, &mut buf).unwrap();
+            if !updates.is_empty() {
+                buf.extend_from_slice(&(updates.len() as u16).to_be_bytes());
+                for u in updates {
+                    foca::PostcardCodec.encode_member(u, &mut buf).unwrap();
+                }
+            }
+            buf.freeze()
+        };
+        // Join as itself: announce to whoever is at a's address; a's reply names a.
+        let anyone = MemberId { host: "seed".into(), generation: 0, ..me.clone() };
+        let anyone = MemberId { grpc: a_quic, quic: a_quic, ..anyone };
+        conn.send_datagram(encode(&anyone, foca::Message::Announce, &[])).unwrap();
+        let reply = tokio::time::timeout(Duration::from_secs(5), conn.read_datagram()).await.unwrap().unwrap();
+        let a_id: MemberId = foca::PostcardCodec.decode_header(&mut &reply[..]).unwrap().src;
+        assert_eq!(a_id.host, "a");
+        // The forgery: b "restarted" at its own address, far in the future, gRPC nowhere.
+        let fake = MemberId {
+            tenant: "acme".into(),
+            host: "b".into(),
+            grpc: "127.0.0.1:9".parse().unwrap(),
+            quic: b_quic,
+            generation: u64::MAX,
+            bump: 0,
+        };
+        let forged = [foca::Member::new(fake, 0, foca::State::Alive)];
+        for _ in 0..5 {
+            conn.send_datagram(encode(&a_id, foca::Message::Gossip, &forged)).unwrap();
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        conn.close(0u32.into(), b"done");
+    });
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let rows = b_rows(&m);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0]["grpc_address"], real_b["grpc_address"], "b was replaced by the forgery: {rows:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (code, out, err) = m.at(0, &["send", "rev@b", "--from", "t", "-m", "still b"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let log = std::fs::read_to_string(m.root().join("a.log")).unwrap();
+    assert!(log.contains("dropped a gossiped member that is not believable"), "{log}");
+}

@@ -11,12 +11,15 @@
 //!   with the server name `node.<tenant>.fleet.internal`, and a server drops an
 //!   incoming connection whose certificate is not a node of its tenant. So a
 //!   peer of another tenant or CA never exchanges a SWIM message.
-//! - A member is who its certificate says: every datagram's sender identity
+//! - A member is who its certificate says. Every datagram's sender identity
 //!   (the SWIM header's `src`) must name the host and tenant of the node
-//!   certificate on the QUIC connection it came in on, or it is dropped; and
-//!   an identity that claims a host other than the certificate at its address
-//!   is never sent to nor shown (see [`claim_holds`]). So a node certificate
-//!   of the tenant cannot run a node that passes for another host.
+//!   certificate on the QUIC connection it came in on, or it is dropped
+//!   ([`claim_holds`]). Membership updates that a datagram carries about other
+//!   members are filtered too ([`believable`]): one that claims another host
+//!   than the certificate at its address, or a newer identity for an address
+//!   whose node itself announces another, never reaches foca, and such an
+//!   identity is never sent to nor shown. So a node certificate of the tenant
+//!   can neither pass for another host nor, by gossip, replace one.
 //! - The driver is one task owning the `Foca` state; timers are tasks that post
 //!   back; the published view is a `watch` of [`MemberInfo`] rows.
 
@@ -191,6 +194,7 @@ impl Membership {
             conns.iter().filter(|(_, c)| revoked_by(crl.as_ref(), c)).map(|(a, _)| *a).collect();
         for a in &revoked {
             if let Some(c) = conns.remove(a) {
+                self.transport.owners.lock().expect("owners").remove(a);
                 c.close(2u32.into(), b"certificate revoked");
             }
         }
@@ -213,6 +217,31 @@ fn is_placeholder(id: &MemberId) -> bool {
     id.host.starts_with("seed:")
 }
 
+/// The node at an address, as far as an open QUIC connection there shows it:
+/// the host in its certificate, and the identity it last announced itself as.
+#[derive(Clone, Debug)]
+struct Owner {
+    conn: usize,
+    host: String,
+    spoke: Option<MemberId>,
+}
+
+/// May an identity that a datagram names (its sender's or a gossiped one) be
+/// believed, given the node at the identity's address (`owner`: its
+/// certificate's host and the identity it last announced, when a connection
+/// is open there)? Only if it is of our tenant, the certificate at its address
+/// (if known) names its host, and it would not replace (win the address
+/// conflict against) the identity that node itself announced: a node alone
+/// introduces its next generation, so nobody can gossip a node out of the
+/// mesh with a forged newer one.
+pub fn believable(tenant: &str, owner: Option<(&str, Option<&MemberId>)>, id: &MemberId) -> bool {
+    if id.tenant != tenant {
+        return false;
+    }
+    let Some((cert_host, spoke)) = owner else { return true };
+    claim_holds(tenant, cert_host, id) && spoke.is_none_or(|s| s == id || !id.win_addr_conflict(s))
+}
+
 /// Does `crl` revoke the certificate the peer of `conn` presented?
 fn revoked_by(crl: Option<&fleet_tls::revoke::Crl>, conn: &quinn::Connection) -> bool {
     let Some(crl) = crl else { return false };
@@ -227,11 +256,11 @@ struct Transport {
     tenant: String,
     server_name: String,
     conns: Mutex<HashMap<SocketAddr, quinn::Connection>>,
-    /// The host in the node certificate of the open connection at each
-    /// address (kept and dropped with `conns`).
-    certified: Mutex<HashMap<SocketAddr, String>>,
+    /// The node at the address of each open connection (kept and dropped with `conns`).
+    owners: Mutex<HashMap<SocketAddr, Owner>>,
     /// Datagrams dropped because their sender claimed another host than its
-    /// certificate; each (address, claim) is logged once.
+    /// certificate, and gossiped updates dropped as not [`believable`]; each
+    /// (address, claim) is logged once.
     refused_claims: std::sync::atomic::AtomicU64,
     claims_logged: Mutex<HashSet<(SocketAddr, String)>>,
     /// The client config of dials, once [`Membership::set_tls`] replaced the endpoint's default.
@@ -271,7 +300,8 @@ impl Transport {
                 return;
             }
             conns.insert(addr, conn.clone());
-            self.certified.lock().expect("certified").insert(addr, host.clone());
+            let owner = Owner { conn: conn.stable_id(), host: host.clone(), spoke: None };
+            self.owners.lock().expect("owners").insert(addr, owner);
         }
         let me = self.clone();
         tokio::spawn(async move {
@@ -285,9 +315,7 @@ impl Transport {
                 };
                 tracing::trace!(peer = %addr, bytes = bytes.len(), "membership: received");
                 me.bytes_in.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                if !me.sender_holds(addr, &host, &bytes) {
-                    continue;
-                }
+                let Some(bytes) = me.vet(addr, conn.stable_id(), &host, bytes) else { continue };
                 if me.inbound.send((addr, bytes)).await.is_err() {
                     break;
                 }
@@ -295,48 +323,92 @@ impl Transport {
             let mut conns = me.conns.lock().expect("conns");
             if conns.get(&addr).is_some_and(|c| c.stable_id() == conn.stable_id()) {
                 conns.remove(&addr);
-                me.certified.lock().expect("certified").remove(&addr);
+                me.owners.lock().expect("owners").remove(&addr);
             }
         });
     }
 
-    /// Does the datagram's sender identity name the host of the certificate
-    /// it came with? An undecodable one goes on to foca, which refuses it.
-    fn sender_holds(&self, addr: SocketAddr, cert_host: &str, bytes: &[u8]) -> bool {
-        let Ok(header) = PostcardCodec.decode_header(bytes) else { return true };
-        if claim_holds(&self.tenant, cert_host, &header.src) {
-            return true;
+    /// A datagram from the connection `conn` at `addr`, whose certificate
+    /// names `cert_host`, as foca may see it: `None` when its sender claims
+    /// another host or tenant; otherwise without the membership updates that
+    /// are not [`believable`]. One that does not decode goes on unchanged
+    /// (foca refuses it).
+    fn vet(&self, addr: SocketAddr, conn: usize, cert_host: &str, bytes: Bytes) -> Option<Bytes> {
+        let mut rest: &[u8] = &bytes;
+        let Ok(header) = PostcardCodec.decode_header(&mut rest) else { return Some(bytes) };
+        if !claim_holds(&self.tenant, cert_host, &header.src) {
+            self.refused(
+                addr,
+                cert_host,
+                &header.src,
+                "refused a member that claims another host than its certificate",
+            );
+            return None;
         }
+        if let Some(o) = self.owners.lock().expect("owners").get_mut(&addr).filter(|o| o.conn == conn) {
+            o.spoke = Some(header.src.clone());
+        }
+        // Updates follow the header as a count and members (foca 2's layout),
+        // except in broadcasts, which carry none.
+        if rest.len() < 2 || header.message == foca::Message::Broadcast {
+            return Some(bytes);
+        }
+        let header_len = bytes.len() - rest.len();
+        let count = u16::from_be_bytes([rest[0], rest[1]]);
+        let mut cursor = &rest[2..];
+        let mut kept = Vec::with_capacity(usize::from(count));
+        let mut dropped = false;
+        for _ in 0..count {
+            let Ok(member) = PostcardCodec.decode_member(&mut cursor) else { return Some(bytes) };
+            if self.believes(member.id()) {
+                kept.push(member);
+            } else {
+                self.refused(addr, cert_host, member.id(), "dropped a gossiped member that is not believable");
+                dropped = true;
+            }
+        }
+        if !dropped {
+            return Some(bytes);
+        }
+        let mut out = bytes::BytesMut::with_capacity(bytes.len());
+        out.extend_from_slice(&bytes[..header_len]);
+        out.extend_from_slice(&(kept.len() as u16).to_be_bytes());
+        for m in &kept {
+            PostcardCodec.encode_member(m, &mut out).ok()?;
+        }
+        out.extend_from_slice(cursor);
+        Some(out.freeze())
+    }
+
+    /// Count a refused identity; log each (address, claimed host) once.
+    fn refused(&self, addr: SocketAddr, cert_host: &str, id: &MemberId, what: &str) {
         self.refused_claims.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut logged = self.claims_logged.lock().expect("claims logged");
         // Bounded: a peer cycling through claims is counted, not remembered without end.
-        if logged.len() < 256 && logged.insert((addr, header.src.host.clone())) {
+        if logged.len() < 256 && logged.insert((addr, id.host.clone())) {
             tracing::warn!(
-                peer = %addr, certificate = %cert_host, claims = %header.src.host, tenant = %header.src.tenant,
-                "membership: refused a member that claims another host than its certificate"
+                peer = %addr, certificate = %cert_host, claims = %id.host, tenant = %id.tenant,
+                at = %id.quic, generation = id.generation, "membership: {what}"
             );
         }
-        false
     }
 
-    /// Is `id` contradicted by the certificate of the open connection at its address?
-    fn contradicted(&self, id: &MemberId) -> bool {
-        !is_placeholder(id)
-            && self
-                .certified
-                .lock()
-                .expect("certified")
-                .get(&id.quic)
-                .is_some_and(|h| !claim_holds(&self.tenant, h, id))
+    /// Is `id` [`believable`], given what the connection at its address shows?
+    fn believes(&self, id: &MemberId) -> bool {
+        if is_placeholder(id) {
+            return true;
+        }
+        let owners = self.owners.lock().expect("owners");
+        let owner = owners.get(&id.quic).map(|o| (o.host.as_str(), o.spoke.as_ref()));
+        believable(&self.tenant, owner, id)
     }
 
     fn send(self: &Arc<Self>, to_id: &MemberId, data: Bytes) {
-        let to = to_id;
-        if self.contradicted(to) {
-            tracing::trace!(peer = %to.quic, host = %to.host, "membership: not sent to an identity its certificate contradicts");
+        if !self.believes(to_id) {
+            tracing::trace!(peer = %to_id.quic, host = %to_id.host, "membership: not sent to an identity that is not believable");
             return;
         }
-        let to = to.quic;
+        let to = to_id.quic;
         tracing::trace!(peer = %to, bytes = data.len(), "membership: send");
         self.bytes_out.fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let conn = self.conns.lock().expect("conns").get(&to).cloned();
@@ -395,6 +467,7 @@ impl Transport {
     /// Drop the connection to a member declared down: the next packet dials afresh.
     fn forget(&self, addr: SocketAddr) {
         if let Some(c) = self.conns.lock().expect("conns").remove(&addr) {
+            self.owners.lock().expect("owners").remove(&addr);
             c.close(0u32.into(), b"declared down");
         }
     }
@@ -493,7 +566,7 @@ pub fn start(
         tenant: me.tenant.clone(),
         server_name: format!("node.{}.fleet.internal", me.tenant),
         conns: Mutex::new(HashMap::new()),
-        certified: Mutex::new(HashMap::new()),
+        owners: Mutex::new(HashMap::new()),
         refused_claims: Default::default(),
         claims_logged: Mutex::new(HashSet::new()),
         client: Mutex::new(None),
@@ -593,7 +666,7 @@ pub fn start(
             drain(&mut rt, &transport, &timer_tx);
             let rows: Vec<MemberInfo> = foca
                 .iter_membership_state()
-                .filter(|m| m.id().host != me.host && !transport.contradicted(m.id()))
+                .filter(|m| m.id().host != me.host && transport.believes(m.id()))
                 .map(|m| MemberInfo {
                     id: m.id().clone(),
                     state: match m.state() {
@@ -664,6 +737,28 @@ mod tests {
         assert!(!claim_holds("t", "b", &MemberId { tenant: "u".into(), ..b.clone() }));
         assert!(!claim_holds("t", "seed:1", &b));
         assert!(is_placeholder(&placeholder(&b, b.quic)) && !is_placeholder(&b));
+    }
+
+    #[test]
+    fn an_identity_is_believed_only_as_far_as_its_address_allows() {
+        let b = id("b", 5);
+        // No connection at its address: nothing contradicts it (but the tenant).
+        assert!(believable("t", None, &b));
+        assert!(!believable("u", None, &b), "another tenant");
+        // The certificate there must name its host.
+        assert!(believable("t", Some(("b", None)), &b));
+        assert!(!believable("t", Some(("evil", None)), &b));
+        // The node there announced b(5): b(5) itself and older identities are
+        // believed (foca drops stale ones), a newer one from anyone else is not.
+        assert!(believable("t", Some(("b", Some(&b))), &b));
+        assert!(believable("t", Some(("b", Some(&b))), &id("b", 4)));
+        assert!(!believable("t", Some(("b", Some(&b))), &id("b", 6)), "a forged next generation");
+        let bumped = MemberId { bump: 1, ..b.clone() };
+        assert!(!believable("t", Some(("b", Some(&b))), &bumped), "a forged renewal");
+        assert!(believable("t", Some(("b", Some(&bumped))), &bumped));
+        // The same identity with other addresses is another identity: not believed if it would win.
+        let moved = MemberId { grpc: "127.0.0.1:9".parse().unwrap(), generation: 6, ..b.clone() };
+        assert!(!believable("t", Some(("b", Some(&b))), &moved));
     }
 
     #[test]

@@ -413,6 +413,8 @@ agents:
         if let Some(mut child) = self.children[2].take() {
             child.kill()?;
             child.wait()?;
+            // Reaped: its pid may be reused, so the cleanup must not signal it.
+            self.owned.lock().expect("owned").pids.retain(|p| *p != child.id());
         }
         let t = Instant::now();
         let (_, hosts) = self.list()?;

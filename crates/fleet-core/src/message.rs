@@ -29,6 +29,12 @@ pub enum TextError {
     /// preamble (a `]`, a line break, a second `[host:agent -> ...]`).
     #[error("{0}: the preamble names the sender as [host:label -> ...], so the label takes an agent name's characters")]
     Source(#[source] NameError),
+    /// A target session name (only `--unmanaged` reaches one that is not an
+    /// agent name) that would break the preamble's one line.
+    #[error(
+        "the target session name {0:?} holds a line break, a control character or ']', which the preamble cannot show"
+    )]
+    Target(String),
 }
 
 /// Check a message and normalise its line ends. Returns the text to paste.
@@ -81,6 +87,9 @@ pub fn compose(from: &Source<'_>, dst_host: &str, dst: &str, body: &str) -> Resu
     let body = prepare_text(body)?;
     DnsLabel::parse_as("source host", from.host).map_err(TextError::Source)?;
     check_agent_chars("source label", from.label).map_err(TextError::Source)?;
+    if dst.chars().any(|c| c.is_control() || c == ']') {
+        return Err(TextError::Target(dst.to_string()));
+    }
     prepare_text(&format!("{}{body}", preamble(from.host, from.label, dst_host, dst)))
 }
 
@@ -180,6 +189,11 @@ mod tests {
         let e = compose(&Source { host: "h", label: "a]b" }, "d", "a", "t").unwrap_err().to_string();
         assert!(e.starts_with("source label \"a]b\" contains ']'"), "{e}");
         assert!(compose(&Source { host: "h", label: "coder0-0_x" }, "d", "a", "t").is_ok());
+        // A target (an unmanaged session may have any tmux name) cannot draw one either.
+        for dst in ["a]b", "a\nb", "a\tb"] {
+            assert_eq!(compose(&ME, "d", dst, "t"), Err(TextError::Target(dst.into())), "{dst:?}");
+        }
+        assert!(compose(&ME, "d", "my session/2", "t").is_ok(), "any other tmux name is fine");
     }
 
     #[test]

@@ -152,6 +152,7 @@ mod tests {
 
     #[test]
     fn size_limit_and_empty() {
+        assert_eq!(MAX_MESSAGE_BYTES, 65536, "documented in docs/protocol.md");
         assert!(prepare_text(&"x".repeat(MAX_MESSAGE_BYTES)).is_ok());
         let e = prepare_text(&"x".repeat(MAX_MESSAGE_BYTES + 1)).unwrap_err();
         assert_eq!(e, TextError::TooLong { len: MAX_MESSAGE_BYTES + 1, max: MAX_MESSAGE_BYTES });
@@ -233,6 +234,7 @@ mod tests {
         assert_eq!(label_from("a]b\nc"), "a-b-c");
         assert_eq!(label_from(&"x".repeat(300)).len(), 128);
         assert_eq!(label_from(""), "");
+        assert_eq!(label_from("build_bot-2"), "build_bot-2", "'_' and '-' are kept");
     }
 
     #[test]

@@ -383,11 +383,7 @@ agents:
 
         step(5, "fleet send coder0-0@dragon-lin --verify, from w-jarvis");
         let r = self.send("dragon-lin", "coder0-0", "please implement the parser")?;
-        let outcome = |o: i32| {
-            v1::DeliveryOutcome::try_from(o)
-                .map(|o| o.as_str_name().trim_start_matches("DELIVERY_OUTCOME_").to_ascii_lowercase())
-                .unwrap_or_default()
-        };
+        let outcome = fleet_proto::convert::outcome_word_of;
         println!("  receipt: {} from {} ({}, {} ms)", outcome(r.outcome), r.host, r.detail, r.elapsed_ms);
         println!("  coder0-0's pane on dragon-lin now shows:");
         let screen =

@@ -179,7 +179,7 @@ fn via_node(args: &SendArgs, addr: &AgentAddr) -> CliResult {
     })?;
     let receipt = receipt.into_inner();
     let outcome = v1::DeliveryOutcome::try_from(receipt.outcome).unwrap_or(v1::DeliveryOutcome::Unspecified);
-    let name = outcome.as_str_name().trim_start_matches("DELIVERY_OUTCOME_").to_ascii_lowercase();
+    let name = fleet_proto::convert::outcome_word(outcome);
     if args.json {
         let v = serde_json::json!({
             "tenant_id": receipt.tenant_id, "host": receipt.host, "agent": receipt.agent,

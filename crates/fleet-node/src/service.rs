@@ -593,14 +593,12 @@ impl Fleet for NodeService {
                     node.audit(&caller, Verb::Send, &target, "duplicate", Some("answered from the idempotency cache"));
                     return Ok(Response::new(v1::SendReceipt { duplicate: true, ..receipt }));
                 }
-                let outcome = v1::DeliveryOutcome::try_from(receipt.outcome)
-                    .map(|o| short_name(o.as_str_name(), "DELIVERY_OUTCOME_"))
-                    .unwrap_or_else(|_| "unknown".into());
+                let outcome = fleet_proto::convert::outcome_word_of(receipt.outcome);
                 node.audit(
                     &caller,
                     Verb::Send,
                     &target,
-                    &outcome,
+                    outcome,
                     Some(receipt.detail.as_str()).filter(|d| !d.is_empty()),
                 );
                 Ok(Response::new(receipt))

@@ -326,9 +326,47 @@ impl TryFrom<v1::HeartbeatEvent> for Event {
     }
 }
 
+/// The word for a receipt's outcome, as `--json`, the table and the audit log
+/// write it: a contract that web UIs read (docs/protocol.md).
+pub fn outcome_word(outcome: v1::DeliveryOutcome) -> &'static str {
+    match outcome {
+        v1::DeliveryOutcome::Unspecified => "unspecified",
+        v1::DeliveryOutcome::Delivered => "delivered",
+        v1::DeliveryOutcome::Accepted => "accepted",
+        v1::DeliveryOutcome::Draft => "draft",
+        v1::DeliveryOutcome::Unverifiable => "unverifiable",
+        v1::DeliveryOutcome::NotFound => "not_found",
+        v1::DeliveryOutcome::Failed => "failed",
+    }
+}
+
+/// [`outcome_word`] of a wire value; an unknown one (a newer peer) is `unknown`.
+pub fn outcome_word_of(outcome: i32) -> &'static str {
+    v1::DeliveryOutcome::try_from(outcome).map_or("unknown", outcome_word)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receipt_words_are_fixed() {
+        use v1::DeliveryOutcome as O;
+        let words = [
+            (O::Unspecified, "unspecified"),
+            (O::Delivered, "delivered"),
+            (O::Accepted, "accepted"),
+            (O::Draft, "draft"),
+            (O::Unverifiable, "unverifiable"),
+            (O::NotFound, "not_found"),
+            (O::Failed, "failed"),
+        ];
+        for (o, word) in words {
+            assert_eq!(outcome_word(o), word);
+            assert_eq!(outcome_word_of(o as i32), word);
+        }
+        assert_eq!(outcome_word_of(99), "unknown");
+    }
     use prost::Message;
 
     fn full_heartbeat() -> HealthReport {

@@ -494,3 +494,48 @@ fn empty_texts_forged_labels_the_holder_and_unmanaged_sessions_are_refused() {
     }
     assert!(!h.capture("_holder").contains("hi"));
 }
+
+/// `fleet tail --local`: the last lines of an agent's pane, its scrollback
+/// included, as text or JSON with the pane's size; roster agents only.
+#[test]
+fn tail_shows_the_last_lines_of_a_pane() {
+    let h = host_with("  - { name: coder, runtime: stub }\n  - { name: idle, runtime: stub }\n");
+    start(&h, "coder");
+    wait_ready(&h, "coder");
+    for i in 0..40 {
+        let (code, _, err) = h.run(&["send", "coder", "--local", "--from", "t", "-m", &format!("line {i}")]);
+        assert_eq!(code, 0, "{err}");
+    }
+    h.wait_for("the last line", Duration::from_secs(10), || {
+        h.capture("coder").contains("accepted: [testhost:t -> testhost:coder] line 39")
+    });
+    let (code, out, err) = h.run(&["tail", "coder", "--local", "-n", "3"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[1].ends_with("accepted: [testhost:t -> testhost:coder] line 39"), "{out}");
+    assert_eq!(lines[2].trim_end(), ">", "{out}");
+    // Scrollback: 40 messages are 80+ lines, more than the 30-line screen.
+    let (code, out, err) = h.run(&["tail", "coder", "--local", "-n", "200", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (v["tenant_id"].as_str(), v["host"].as_str(), v["agent"].as_str()),
+        (Some("acme"), Some("testhost"), Some("coder"))
+    );
+    let text: Vec<&str> = v["lines"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    assert!(text.iter().any(|l| l.ends_with("] line 0")), "the first message is in the scrollback: {text:?}");
+    assert!(v["pane_width"].as_u64().unwrap() > 0 && v["pane_height"].as_u64().unwrap() > 0, "{v}");
+    // Not in the roster, not started, bad -n.
+    let (code, _, err) = h.run(&["tail", "nobody", "--local"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no such agent nobody in the roster of host testhost"), "{err}");
+    let (code, _, err) = h.run(&["tail", "idle", "--local"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("agent idle of host testhost has no session (start it with `fleet start idle --local`)"),
+        "{err}"
+    );
+    let (code, _, _) = h.run(&["tail", "coder", "--local", "-n", "0"]);
+    assert_eq!(code, 2);
+}

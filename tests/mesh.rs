@@ -823,3 +823,31 @@ fn gossip_cannot_replace_a_member_with_a_forged_identity() {
     let log = std::fs::read_to_string(m.root().join("a.log")).unwrap();
     assert!(log.contains("dropped a gossiped member that is not believable"), "{log}");
 }
+
+/// `fleet tail AGENT@HOST` through the node: a pane on another host (the
+/// node forwards like a send; authorized as the read-only `watch` verb).
+#[test]
+fn tail_reads_a_pane_on_another_host() {
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
+    m.add_host("c", "  - { name: coder, runtime: stub }\n");
+    m.start_agents(1);
+    m.start_node(1, "127.0.0.1:0", &[]);
+    let peers = vec![m.addr(1)];
+    m.start_node(0, "127.0.0.1:0", &peers);
+    wait_for("c joined", Duration::from_secs(10), || {
+        m.at(0, &["send", "coder@c", "--from", "t", "-m", "hello from a"]).0 == 0
+    });
+    wait_for("the text on c", Duration::from_secs(5), || {
+        m.capture(1, "coder").contains("accepted: [a:t -> c:coder] hello from a")
+    });
+    let (code, out, err) = m.at(0, &["tail", "coder@c", "-n", "5", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["tenant_id"].as_str(), v["host"].as_str()), (Some("acme"), Some("c")));
+    let text = v["lines"].to_string();
+    assert!(text.contains("accepted: [a:t -> c:coder] hello from a"), "{text}");
+    let (code, _, err) = m.at(0, &["tail", "nobody@c"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no such agent nobody in the roster of host c (known: coder)"), "{err}");
+}

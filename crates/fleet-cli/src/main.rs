@@ -23,6 +23,7 @@ mod roster_check;
 mod send;
 mod stub;
 mod table;
+mod tail;
 mod watch_cmd;
 
 use clap::{Parser, Subcommand};
@@ -50,6 +51,8 @@ enum Command {
     Heartbeats(watch_cmd::HeartbeatsArgs),
     /// The membership view: peers, their state and how they were found.
     Peers(watch_cmd::PeersArgs),
+    /// The last lines of an agent's pane (screen and scrollback), on any host.
+    Tail(tail::TailArgs),
     /// Start a roster agent's session (idempotent).
     Start(lifecycle::LifecycleArgs),
     /// Stop a roster agent's session (idempotent).
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
         Command::Heartbeats(a) => watch_cmd::heartbeats(a),
         Command::Peers(a) => watch_cmd::peers(a),
         Command::Send(a) => send::run(a, g),
+        Command::Tail(a) => tail::run(a, g),
         Command::Start(a) => lifecycle::run(lifecycle::Verb::Start, a, g),
         Command::Stop(a) => lifecycle::run(lifecycle::Verb::Stop, a, g),
         Command::Restart(a) => lifecycle::run(lifecycle::Verb::Restart, a, g),

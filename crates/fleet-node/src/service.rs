@@ -396,6 +396,56 @@ impl Node {
         Ok(Response::new(v1::LifecycleResponse { results }))
     }
 
+    /// The last lines of a roster agent's pane, here or on the agent's host.
+    async fn tail(&self, request: Request<v1::TailRequest>) -> Result<Response<v1::TailResponse>, Status> {
+        let target = format!("{}@{}", request.get_ref().agent, request.get_ref().host);
+        let caller = self.authorize(&request, Verb::Watch, &target)?;
+        let req = request.into_inner();
+        if !self.is_self(&req.host) {
+            let peer = self.peer_for(&req.host).await?;
+            let mut client = v1::fleet_client::FleetClient::new(peer.channel.clone());
+            let mut fwd = Request::new(req);
+            fwd.set_timeout(Duration::from_secs(5));
+            forward_meta(&mut fwd, &caller);
+            return client.tail_pane(fwd).await.map_err(|s| peer_error(&peer, s));
+        }
+        let view = self.live.current();
+        let Some(roster) = view.roster.as_deref() else {
+            return Err(Status::failed_precondition(format!("host {} has no valid roster", self.info.host)));
+        };
+        if roster.agents_on(&self.info.host).all(|a| a.name.as_str() != req.agent) {
+            let known: Vec<&str> = roster.agents_on(&self.info.host).map(|a| a.name.as_str()).collect();
+            return Err(Status::not_found(format!(
+                "no such agent {} in the roster of host {} (known: {})",
+                req.agent,
+                self.info.host,
+                if known.is_empty() { "none".into() } else { known.join(", ") }
+            )));
+        }
+        let tmux = fleet_tmux::tmux::Tmux::new(self.socket_of(&req.agent));
+        let lines = if req.lines == 0 { fleet_tmux::tail::DEFAULT_LINES } else { req.lines };
+        let (agent, ansi) = (req.agent.clone(), req.ansi);
+        let tail = tokio::task::spawn_blocking(move || fleet_tmux::tail::tail(&tmux, &agent, lines, ansi))
+            .await
+            .map_err(|e| Status::internal(format!("tail task failed: {e}")))?;
+        match tail {
+            Ok(t) => Ok(Response::new(v1::TailResponse {
+                tenant_id: self.info.tenant.to_string(),
+                host: self.info.host.to_string(),
+                agent: req.agent,
+                lines: t.lines,
+                pane_width: t.width,
+                pane_height: t.height,
+                captured_unix_ms: crate::live::now_ms(),
+            })),
+            Err(e) if e.is_no_target() => Err(Status::not_found(format!(
+                "agent {} of host {} has no session (start it with `fleet start {}@{}`)",
+                req.agent, self.info.host, req.agent, self.info.host
+            ))),
+            Err(e) => Err(Status::internal(e.to_string())),
+        }
+    }
+
     async fn forward_send(&self, caller: &Caller, req: v1::SendRequest) -> Result<v1::SendReceipt, Status> {
         let peer = self.peer_for(&req.host).await?;
         let mut client = v1::fleet_client::FleetClient::new(peer.channel.clone());
@@ -622,6 +672,10 @@ impl Fleet for NodeService {
         request: Request<v1::LifecycleRequest>,
     ) -> Result<Response<v1::LifecycleResponse>, Status> {
         self.0.lifecycle(false, request).await
+    }
+
+    async fn tail_pane(&self, request: Request<v1::TailRequest>) -> Result<Response<v1::TailResponse>, Status> {
+        self.0.tail(request).await
     }
 }
 

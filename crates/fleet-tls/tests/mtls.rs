@@ -17,7 +17,7 @@ use fleet_proto::v1::fleet_client::FleetClient;
 use fleet_proto::v1::fleet_server::{Fleet, FleetServer};
 use fleet_proto::v1::{
     HeartbeatEvent, LifecycleRequest, LifecycleResponse, ListAgentsRequest, ListAgentsResponse, SendReceipt,
-    SendRequest, WatchHeartbeatsRequest,
+    SendRequest, TailRequest, TailResponse, WatchHeartbeatsRequest,
 };
 use fleet_tls::audit::{AuditEvent, AuditLog};
 use fleet_tls::config::{self, Identity};
@@ -111,6 +111,12 @@ impl Fleet for TestFleet {
         let target = format!("{}@{}", req.get_ref().agent, req.get_ref().host);
         self.check(&req, Verb::Stop, &target)?;
         Ok(Response::new(LifecycleResponse::default()))
+    }
+
+    async fn tail_pane(&self, req: Request<TailRequest>) -> Result<Response<TailResponse>, Status> {
+        let target = format!("{}@{}", req.get_ref().agent, req.get_ref().host);
+        self.check(&req, Verb::Watch, &target)?;
+        Ok(Response::new(TailResponse::default()))
     }
 }
 

@@ -8,6 +8,7 @@
 //! - [`send`]: paste a message into a pane and verify the agent took it.
 //! - [`lifecycle`]: start and stop roster agents' sessions.
 //! - [`hbwriter`]: protocol-v1 heartbeat writing, for launchers and the stub agent.
+//! - [`tail`]: the last lines of a pane, for `fleet tail`.
 //!
 //! Everything here is synchronous (a probe is a few short-lived processes);
 //! the node calls it from blocking tasks.
@@ -18,6 +19,7 @@ pub mod lifecycle;
 pub mod probe;
 pub mod send;
 pub mod systemd;
+pub mod tail;
 pub mod tmux;
 
 #[cfg(test)]

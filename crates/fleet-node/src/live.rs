@@ -426,3 +426,67 @@ fn empty_roster() -> Roster {
 pub fn host_event(tenant_id: &str, host: &str, kind: EventKind) -> Event {
     Event { tenant_id: tenant_id.into(), host: host.into(), agent: String::new(), observed_unix_ms: now_ms(), kind }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(dir: &Path) -> State {
+        let cfg = LiveConfig {
+            tenant_id: "acme".into(),
+            host: DnsLabel::parse_as("host", "solo").unwrap(),
+            roster: dir.join("roster.yaml"),
+            run_dir: dir.join("run"),
+            interval_secs: 15,
+            timings: Timings::default(),
+            systemd: false,
+        };
+        let (tx, _) = watch::channel(Arc::new(HostView::default()));
+        let (events, _) = broadcast::channel(16);
+        State { cfg, view: HostView::default(), tx, events, helpers: Arc::new(Helpers::default()), probes_done: 0 }
+    }
+
+    /// A probe that has been running for `age`.
+    fn running_for(age: Duration) -> Inflight {
+        let (_tx, done) = oneshot::channel();
+        Inflight { started: Instant::now().checked_sub(age).unwrap(), done }
+    }
+
+    fn published(st: &State) -> Arc<HostView> {
+        st.tx.borrow().clone()
+    }
+
+    #[test]
+    fn a_slow_first_probe_is_said_until_it_ends_and_a_hung_one_after_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = state(dir.path());
+        let limit = st.probe_timeout();
+        assert_eq!(limit, Duration::from_secs(6));
+        // The first probe, still running after the startup wait: no rows yet, and the view says so.
+        st.sweep(Some(&running_for(FIRST_PROBE_WAIT)));
+        let said = published(&st).probe_hung.clone().unwrap_or_default();
+        assert!(
+            said.starts_with("the first host probe has not finished after 2") && said.contains("no rows yet"),
+            "{said}"
+        );
+        // It ends, with systemctl killed: the problem is kept, the view is fresh.
+        st.finish_probe(ProbeReport {
+            rows: Vec::new(),
+            socket_errors: Vec::new(),
+            systemd_error: Some("systemctl --user show did not answer within 4800 ms".into()),
+        });
+        let v = published(&st);
+        assert_eq!(v.probe_hung, None);
+        assert!(v.systemd_problem.as_deref().is_some_and(|p| p.contains("systemctl")), "{v:?}");
+        assert!(v.as_of_unix_ms.is_some());
+        // A later probe is not reported before the probe timeout, and is after it.
+        st.sweep(Some(&running_for(limit / 2)));
+        assert_eq!(published(&st).probe_hung, None);
+        st.sweep(Some(&running_for(limit + Duration::from_secs(1))));
+        let said = published(&st).probe_hung.clone().unwrap_or_default();
+        assert!(said.contains("has not finished after 7 s (limit 6 s)"), "{said}");
+        // The next probe answers systemd again: the problem clears.
+        st.finish_probe(ProbeReport { rows: Vec::new(), socket_errors: Vec::new(), systemd_error: None });
+        assert_eq!((published(&st).probe_hung.clone(), published(&st).systemd_problem.clone()), (None, None));
+    }
+}

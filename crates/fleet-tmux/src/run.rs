@@ -191,7 +191,12 @@ pub fn run(cmd: &mut Command, timeout: Duration, helpers: Option<&Helpers>) -> R
             }
         }
     }
-    // Both pipes closed: the helper has exited or is about to.
+    // Both pipes closed: the helper has exited or is about to. (It is reaped
+    // only now: until then its group id stays reserved for the kill above.)
+    // Wait for its exit on a pidfd where the kernel has them (Linux 5.3),
+    // else in short sleeps.
+    let pidfd = Pid::from_child(&running.child);
+    let pidfd = rustix::process::pidfd_open(pidfd, rustix::process::PidfdFlags::empty()).ok();
     let mut pause = Duration::from_micros(100);
     loop {
         match running.try_reap() {
@@ -201,8 +206,17 @@ pub fn run(cmd: &mut Command, timeout: Duration, helpers: Option<&Helpers>) -> R
             }
             Ok(None) if start.elapsed() >= timeout => return Err(hung(program)),
             Ok(None) => {
-                std::thread::sleep(pause.min(timeout.saturating_sub(start.elapsed())));
-                pause = (pause * 2).min(Duration::from_millis(20));
+                let left = timeout.saturating_sub(start.elapsed());
+                match &pidfd {
+                    Some(fd) => {
+                        let ts = Timespec::try_from(left).unwrap_or(Timespec { tv_sec: i64::MAX, tv_nsec: 0 });
+                        let _ = rustix::event::poll(&mut [PollFd::new(fd, PollFlags::IN)], Some(&ts));
+                    }
+                    None => {
+                        std::thread::sleep(pause.min(left));
+                        pause = (pause * 2).min(Duration::from_millis(20));
+                    }
+                }
             }
             Err(source) => return Err(RunError::Read { program, source }),
         }

@@ -1,6 +1,6 @@
 //! Files and probes that must not take the node down or freeze its view: a
 //! "billion laughs" roster, a roster that is a device, a FIFO heartbeat, a tmux
-//! server that accepts and never answers, a probe that hangs elsewhere. Real
+//! server that accepts and never answers, a systemctl that never answers. Real
 //! node processes, real tmux, real FIFOs and sockets.
 
 #[path = "mesh_util.rs"]
@@ -191,7 +191,7 @@ fn a_tmux_server_that_never_answers_makes_an_error_row_and_the_view_stops_advanc
 }
 
 #[test]
-fn a_probe_that_hangs_outside_tmux_makes_an_error_row_and_shutdown_does_not_wait_for_it() {
+fn a_hung_systemctl_is_killed_the_tmux_rows_keep_refreshing_and_nothing_outlives_the_node() {
     let mut m = Mesh::new("acme");
     m.add_host("solo", "  - { name: orch, runtime: stub }\n");
     m.start_agents(0);
@@ -202,40 +202,75 @@ fn a_probe_that_hangs_outside_tmux_makes_an_error_row_and_shutdown_does_not_wait
     let bin = m.root().join("hung-bin");
     std::fs::create_dir_all(&bin).unwrap();
     let systemctl = bin.join("systemctl");
-    std::fs::write(&systemctl, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    // Not `exec`: the sleep is a grandchild of the node, as a real helper's children would be.
+    std::fs::write(&systemctl, "#!/bin/sh\nsleep 60\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
     let xdg_s = xdg.display().to_string();
+    // FLEET_PROBE_INTERVAL_MS=500: the probe may take 5 s, one systemctl call 4 s. The
+    // node does not wait for a first probe that slow before it answers.
+    let start = Instant::now();
     m.start_node_with(0, "127.0.0.1:0", &[], &[("PATH", &path), ("XDG_RUNTIME_DIR", &xdg_s)]);
+    let took = start.elapsed();
+    assert!(took < Duration::from_millis(4500), "the node answered only after {took:?}");
     let pid = m.nodes[0].pid.unwrap();
+
+    // The probe ends: systemctl is killed, the rows are there (systemd n/a), the row says why.
     let mut row = serde_json::Value::Null;
-    wait_for("an error row for the hung probe", Duration::from_secs(5), || {
+    wait_for("an error row naming systemctl", Duration::from_secs(15), || {
         row = self_row(&m, 0);
-        row["state"] == "error"
+        row["detail"].as_str().is_some_and(|d| d.contains("systemctl --user show did not answer within 4000 ms"))
     });
-    let detail = row["detail"].as_str().unwrap_or_default();
-    assert!(detail.contains("has not finished after") && detail.contains("systemctl"), "{detail}");
-    assert!(row["as_of_unix_ms"].is_null(), "no probe ever completed: {row}");
+    assert_eq!(row["state"], "error", "{row}");
+    let detail = row["detail"].as_str().unwrap();
+    assert!(detail.contains("systemd could not be probed") && detail.contains("killed it, pid"), "{detail}");
+    assert!(!detail.contains("has not finished"), "the probe itself finishes: {detail}");
+    let first = row["as_of_unix_ms"].as_i64().expect("the probe completed: as_of_unix_ms is set");
+    let rows = ps_json(&m, 0);
+    let orch = agent(&rows, "orch").expect("orch listed while systemctl hangs");
+    assert_eq!(orch["systemd"]["available"], false, "{orch}");
+
+    // The tmux rows keep refreshing: a new session appears, and the view advances.
+    m.tmux(0, &["new-session", "-d", "-s", "later", "sleep 1000"]);
+    wait_for("a new session to appear while systemctl hangs", Duration::from_secs(15), || {
+        agent(&ps_json(&m, 0), "later").is_some()
+    });
+    wait_for("the view to advance", Duration::from_secs(15), || {
+        self_row(&m, 0)["as_of_unix_ms"].as_i64().is_some_and(|t| t > first)
+    });
+
     let took = terminate(pid);
     assert!(took < Duration::from_secs(3), "SIGTERM took {took:?}");
-    cleanup_sleepers(&bin);
+    // Nothing the node started is left: the systemctl of the probe running at
+    // shutdown was killed with its children.
+    let mut left = leftover_sleepers(&bin);
+    let start = Instant::now();
+    while !left.is_empty() && start.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(50));
+        left = leftover_sleepers(&bin);
+    }
+    for &p in &left {
+        let _ =
+            rustix::process::kill_process(rustix::process::Pid::from_raw(p).unwrap(), rustix::process::Signal::KILL);
+    }
+    assert!(left.is_empty(), "processes of the stand-in systemctl outlived the node: {left:?}");
 }
 
-/// The `sleep 60` children of the stand-in systemctl (found by their parent's
-/// script path in /proc), ended by pid.
-fn cleanup_sleepers(bin: &Path) {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return };
+/// The live processes (not zombies) started from the stand-in systemctl in
+/// `bin` (found by the PATH in their environment): `sh` and its `sleep 60`.
+fn leftover_sleepers(bin: &Path) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut out = Vec::new();
     for e in dir.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else { continue };
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
         let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
         let env = String::from_utf8_lossy(&env);
-        if cmdline.starts_with(b"sleep\0" as &[u8]) && env.contains(&bin.display().to_string()) {
-            let _ = rustix::process::kill_process(
-                rustix::process::Pid::from_raw(pid).unwrap(),
-                rustix::process::Signal::KILL,
-            );
+        let ours = cmdline.starts_with(b"sleep\0" as &[u8]) || String::from_utf8_lossy(&cmdline).contains("systemctl");
+        if ours && env.contains(&bin.display().to_string()) {
+            out.push(pid);
         }
     }
+    out
 }

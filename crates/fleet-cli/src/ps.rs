@@ -44,7 +44,8 @@ fn local_rows(g: &GlobalArgs, hosts: &[String]) -> CliResult<(Vec<AgentRecord>, 
         interval_secs: local.interval_secs,
         now: fleet_tmux::hbwriter::now_unix(),
         systemd: true,
-        tmux_timeout: fleet_tmux::probe::DEFAULT_TMUX_TIMEOUT,
+        call_timeout: fleet_tmux::probe::DEFAULT_CALL_TIMEOUT,
+        helpers: None,
     };
     let report = probe_report(&local.roster, &cx);
     for e in &report.socket_errors {
@@ -54,6 +55,9 @@ fn local_rows(g: &GlobalArgs, hosts: &[String]) -> CliResult<(Vec<AgentRecord>, 
             e.error,
             if e.agents.is_empty() { "no roster agents".into() } else { e.agents.join(", ") }
         );
+    }
+    if let Some(e) = &report.systemd_error {
+        eprintln!("fleet: systemd could not be probed: {e}");
     }
     if report.rows.is_empty() && !report.socket_errors.is_empty() {
         return Err(exit::CliError::quiet(exit::Code::Failed));

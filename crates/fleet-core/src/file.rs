@@ -8,12 +8,16 @@
 //! decides nothing: it hands the bytes to the pure parsers here.
 //!
 //! A file that is a symlink to `/dev/zero` or `/dev/urandom` would be read
-//! forever, and a FIFO would block its reader until someone writes. So the
-//! file is opened with `O_NONBLOCK` (opening a FIFO never blocks), the open
-//! file is `fstat`ed (no race with a rename between a check and the open), a
-//! device, FIFO, socket or directory is refused, and at most `cap + 1` bytes
-//! are read: a larger file is refused, never truncated. A symlink to a regular
-//! file is read as that file.
+//! forever, a FIFO would block its reader until someone writes, and merely
+//! opening some devices does something (`/dev/watchdog` arms the watchdog,
+//! opening a FIFO wakes a writer waiting for a reader). So the path is
+//! `stat`ed first and a device, FIFO, socket or directory is refused without
+//! being opened; a regular file is then opened with `O_NONBLOCK` (should it
+//! have been swapped for a FIFO meanwhile, the open does not block) and the
+//! open file is `fstat`ed again, so that what is read is a regular file
+//! whatever was renamed in between; and at most `cap + 1` bytes are read: a
+//! larger file is refused, never truncated. A symlink to a regular file is
+//! read as that file.
 
 use rustix::fs::{FileType, Mode, OFlags};
 use std::io::{self, Read};
@@ -50,19 +54,13 @@ fn kind_of(t: FileType) -> &'static str {
 /// `NotFound`; a non-regular file is `InvalidInput` ("is a FIFO (named pipe),
 /// not a regular file ..."); a larger file is `FileTooLarge`.
 pub fn read(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
+    // Never open what is not a regular file: the open itself can act.
+    regular(rustix::fs::stat(path)?.st_mode)?;
     let fd =
         rustix::fs::open(path, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY, Mode::empty())?;
+    // The path may name another file by now (a rename): check what was opened.
     let stat = rustix::fs::fstat(&fd)?;
-    let kind = FileType::from_raw_mode(stat.st_mode);
-    if kind != FileType::RegularFile {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "it is {}, not a regular file (fleet reads only regular files; a symlink to one is fine)",
-                kind_of(kind)
-            ),
-        ));
-    }
+    regular(stat.st_mode)?;
     let mut file = std::fs::File::from(fd);
     let mut out = Vec::with_capacity((stat.st_size.max(0) as u64).min(cap) as usize + 1);
     (&mut file).take(cap.saturating_add(1)).read_to_end(&mut out)?;
@@ -73,6 +71,21 @@ pub fn read(path: &Path, cap: u64) -> io::Result<Vec<u8>> {
         ));
     }
     Ok(out)
+}
+
+/// `Ok` for a regular file's mode, else the error that says what it is.
+fn regular(mode: rustix::fs::RawMode) -> io::Result<()> {
+    let kind = FileType::from_raw_mode(mode);
+    if kind == FileType::RegularFile {
+        return Ok(());
+    }
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "it is {}, not a regular file (fleet reads only regular files; a symlink to one is fine)",
+            kind_of(kind)
+        ),
+    ))
 }
 
 /// [`read`], as UTF-8 text (`InvalidData` if it is not).
@@ -148,7 +161,7 @@ mod tests {
             ("zero", "character device"),
             ("urandom", "character device"),
             ("fifo", "FIFO"),
-            ("sock", ""),
+            ("sock", "socket"),
             (".", "directory"),
         ];
         for (name, what) in cases {
@@ -156,12 +169,33 @@ mod tests {
             let start = Instant::now();
             let e = within_5s(move || read(&p, 1 << 20)).unwrap_err();
             assert!(start.elapsed() < Duration::from_secs(1), "{name} took {:?}", start.elapsed());
-            // A socket cannot be opened at all (ENXIO): refused too, with the OS's word.
-            if name != "sock" {
-                assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{name}: {e}");
-                assert!(e.to_string().contains(what) && e.to_string().contains("not a regular file"), "{name}: {e}");
-            }
+            assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{name}: {e}");
+            assert!(e.to_string().contains(what) && e.to_string().contains("not a regular file"), "{name}: {e}");
         }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn what_is_not_a_regular_file_is_never_opened() {
+        // Opening a FIFO for reading wakes a writer blocked in open(2): an
+        // observable side effect of an open, as arming /dev/watchdog is.
+        let d = dir();
+        let fifo = d.join("fifo");
+        rustix::fs::mknodat(rustix::fs::CWD, &fifo, FileType::Fifo, Mode::from_raw_mode(0o600), 0).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let w = fifo.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(std::fs::OpenOptions::new().write(true).open(&w).map(drop));
+        });
+        // Give the writer time to block in its open.
+        std::thread::sleep(Duration::from_millis(100));
+        let e = read(&fifo, 1 << 20).unwrap_err();
+        assert!(e.to_string().contains("FIFO"), "{e}");
+        let woken = rx.recv_timeout(Duration::from_millis(500));
+        // Release the writer (a reader of our own), whatever happened.
+        let _unblock = rustix::fs::open(&fifo, OFlags::RDONLY | OFlags::NONBLOCK, Mode::empty()).unwrap();
+        assert!(woken.is_err(), "read opened the FIFO: its writer's open returned {woken:?}");
+        rx.recv_timeout(Duration::from_secs(5)).unwrap().unwrap();
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

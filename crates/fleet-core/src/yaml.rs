@@ -104,10 +104,13 @@ impl Node {
 }
 
 /// The most nodes one document may build, each alias counted with the full
-/// size of what it stands for. A real roster has a few hundred; without this a
-/// few hundred bytes of nested aliases ("billion laughs") build gigabytes.
+/// size of what it stands for, and each anchored node once more (the copy
+/// kept for its aliases). A real roster has a few hundred; without this a few
+/// hundred bytes of nested aliases ("billion laughs") build gigabytes.
 pub const MAX_NODES: usize = 100_000;
-/// The most scalar text one document may build, aliases counted in full.
+/// The most scalar text one document may build, aliases counted in full and
+/// anchored text once more (its kept copy): a long string inside many nested
+/// anchored collections is a copy per anchor.
 pub const MAX_TEXT_BYTES: usize = 4 * 1024 * 1024;
 /// The deepest nesting of collections (aliases counted with their own depth):
 /// the tree is walked, cloned and dropped recursively.
@@ -117,8 +120,15 @@ pub const MAX_DEPTH: usize = 64;
 ///
 /// Aliases are expanded (the tree is a plain tree), within [`MAX_NODES`],
 /// [`MAX_TEXT_BYTES`] and [`MAX_DEPTH`]: past them the document is refused with
-/// the position of the alias or collection that went over.
+/// the position of the alias, anchor or collection that went over.
 pub fn parse(text: &str) -> Result<Node, SyntaxError> {
+    Ok(build(text)?
+        .root
+        .unwrap_or(Node { pos: Pos { line: 1, col: 1 }, value: Value::Scalar { text: String::new(), quoted: false } }))
+}
+
+/// Run the builder over `text` (its counters are what the budget saw).
+fn build(text: &str) -> Result<Builder, SyntaxError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
     // Events one by one (yaml-rust2's `load` recurses once per nesting level,
@@ -135,9 +145,18 @@ pub fn parse(text: &str) -> Result<Node, SyntaxError> {
             return Err(err);
         }
     }
-    Ok(builder
-        .root
-        .unwrap_or(Node { pos: Pos { line: 1, col: 1 }, value: Value::Scalar { text: String::new(), quoted: false } }))
+    Ok(builder)
+}
+
+/// What a spend is for, for the message.
+#[derive(Clone, Copy)]
+enum Spend {
+    /// A node as written.
+    Build,
+    /// The copy an alias stands for.
+    Alias,
+    /// The copy kept for an anchor's aliases.
+    Anchor,
 }
 
 /// A node kept for its aliases, with what it costs to copy.
@@ -167,9 +186,13 @@ struct Builder {
     open: Vec<Open>,
     root: Option<Node>,
     error: Option<SyntaxError>,
-    /// Nodes and scalar bytes built so far (alias copies included).
+    /// Nodes and scalar bytes of the tree built so far (alias copies included).
     nodes: usize,
     bytes: usize,
+    /// Nodes and scalar bytes of the copies kept in `anchors`: counted against
+    /// the same limits, never into an anchor's own size.
+    kept_nodes: usize,
+    kept_bytes: usize,
 }
 
 impl Builder {
@@ -197,14 +220,23 @@ impl Builder {
 
     /// Count `nodes` more nodes, `bytes` more text and a subtree of `height`
     /// below the open collections; false (and the error) when over a limit.
-    fn spend(&mut self, pos: Pos, nodes: usize, bytes: usize, height: usize, alias: bool) -> bool {
-        self.nodes = self.nodes.saturating_add(nodes);
-        self.bytes = self.bytes.saturating_add(bytes);
-        let what = if alias { "aliases expand this document" } else { "this document is" };
-        let message = if self.nodes > MAX_NODES {
+    fn spend(&mut self, pos: Pos, nodes: usize, bytes: usize, height: usize, why: Spend) -> bool {
+        if let Spend::Anchor = why {
+            self.kept_nodes = self.kept_nodes.saturating_add(nodes);
+            self.kept_bytes = self.kept_bytes.saturating_add(bytes);
+        } else {
+            self.nodes = self.nodes.saturating_add(nodes);
+            self.bytes = self.bytes.saturating_add(bytes);
+        }
+        let what = match why {
+            Spend::Build => "this document is",
+            Spend::Alias => "aliases expand this document",
+            Spend::Anchor => "with the copies its anchors keep, this document is",
+        };
+        let message = if self.nodes.saturating_add(self.kept_nodes) > MAX_NODES {
             format!("{what} past {MAX_NODES} nodes: write it out with fewer aliases (or fewer entries)")
-        } else if self.bytes > MAX_TEXT_BYTES {
-            format!("{what} past {} MiB of text: write it out with fewer aliases", MAX_TEXT_BYTES >> 20)
+        } else if self.bytes.saturating_add(self.kept_bytes) > MAX_TEXT_BYTES {
+            format!("{what} past {} MiB of text: write it out with fewer anchors and aliases", MAX_TEXT_BYTES >> 20)
         } else if self.stack.len() + height > MAX_DEPTH {
             format!("{what} nested deeper than {MAX_DEPTH} levels")
         } else {
@@ -218,13 +250,16 @@ impl Builder {
         let pos = Pos::from(mark);
         match ev {
             Event::Scalar(text, style, anchor, _tag) => {
-                if !self.spend(pos, 1, text.len(), 1, false) {
+                if !self.spend(pos, 1, text.len(), 1, Spend::Build) {
                     return;
                 }
                 let quoted = style != TScalarStyle::Plain;
                 let bytes = text.len();
                 let node = Node { pos, value: Value::Scalar { text, quoted } };
                 if anchor > 0 {
+                    if !self.spend(pos, 1, bytes, 0, Spend::Anchor) {
+                        return;
+                    }
                     self.anchors.insert(anchor, Anchored { node: node.clone(), nodes: 1, bytes, height: 1 });
                 }
                 self.push_value(node, 1);
@@ -235,7 +270,7 @@ impl Builder {
                     return;
                 };
                 let (nodes, bytes, height) = (a.nodes, a.bytes, a.height);
-                if !self.spend(pos, nodes, bytes, height, true) {
+                if !self.spend(pos, nodes, bytes, height, Spend::Alias) {
                     return;
                 }
                 let mut node = self.anchors[&id].node.clone();
@@ -243,7 +278,7 @@ impl Builder {
                 self.push_value(node, height);
             }
             Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
-                if !self.spend(pos, 1, 0, 1, false) {
+                if !self.spend(pos, 1, 0, 1, Spend::Build) {
                     return;
                 }
                 let map = matches!(ev, Event::MappingStart(..));
@@ -266,13 +301,12 @@ impl Builder {
                 let open = self.open.pop().expect("balanced collection events");
                 let height = open.child_height + 1;
                 if open.anchor > 0 {
-                    let anchored = Anchored {
-                        node: node.clone(),
-                        nodes: self.nodes - open.nodes_at_start,
-                        bytes: self.bytes - open.bytes_at_start,
-                        height,
-                    };
-                    self.anchors.insert(open.anchor, anchored);
+                    let (nodes, bytes) = (self.nodes - open.nodes_at_start, self.bytes - open.bytes_at_start);
+                    // The copy below is as large as the subtree: charge it first.
+                    if !self.spend(node.pos, nodes, bytes, 0, Spend::Anchor) {
+                        return;
+                    }
+                    self.anchors.insert(open.anchor, Anchored { node: node.clone(), nodes, bytes, height });
                 }
                 self.push_value(node, height);
             }
@@ -370,6 +404,52 @@ mod tests {
         assert_eq!(err.pos.line, 2);
     }
 
+    /// Nodes and scalar bytes of a tree.
+    fn size(n: &Node) -> (usize, usize) {
+        match &n.value {
+            Value::Scalar { text, .. } => (1, text.len()),
+            Value::Seq(items) => items.iter().map(size).fold((1, 0), |a, b| (a.0 + b.0, a.1 + b.1)),
+            Value::Map(entries) => {
+                entries.iter().flat_map(|(k, v)| [size(k), size(v)]).fold((1, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+            }
+        }
+    }
+
+    /// What the builder holds (the tree and every copy kept for aliases)
+    /// against what its budget counted.
+    fn held_and_counted(text: &str) -> ((usize, usize), (usize, usize)) {
+        let b = build(text).unwrap();
+        let tree = b.root.as_ref().map_or((0, 0), size);
+        let kept = b.anchors.values().map(|a| size(&a.node)).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+        ((tree.0 + kept.0, tree.1 + kept.1), (b.nodes + b.kept_nodes, b.bytes + b.kept_bytes))
+    }
+
+    #[test]
+    fn the_budget_counts_the_copies_anchors_keep() {
+        // A long string inside nested anchored lists: each anchor kept a copy
+        // of it, uncounted (62 MiB held for a 1 MiB roster).
+        let big = "x".repeat((1 << 20) - 4096);
+        let depth = 62; // a map, 62 lists and the string: 64 levels
+        let open: String = (0..depth).map(|i| format!("&a{i} [")).collect();
+        let text = format!("k: {open}\"{big}\"{}\n", "]".repeat(depth));
+        assert!(text.len() < 1 << 20, "within the roster limit: {}", text.len());
+        let err = parse(&text).unwrap_err();
+        assert!(
+            err.message.contains("with the copies its anchors keep") && err.message.contains("MiB of text"),
+            "{err:?}"
+        );
+        // The 4th anchored list from the inside is the one that goes over 4 MiB.
+        let fourth = text.find(&format!("&a{} [", depth - 4)).unwrap();
+        let bracket = fourth + format!("&a{} ", depth - 4).len();
+        assert_eq!(err.pos, Pos { line: 1, col: bracket + 1 }, "{err:?}");
+
+        // Within the budget, the counters match what is held, copies included.
+        let small = format!("k: {open}\"{}\"{}\nl: *a0\nm: *a30\nn: *a61\n", "y".repeat(1000), "]".repeat(depth));
+        let (held, counted) = held_and_counted(&small);
+        assert_eq!(held, counted);
+        assert!(counted.1 > 63 * 1000, "{counted:?}");
+    }
+
     #[test]
     fn nesting_is_bounded_without_overflowing_the_stack() {
         // yaml-rust2's own loader recursed once per level: this overflowed the stack.
@@ -450,6 +530,19 @@ mod tests {
             #[test]
             fn yaml_shaped_token_soup(tokens in prop::collection::vec(prop::sample::select(TOKENS), 0..64)) {
                 check(&tokens.concat())?;
+            }
+
+            /// Anchors in anchors, aliases of aliases: the budget counts all that is held.
+            #[test]
+            fn the_counters_match_what_is_held(width in 1usize..5, depth in 1usize..6, nest in 0usize..4) {
+                let mut text = String::from("a0: &a0 [x, {k: &s0 vv}]\n");
+                for i in 1..depth {
+                    let items = vec![format!("*a{}", i - 1); width].join(", ");
+                    let wrap: String = (0..nest).map(|j| format!("&n{i}x{j} [")).collect();
+                    text.push_str(&format!("a{i}: &a{i} [{wrap}{items}, *s0{}]\n", "]".repeat(nest)));
+                }
+                let (held, counted) = held_and_counted(&text);
+                prop_assert_eq!(held, counted, "{}", text);
             }
 
             /// Aliases of aliases, any shape: never more than the budget.

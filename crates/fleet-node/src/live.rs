@@ -2,9 +2,11 @@
 //! - inotify on the heartbeat run dir (a rewritten `.hb` becomes a `beat` at once),
 //! - a sweep that re-judges health as time passes (healthy turns stale with no write),
 //! - a tmux re-probe on an interval and on demand (after a send, start or stop),
-//!   one at a time, on a thread of its own: a probe that does not finish within
-//!   [`probe_timeout`] makes the view say so (the host row is an error row) and
-//!   no second probe starts until it ends; shutdown never waits for it,
+//!   one at a time, on a thread of its own: each tmux and systemctl call in it
+//!   is killed past 4/5 of [`probe_timeout`] (and reported), a probe that
+//!   still does not finish within [`probe_timeout`] makes the view say so (the
+//!   host row is an error row) and no second probe starts until it ends;
+//!   shutdown never waits for it, and kills the helpers it still runs,
 //! - inotify on the roster's directory: the roster is reloaded when it changes; a
 //!   broken roster keeps the last good one and is reported in the view.
 //!
@@ -18,6 +20,7 @@ use fleet_core::names::DnsLabel;
 use fleet_core::record::AgentRecord;
 use fleet_core::roster::Roster;
 use fleet_tmux::probe::{ProbeContext, ProbeReport, probe_report};
+use fleet_tmux::run::Helpers;
 use notify::{RecursiveMode, Watcher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,8 +40,11 @@ pub struct HostView {
     pub roster: Option<Arc<Roster>>,
     /// Why the last tmux probe failed, if it did.
     pub probe_error: Option<String>,
-    /// The running probe has not finished in time: what hung, for how long.
+    /// The running probe has not finished in time (or the first probe is
+    /// still running): what hung, for how long.
     pub probe_hung: Option<String>,
+    /// Why the last probe could not ask systemd (systemctl did not answer).
+    pub systemd_problem: Option<String>,
     /// When the view was last refreshed: the end of the last probe that
     /// completed with every tmux socket answering (Unix ms); `None` before one.
     pub as_of_unix_ms: Option<i64>,
@@ -86,6 +92,11 @@ pub fn probe_timeout(probe_interval: Duration) -> Duration {
     (probe_interval * 3).max(Duration::from_secs(5))
 }
 
+/// How long startup waits for the first probe (a normal one takes
+/// milliseconds); a slower one goes on in the background and the host row
+/// says so until it ends.
+pub const FIRST_PROBE_WAIT: Duration = Duration::from_secs(2);
+
 /// A probe running on its own thread.
 struct Inflight {
     started: Instant,
@@ -103,17 +114,31 @@ pub async fn start(cfg: LiveConfig, cancel: CancellationToken, tracker: &tokio_u
     let poke = Arc::new(Notify::new());
     let live = Live { view, events: events.clone(), poke: poke.clone() };
 
-    let mut state = State { cfg, view: HostView::default(), tx, events };
+    let mut state =
+        State { cfg, view: HostView::default(), tx, events, helpers: Arc::new(Helpers::default()), probes_done: 0 };
     state.reload_roster();
-    // The first probe, before the doors open; one that hangs is left running.
+    // The first probe, before the doors open; one that takes longer than
+    // FIRST_PROBE_WAIT goes on in the background (the run loop takes it).
     let mut first = state.start_probe();
-    let inflight = match tokio::time::timeout(state.probe_timeout(), &mut first.done).await {
+    let inflight = match tokio::time::timeout(FIRST_PROBE_WAIT.min(state.probe_timeout()), &mut first.done).await {
         Ok(Ok(report)) => {
             state.finish_probe(report);
             None
         }
-        Ok(Err(_)) => None,
-        Err(_) => Some(first),
+        Ok(Err(_)) => {
+            tracing::error!(
+                "the first host probe ended without a report (its thread panicked or could not be started); the view is empty until the next probe"
+            );
+            None
+        }
+        Err(_) => {
+            tracing::warn!(
+                after_ms = FIRST_PROBE_WAIT.as_millis() as u64,
+                "the first host probe is slow: opening the doors without rows; the host row says so until it ends"
+            );
+            state.sweep(Some(&first));
+            Some(first)
+        }
     };
 
     let (fs_tx, fs_rx) = mpsc::channel(256);
@@ -172,6 +197,10 @@ struct State {
     view: HostView,
     tx: watch::Sender<Arc<HostView>>,
     events: broadcast::Sender<Event>,
+    /// The tmux and systemctl processes of the running probe: killed at shutdown.
+    helpers: Arc<Helpers>,
+    /// Probes that ended with a report.
+    probes_done: u64,
 }
 
 impl State {
@@ -198,8 +227,15 @@ impl State {
             };
             let mut finished = None;
             tokio::select! {
-                // The probe thread is left to itself: shutdown never waits for it.
-                () = cancel.cancelled() => return,
+                // The probe thread is left to itself: shutdown never waits for
+                // it, but ends the helpers it runs (and refuses new ones).
+                () = cancel.cancelled() => {
+                    let killed = self.helpers.close();
+                    if killed > 0 {
+                        tracing::info!(killed, "shutdown: killed the probe's running tmux/systemctl calls");
+                    }
+                    return;
+                }
                 _ = probe_tick.tick() => wanted = true,
                 () = poke.notified() => wanted = true,
                 _ = sweep_tick.tick() => self.sweep(inflight.as_ref()),
@@ -214,7 +250,9 @@ impl State {
                 inflight = None;
                 match report {
                     Some(report) => self.finish_probe(report),
-                    None => tracing::error!("probe thread panicked"),
+                    None => tracing::error!(
+                        "the host probe ended without a report (its thread panicked or could not be started)"
+                    ),
                 }
             }
             if wanted && inflight.is_none() {
@@ -282,7 +320,8 @@ impl State {
             interval_secs: self.cfg.interval_secs,
             now: now_ms() / 1000,
             systemd: self.cfg.systemd,
-            tmux_timeout: self.probe_timeout() * 4 / 5,
+            call_timeout: self.probe_timeout() * 4 / 5,
+            helpers: Some(self.helpers.clone()),
         }
     }
 
@@ -316,20 +355,37 @@ impl State {
         if let Some(was) = self.view.probe_hung.take() {
             tracing::info!(was = %was, "the hung probe finished");
         }
+        match (&report.systemd_error, &self.view.systemd_problem) {
+            (Some(now), was) if was.as_ref() != Some(now) => {
+                tracing::warn!(error = %now, "systemd could not be probed")
+            }
+            (None, Some(was)) => tracing::info!(was = %was, "systemd answers again"),
+            _ => {}
+        }
+        self.view.systemd_problem = report.systemd_error;
+        self.probes_done += 1;
         self.view.probe_error = (!errors.is_empty()).then(|| errors.join("; "));
         self.publish(report.rows);
     }
 
     /// Re-judge health as time passes, and say so when the running probe hangs.
     fn sweep(&mut self, inflight: Option<&Inflight>) {
-        let hung = inflight.map(|f| f.started.elapsed()).filter(|t| *t >= self.probe_timeout()).map(|t| {
-            format!(
+        let running = inflight.map(|f| f.started.elapsed());
+        let over = running.filter(|t| *t >= self.probe_timeout());
+        let hung = match running {
+            Some(t) if over.is_some() => Some(format!(
                 "the host probe (tmux list-panes, systemctl, heartbeat files) has not finished after {} s (limit {} s); the rows are as of its start or older",
                 t.as_secs(),
                 self.probe_timeout().as_secs()
-            )
-        });
-        if hung.is_some() && self.view.probe_hung.is_none() {
+            )),
+            Some(t) if self.probes_done == 0 => Some(format!(
+                "the first host probe has not finished after {} ms (limit {} s): no rows yet",
+                t.as_millis(),
+                self.probe_timeout().as_secs()
+            )),
+            _ => None,
+        };
+        if over.is_some() && self.view.probe_hung.as_deref().is_none_or(|h| h.starts_with("the first")) {
             tracing::error!(after_ms = self.probe_timeout().as_millis() as u64, "the host probe hangs");
         }
         let hung_changed = hung != self.view.probe_hung;
@@ -369,4 +425,68 @@ fn empty_roster() -> Roster {
 /// A host event (up/down) for the stream.
 pub fn host_event(tenant_id: &str, host: &str, kind: EventKind) -> Event {
     Event { tenant_id: tenant_id.into(), host: host.into(), agent: String::new(), observed_unix_ms: now_ms(), kind }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(dir: &Path) -> State {
+        let cfg = LiveConfig {
+            tenant_id: "acme".into(),
+            host: DnsLabel::parse_as("host", "solo").unwrap(),
+            roster: dir.join("roster.yaml"),
+            run_dir: dir.join("run"),
+            interval_secs: 15,
+            timings: Timings::default(),
+            systemd: false,
+        };
+        let (tx, _) = watch::channel(Arc::new(HostView::default()));
+        let (events, _) = broadcast::channel(16);
+        State { cfg, view: HostView::default(), tx, events, helpers: Arc::new(Helpers::default()), probes_done: 0 }
+    }
+
+    /// A probe that has been running for `age`.
+    fn running_for(age: Duration) -> Inflight {
+        let (_tx, done) = oneshot::channel();
+        Inflight { started: Instant::now().checked_sub(age).unwrap(), done }
+    }
+
+    fn published(st: &State) -> Arc<HostView> {
+        st.tx.borrow().clone()
+    }
+
+    #[test]
+    fn a_slow_first_probe_is_said_until_it_ends_and_a_hung_one_after_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = state(dir.path());
+        let limit = st.probe_timeout();
+        assert_eq!(limit, Duration::from_secs(6));
+        // The first probe, still running after the startup wait: no rows yet, and the view says so.
+        st.sweep(Some(&running_for(FIRST_PROBE_WAIT)));
+        let said = published(&st).probe_hung.clone().unwrap_or_default();
+        assert!(
+            said.starts_with("the first host probe has not finished after 2") && said.contains("no rows yet"),
+            "{said}"
+        );
+        // It ends, with systemctl killed: the problem is kept, the view is fresh.
+        st.finish_probe(ProbeReport {
+            rows: Vec::new(),
+            socket_errors: Vec::new(),
+            systemd_error: Some("systemctl --user show did not answer within 4800 ms".into()),
+        });
+        let v = published(&st);
+        assert_eq!(v.probe_hung, None);
+        assert!(v.systemd_problem.as_deref().is_some_and(|p| p.contains("systemctl")), "{v:?}");
+        assert!(v.as_of_unix_ms.is_some());
+        // A later probe is not reported before the probe timeout, and is after it.
+        st.sweep(Some(&running_for(limit / 2)));
+        assert_eq!(published(&st).probe_hung, None);
+        st.sweep(Some(&running_for(limit + Duration::from_secs(1))));
+        let said = published(&st).probe_hung.clone().unwrap_or_default();
+        assert!(said.contains("has not finished after 7 s (limit 6 s)"), "{said}");
+        // The next probe answers systemd again: the problem clears.
+        st.finish_probe(ProbeReport { rows: Vec::new(), socket_errors: Vec::new(), systemd_error: None });
+        assert_eq!((published(&st).probe_hung.clone(), published(&st).systemd_problem.clone()), (None, None));
+    }
 }

@@ -131,13 +131,20 @@ impl Node {
 
     /// This host's row: `error` when tmux could not be probed on a socket (the
     /// agents there are missing from the listing; `detail` says which socket
-    /// and why) or the probe hangs, the roster problem, if any, beside it, and
+    /// and why), systemctl did not answer (the systemd column is n/a), or the
+    /// probe hangs (or the first one has not ended yet), the roster problem, if any, beside it, and
     /// when the view was last refreshed.
     fn self_status(&self, view: &crate::live::HostView) -> HostStatus {
         let failed = view.probe_error.as_ref().map(|e| format!("tmux could not be probed: {e}"));
         let detail = match (view.probe_hung.clone(), failed) {
             (Some(h), Some(f)) => Some(format!("{h}; before that, {f}")),
             (h, f) => h.or(f),
+        };
+        // The rows are fresh, but their systemd column is n/a: say why.
+        let detail = match (detail, view.systemd_problem.as_ref()) {
+            (Some(d), Some(e)) => Some(format!("{d}; systemd could not be probed: {e}")),
+            (None, Some(e)) => Some(format!("systemd could not be probed: {e}")),
+            (d, None) => d,
         };
         HostStatus {
             tenant_id: self.info.tenant.to_string(),

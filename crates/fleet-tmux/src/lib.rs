@@ -4,6 +4,8 @@
 //! - [`probe`]: the `fleet ps --local` rows (tmux + systemd + heartbeats), at a
 //!   constant number of processes whatever the number of agents.
 //! - [`systemd`]: `mosaic-agent@<name>.service` states; `n/a` without user systemd.
+//! - [`run`]: a helper program (tmux, systemctl) run within a time limit, its
+//!   process group killed past it.
 //! - [`control`]: a persistent control-mode client (commands in ~0.1 ms).
 //! - [`send`]: paste a message into a pane and verify the agent took it.
 //! - [`lifecycle`]: start and stop roster agents' sessions.
@@ -17,6 +19,7 @@ pub mod control;
 pub mod hbwriter;
 pub mod lifecycle;
 pub mod probe;
+pub mod run;
 pub mod send;
 pub mod systemd;
 pub mod tail;

@@ -4,8 +4,11 @@
 //! Cost is constant in the number of agents: one `tmux list-panes -a` per
 //! distinct socket (a roster normally has one), one `systemctl --user show`
 //! for all units (none when the host has no user systemd), and one read per
-//! heartbeat file. tmux and systemctl run in parallel.
+//! heartbeat file. tmux and systemctl run in parallel, each within
+//! [`ProbeContext::call_timeout`]: a server or manager that does not answer is
+//! killed and reported, and the probe still finishes.
 
+use crate::run::{self, Helpers, RunError};
 use crate::systemd::{self, UnitStates};
 use crate::tmux::{Tmux, TmuxError};
 use fleet_core::heartbeat::{self, HealthReport};
@@ -14,14 +17,13 @@ use fleet_core::record::{AgentRecord, PaneState, SystemdState};
 use fleet_core::roster::{AgentSpec, HeartbeatSource, Roster, TmuxSocket};
 use fleet_core::runtime;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// How long one `tmux list-panes` may take before it is killed and its socket
-/// reported as hung, unless the caller says otherwise.
-pub const DEFAULT_TMUX_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one `tmux list-panes` or `systemctl --user show` may take before
+/// it is killed and reported as hung, unless the caller says otherwise.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The `list-panes -a` format: fixed fields first, the session name last so a
 /// name holding a tab cannot shift the others.
@@ -103,10 +105,14 @@ pub struct ProbeContext {
     pub now: i64,
     /// Ask systemd (false: report n/a without asking).
     pub systemd: bool,
-    /// How long one `tmux list-panes` may take: past it the tmux client is
-    /// killed and its socket is an error (a server that accepts and never
-    /// answers must not hang the probe).
-    pub tmux_timeout: Duration,
+    /// How long one `tmux list-panes` or `systemctl --user show` may take:
+    /// past it the helper (its process group) is killed and its socket, or
+    /// systemd, is an error (a server that accepts and never answers must
+    /// not hang the probe).
+    pub call_timeout: Duration,
+    /// Where the probe lists the helpers it runs, so that its owner can kill
+    /// them when it stops waiting (the node at shutdown).
+    pub helpers: Option<Arc<Helpers>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +121,9 @@ pub enum ProbeError {
     Tmux(#[from] TmuxError),
     #[error("tmux {args} on {socket} did not answer within {} ms (killed its client, pid {pid}): is that tmux server hung?", timeout.as_millis())]
     Hung { args: String, socket: String, timeout: Duration, pid: u32 },
+    /// Its output could not be read, or its owner is shutting down.
+    #[error(transparent)]
+    Run(#[from] RunError),
 }
 
 /// A tmux server that could not be listed.
@@ -133,13 +142,16 @@ pub struct SocketError {
 pub struct ProbeReport {
     pub rows: Vec<AgentRecord>,
     pub socket_errors: Vec<SocketError>,
+    /// Why the systemd states are n/a although the host has a user systemd
+    /// (systemctl did not answer in time).
+    pub systemd_error: Option<String>,
 }
 
 /// Probe the host: every roster agent that runs here, plus unmanaged sessions.
 /// A socket that fails is left out (see [`probe_report`] for its error); this
 /// fails only when every socket fails.
 pub fn probe(roster: &Roster, cx: &ProbeContext) -> Result<Vec<AgentRecord>, ProbeError> {
-    let (rows, mut failed, sockets) = probe_inner(roster, cx);
+    let (rows, mut failed, sockets, _) = probe_inner(roster, cx);
     if failed.len() == sockets && !failed.is_empty() {
         return Err(failed.swap_remove(0).1);
     }
@@ -148,34 +160,40 @@ pub fn probe(roster: &Roster, cx: &ProbeContext) -> Result<Vec<AgentRecord>, Pro
 
 /// Probe the host; one socket that cannot be listed does not hide the others.
 pub fn probe_report(roster: &Roster, cx: &ProbeContext) -> ProbeReport {
-    let (rows, failed, _) = probe_inner(roster, cx);
+    let (rows, failed, _, systemd_error) = probe_inner(roster, cx);
     let socket_errors =
         failed.into_iter().map(|(socket, e, agents)| SocketError { socket, error: e.to_string(), agents }).collect();
-    ProbeReport { rows, socket_errors }
+    ProbeReport { rows, socket_errors, systemd_error }
 }
 
 type Failed = Vec<(TmuxSocket, ProbeError, Vec<String>)>;
 
-/// The rows, the sockets that failed (with their agents), and how many sockets were asked.
-fn probe_inner(roster: &Roster, cx: &ProbeContext) -> (Vec<AgentRecord>, Failed, usize) {
+/// The rows, the sockets that failed (with their agents), how many sockets
+/// were asked, and why systemd could not be asked.
+fn probe_inner(roster: &Roster, cx: &ProbeContext) -> (Vec<AgentRecord>, Failed, usize, Option<String>) {
     let agents: Vec<&AgentSpec> = roster.agents_on(&cx.host).collect();
     let sockets: BTreeSet<TmuxSocket> =
         std::iter::once(roster.socket.clone()).chain(agents.iter().map(|a| roster.socket_of(a).clone())).collect();
     let units: Vec<String> = agents.iter().map(|a| systemd::agent_unit(a.name.as_str())).collect();
 
     // systemd and the first socket on their own threads, the rest here: all at once.
-    let (listings, unit_states) = std::thread::scope(|s| {
-        let sd = s.spawn(|| if cx.systemd { systemd::show(&units) } else { None });
-        let others: Vec<_> = sockets
-            .iter()
-            .skip(1)
-            .map(|sock| s.spawn(|| list_sessions(&Tmux::new(sock.clone()), cx.tmux_timeout)))
-            .collect();
-        let first = Tmux::new(sockets.first().expect("the roster's socket").clone());
-        let mut listings = vec![list_sessions(&first, cx.tmux_timeout)];
-        listings.extend(others.into_iter().map(|t| t.join().expect("tmux probe thread")));
-        (listings, sd.join().expect("systemd probe thread"))
-    });
+    // Every call is bounded by cx.call_timeout, so every join returns.
+    let (listings, unit_states) =
+        std::thread::scope(|s| {
+            let sd = s.spawn(|| {
+                if cx.systemd { systemd::show(&units, cx.call_timeout, cx.helpers.as_deref()) } else { Ok(None) }
+            });
+            let others: Vec<_> =
+                sockets.iter().skip(1).map(|sock| s.spawn(|| list_sessions(&Tmux::new(sock.clone()), cx))).collect();
+            let first = Tmux::new(sockets.first().expect("the roster's socket").clone());
+            let mut listings = vec![list_sessions(&first, cx)];
+            listings.extend(others.into_iter().map(|t| t.join().expect("tmux probe thread")));
+            (listings, sd.join().expect("systemd probe thread"))
+        });
+    let (unit_states, systemd_error) = match unit_states {
+        Ok(states) => (states, None),
+        Err(e) => (None, Some(e.to_string())),
+    };
     let asked = sockets.len();
     let mut by_socket: BTreeMap<TmuxSocket, Sessions> = BTreeMap::new();
     let mut failed: Failed = Vec::new();
@@ -218,71 +236,45 @@ fn probe_inner(roster: &Roster, cx: &ProbeContext) -> (Vec<AgentRecord>, Failed,
             rows.push(row(cx, name, sock, Some(pane), SystemdState::unavailable(), false));
         }
     }
-    (rows, failed, asked)
+    (rows, failed, asked, systemd_error)
 }
 
 /// The first pane of each session, by session name.
 type Sessions = BTreeMap<String, Pane>;
 
-fn list_sessions(tmux: &Tmux, timeout: Duration) -> Result<Sessions, ProbeError> {
-    match run_within(tmux, &["list-panes", "-a", "-F", PANE_FORMAT], timeout) {
+fn list_sessions(tmux: &Tmux, cx: &ProbeContext) -> Result<Sessions, ProbeError> {
+    match run_within(tmux, &["list-panes", "-a", "-F", PANE_FORMAT], cx) {
         Ok(out) => Ok(first_panes(parse_panes(&out))),
         Err(ProbeError::Tmux(e)) if e.is_no_server() => Ok(BTreeMap::new()),
         Err(e) => Err(e),
     }
 }
 
-/// Run tmux with `args` (no stdin) and return its stdout, or kill it (by its
-/// `Child`, so never another process that reused the pid) once `timeout` has
-/// passed: a server that accepts a connection and never answers would
-/// otherwise hold the probe forever.
-fn run_within(tmux: &Tmux, args: &[&str], timeout: Duration) -> Result<String, ProbeError> {
-    let mut cmd = tmux.command();
-    cmd.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().map_err(|source| TmuxError::Spawn { bin: tmux.bin.display().to_string(), source })?;
-    // Drain both pipes on threads: a full pipe must not stall tmux.
-    let drain = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let err = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let start = Instant::now();
-    let mut pause = Duration::from_micros(200);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if start.elapsed() >= timeout => {
-                let pid = child.id();
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(ProbeError::Hung {
-                    args: args.first().copied().unwrap_or_default().to_string(),
-                    socket: tmux.socket.to_string(),
-                    timeout,
-                    pid,
-                });
-            }
-            Ok(None) => {
-                std::thread::sleep(pause.min(timeout.saturating_sub(start.elapsed())));
-                pause = (pause * 2).min(Duration::from_millis(20));
-            }
-            Err(source) => return Err(TmuxError::Spawn { bin: tmux.bin.display().to_string(), source }.into()),
+/// Run tmux with `args` and return its stdout, or kill it (its process group)
+/// once `cx.call_timeout` has passed: a server that accepts a connection and
+/// never answers would otherwise hold the probe forever.
+fn run_within(tmux: &Tmux, args: &[&str], cx: &ProbeContext) -> Result<String, ProbeError> {
+    let spawn = |source| TmuxError::Spawn { bin: tmux.bin.display().to_string(), source };
+    let out = match run::run(tmux.command().args(args), cx.call_timeout, cx.helpers.as_deref()) {
+        Ok(out) => out,
+        Err(RunError::Hung { pid, timeout, .. }) => {
+            return Err(ProbeError::Hung {
+                args: args.first().copied().unwrap_or_default().to_string(),
+                socket: tmux.socket.to_string(),
+                timeout,
+                pid,
+            });
         }
+        Err(RunError::Spawn { source, .. }) => return Err(spawn(source).into()),
+        Err(e) => return Err(e.into()),
     };
-    let (out, err) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
-    if status.success() {
-        Ok(String::from_utf8_lossy(&out).into_owned())
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {
         Err(TmuxError::Failed {
             args: args.join(" "),
             socket: tmux.socket.to_string(),
-            stderr: String::from_utf8_lossy(&err).trim().to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
         }
         .into())
     }
@@ -366,6 +358,7 @@ mod tests {
     use super::*;
     use crate::testutil::TestServer;
     use fleet_core::heartbeat::{BeatStatus, Health};
+    use std::time::Instant;
 
     #[test]
     fn parse_and_pick_first_pane() {
@@ -390,7 +383,8 @@ mod tests {
             interval_secs: 15,
             now: crate::hbwriter::now_unix(),
             systemd: false,
-            tmux_timeout: DEFAULT_TMUX_TIMEOUT,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            helpers: None,
         }
     }
 
@@ -434,8 +428,11 @@ mod tests {
         let e = &report.socket_errors[0];
         assert_eq!((&e.socket, e.agents.as_slice()), (&TmuxSocket::Path(bad.clone()), &["b".to_string()][..]));
         assert!(e.error.contains("File name too long"), "{}", e.error);
-        // The old API keeps working: the rows of the sockets that answered.
-        assert_eq!(probe(&roster, &cx).unwrap(), report.rows);
+        // The old API keeps working: the rows of the sockets that answered (by
+        // name and pane: a second probe may see the command exec'd and a second pass).
+        let again: Vec<(String, PaneState)> =
+            probe(&roster, &cx).unwrap().into_iter().map(|r| (r.name, r.pane)).collect();
+        assert_eq!(again, [("a".to_string(), PaneState::Alive)]);
         // Only when every socket fails is the probe an error.
         let all_bad = Roster::parse(&format!(
             "tmux: {{ socket_path: \"{bad}\" }}\nagents:\n  - {{ name: b, runtime: claude }}\n"
@@ -489,7 +486,7 @@ mod tests {
             path.display()
         ))
         .unwrap();
-        let cx = ProbeContext { tmux_timeout: Duration::from_millis(800), ..cx(&dir.path().join("run")) };
+        let cx = ProbeContext { call_timeout: Duration::from_millis(800), ..cx(&dir.path().join("run")) };
         let start = Instant::now();
         let report = probe_report(&roster, &cx);
         let took = start.elapsed();

@@ -4,10 +4,15 @@
 //! login session) is normal: [`show`] returns `None` and rows say `n/a`. The
 //! check for a user manager looks for its private socket first, so such a
 //! host costs no process at all.
+//!
+//! `systemctl` runs within a time limit ([`crate::run`]): a manager that does
+//! not answer makes [`show`] an error naming it, never a hang.
 
+use crate::run::{self, Helpers, RunError};
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
+use std::time::Duration;
 
 /// The unit of an agent.
 pub fn agent_unit(name: &str) -> String {
@@ -31,24 +36,32 @@ pub fn user_manager_socket() -> Option<PathBuf> {
     sock.exists().then_some(sock)
 }
 
-/// The states of `units`, in one `systemctl --user show` call; `None` when
-/// the host has no user systemd.
-pub fn show(units: &[String]) -> Option<UnitStates> {
-    user_manager_socket()?;
+/// `systemctl --user show` did not answer in time (it was killed).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("systemctl --user show did not answer within {} ms (killed it, pid {pid}): is the user systemd manager hung? The systemd column is n/a until it answers", timeout.as_millis())]
+pub struct ShowHung {
+    pub pid: u32,
+    pub timeout: Duration,
+}
+
+/// The states of `units`, in one `systemctl --user show` call that may take
+/// at most `timeout`; `Ok(None)` when the host has no user systemd (or
+/// systemctl cannot be run or fails: a host without systemd is normal).
+pub fn show(units: &[String], timeout: Duration, helpers: Option<&Helpers>) -> Result<Option<UnitStates>, ShowHung> {
+    if user_manager_socket().is_none() {
+        return Ok(None);
+    }
     if units.is_empty() {
-        return Some(UnitStates::new());
+        return Ok(Some(UnitStates::new()));
     }
-    let out = Command::new("systemctl")
-        .args(["--user", "show", "--property=Id,ActiveState,UnitFileState", "--"])
-        .args(units)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
+    let mut cmd = Command::new("systemctl");
+    cmd.args(["--user", "show", "--property=Id,ActiveState,UnitFileState", "--"]).args(units);
+    match run::run(&mut cmd, timeout, helpers) {
+        Ok(out) if out.status.success() => Ok(Some(parse_show(&String::from_utf8_lossy(&out.stdout)))),
+        Ok(_) => Ok(None),
+        Err(RunError::Hung { pid, timeout, .. }) => Err(ShowHung { pid, timeout }),
+        Err(_) => Ok(None),
     }
-    Some(parse_show(&String::from_utf8_lossy(&out.stdout)))
 }
 
 /// Parse `systemctl show` output: blocks of `Key=Value` separated by blank lines.

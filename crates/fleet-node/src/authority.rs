@@ -90,8 +90,6 @@ pub struct AuthorityFix<S> {
     out: BytesMut,
     pending: Option<Pending>,
     decoder: loona_hpack::Decoder<'static>,
-    /// Authorities replaced so far (tests read it).
-    rewritten: u64,
 }
 
 impl<S> AuthorityFix<S> {
@@ -105,7 +103,6 @@ impl<S> AuthorityFix<S> {
             out: BytesMut::new(),
             pending: None,
             decoder,
-            rewritten: 0,
         }
     }
 
@@ -248,7 +245,6 @@ impl<S> AuthorityFix<S> {
         if rewritten > 0 {
             tracing::trace!(stream, "local door: an :authority h2 would refuse is now localhost");
         }
-        self.rewritten += rewritten;
         let chunks: Vec<&[u8]> = if fixed.is_empty() { vec![&[]] } else { fixed.chunks(OUT_FRAME).collect() };
         let last = chunks.len() - 1;
         for (i, chunk) in chunks.into_iter().enumerate() {

@@ -76,8 +76,12 @@ fn timed_ps(m: &Mesh, certs: &Path) -> Duration {
 
 #[test]
 fn a_thousand_half_open_handshakes_do_not_keep_an_operator_out() {
-    // As systemd starts services: a soft limit of 1024 open files (the node raises it).
+    // As systemd starts services: a soft limit of 1024 open files, which the node keeps (its
+    // children inherit it), so at most 256 handshakes are in flight.
     let m = one_node(&["prlimit", "--nofile=1024:20000", "--"]);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", m.nodes[0].pid.unwrap())).unwrap();
+    let nofile = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    assert_eq!(nofile.split_whitespace().collect::<Vec<_>>()[3..5], ["1024", "20000"], "{nofile}");
     let olga = issue(&m, "operator", "olga");
     let addr: SocketAddr = m.addr(0).parse().unwrap();
     let baseline = timed_ps(&m, &olga);
@@ -88,7 +92,12 @@ fn a_thousand_half_open_handshakes_do_not_keep_an_operator_out() {
     let flood = half_open(addr, &sources, 1000);
     std::thread::sleep(Duration::from_millis(300));
     let took = timed_ps(&m, &olga);
-    eprintln!("fleet ps while 1000 half-open connections from 10 other addresses are held: {took:?}");
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", m.nodes[0].pid.unwrap())).unwrap().count();
+    eprintln!(
+        "fleet ps while 1000 half-open connections from 10 other addresses are held: {took:?} \
+         (the node has {fds} descriptors open, {} handshakes shed)",
+        node_info(&m).tls_refused_shed
+    );
     assert!(took < Duration::from_secs(1), "ps took {took:?}");
     drop(flood);
 
@@ -99,6 +108,7 @@ fn a_thousand_half_open_handshakes_do_not_keep_an_operator_out() {
     eprintln!("fleet ps while 1000 half-open connections from its own address were opened: {took:?}");
     assert!(took < Duration::from_secs(1), "ps took {took:?}");
     let shed = node_info(&m).tls_refused_shed;
+    eprintln!("handshakes shed in all: {shed}");
     assert!(shed >= 1000 - 128, "the node sheds the same-address flood over its per-address limit: {shed}");
     drop(flood);
 }
@@ -334,4 +344,121 @@ fn a_stock_grpcio_client_works_on_both_doors() {
     let olga = issue(&m, "operator", "olga");
     let net = grpcio(&[&m.addr(0), olga.to_str().unwrap(), "node.acme.fleet.internal"]).unwrap();
     assert_eq!(net, want, "network door");
+}
+
+/// `VmRSS` and `VmHWM` (peak) of process `pid`, in KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap_or_else(|| panic!("no {name} in {status}"));
+        line[name.len()..].trim().trim_end_matches("kB").trim().parse::<u64>().unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// One HTTP/2 frame.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut f = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+    f.extend_from_slice(&[kind, flags]);
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// An HPACK string: length (7-bit prefix integer, no Huffman), then the bytes.
+fn hpack_string(s: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut n = s.len();
+    if n < 127 {
+        out.push(n as u8);
+    } else {
+        out.push(127);
+        n -= 127;
+        while n >= 128 {
+            out.push((n % 128) as u8 | 0x80);
+            n /= 128;
+        }
+        out.push(n as u8);
+    }
+    out.extend_from_slice(s);
+    out
+}
+
+/// Write `frames` to the local door, one by one, until the node stops reading; then wait (at
+/// most `wait`) for the node to close the connection. Whether it was closed.
+fn hostile_local_client(sock: &Path, frames: impl IntoIterator<Item = Vec<u8>>, wait: Duration) -> bool {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(sock).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    let preface = [b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(), h2_frame(0x4, 0, 0, &[])].concat();
+    for f in std::iter::once(preface).chain(frames) {
+        if s.write_all(&f).is_err() {
+            break;
+        }
+    }
+    // The node's SETTINGS and whatever else it says, until it closes (EOF or reset).
+    s.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 16384];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn a_header_block_bomb_on_the_local_door_costs_the_node_no_memory() {
+    let m = one_node(&[]);
+    let sock = m.nodes[0].home.join("fleet/node.sock");
+    let pid = m.nodes[0].pid.unwrap();
+    node_info(&m);
+    std::thread::sleep(Duration::from_millis(500));
+    let (rss0, hwm0) = memory_kib(pid);
+
+    // A CONTINUATION flood: a header block that never ends, 32 MiB of it.
+    let start = h2_frame(0x1, 0, 1, &[0x83, 0x86]);
+    let flood = (0..2048).map(|_| h2_frame(0x9, 0, 1, &[0x82; 16384]));
+    let closed_flood = hostile_local_client(&sock, std::iter::once(start).chain(flood), Duration::from_secs(10));
+    let (rss1, hwm1) = memory_kib(pid);
+    eprintln!("32 MiB of CONTINUATION frames: VmRSS {rss0} -> {rss1} KiB, VmHWM {hwm0} -> {hwm1} KiB");
+
+    // A request that puts one header of about 4 KiB into the client's HPACK dynamic table
+    // (literal with incremental indexing, a new name), then HEADERS frames of 16 KiB that each
+    // refer to it 16,384 times (0xbe: index 62, the newest entry). Expanded naively, one such
+    // frame is 64 MiB of headers.
+    let request = [
+        vec![0x83, 0x86], // :method POST, :scheme http
+        [vec![0x04], hpack_string(b"/fleet.v1.Mesh/NodeInfo")].concat(),
+        [vec![0x01], hpack_string(b"localhost")].concat(),
+        [vec![0x40], hpack_string(b"x-big"), hpack_string(&[b'a'; 4000])].concat(),
+    ]
+    .concat();
+    let mut bomb = vec![h2_frame(0x1, 0x4, 1, &request)];
+    for stream in [3, 5, 7, 9] {
+        bomb.push(h2_frame(0x1, 0x4 | 0x1, stream, &[0xbe; 16384]));
+    }
+    let closed_bomb = hostile_local_client(&sock, bomb, Duration::from_secs(10));
+    let (rss2, hwm2) = memory_kib(pid);
+    eprintln!("one-byte references to a 4 KiB header: VmRSS {rss1} -> {rss2} KiB, VmHWM {hwm1} -> {hwm2} KiB");
+
+    // A few MB is the noise of a node at work; either attack, unbounded, costs 64 MB or more.
+    for (what, before, after) in
+        [("VmHWM (flood)", hwm0, hwm1), ("VmHWM (bomb)", hwm1, hwm2), ("VmRSS (both)", rss0, rss2)]
+    {
+        assert!(after.saturating_sub(before) < 8 * 1024, "{what} grew from {before} to {after} KiB");
+    }
+    assert!(closed_flood, "the node closes a connection whose header block never ends");
+    assert!(closed_bomb, "the node closes a connection whose header block is over its limit");
+    // Clients that keep to the rules still get in.
+    assert_eq!(node_info(&m).host, "a");
+    let target = format!("unix:{}", sock.display());
+    match grpcio(&[&target]) {
+        Some(v) => assert_eq!(v, serde_json::json!({ "tenant_id": "acme", "host": "a", "health": 1 })),
+        None => eprintln!("SKIPPED the grpcio check: python3 is not installed"),
+    }
 }

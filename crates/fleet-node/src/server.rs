@@ -206,7 +206,7 @@ fn local_incoming(
 /// Run a node until SIGINT/SIGTERM or `cancel`.
 pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken) -> Result<(), NodeError> {
     fleet_tls::install_crypto_provider();
-    let nofile = raise_nofile_limit();
+    let nofile = nofile_limit();
     let me = load_identity(&cfg)?;
     // Both doors are bound before anything else runs; a failure leaves nothing behind.
     let doors = bind_doors(&cfg, &me, nofile).await?;
@@ -586,24 +586,22 @@ fn guarded<S>(
     })
 }
 
-/// Raise this process's soft limit of open files to its hard limit (systemd starts
-/// services with a soft limit of 1024, which a few hundred half-open TLS connections and
-/// the node's own descriptors could exhaust); the limit now in force.
-fn raise_nofile_limit() -> u64 {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let limit = getrlimit(Resource::Nofile);
+/// This process's soft limit of open files (RLIMIT_NOFILE), which bounds the TLS handshakes
+/// in flight to a quarter of it ([`fleet_tls::net::Limits::for_fd_limit`]).
+///
+/// The node does not raise it. Children inherit the limit: the tmux servers, agents and
+/// systemctl the node starts would get the hard limit (often 524288), and programs that
+/// size `select()` sets or close every descriptor up to the limit break or crawl past 1024;
+/// restoring it in each child needs `pre_exec` (unsafe) or a call after the spawn (too late
+/// for a tmux server that has already forked). Nor does the node need it: with systemd's
+/// soft limit of 1024 the handshake cap is 256, and under 1,000 half-open connections held
+/// (tests/doors.rs) an operator's `fleet ps` took 12-25 ms, as with the limit raised (cap
+/// 1024: 10-28 ms), while the node held 273 descriptors instead of 1,018
+/// (docs/benchmarks.md). An operator who wants more sets `LimitNOFILE=` in the unit.
+fn nofile_limit() -> u64 {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
     let soft = limit.current.unwrap_or(u64::MAX);
-    if limit.current.is_some() && limit.current != limit.maximum {
-        let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
-        match setrlimit(Resource::Nofile, raised) {
-            Ok(()) => {
-                let now = limit.maximum.unwrap_or(u64::MAX);
-                tracing::debug!(from = soft, to = now, "raised the open files limit (RLIMIT_NOFILE) to its hard limit");
-                return now;
-            }
-            Err(e) => tracing::warn!(soft, error = %e, "cannot raise the open files limit (RLIMIT_NOFILE)"),
-        }
-    }
+    tracing::debug!(soft, hard = limit.maximum.unwrap_or(u64::MAX), "open files limit (RLIMIT_NOFILE)");
     soft
 }
 

@@ -472,8 +472,47 @@ mod tests {
             "2026-06-21T18:31:19-05:0",
             "2026-06-21T18:31:19 -0500",
             "yesterday at noon, really",
+            // Separators, each on its own.
+            "2026/06-21T23:31:19Z",
+            "2026-06/21T23:31:19Z",
+            "2026-06-21X23:31:19Z",
+            "2026-06-21T23-31:19Z",
+            "2026-06-21T23:31-19Z",
+            // Each field's bounds.
+            "2026-00-21T23:31:19Z",
+            "2026-06-00T23:31:19Z",
+            "2026-06-31T23:31:19Z",
+            "2026-06-21T23:60:19Z",
+            "2026-06-21T23:31:61Z",
+            // Offsets: the colon form only with its colon, hours and minutes in range,
+            // digits only (a sign in the hours or minutes parses as a number).
+            "2026-06-21T18:31:19-05500",
+            "2026-06-21T18:31:19+24:00",
+            "2026-06-21T18:31:19+05:60",
+            "2026-06-21T18:31:19-+5",
+            "2026-06-21T18:31:19--5",
+            "2026-06-21T18:31:19-05+5",
         ] {
             assert_eq!(Timestamp::parse(s), None, "{s}");
+        }
+        // The edges that hold.
+        for (s, unix) in [
+            ("2026-06-21t23:31:19Z", T0),
+            ("2026-06-30T23:31:19Z", T0 + 9 * 86_400),
+            ("2026-06-21T23:59:19Z", T0 + 28 * 60),
+            ("2026-06-21T23:31:60Z", T0 + 40),
+            ("2026-06-21T23:31:19+23:59", T0 - (23 * 60 + 59) * 60),
+        ] {
+            assert_eq!(Timestamp::parse(s).map(|t| t.unix), Some(unix), "{s}");
+        }
+    }
+
+    /// The health words are a contract (`--json`, web UIs).
+    #[test]
+    fn health_words_are_fixed() {
+        for (h, word) in [(Health::Healthy, "healthy"), (Health::Stale, "stale"), (Health::Unknown, "unknown")] {
+            assert_eq!(h.as_str(), word);
+            assert_eq!(h.to_string(), word);
         }
     }
 

@@ -681,6 +681,7 @@ impl Mesh for NodeService {
             members_alive: node.members.members.borrow().iter().filter(|m| m.state == MemberState::Alive).count()
                 as u32,
             audit_write_failures: node.audit.failures(),
+            tasks_alive: tokio::runtime::Handle::current().metrics().num_alive_tasks() as u64,
         }))
     }
 }

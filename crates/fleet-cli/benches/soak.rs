@@ -270,22 +270,32 @@ fn run_send(cmds: &[HostCmd], s: &mut Send, t0: Instant) {
     s.stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
 }
 
-/// Arrivals per send id, from the hosts' `--log` files: (count, hosts and
-/// agents where it arrived).
-fn arrivals(logs: &[PathBuf]) -> BTreeMap<usize, Vec<String>> {
+/// Arrivals per send id, from the hosts' `--log` files: where each id
+/// arrived (`agent@host`, once per arrival), and the accepted lines that hold
+/// more than one id (a text pasted without its Enter, e.g. when the target
+/// node was killed between the two, stays on the agent's input line and is
+/// submitted with the next message).
+fn arrivals(logs: &[PathBuf]) -> (BTreeMap<usize, Vec<String>>, Vec<String>) {
     let mut seen: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    let mut merged = vec![];
     for (h, path) in logs.iter().enumerate() {
         let text = std::fs::read_to_string(path).unwrap_or_default();
         for line in text.lines() {
             let Some((agent, rest)) = line.split_once('\t') else { continue };
-            let Some(at) = rest.find("SOAK-") else { continue };
-            let digits: String = rest[at + 5..].chars().take_while(|c| c.is_ascii_digit()).collect();
-            if let Ok(id) = digits.parse() {
+            let ids: Vec<usize> = rest
+                .split("SOAK-")
+                .skip(1)
+                .filter_map(|p| p.chars().take_while(|c| c.is_ascii_digit()).collect::<String>().parse().ok())
+                .collect();
+            for &id in &ids {
                 seen.entry(id).or_default().push(format!("{agent}@{}", HOSTS[h]));
+            }
+            if ids.len() > 1 {
+                merged.push(format!("{agent}@{}: {rest}", HOSTS[h]));
             }
         }
     }
-    seen
+    (seen, merged)
 }
 
 // ---------------------------------------------------------------- samples
@@ -325,6 +335,10 @@ fn sample_all(rt: &tokio::runtime::Runtime, pids: &[Option<u32>], homes: &[PathB
     for (h, pid) in pids.iter().enumerate() {
         let Some(pid) = *pid else { continue };
         let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { continue };
+        // A process being killed (or a zombie) has no VmRSS line: no sample.
+        if !status.contains("VmRSS:") {
+            continue;
+        }
         let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count() as u64).unwrap_or(0);
         let tasks = tasks_alive(rt, &homes[h].join("fleet/node.sock"));
         out.push(Sample {
@@ -955,7 +969,7 @@ fn main() {
 
     // Late arrivals: a verified send is on screen before its receipt; a short wait all the same.
     std::thread::sleep(Duration::from_secs(3));
-    let seen = arrivals(&logs);
+    let (seen, merged) = arrivals(&logs);
     let mut sends = sends_out.into_inner().unwrap();
     sends.sort_by_key(|s| s.id);
     let stray = seen.keys().filter(|id| **id >= n_sends).count();
@@ -963,6 +977,13 @@ fn main() {
     println!();
     println!("==== soak report: ran {:.1} min ====", secs(elapsed) / 60.0);
     report_sends(&sends, &seen);
+    println!(
+        "  accepted lines holding more than one message (a text left without its Enter, submitted with the next): {}",
+        merged.len()
+    );
+    for m in merged.iter().take(20) {
+        println!("    {m}");
+    }
     if stray > 0 {
         println!("  arrivals with an id that was never sent: {stray}");
     }

@@ -162,6 +162,35 @@ fn send_multiline_from_stdin_is_one_message() {
 }
 
 #[test]
+fn a_stub_agent_with_log_appends_each_accepted_line_once() {
+    let h = Host::new();
+    let log = h.root().join("accepted.log");
+    h.roster(&format!(
+        "runtimes:\n  logged: {{ command: \"{{fleet}} stub-agent --log {}\", heartbeat: self }}\nagents:\n  - {{ name: l1, runtime: logged }}\n  - {{ name: l2, runtime: logged }}\n",
+        log.display()
+    ));
+    for name in ["l1", "l2"] {
+        start(&h, name);
+        wait_ready(&h, name);
+    }
+    for (to, text) in [("l1", "first"), ("l2", "second"), ("l1", "third")] {
+        let (code, out, err) = h.run(&["send", to, "--local", "--verify", "--from", "me", "-m", text]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    let (code, out, err) = h.run_stdin(&["send", "l2", "--local", "--verify", "--from", "me"], b"two\nlines\n");
+    // (The pasted text keeps its last line break: it shows as a trailing ` ⏎ `.)
+    assert_eq!(code, 0, "{out}{err}");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        text,
+        "l1\t[testhost:me -> testhost:l1] first\n\
+         l2\t[testhost:me -> testhost:l2] second\n\
+         l1\t[testhost:me -> testhost:l1] third\n\
+         l2\t[testhost:me -> testhost:l2] two ⏎ lines ⏎ \n"
+    );
+}
+
+#[test]
 fn send_verify_draft_when_the_agent_keeps_the_text() {
     let h = host_with("  - { name: d, runtime: drafty }\n");
     start(&h, "d");

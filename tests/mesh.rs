@@ -851,3 +851,57 @@ fn tail_reads_a_pane_on_another_host() {
     assert_eq!(code, 1);
     assert!(err.contains("no such agent nobody in the roster of host c (known: coder)"), "{err}");
 }
+
+/// `Mesh.NodeInfo` counts the node's live tokio tasks: open
+/// `fleet heartbeats` streams add to it, and it falls back once they close
+/// (what the soak benchmark samples to see that churn leaves no task behind).
+#[test]
+fn node_info_counts_live_tasks_and_they_end_with_their_streams() {
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub }\n");
+    m.start_agents(0);
+    m.start_node(0, "127.0.0.1:0", &[]);
+    let socket = m.nodes[0].home.join("fleet/node.sock");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let tasks = || -> u64 {
+        rt.block_on(async {
+            let target = fleet_node::client::Target::Socket(socket.clone());
+            let mut c = fleet_node::client::mesh(&target).await.expect("node socket");
+            c.node_info(fleet_proto::v1::NodeInfoRequest {}).await.expect("NodeInfo").into_inner().tasks_alive
+        })
+    };
+    // Settled: the lowest of a few reads, each over a fresh connection.
+    let base = (0..5)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            tasks()
+        })
+        .min()
+        .unwrap();
+    assert!(base > 0, "a running node has tasks");
+    let home = m.nodes[0].home.display().to_string();
+    let mut watchers: Vec<std::process::Child> = (0..4)
+        .map(|_| {
+            m.command(&["heartbeats", "--json", "--snapshot"], &[("MOSAIC_HOME", &home)])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut seen = 0;
+    wait_for("4 streams counted", Duration::from_secs(10), || {
+        seen = tasks();
+        seen >= base + 4
+    });
+    for w in &mut watchers {
+        w.kill().unwrap();
+        w.wait().unwrap();
+    }
+    let mut after = 0;
+    wait_for("the streams' tasks gone", Duration::from_secs(10), || {
+        after = tasks();
+        after <= base + 1
+    });
+    eprintln!("tasks alive: {base} settled, {seen} with 4 streams, {after} after they closed");
+}

@@ -9,6 +9,11 @@
 //! - `--deaf`: input is read and thrown away; the screen never changes;
 //! - `--no-heartbeat`, or typing `/stop-heartbeat`: no (more) heartbeats;
 //! - typing `/exit` (or Ctrl-D on an empty line): the program exits.
+//!
+//! With `--log FILE` it also appends every accepted line to FILE, as
+//! `<name>\t<line>` (line breaks shown as ` ⏎ `), one `write` per line on a file
+//! opened for appending, so agents can share one file: the soak benchmark
+//! counts deliveries there instead of in pane scrollback.
 
 use crate::exit::{self, CliResult};
 use anyhow::anyhow;
@@ -40,6 +45,9 @@ pub struct StubArgs {
     /// Seconds between heartbeats [default: $MOSAIC_HEARTBEAT_INTERVAL, else 15].
     #[arg(long)]
     pub interval: Option<u64>,
+    /// Append every accepted line to FILE, as `<name><TAB><line>`.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
 }
 
 /// Puts the terminal back as it was when dropped.
@@ -93,6 +101,16 @@ pub fn run(args: StubArgs) -> CliResult {
             }
         });
     }
+    let mut log = match &args.log {
+        Some(path) => Some(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| exit::usage(anyhow!("cannot open the --log file {}: {e}", path.display())))?,
+        ),
+        None => None,
+    };
     let _raw = RawMode::enter();
     let mut out = std::io::stdout().lock();
     let mode = if args.draft {
@@ -122,6 +140,10 @@ pub fn run(args: StubArgs) -> CliResult {
                 Action::Submit(line) => {
                     let shown = line.replace('\n', " ⏎ ");
                     let _ = write!(out, "\r\naccepted: {shown}\r\n");
+                    if let Some(f) = &mut log {
+                        // One write: appends of concurrent agents do not interleave.
+                        let _ = f.write_all(format!("{name}\t{shown}\n").as_bytes());
+                    }
                     // A command may come after a `[src -> dst] ` preamble.
                     let command = line.rsplit_once("] ").map_or(line.as_str(), |(_, c)| c);
                     match command.trim() {

@@ -756,6 +756,7 @@ impl Mesh for NodeService {
             tls_refused_no_client_cert: node.tls_refusals.count(Refusal::NoClientCert),
             tls_refused_bad_client_cert: node.tls_refusals.count(Refusal::BadClientCert),
             membership_refused_claims: node.members.refused_claims(),
+            tasks_alive: tokio::runtime::Handle::current().metrics().num_alive_tasks() as u64,
         }))
     }
 }

@@ -456,6 +456,7 @@ mod tests {
         assert_eq!(t.to_iso_compact(), "2026-06-21T18:31:19-0500");
         assert_eq!(Timestamp::from_unix(T0).to_rfc3339(), "2026-06-21T23:31:19Z");
         assert_eq!(Timestamp::from_unix(0).to_rfc3339(), "1970-01-01T00:00:00Z");
+        assert_eq!(Timestamp::from_unix(0).to_iso_compact(), "1970-01-01T00:00:00+0000", "UTC is +0000, never -0000");
         assert_eq!(Timestamp::parse("2024-02-29T00:00:00Z").unwrap().to_rfc3339(), "2024-02-29T00:00:00Z");
     }
 

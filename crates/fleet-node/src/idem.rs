@@ -44,6 +44,7 @@ impl Idempotency {
         let (pending, duplicate) = {
             let mut entries = self.entries.lock().expect("idempotency map");
             let now = Instant::now();
+            // Equivalent mutant: `<` -> `<=` differs only for an entry exactly one TTL old.
             entries.retain(|_, (at, _)| now.duration_since(*at) < self.ttl);
             match entries.get(&id) {
                 Some((_, p)) => (p.clone(), true),
@@ -130,6 +131,22 @@ mod tests {
             .unwrap();
         assert!(dup);
         assert_eq!(runs.load(Ordering::SeqCst), 1, "typed once");
+    }
+
+    /// Keys are kept side by side up to MAX_KEYS; past it the oldest goes.
+    #[tokio::test]
+    async fn keys_are_kept_until_the_cap_then_the_oldest_goes() {
+        async fn duplicate(idem: &Idempotency, key: &str) -> bool {
+            idem.once("op", key, async { Ok(receipt()) }).await.unwrap().1
+        }
+        let idem = Idempotency::new(Duration::from_secs(60));
+        for i in 0..MAX_KEYS {
+            assert!(!duplicate(&idem, &format!("k{i}")).await);
+        }
+        assert!(duplicate(&idem, "k0").await, "the first of MAX_KEYS keys is still remembered");
+        assert!(!duplicate(&idem, "one more").await);
+        assert!(!duplicate(&idem, "k0").await, "past the cap the oldest was forgotten");
+        assert!(duplicate(&idem, &format!("k{}", MAX_KEYS - 1)).await, "the newest are kept");
     }
 
     #[tokio::test]

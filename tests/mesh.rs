@@ -652,13 +652,10 @@ async fn wait_for_peer(
     }
 }
 
-/// A node certificate of the tenant cannot pass for another host on the SWIM
-/// plane: an impostor with the certificate of host `evil` that announces
-/// itself as `b` (real QUIC, real certificates; the membership library itself,
-/// as a modified node would run it) never becomes a row of `b` on `a`, and `a`
-/// logs the refusal. Sends to `b` still reach the real `b`.
-#[test]
-fn a_member_that_claims_another_hosts_name_is_refused() {
+/// Hosts a (static peer b) and b (agent `rev`), both running, and host `evil`
+/// with a node certificate of the tenant but no node: an insider's
+/// credentials. Returns the mesh and evil's index.
+fn a_b_and_an_insider() -> (Mesh, usize) {
     let mut m = Mesh::new("acme");
     m.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
     m.add_host("b", "  - { name: rev, runtime: stub }\n");
@@ -667,21 +664,34 @@ fn a_member_that_claims_another_hosts_name_is_refused() {
     m.start_node(1, "127.0.0.1:0", &[]);
     let peers = vec![m.addr(1)];
     m.start_node(0, "127.0.0.1:0", &peers);
-    let b_rows = |m: &Mesh| -> Vec<String> {
-        let (code, out, err) = m.at(0, &["peers", "--json"]);
-        assert_eq!(code, 0, "{err}");
-        let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-        rows.iter()
-            .filter(|r| r["host"] == "b")
-            .map(|r| r["quic_address"].as_str().unwrap_or_default().to_string())
-            .collect()
-    };
     wait_for("a to know b", Duration::from_secs(10), || b_rows(&m).len() == 1);
+    (m, evil)
+}
 
+/// Node a's `fleet peers --json` rows of host b.
+fn b_rows(m: &Mesh) -> Vec<serde_json::Value> {
+    let (code, out, err) = m.at(0, &["peers", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    rows.into_iter().filter(|r| r["host"] == "b").collect()
+}
+
+/// The insider's TLS configs (evil's node certificate).
+fn insider_tls(m: &Mesh, evil: usize) -> (std::sync::Arc<rustls::ServerConfig>, std::sync::Arc<rustls::ClientConfig>) {
     fleet_tls::install_crypto_provider();
     let identity = fleet_tls::config::Identity::node(&m.nodes[evil].home.join("fleet/certs")).unwrap();
-    let server = fleet_tls::config::server_config(&identity).unwrap();
-    let client = fleet_tls::config::client_config(&identity).unwrap();
+    (fleet_tls::config::server_config(&identity).unwrap(), fleet_tls::config::client_config(&identity).unwrap())
+}
+
+/// A node certificate of the tenant cannot pass for another host on the SWIM
+/// plane: an impostor with the certificate of host `evil` that announces
+/// itself as `b` (real QUIC, real certificates; the membership library itself,
+/// as a modified node would run it) never becomes a row of `b` on `a`, and `a`
+/// logs the refusal. Sends to `b` still reach the real `b`.
+#[test]
+fn a_member_that_claims_another_hosts_name_is_refused() {
+    let (m, evil) = a_b_and_an_insider();
+    let (server, client) = insider_tls(&m, evil);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let cancel = tokio_util::sync::CancellationToken::new();
     let tracker = tokio_util::task::TaskTracker::new();
@@ -705,7 +715,7 @@ fn a_member_that_claims_another_hosts_name_is_refused() {
     while Instant::now() < until {
         let rows = b_rows(&m);
         assert!(
-            !rows.contains(&impostor.to_string()) && rows.len() == 1,
+            rows.len() == 1 && rows[0]["quic_address"] != impostor.to_string(),
             "a shows the impostor at {impostor} as host b: {rows:?}"
         );
         std::thread::sleep(Duration::from_millis(300));
@@ -739,28 +749,10 @@ fn a_member_that_claims_another_hosts_name_is_refused() {
 #[test]
 fn gossip_cannot_replace_a_member_with_a_forged_identity() {
     use foca::Codec as _;
-    let mut m = Mesh::new("acme");
-    m.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
-    m.add_host("b", "  - { name: rev, runtime: stub }\n");
-    let evil = m.add_host("evil", "");
-    m.start_agents(1);
-    m.start_node(1, "127.0.0.1:0", &[]);
-    let peers = vec![m.addr(1)];
-    m.start_node(0, "127.0.0.1:0", &peers);
-    let b_rows = |m: &Mesh| -> Vec<serde_json::Value> {
-        let (code, out, err) = m.at(0, &["peers", "--json"]);
-        assert_eq!(code, 0, "{err}");
-        let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-        rows.into_iter().filter(|r| r["host"] == "b").collect()
-    };
-    wait_for("a to know b", Duration::from_secs(10), || b_rows(&m).len() == 1);
+    let (m, evil) = a_b_and_an_insider();
     let real_b = b_rows(&m)[0].clone();
     let b_quic: std::net::SocketAddr = real_b["quic_address"].as_str().unwrap().parse().unwrap();
-
-    fleet_tls::install_crypto_provider();
-    let identity = fleet_tls::config::Identity::node(&m.nodes[evil].home.join("fleet/certs")).unwrap();
-    let server = fleet_tls::config::server_config(&identity).unwrap();
-    let client = fleet_tls::config::client_config(&identity).unwrap();
+    let (server, client) = insider_tls(&m, evil);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let a_quic: std::net::SocketAddr = m.addr(0).parse().unwrap();
     rt.block_on(async {

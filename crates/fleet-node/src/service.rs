@@ -284,15 +284,7 @@ impl Node {
         let names: Vec<String> = if req.all {
             roster.agents_on(&self.info.host).map(|a| a.name.to_string()).collect()
         } else {
-            if roster.agents_on(&self.info.host).all(|a| a.name.as_str() != req.agent) {
-                let known: Vec<&str> = roster.agents_on(&self.info.host).map(|a| a.name.as_str()).collect();
-                return Err(Status::not_found(format!(
-                    "no such agent {} in the roster of host {} (known: {})",
-                    req.agent,
-                    self.info.host,
-                    known.join(", ")
-                )));
-            }
+            self.roster_agent(&roster, &req.agent)?;
             vec![req.agent.clone()]
         };
         let env = fleet_tmux::lifecycle::StartEnv {
@@ -403,6 +395,19 @@ impl Node {
         Ok(Response::new(v1::LifecycleResponse { results }))
     }
 
+    /// `agent` is one of the roster's agents on this host, or NOT_FOUND naming the known ones.
+    fn roster_agent(&self, roster: &fleet_core::roster::Roster, agent: &str) -> Result<(), Status> {
+        if roster.agents_on(&self.info.host).any(|a| a.name.as_str() == agent) {
+            return Ok(());
+        }
+        let known: Vec<&str> = roster.agents_on(&self.info.host).map(|a| a.name.as_str()).collect();
+        Err(Status::not_found(format!(
+            "no such agent {agent} in the roster of host {} (known: {})",
+            self.info.host,
+            if known.is_empty() { "none".into() } else { known.join(", ") }
+        )))
+    }
+
     /// The last lines of a roster agent's pane, here or on the agent's host.
     async fn tail(&self, request: Request<v1::TailRequest>) -> Result<Response<v1::TailResponse>, Status> {
         let target = format!("{}@{}", request.get_ref().agent, request.get_ref().host);
@@ -420,15 +425,7 @@ impl Node {
         let Some(roster) = view.roster.as_deref() else {
             return Err(Status::failed_precondition(format!("host {} has no valid roster", self.info.host)));
         };
-        if roster.agents_on(&self.info.host).all(|a| a.name.as_str() != req.agent) {
-            let known: Vec<&str> = roster.agents_on(&self.info.host).map(|a| a.name.as_str()).collect();
-            return Err(Status::not_found(format!(
-                "no such agent {} in the roster of host {} (known: {})",
-                req.agent,
-                self.info.host,
-                if known.is_empty() { "none".into() } else { known.join(", ") }
-            )));
-        }
+        self.roster_agent(roster, &req.agent)?;
         let tmux = fleet_tmux::tmux::Tmux::new(self.socket_of(&req.agent));
         let lines = if req.lines == 0 { fleet_tmux::tail::DEFAULT_LINES } else { req.lines };
         let (agent, ansi) = (req.agent.clone(), req.ansi);

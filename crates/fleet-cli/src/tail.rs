@@ -70,13 +70,7 @@ fn local(args: &TailArgs, addr: &AgentAddr, g: &GlobalArgs) -> CliResult<v1::Tai
         return Err(exit::usage(anyhow!("--local reads only this host ({}), not {h}; drop --local", local.host)));
     }
     let name = addr.agent.as_str();
-    let Some(spec) = local.roster.agents_on(&local.host).find(|a| a.name.as_str() == name) else {
-        return Err(exit::failed(anyhow!(
-            "no such agent {name} in the roster of host {} (known: {})",
-            local.host,
-            local.known_agents()
-        )));
-    };
+    let spec = local.roster.agent_on(&local.host, name).map_err(|e| exit::failed(anyhow!(e)))?;
     let tmux = Tmux::new(local.roster.socket_of(spec).clone());
     let t = fleet_tmux::tail::tail(&tmux, name, args.lines, args.ansi).map_err(|e| {
         if e.is_no_target() {
@@ -95,8 +89,6 @@ fn local(args: &TailArgs, addr: &AgentAddr, g: &GlobalArgs) -> CliResult<v1::Tai
         lines: t.lines,
         pane_width: t.width,
         pane_height: t.height,
-        captured_unix_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64),
+        captured_unix_ms: fleet_node::live::now_ms(),
     })
 }

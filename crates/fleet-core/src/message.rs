@@ -108,15 +108,11 @@ pub fn recipient_refusal(roster: &Roster, host: &DnsLabel, session: &str, unmana
              send to an agent instead"
         ));
     }
-    if unmanaged || roster.agents_on(host).any(|a| a.name.as_str() == session) {
+    if unmanaged {
         return None;
     }
-    let known: Vec<&str> = roster.agents_on(host).map(|a| a.name.as_str()).collect();
-    Some(format!(
-        "no such agent {session} in the roster of host {host} (known: {}); to type into a session the roster \
-         does not name, pass --unmanaged",
-        if known.is_empty() { "none".to_string() } else { known.join(", ") }
-    ))
+    let not_here = roster.agent_on(host, session).err()?;
+    Some(format!("{not_here}; to type into a session the roster does not name, pass --unmanaged"))
 }
 
 /// A label made from a name that may hold anything (a login name): every

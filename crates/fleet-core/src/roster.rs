@@ -247,8 +247,19 @@ impl Roster {
     }
 
     /// The agents that run on `host` (those with no `host` run everywhere).
-    pub fn agents_on<'a>(&'a self, host: &'a DnsLabel) -> impl Iterator<Item = &'a AgentSpec> + 'a {
+    pub fn agents_on<'a, 'h>(&'a self, host: &'h DnsLabel) -> impl Iterator<Item = &'a AgentSpec> + use<'a, 'h> {
         self.agents.iter().filter(move |a| a.host.as_ref().is_none_or(|h| h == host))
+    }
+
+    /// `name` as one of the agents that run on `host`, or why not, naming
+    /// the known ones: `no such agent NAME in the roster of host HOST (known: ...)`.
+    pub fn agent_on(&self, host: &DnsLabel, name: &str) -> Result<&AgentSpec, String> {
+        if let Some(a) = self.agents_on(host).find(|a| a.name.as_str() == name) {
+            return Ok(a);
+        }
+        let known: Vec<&str> = self.agents_on(host).map(|a| a.name.as_str()).collect();
+        let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
+        Err(format!("no such agent {name} in the roster of host {host} (known: {known})"))
     }
 
     pub fn agent(&self, name: &str) -> Option<&AgentSpec> {

@@ -397,15 +397,7 @@ impl Node {
 
     /// `agent` is one of the roster's agents on this host, or NOT_FOUND naming the known ones.
     fn roster_agent(&self, roster: &fleet_core::roster::Roster, agent: &str) -> Result<(), Status> {
-        if roster.agents_on(&self.info.host).any(|a| a.name.as_str() == agent) {
-            return Ok(());
-        }
-        let known: Vec<&str> = roster.agents_on(&self.info.host).map(|a| a.name.as_str()).collect();
-        Err(Status::not_found(format!(
-            "no such agent {agent} in the roster of host {} (known: {})",
-            self.info.host,
-            if known.is_empty() { "none".into() } else { known.join(", ") }
-        )))
+        roster.agent_on(&self.info.host, agent).map(|_| ()).map_err(Status::not_found)
     }
 
     /// The last lines of a roster agent's pane, here or on the agent's host.

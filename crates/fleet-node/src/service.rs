@@ -163,11 +163,7 @@ impl Node {
     }
 
     fn socket_of(&self, agent: &str) -> TmuxSocket {
-        let view = self.live.current();
-        match view.roster.as_deref() {
-            Some(r) => r.agent(agent).map(|a| r.socket_of(a).clone()).unwrap_or_else(|| r.socket.clone()),
-            None => TmuxSocket::Default,
-        }
+        socket_in(self.live.current().roster.as_deref(), agent)
     }
 
     fn known_agents(&self) -> String {
@@ -207,7 +203,11 @@ impl Node {
         let text = compose(&from, self.info.host.as_str(), &req.agent, &req.text)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let key = &req.idempotency_key;
-        let refusal = match self.live.current().roster.as_deref() {
+        // One view for the whole decision: the roster that refuses or admits the
+        // target also gives its socket, holder session and pause.
+        let view = self.live.current();
+        let roster = view.roster.as_deref();
+        let refusal = match roster {
             Some(r) => recipient_refusal(r, &self.info.host, &req.agent, req.unmanaged),
             None if req.unmanaged => None,
             None => Some(format!(
@@ -226,16 +226,12 @@ impl Node {
                 req.verify_timeout_ms.into()
             }),
             enter_delay: Duration::from_millis(
-                self.live
-                    .current()
-                    .roster
-                    .as_deref()
-                    .map_or(fleet_core::roster::DEFAULT_ENTER_DELAY_MS, |r| r.enter_delay_ms(&req.agent)),
+                roster.map_or(fleet_core::roster::DEFAULT_ENTER_DELAY_MS, |r| r.enter_delay_ms(&req.agent)),
             ),
             ..SendOptions::default()
         };
-        let socket = self.socket_of(&req.agent);
-        let holder = self.live.current().roster.as_ref().and_then(|r| r.holder_session.clone());
+        let socket = socket_in(roster, &req.agent);
+        let holder = roster.and_then(|r| r.holder_session.clone());
         let delivery = self.delivery.clone();
         let scratch = self.info.run_dir.clone();
         let agent = req.agent.clone();
@@ -470,7 +466,16 @@ impl Node {
     }
 }
 
-/// `DELIVERY_OUTCOME_ACCEPTED` -> `accepted`.
+/// The tmux socket of `agent` in `roster` (the roster's own for a session it
+/// does not name; the default server without a roster).
+fn socket_in(roster: Option<&fleet_core::roster::Roster>, agent: &str) -> TmuxSocket {
+    match roster {
+        Some(r) => r.agent(agent).map(|a| r.socket_of(a).clone()).unwrap_or_else(|| r.socket.clone()),
+        None => TmuxSocket::Default,
+    }
+}
+
+/// `LIFECYCLE_OUTCOME_STARTED` -> `started`.
 pub fn short_name(name: &str, prefix: &str) -> String {
     name.trim_start_matches(prefix).to_ascii_lowercase()
 }

@@ -89,13 +89,11 @@ struct Demo {
     addrs: Vec<String>,
     verbose: bool,
     rt: tokio::runtime::Runtime,
+    /// The step the tour is at, for the error of a step that fails.
+    at: (u32, &'static str),
 }
 
-/// The step the tour is at, for the error of a step that fails.
-static STEP: Mutex<(u32, &str)> = Mutex::new((0, "starting"));
-
-fn step(n: u32, title: &'static str) {
-    *STEP.lock().expect("step") = (n, title);
+fn step(n: u32, title: &str) {
     if std::io::stdout().is_terminal() {
         println!("\n\x1b[1m{n}. {title}\x1b[0m");
     } else {
@@ -132,6 +130,7 @@ pub fn run(args: DemoArgs) -> CliResult {
         addrs: Vec::new(),
         verbose: args.verbose,
         rt: crate::node::runtime()?,
+        at: (0, "starting"),
     };
     let result = demo.tour(args.keep);
     if result.is_err() || !args.keep {
@@ -148,13 +147,19 @@ pub fn run(args: DemoArgs) -> CliResult {
         }
     }
     result.map_err(|e| {
-        let (n, title) = *STEP.lock().expect("step");
+        let (n, title) = demo.at;
         let logs = if args.verbose { String::new() } else { " (run with --verbose to see the nodes' logs)".into() };
         exit::failed(e.context(format!("the demo failed at step {n} ({title}){logs}")))
     })
 }
 
 impl Demo {
+    /// Say which step begins, and remember it for the error if it fails.
+    fn step(&mut self, n: u32, title: &'static str) {
+        self.at = (n, title);
+        step(n, title);
+    }
+
     fn home(&self, i: usize) -> PathBuf {
         self.dir.join(HOSTS[i].name)
     }
@@ -285,7 +290,7 @@ agents:
 
     fn tour(&mut self, keep: bool) -> anyhow::Result<()> {
         println!("fleet demo: a mesh of three hosts on this machine, in {}", self.dir.display());
-        step(1, "A mesh CA, and three hosts with their node certificates and stub agents");
+        self.step(1, "A mesh CA, and three hosts with their node certificates and stub agents");
         fleet_tls::install_crypto_provider();
         fleet_tls::issue::init_ca(&self.dir.join("ca"), TENANT, false)
             .map_err(|e| anyhow!("making the mesh CA: {e}"))?;
@@ -295,7 +300,7 @@ agents:
             println!("  {:<11} tmux -L {:<34} agents: {}", h.name, self.socket(i), names.join(", "));
         }
 
-        step(2, "Three `fleet node` processes, mutual TLS on loopback; w-jarvis knows the other two");
+        self.step(2, "Three `fleet node` processes, mutual TLS on loopback; w-jarvis knows the other two");
         let b = self.start_node(1, "127.0.0.1:0", &[])?;
         let c = self.start_node(2, "127.0.0.1:0", &[])?;
         let a = self.start_node(0, "127.0.0.1:0", &[b.clone(), c.clone()])?;
@@ -339,10 +344,10 @@ agents:
             std::thread::sleep(Duration::from_millis(200));
         };
 
-        step(3, "fleet ps on w-jarvis: every agent of every host, and a row per host");
+        self.step(3, "fleet ps on w-jarvis: every agent of every host, and a row per host");
         print!("{}\n{}", ps::render(&agents), ps::render_hosts(&hosts));
 
-        step(4, "fleet heartbeats: events stream in from every host");
+        self.step(4, "fleet heartbeats: events stream in from every host");
         let events = self.rt.block_on(async {
             let mut c = client::fleet(&self.target(0)).await?;
             let req = v1::WatchHeartbeatsRequest { scope: v1::Scope::Mesh as i32, hosts: vec![], snapshot: false };
@@ -381,7 +386,7 @@ agents:
             println!("  {:<24} {what}", format!("{}@{}", e.agent, e.host));
         }
 
-        step(5, "fleet send coder0-0@dragon-lin --verify, from w-jarvis");
+        self.step(5, "fleet send coder0-0@dragon-lin --verify, from w-jarvis");
         let r = self.send("dragon-lin", "coder0-0", "please implement the parser")?;
         let outcome = fleet_proto::convert::outcome_word_of;
         println!("  receipt: {} from {} ({}, {} ms)", outcome(r.outcome), r.host, r.detail, r.elapsed_ms);
@@ -398,14 +403,14 @@ agents:
             return Err(anyhow!("the receipt says accepted, but coder0-0's pane does not show the text"));
         }
 
-        step(6, "fleet send reviewer@dragon-lin --verify: this agent keeps its input as a draft");
+        self.step(6, "fleet send reviewer@dragon-lin --verify: this agent keeps its input as a draft");
         let r = self.send("dragon-lin", "reviewer", "please review PR 7")?;
         println!("  receipt: {} ({}): exit 1, never a false \"sent\"", outcome(r.outcome), r.detail);
         if r.outcome != v1::DeliveryOutcome::Draft as i32 {
             return Err(anyhow!("the receipt says {} ({}), not draft", outcome(r.outcome), r.detail));
         }
 
-        step(7, "lab-3's node is killed: w-jarvis answers at once, with lab-3 as unreachable; then it returns");
+        self.step(7, "lab-3's node is killed: w-jarvis answers at once, with lab-3 as unreachable; then it returns");
         if let Some(mut child) = self.children[2].take() {
             child.kill()?;
             child.wait()?;
@@ -441,7 +446,7 @@ agents:
         }
 
         if keep {
-            step(8, "Kept running. Use it with:");
+            self.step(8, "Kept running. Use it with:");
             let tmux = std::env::var("TMUX_TMPDIR").unwrap_or_else(|_| "/tmp".into());
             println!("  export MOSAIC_HOME={}   # the CLI talks to w-jarvis's node", self.home(0).display());
             println!("  fleet ps; fleet heartbeats; fleet send coder0-0@dragon-lin --verify -m hi");

@@ -28,6 +28,8 @@ pub struct Mesh {
     /// MOSAIC_HEARTBEAT_INTERVAL of everything started (seconds).
     pub interval: u32,
     children: Vec<Child>,
+    /// tmux servers of terminals ([`Mesh::terminal`]), killed on drop.
+    terminals: Vec<String>,
 }
 
 pub struct NodeHost {
@@ -60,7 +62,7 @@ impl Mesh {
     pub fn new(tenant: &str) -> Mesh {
         let dir = tempfile::Builder::new().prefix("fleet-mesh-").tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("tmux")).unwrap();
-        let m = Mesh { dir, tenant: tenant.into(), nodes: vec![], interval: 1, children: vec![] };
+        let m = Mesh { dir, tenant: tenant.into(), nodes: vec![], interval: 1, children: vec![], terminals: vec![] };
         let ca = m.ca_dir();
         let (code, _, err) = m.run(&["certs", "init", "--tenant", tenant, "--dir", ca.to_str().unwrap()], &[]);
         assert_eq!(code, 0, "certs init: {err}");
@@ -231,6 +233,46 @@ agents:
         run(&mut cmd).1
     }
 
+    /// A terminal for a person at host `i`: a tmux server of its own (socket
+    /// `term-NAME-PID`, 100x30) whose one pane runs the shell command `cmd`
+    /// with host `i`'s MOSAIC_HOME, then prints `EXIT=<code>` and waits. The
+    /// socket name, for [`Mesh::tmux_on`]; the server dies with the mesh.
+    pub fn terminal(&mut self, i: usize, name: &str, cmd: &str) -> String {
+        let socket = format!("term-{name}-{}", std::process::id());
+        let home = format!("MOSAIC_HOME={}", self.nodes[i].home.display());
+        let script = format!("{cmd}; echo EXIT=$?; sleep 1000");
+        self.tmux_on(
+            &socket,
+            &[
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-s",
+                "t",
+                "-x",
+                "100",
+                "-y",
+                "30",
+                "-e",
+                &home,
+                "sh",
+                "-c",
+                &script,
+            ],
+        );
+        self.terminals.push(socket.clone());
+        socket
+    }
+
+    /// tmux on another socket than a host's, with the clean environment.
+    pub fn tmux_on(&self, socket: &str, args: &[&str]) -> String {
+        let mut cmd = Command::new("tmux");
+        self.base_env(&mut cmd);
+        cmd.args(["-L", socket]).args(args);
+        run(&mut cmd).1
+    }
+
     pub fn capture(&self, i: usize, agent: &str) -> String {
         self.tmux(i, &["capture-pane", "-p", "-J", "-t", &format!("={agent}:")])
     }
@@ -285,10 +327,10 @@ impl Drop for Mesh {
             let _ = c.kill();
             let _ = c.wait();
         }
-        for n in &self.nodes {
+        for socket in self.nodes.iter().map(|n| &n.socket).chain(&self.terminals) {
             let mut cmd = Command::new("tmux");
             self.base_env(&mut cmd);
-            cmd.args(["-L", &n.socket, "kill-server"]).stderr(Stdio::null());
+            cmd.args(["-L", socket, "kill-server"]).stderr(Stdio::null());
             let _ = cmd.status();
         }
     }

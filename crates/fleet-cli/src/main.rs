@@ -4,7 +4,8 @@
 //!
 //! - `context`: MOSAIC_HOME, roster, tenant and host, resolved once.
 //! - `exit`: exit codes (0 ok, 1 failed, 2 usage, 3 unreachable).
-//! - `ps`, `send`, `lifecycle`, `roster_check`, `certs`, `watch_cmd`: the commands.
+//! - `ps`, `send`, `lifecycle`, `roster_check`, `certs`, `watch_cmd`, `tail`: the commands.
+//! - `view`: `fleet watch` and `fleet attach`; `term`: the terminal they draw in.
 //! - `node`: `fleet node`, and reaching a node (local socket or FLEET_NODE).
 //! - `demo`: the self-contained tour; `init`: `fleet init` and `fleet install`.
 //! - `stub`: the stub agent; `launcher`: the hidden session helpers.
@@ -24,6 +25,8 @@ mod send;
 mod stub;
 mod table;
 mod tail;
+mod term;
+mod view;
 mod watch_cmd;
 
 use clap::{Parser, Subcommand};
@@ -51,8 +54,13 @@ enum Command {
     Heartbeats(watch_cmd::HeartbeatsArgs),
     /// The membership view: peers, their state and how they were found.
     Peers(watch_cmd::PeersArgs),
-    /// The last lines of an agent's pane (screen and scrollback), on any host.
+    /// The last lines of an agent's pane (screen and scrollback), on any host;
+    /// with --follow, then its new output.
     Tail(tail::TailArgs),
+    /// A live, read-only view of an agent's pane, full screen (q leaves).
+    Watch(view::WatchArgs),
+    /// Type into an agent's pane and see it, full screen (operator role).
+    Attach(view::AttachArgs),
     /// Start a roster agent's session (idempotent).
     Start(lifecycle::LifecycleArgs),
     /// Stop a roster agent's session (idempotent).
@@ -95,6 +103,8 @@ fn main() -> ExitCode {
         Command::Peers(a) => watch_cmd::peers(a),
         Command::Send(a) => send::run(a, g),
         Command::Tail(a) => tail::run(a, g),
+        Command::Watch(a) => view::watch(a),
+        Command::Attach(a) => view::attach(a),
         Command::Start(a) => lifecycle::run(lifecycle::Verb::Start, a, g),
         Command::Stop(a) => lifecycle::run(lifecycle::Verb::Stop, a, g),
         Command::Restart(a) => lifecycle::run(lifecycle::Verb::Restart, a, g),

@@ -7,8 +7,10 @@ use crate::node;
 use anyhow::anyhow;
 use fleet_core::address::AgentAddr;
 use fleet_proto::v1;
+use fleet_proto::v1::pane_frame::Body;
 use fleet_tmux::tail::{DEFAULT_LINES, MAX_LINES};
 use fleet_tmux::tmux::Tmux;
+use std::io::Write;
 
 #[derive(Debug, clap::Args)]
 pub struct TailArgs {
@@ -21,6 +23,9 @@ pub struct TailArgs {
     /// Keep colours and attributes (the pane's escape sequences).
     #[arg(long)]
     pub ansi: bool,
+    /// Then follow the pane's new output until Ctrl-C (through the node).
+    #[arg(short = 'f', long, conflicts_with = "local")]
+    pub follow: bool,
     /// Read this host's tmux directly, without a node.
     #[arg(long)]
     pub local: bool,
@@ -31,6 +36,9 @@ pub struct TailArgs {
 
 pub fn run(args: TailArgs, g: &GlobalArgs) -> CliResult {
     let addr: AgentAddr = args.target.parse().map_err(exit::usage)?;
+    if args.follow {
+        return follow(&args, &addr);
+    }
     let tail = if args.local { local(&args, &addr, g)? } else { via_node(&args, &addr)? };
     if args.json {
         let v = serde_json::json!({
@@ -91,4 +99,78 @@ fn local(args: &TailArgs, addr: &AgentAddr, g: &GlobalArgs) -> CliResult<v1::Tai
         pane_height: t.height,
         captured_unix_ms: fleet_node::live::now_ms(),
     })
+}
+
+/// The last lines, then the pane's output as it comes, until Ctrl-C or the
+/// end of the agent's session. Plain text unless `--ansi`; with `--json`,
+/// the tail object, then one `{"output": ...}` object per chunk.
+fn follow(args: &TailArgs, addr: &AgentAddr) -> CliResult {
+    let req = v1::WatchPaneRequest {
+        tenant_id: String::new(),
+        host: addr.host.as_ref().map(|h| h.to_string()).unwrap_or_default(),
+        agent: addr.agent.to_string(),
+        lines: args.lines,
+    };
+    let rt = node::runtime()?;
+    rt.block_on(async {
+        let mut client = fleet_node::client::fleet(&node::target()).await.map_err(node::unreachable)?;
+        let mut frames = client.watch_pane(req).await.map_err(node::status)?.into_inner();
+        let mut plain = crate::term::Plain::default();
+        loop {
+            let frame = tokio::select! {
+                f = frames.message() => f.map_err(node::status)?,
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+            };
+            let Some(f) = frame else { return Ok(()) };
+            let mut out = std::io::stdout().lock();
+            let written = match &f.body {
+                Some(Body::Screen(s)) if args.json => {
+                    let lines: Vec<&str> = std::str::from_utf8(&s.content).unwrap_or_default().lines().collect();
+                    let v = serde_json::json!({
+                        "tenant_id": f.tenant_id, "host": f.host, "agent": f.agent, "lines": lines,
+                        "pane_width": f.pane_width, "pane_height": f.pane_height, "reason": s.reason,
+                    });
+                    writeln!(out, "{v}")
+                }
+                Some(Body::Screen(s)) => {
+                    let note = if s.reason == "start" {
+                        Ok(())
+                    } else {
+                        writeln!(out, "[fleet: {}: {}; the screen now:]", s.reason, skipped(&s.reason))
+                    };
+                    note.and_then(|()| out.write_all(&s.content))
+                        .and_then(|()| if s.content.is_empty() { Ok(()) } else { writeln!(out) })
+                }
+                Some(Body::Output(bytes)) => {
+                    let text = if args.ansi { bytes.clone() } else { plain.text(bytes) };
+                    if args.json {
+                        let v = serde_json::json!({
+                            "tenant_id": f.tenant_id, "host": f.host, "agent": f.agent,
+                            "output": String::from_utf8_lossy(&text),
+                        });
+                        writeln!(out, "{v}")
+                    } else {
+                        out.write_all(&text)
+                    }
+                }
+                Some(Body::Ended(why)) => {
+                    eprintln!("fleet tail: {why}");
+                    return Ok(());
+                }
+                None => Ok(()),
+            };
+            // A closed stdout (`| head`) ends the follow quietly.
+            if written.and_then(|()| out.flush()).is_err() {
+                return Ok(());
+            }
+        }
+    })
+}
+
+fn skipped(reason: &str) -> &'static str {
+    match reason {
+        "lagged" => "this reader fell behind and output was skipped",
+        "paused" => "tmux paused the output and some was skipped",
+        _ => "output may have been skipped",
+    }
 }

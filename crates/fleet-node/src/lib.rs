@@ -7,6 +7,8 @@
 //! - [`service`]: the `Fleet` and `Mesh` gRPC services and per-call authorization.
 //! - [`idem`]: idempotency keys of sends.
 //! - [`delivery`]: sends into this host's panes: one turn per agent, shared control-mode clients.
+//! - [`pane`]: pane feeds: one control-mode client per viewed pane, its output shared by all viewers.
+//! - [`terminal`]: `WatchPane` and `AttachPane`, served from the feeds or forwarded to the agent's host.
 //! - [`revocation`]: following `crl.pem`: new handshakes refuse, open connections of revoked certificates are cut.
 //! - [`server`]: both doors (mTLS TCP, uid-checked Unix socket), health, reflection, shutdown.
 //! - [`client`]: how the CLI reaches a node.
@@ -20,7 +22,9 @@ pub mod idem;
 pub mod live;
 pub mod mdns;
 pub mod membership;
+pub mod pane;
 pub mod peers;
 pub mod revocation;
 pub mod server;
 pub mod service;
+pub mod terminal;

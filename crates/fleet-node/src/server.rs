@@ -233,6 +233,7 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
         live,
         peers,
         members: members.clone(),
+        panes: Default::default(),
         audit: me.audit.clone(),
         idem: Idempotency::new(cfg.timings.idempotency_ttl),
         delivery: Default::default(),

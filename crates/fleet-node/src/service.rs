@@ -60,6 +60,8 @@ pub struct Node {
     pub audit: Arc<AuditLog>,
     pub idem: Idempotency,
     pub delivery: Arc<crate::delivery::Deliverer>,
+    /// Pane feeds for `WatchPane` and `AttachPane`.
+    pub panes: crate::pane::Panes,
     pub cancel: CancellationToken,
     pub uid: u32,
     /// TLS handshakes refused on the network door, by reason.
@@ -70,7 +72,7 @@ pub struct Node {
 pub struct NodeService(pub Arc<Node>);
 
 impl Node {
-    fn audit(&self, caller: &Caller, verb: Verb, target: &str, outcome: &str, detail: Option<&str>) {
+    pub(crate) fn audit(&self, caller: &Caller, verb: Verb, target: &str, outcome: &str, detail: Option<&str>) {
         let ev = AuditEvent { principal: &caller.principal, peer: &caller.peer, verb, target, outcome, detail };
         if let Err(e) = self.audit.append(&ev) {
             tracing::error!(error = %e, failures = self.audit.failures(), "audit log write failed");
@@ -158,11 +160,11 @@ impl Node {
         }
     }
 
-    fn is_self(&self, host: &str) -> bool {
+    pub(crate) fn is_self(&self, host: &str) -> bool {
         host.is_empty() || host.eq_ignore_ascii_case(self.info.host.as_str())
     }
 
-    fn socket_of(&self, agent: &str) -> TmuxSocket {
+    pub(crate) fn socket_of(&self, agent: &str) -> TmuxSocket {
         socket_in(self.live.current().roster.as_deref(), agent)
     }
 
@@ -392,7 +394,7 @@ impl Node {
     }
 
     /// `agent` is one of the roster's agents on this host, or NOT_FOUND naming the known ones.
-    fn roster_agent(&self, roster: &fleet_core::roster::Roster, agent: &str) -> Result<(), Status> {
+    pub(crate) fn roster_agent(&self, roster: &fleet_core::roster::Roster, agent: &str) -> Result<(), Status> {
         roster.agent_on(&self.info.host, agent).map(|_| ()).map_err(Status::not_found)
     }
 
@@ -453,7 +455,7 @@ impl Node {
         client.send_message(fwd).await.map(|r| r.into_inner()).map_err(|s| peer_error(&peer, s))
     }
 
-    async fn peer_for(&self, host: &str) -> Result<Arc<crate::peers::Peer>, Status> {
+    pub(crate) async fn peer_for(&self, host: &str) -> Result<Arc<crate::peers::Peer>, Status> {
         self.peers.by_host(host).ok_or_else(|| {
             Status::not_found(format!(
                 "no node for host {host} in the mesh (known: {})",
@@ -481,7 +483,7 @@ pub fn short_name(name: &str, prefix: &str) -> String {
 }
 
 /// A peer's error, naming the peer, so the CLI does not blame its own node.
-fn peer_error(peer: &crate::peers::Peer, s: Status) -> Status {
+pub(crate) fn peer_error(peer: &crate::peers::Peer, s: Status) -> Status {
     let mut why = s.message().to_string();
     let mut src = std::error::Error::source(&s);
     while let Some(e) = src {
@@ -496,7 +498,7 @@ fn peer_error(peer: &crate::peers::Peer, s: Status) -> Status {
     }
 }
 
-fn forward_meta<T>(req: &mut Request<T>, caller: &Caller) {
+pub(crate) fn forward_meta<T>(req: &mut Request<T>, caller: &Caller) {
     if let Ok(v) = caller.principal.parse() {
         req.metadata_mut().insert(ON_BEHALF_OF, v);
     }
@@ -677,6 +679,24 @@ impl Fleet for NodeService {
 
     async fn tail_pane(&self, request: Request<v1::TailRequest>) -> Result<Response<v1::TailResponse>, Status> {
         self.0.tail(request).await
+    }
+
+    type WatchPaneStream = crate::terminal::FrameStream;
+
+    async fn watch_pane(
+        &self,
+        request: Request<v1::WatchPaneRequest>,
+    ) -> Result<Response<Self::WatchPaneStream>, Status> {
+        self.0.watch_pane(request).await
+    }
+
+    type AttachPaneStream = crate::terminal::FrameStream;
+
+    async fn attach_pane(
+        &self,
+        request: Request<tonic::Streaming<v1::AttachInput>>,
+    ) -> Result<Response<Self::AttachPaneStream>, Status> {
+        self.0.attach_pane(request).await
     }
 }
 

@@ -118,6 +118,27 @@ impl Fleet for TestFleet {
         self.check(&req, Verb::Watch, &target)?;
         Ok(Response::new(TailResponse::default()))
     }
+
+    type WatchPaneStream = tokio_stream::Empty<Result<fleet_proto::v1::PaneFrame, Status>>;
+
+    async fn watch_pane(
+        &self,
+        req: Request<fleet_proto::v1::WatchPaneRequest>,
+    ) -> Result<Response<Self::WatchPaneStream>, Status> {
+        let target = format!("{}@{}", req.get_ref().agent, req.get_ref().host);
+        self.check(&req, Verb::Watch, &target)?;
+        Ok(Response::new(tokio_stream::empty()))
+    }
+
+    type AttachPaneStream = tokio_stream::Empty<Result<fleet_proto::v1::PaneFrame, Status>>;
+
+    async fn attach_pane(
+        &self,
+        req: Request<tonic::Streaming<fleet_proto::v1::AttachInput>>,
+    ) -> Result<Response<Self::AttachPaneStream>, Status> {
+        self.check(&req, Verb::Attach, "")?;
+        Ok(Response::new(tokio_stream::empty()))
+    }
 }
 
 /// A running gRPC server on 127.0.0.1:0; stops when dropped.

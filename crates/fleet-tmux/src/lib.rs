@@ -11,6 +11,8 @@
 //! - [`lifecycle`]: start and stop roster agents' sessions.
 //! - [`hbwriter`]: protocol-v1 heartbeat writing, for launchers and the stub agent.
 //! - [`tail`]: the last lines of a pane, for `fleet tail`.
+//! - [`notify`]: a control-mode client's output read as events (replies, pane
+//!   output, pauses), for the node's pane streams (`fleet watch`, `attach`).
 //!
 //! Everything here is synchronous (a probe is a few short-lived processes);
 //! the node calls it from blocking tasks.
@@ -18,6 +20,7 @@
 pub mod control;
 pub mod hbwriter;
 pub mod lifecycle;
+pub mod notify;
 pub mod probe;
 pub mod run;
 pub mod send;

@@ -46,15 +46,14 @@ pub fn tail(tmux: &Tmux, session: &str, lines: u32, ansi: bool) -> Result<Tail, 
 fn parse(out: &str, lines: u32) -> Option<Tail> {
     let mut text: Vec<&str> = out.lines().collect();
     let (w, h) = text.pop()?.split_once(' ')?;
-    while text.last().is_some_and(|l| l.trim().is_empty()) {
-        text.pop();
-    }
-    let skip = text.len().saturating_sub(lines as usize);
-    Some(Tail {
-        lines: text[skip..].iter().map(|l| l.to_string()).collect(),
-        width: w.parse().ok()?,
-        height: h.parse().ok()?,
-    })
+    Some(Tail { lines: last_lines(&text, lines), width: w.parse().ok()?, height: h.parse().ok()? })
+}
+
+/// The last `lines` lines of a capture, its blank bottom left out.
+pub fn last_lines<S: AsRef<str>>(text: &[S], lines: u32) -> Vec<String> {
+    let end = text.iter().rposition(|l| !l.as_ref().trim().is_empty()).map_or(0, |i| i + 1);
+    let start = end.saturating_sub(lines as usize);
+    text[start..end].iter().map(|l| l.as_ref().to_string()).collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,225 @@
+//! Seeing agents on another host: `fleet tail --follow`, `fleet watch` and
+//! `fleet attach` through real nodes on loopback (mutual TLS, certificates
+//! made in the test), real tmux, stub agents. Watch and attach run in a real
+//! terminal: a tmux server of the test's own ([`Mesh::terminal`]), read with
+//! `capture-pane` and typed into with `send-keys`.
+
+#[path = "mesh_util.rs"]
+mod mesh_util;
+
+use mesh_util::{Mesh, wait_for};
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// Hosts a and c; `coder` (a stub REPL) and `sh` (a shell) on c; a knows c.
+fn two() -> Mesh {
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
+    m.add_host("c", "  - { name: coder, runtime: stub }\n");
+    m.start_agents(0);
+    m.start_agents(1);
+    m.start_node(1, "127.0.0.1:0", &[]);
+    let peers = vec![m.addr(1)];
+    m.start_node(0, "127.0.0.1:0", &peers);
+    wait_for("c joined", Duration::from_secs(10), || m.at(0, &["tail", "coder@c", "-n", "1"]).0 == 0);
+    m
+}
+
+/// Clients attached to agent `agent`'s session on host `i`, one line each
+/// (the node's own control client on the holder session is not one).
+fn clients(m: &Mesh, i: usize, agent: &str) -> Vec<String> {
+    m.tmux(i, &["list-clients", "-F", "#{client_name} #{session_name} #{client_flags}"])
+        .lines()
+        .filter(|l| l.split(' ').nth(1) == Some(agent))
+        .map(String::from)
+        .collect()
+}
+
+fn screen(m: &Mesh, socket: &str) -> String {
+    m.tmux_on(socket, &["capture-pane", "-p", "-J", "-t", "=t:"])
+}
+
+fn type_into(m: &Mesh, socket: &str, keys: &[&str]) {
+    let mut args = vec!["send-keys", "-t", "=t:"];
+    args.extend(keys);
+    m.tmux_on(socket, &args);
+}
+
+#[test]
+fn tail_follow_prints_new_output_of_a_pane_on_another_host() {
+    let mut m = two();
+    let home = m.nodes[0].home.display().to_string();
+    let mut child = m
+        .command(&["tail", "coder@c", "--follow", "-n", "3"], &[("MOSAIC_HOME", &home)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    m.adopt(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                return;
+            }
+        }
+    });
+    // The tail comes first, then what the agent prints later.
+    let first = rx.recv_timeout(Duration::from_secs(10)).expect("the tail's lines");
+    assert!(first.contains("stub agent coder ready"), "{first:?}");
+    let (code, _, err) = m.at(0, &["send", "coder@c", "--from", "t", "-m", "followed line"]);
+    assert_eq!(code, 0, "{err}");
+    let mut seen = Vec::new();
+    wait_for("the new line", Duration::from_secs(10), || {
+        while let Ok(l) = rx.try_recv() {
+            seen.push(l);
+        }
+        seen.iter().any(|l| l.contains("accepted: [a:t -> c:coder] followed line"))
+    });
+    // Plain text: no escape sequence reached the reader.
+    assert!(seen.iter().all(|l| !l.contains('\x1b')), "{seen:?}");
+}
+
+#[test]
+fn watch_shows_updates_and_types_nothing_and_ten_watchers_are_one_tmux_client() {
+    let mut m = two();
+    let fleet = mesh_util::FLEET;
+    let term = m.terminal(0, "watch", &format!("{fleet} watch coder@c"));
+    wait_for("the pane on the watcher's screen", Duration::from_secs(10), || {
+        let s = screen(&m, &term);
+        s.contains("watching coder@c (read-only)") && s.lines().any(|l| l.starts_with('>'))
+    });
+    let (code, _, err) = m.at(0, &["send", "coder@c", "--from", "t", "-m", "seen by the watcher"]);
+    assert_eq!(code, 0, "{err}");
+    wait_for("the update on the watcher's screen", Duration::from_secs(10), || {
+        screen(&m, &term).contains("accepted: [a:t -> c:coder] seen by the watcher")
+    });
+    // The watcher's terminal grows: the view is drawn again at its new size,
+    // the status line on its new last row.
+    m.tmux_on(&term, &["resize-window", "-t", "=t:", "-x", "100", "-y", "40"]);
+    wait_for("the status line on row 40", Duration::from_secs(5), || {
+        screen(&m, &term).lines().nth(39).is_some_and(|l| l.contains("watching coder@c"))
+    });
+    // Typed into the watcher: nothing reaches the pane.
+    type_into(&m, &term, &["-l", "typed-at-a-watcher"]);
+    type_into(&m, &term, &["Enter"]);
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(!m.capture(1, "coder").contains("typed-at-a-watcher"), "{}", m.capture(1, "coder"));
+
+    // Nine more followers: still one tmux client on c, attached to the
+    // agent's session without changing its size.
+    let home = m.nodes[0].home.display().to_string();
+    for _ in 0..9 {
+        let child = m
+            .command(&["tail", "coder@c", "-f"], &[("MOSAIC_HOME", &home)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        m.adopt(child);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let c = clients(&m, 1, "coder");
+    assert_eq!(c.len(), 1, "{c:?}");
+    assert!(c[0].contains(" coder ") && c[0].contains("ignore-size"), "{c:?}");
+
+    // `q` leaves and the command ends well.
+    type_into(&m, &term, &["q"]);
+    wait_for("watch to end", Duration::from_secs(5), || screen(&m, &term).contains("EXIT=0"));
+}
+
+#[test]
+fn attach_types_into_a_pane_on_another_host_and_a_killed_client_leaves_no_tmux_client() {
+    let mut m = two();
+    let size = |m: &Mesh| m.tmux(1, &["display-message", "-p", "-t", "=coder:", "#{window_width}x#{window_height}"]);
+    let before = size(&m);
+    let fleet = mesh_util::FLEET;
+    let term = m.terminal(0, "attach", &format!("{fleet} attach coder@c"));
+    wait_for("the pane in the attached terminal", Duration::from_secs(10), || {
+        screen(&m, &term).contains("attached to coder@c: ctrl-] detaches")
+    });
+    type_into(&m, &term, &["-l", "typed through attach"]);
+    type_into(&m, &term, &["Enter"]);
+    wait_for("the agent took it", Duration::from_secs(10), || {
+        m.capture(1, "coder").contains("accepted: typed through attach")
+    });
+    wait_for("the echo in the attached terminal", Duration::from_secs(10), || {
+        screen(&m, &term).contains("accepted: typed through attach")
+    });
+    assert_eq!(size(&m), before, "attach without --resize keeps the window's size");
+    assert_eq!(clients(&m, 1, "coder").len(), 1, "{:?}", clients(&m, 1, "coder"));
+
+    // kill -9 the client: within 5 s no tmux client is left on c.
+    let pid = m.tmux_on(&term, &["list-panes", "-t", "=t:", "-F", "#{pane_pid}"]);
+    let sh: u32 = pid.trim().parse().unwrap();
+    let children = std::fs::read_to_string(format!("/proc/{sh}/task/{sh}/children")).unwrap();
+    let fleet_pid: i32 = children.split_whitespace().next().expect("fleet attach runs").parse().unwrap();
+    let t0 = std::time::Instant::now();
+    rustix::process::kill_process(rustix::process::Pid::from_raw(fleet_pid).unwrap(), rustix::process::Signal::KILL)
+        .unwrap();
+    wait_for("no client left on c", Duration::from_secs(5), || clients(&m, 1, "coder").is_empty());
+    eprintln!("the attachment's tmux client was gone {} ms after kill -9", t0.elapsed().as_millis());
+
+    // Audited at start and at end, with the bytes typed.
+    wait_for("the end audited", Duration::from_secs(8), || {
+        std::fs::read_to_string(m.nodes[1].home.join("fleet/audit.log"))
+            .is_ok_and(|a| a.lines().any(|l| l.contains("\"verb\":\"attach\"") && l.contains("\"outcome\":\"ended\"")))
+    });
+    let audit = std::fs::read_to_string(m.nodes[1].home.join("fleet/audit.log")).unwrap();
+    let attach: Vec<&str> = audit.lines().filter(|l| l.contains("\"verb\":\"attach\"")).collect();
+    assert!(
+        attach[0].contains("\"outcome\":\"started\"") && attach[0].contains("node:a@acme for local:uid"),
+        "{attach:?}"
+    );
+    assert!(attach[1].contains("21 bytes typed") && attach[1].contains("coder@c"), "{attach:?}");
+}
+
+#[test]
+fn a_viewer_may_watch_but_not_attach() {
+    let m = two();
+    let viewer = m.root().join("viewer");
+    let (code, _, err) = m.run(
+        &[
+            "certs",
+            "issue",
+            "viewer",
+            "--name",
+            "vera",
+            "--dir",
+            m.ca_dir().to_str().unwrap(),
+            "--out",
+            viewer.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let url = format!("https://{}", m.addr(1));
+    let env = [("FLEET_NODE", url.as_str()), ("FLEET_CERTS_DIR", viewer.to_str().unwrap())];
+    let (code, out, err) = m.run(&["tail", "coder", "-n", "2"], &env);
+    assert_eq!(code, 0, "a viewer may tail: {err}");
+    assert!(out.contains('>'), "{out}");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let status = rt.block_on(async {
+        let target = fleet_node::client::Target::Remote { url: url.clone(), certs_dir: viewer.clone() };
+        let mut c = fleet_node::client::fleet(&target).await.expect("the node answers");
+        let start = fleet_proto::v1::AttachInput {
+            input: Some(fleet_proto::v1::attach_input::Input::Start(fleet_proto::v1::AttachStart {
+                agent: "coder".into(),
+                ..Default::default()
+            })),
+        };
+        c.attach_pane(tokio_stream::iter([start])).await.expect_err("a viewer may not attach")
+    });
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(status.message().contains("viewer:vera@acme may not attach"), "{}", status.message());
+    let audit = std::fs::read_to_string(m.nodes[1].home.join("fleet/audit.log")).unwrap();
+    assert!(
+        audit
+            .lines()
+            .any(|l| l.contains("viewer:vera@acme") && l.contains("\"verb\":\"attach\"") && l.contains("denied")),
+        "{audit}"
+    );
+}

@@ -6,7 +6,7 @@
 //! back however they end. `watch` never sends a byte: keystrokes other than
 //! `q` and Ctrl-C are dropped here. `attach` sends keystrokes as they come
 //! and a keepalive every second (the node ends an attachment that goes quiet
-//! for 5 s), and leaves on its detach key.
+//! for 3 s), and leaves on its detach key.
 
 use crate::exit::{self, CliResult};
 use crate::node;

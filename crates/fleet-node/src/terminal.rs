@@ -26,7 +26,7 @@ pub type FrameStream = Pin<Box<dyn Stream<Item = Result<v1::PaneFrame, Status>> 
 
 /// An attachment with no input for this long is ended (its client sends a
 /// keepalive every second).
-pub const ATTACH_IDLE: Duration = Duration::from_secs(5);
+pub const ATTACH_IDLE: Duration = Duration::from_secs(3);
 /// Frames queued per viewer before output waits (and, past the feed's
 /// backlog, is skipped for a fresh screen).
 const FRAMES_QUEUED: usize = 16;

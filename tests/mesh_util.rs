@@ -102,7 +102,8 @@ impl Mesh {
 
     /// Host `host` with the roster agents `agents` (YAML lines). Runtimes: `stub`
     /// (no pause before Enter), `drafty` (keeps input as a draft), `quiet` (no
-    /// heartbeat), `slow` ([`SLOW_ENTER_MS`] between paste and Enter).
+    /// heartbeat), `slow` ([`SLOW_ENTER_MS`] between paste and Enter), `shell`
+    /// (`sh`, to make a pane print what a test wants).
     pub fn add_host(&mut self, host: &str, agents: &str) -> usize {
         let home = self.root().join(host);
         std::fs::create_dir_all(home.join("fleet")).unwrap();
@@ -132,6 +133,7 @@ runtimes:
   drafty: {{ command: \"{FLEET} stub-agent --draft\", process_names: [fleet], heartbeat: self }}
   quiet: {{ command: \"{FLEET} stub-agent --no-heartbeat\", process_names: [fleet], heartbeat: self }}
   slow: {{ command: \"{FLEET} stub-agent\", process_names: [fleet], heartbeat: self, enter_delay_ms: {SLOW_ENTER_MS} }}
+  shell: {{ command: \"sh\", process_names: [sh] }}
 agents:
 {agents}",
             tenant = self.tenant

@@ -13,11 +13,11 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// Hosts a and c; `coder` (a stub REPL) and `sh` (a shell) on c; a knows c.
+/// Hosts a and c; `coder` (a stub REPL) and `spew` (a shell) on c; a knows c.
 fn two() -> Mesh {
     let mut m = Mesh::new("acme");
     m.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
-    m.add_host("c", "  - { name: coder, runtime: stub }\n");
+    m.add_host("c", "  - { name: coder, runtime: stub }\n  - { name: spew, runtime: shell }\n");
     m.start_agents(0);
     m.start_agents(1);
     m.start_node(1, "127.0.0.1:0", &[]);
@@ -222,4 +222,110 @@ fn a_viewer_may_watch_but_not_attach() {
             .any(|l| l.contains("viewer:vera@acme") && l.contains("\"verb\":\"attach\"") && l.contains("denied")),
         "{audit}"
     );
+}
+
+/// VmRSS of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// Node memory is bounded by the feed's backlog, not by what a pane prints:
+/// ten followers of one pane, one of them stopped (SIGSTOP: it reads
+/// nothing), while the pane prints about 27 MB as fast as it can (several times what
+/// the kernel's socket buffers and HTTP/2 windows between the node and the
+/// stopped reader can hold). Bound: each
+/// node's RSS grows by less than [`RSS_GROWTH_KIB`]. The stopped follower,
+/// resumed, is told it lagged and gets the screen as it is now, then follows
+/// on.
+#[test]
+fn a_stalled_follower_of_a_fast_pane_costs_bounded_memory_and_is_told_it_lagged() {
+    const RSS_GROWTH_KIB: u64 = 12 * 1024;
+    let mut m = two();
+    let home = m.nodes[0].home.display().to_string();
+    let follow = || {
+        m.command(&["tail", "spew@c", "-f", "-n", "1"], &[("MOSAIC_HOME", &home)])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut stalled = follow();
+    let mut readers: Vec<std::process::Child> = (0..9).map(|_| follow()).collect();
+    let mut counts = Vec::new();
+    for r in &mut readers {
+        let out = r.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut n = 0usize;
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                n += 1;
+                if line.contains("3500000") && tx.send(n).is_err() {
+                    return;
+                }
+            }
+        });
+        counts.push(rx);
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = |i: usize| m.nodes[i].pid.unwrap();
+    let stalled_pid = rustix::process::Pid::from_raw(stalled.id() as i32).unwrap();
+    rustix::process::kill_process(stalled_pid, rustix::process::Signal::STOP).unwrap();
+    let before = (rss_kib(pid(0)), rss_kib(pid(1)));
+    m.tmux(1, &["send-keys", "-t", "=spew:", "seq 1 3500000", "Enter"]);
+    // Every reading follower sees the last number (after lags, if any).
+    for rx in &counts {
+        rx.recv_timeout(Duration::from_secs(60)).expect("a follower saw the end of the output");
+    }
+    // Settled: what the nodes still hold once the readers are done.
+    std::thread::sleep(Duration::from_secs(3));
+    let after = (rss_kib(pid(0)), rss_kib(pid(1)));
+    eprintln!(
+        "node RSS (KiB) before/after ~27 MB to 10 followers, one stopped: a {} -> {}, c {} -> {}",
+        before.0, after.0, before.1, after.1
+    );
+    assert!(after.0 < before.0 + RSS_GROWTH_KIB, "a grew from {} to {} KiB", before.0, after.0);
+    assert!(after.1 < before.1 + RSS_GROWTH_KIB, "c grew from {} to {} KiB", before.1, after.1);
+    assert_eq!(clients(&m, 1, "spew").len(), 1, "one feed for ten followers");
+
+    // Resumed, the stopped follower is told it lagged, then sees the end.
+    rustix::process::kill_process(stalled_pid, rustix::process::Signal::CONT).unwrap();
+    let out = stalled.stdout.take().unwrap();
+    m.adopt(stalled);
+    for r in readers {
+        m.adopt(r);
+    }
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lagged = false;
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            lagged |= line.starts_with("[fleet: lagged:");
+            if lagged && line.contains("3500000") {
+                let _ = tx.send(());
+                return;
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(30)).expect("the resumed follower was told it lagged and caught up");
+}
+
+/// `fleet attach --resize` sizes the agent's window to the terminal and puts
+/// it back when it detaches (the detach key).
+#[test]
+fn attach_with_resize_follows_the_terminal_and_puts_the_size_back() {
+    let mut m = two();
+    let size = |m: &Mesh| m.tmux(1, &["display-message", "-p", "-t", "=coder:", "#{window_width}x#{window_height}"]);
+    let before = size(&m);
+    assert_ne!(before.trim(), "100x30", "the test needs another size than its terminal's");
+    let fleet = mesh_util::FLEET;
+    let term = m.terminal(0, "resize", &format!("{fleet} attach --resize --detach-key ctrl-q coder@c"));
+    wait_for("the window at the terminal's size", Duration::from_secs(10), || size(&m).trim() == "100x30");
+    m.tmux_on(&term, &["resize-window", "-t", "=t:", "-x", "90", "-y", "26"]);
+    wait_for("the window follows the terminal", Duration::from_secs(10), || size(&m).trim() == "90x26");
+    type_into(&m, &term, &["C-q"]);
+    wait_for("attach to end", Duration::from_secs(5), || screen(&m, &term).contains("EXIT=0"));
+    wait_for("the size put back", Duration::from_secs(5), || size(&m) == before);
 }

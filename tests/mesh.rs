@@ -329,6 +329,9 @@ fn the_demo_tours_a_three_node_mesh_and_leaves_nothing_behind() {
         "receipt: accepted from dragon-lin",
         "accepted: [w-jarvis:orchestrator -> dragon-lin:coder0-0] please implement the parser",
         "receipt: draft",
+        "fleet tail coder0-0@dragon-lin -n 5, from w-jarvis:",
+        "7. fleet watch coder0-0@dragon-lin, from w-jarvis",
+        "accepted: [w-jarvis:orchestrator -> dragon-lin:coder0-0] and add tests for the parser",
         "lab-3       demo    unreachable",
         "3 nodes stopped, 3 tmux servers and",
     ] {

@@ -135,7 +135,7 @@ pub fn run(args: DemoArgs) -> CliResult {
     let result = demo.tour(args.keep);
     if result.is_err() || !args.keep {
         if result.is_ok() {
-            step(8, "Removing everything the demo started");
+            step(9, "Removing everything the demo started");
         }
         for c in demo.children.iter_mut().flatten() {
             let _ = c.kill();
@@ -272,6 +272,60 @@ agents:
         })
     }
 
+    /// `fleet tail AGENT@HOST -n N`, from w-jarvis.
+    fn tail(&self, host: &str, agent: &str, lines: u32) -> anyhow::Result<v1::TailResponse> {
+        self.rt.block_on(async {
+            let mut c = client::fleet(&self.target(0)).await?;
+            let req = v1::TailRequest { host: host.into(), agent: agent.into(), lines, ..Default::default() };
+            Ok(c.tail_pane(req).await?.into_inner())
+        })
+    }
+
+    /// A short `fleet watch AGENT@HOST` from w-jarvis, drawn into a screen of
+    /// the pane's size while `text` is sent to the agent: the view once it
+    /// shows the text echoed and accepted (or after 5 s), the frames and
+    /// output bytes seen.
+    fn watch_while_sending(&self, host: &str, agent: &str, text: &str) -> anyhow::Result<(String, usize, usize)> {
+        self.rt.block_on(async {
+            let mut c = client::fleet(&self.target(0)).await?;
+            let req = v1::WatchPaneRequest { host: host.into(), agent: agent.into(), ..Default::default() };
+            let mut frames = c.watch_pane(req).await?.into_inner();
+            let mut view = crate::term::Renderer::new((80, 24), String::new());
+            let (mut count, mut bytes) = (0, 0);
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while let Ok(frame) = tokio::time::timeout_at(deadline, frames.message()).await {
+                let Some(frame) = frame? else { break };
+                if count == 0 {
+                    let (target, host, agent, text) =
+                        (self.target(0), host.to_string(), agent.to_string(), text.to_string());
+                    tokio::spawn(async move {
+                        let Ok(mut c) = client::fleet(&target).await else { return };
+                        let req = v1::SendRequest {
+                            host,
+                            agent,
+                            text,
+                            source_label: "orchestrator".into(),
+                            ..Default::default()
+                        };
+                        let _ = c.send_message(req).await;
+                    });
+                }
+                count += 1;
+                if let Some(fleet_proto::v1::pane_frame::Body::Output(b)) = &frame.body {
+                    bytes += b.len();
+                }
+                if let Some(why) = view.apply(&frame) {
+                    return Err(anyhow!("the watch ended: {why}"));
+                }
+                // Echoed, then accepted (rows may wrap the text).
+                if view.contents().replace('\n', "").matches(text).count() >= 2 {
+                    break;
+                }
+            }
+            Ok((view.contents(), count, bytes))
+        })
+    }
+
     fn send(&self, host: &str, agent: &str, text: &str) -> anyhow::Result<v1::SendReceipt> {
         self.rt.block_on(async {
             let mut c = client::fleet(&self.target(0)).await?;
@@ -390,12 +444,12 @@ agents:
         let r = self.send("dragon-lin", "coder0-0", "please implement the parser")?;
         let outcome = fleet_proto::convert::outcome_word_of;
         println!("  receipt: {} from {} ({}, {} ms)", outcome(r.outcome), r.host, r.detail, r.elapsed_ms);
-        println!("  coder0-0's pane on dragon-lin now shows:");
-        let screen =
-            Tmux::new(TmuxSocket::Name(self.socket(1))).run(["capture-pane", "-p", "-J", "-t", "=coder0-0:"], None)?;
-        for line in screen.lines().filter(|l| !l.trim().is_empty()) {
+        println!("  fleet tail coder0-0@dragon-lin -n 5, from w-jarvis:");
+        let tail = self.tail("dragon-lin", "coder0-0", 5)?;
+        for line in &tail.lines {
             println!("    | {line}");
         }
+        let screen = tail.lines.join("\n");
         if r.outcome != v1::DeliveryOutcome::Accepted as i32 {
             return Err(anyhow!("the receipt says {} ({}), not accepted", outcome(r.outcome), r.detail));
         }
@@ -410,7 +464,18 @@ agents:
             return Err(anyhow!("the receipt says {} ({}), not draft", outcome(r.outcome), r.detail));
         }
 
-        self.step(7, "lab-3's node is killed: w-jarvis answers at once, with lab-3 as unreachable; then it returns");
+        self.step(7, "fleet watch coder0-0@dragon-lin, from w-jarvis: the pane live while a message arrives");
+        let text = "and add tests for the parser";
+        let (screen, frames, bytes) = self.watch_while_sending("dragon-lin", "coder0-0", text)?;
+        println!("  {frames} frames ({bytes} bytes of output after the first screen); the view now:");
+        for line in screen.lines().filter(|l| !l.trim().is_empty()) {
+            println!("    | {line}");
+        }
+        if screen.replace('\n', "").matches(text).count() < 2 {
+            return Err(anyhow!("5 s after the send, the watch view does not show the text accepted"));
+        }
+
+        self.step(8, "lab-3's node is killed: w-jarvis answers at once, with lab-3 as unreachable; then it returns");
         if let Some(mut child) = self.children[2].take() {
             child.kill()?;
             child.wait()?;
@@ -446,7 +511,7 @@ agents:
         }
 
         if keep {
-            self.step(8, "Kept running. Use it with:");
+            self.step(9, "Kept running. Use it with:");
             let tmux = std::env::var("TMUX_TMPDIR").unwrap_or_else(|_| "/tmp".into());
             println!("  export MOSAIC_HOME={}   # the CLI talks to w-jarvis's node", self.home(0).display());
             println!("  fleet ps; fleet heartbeats; fleet send coder0-0@dragon-lin --verify -m hi");
@@ -455,7 +520,10 @@ agents:
                 "    fleet certs issue operator --name me --dir {}/ca --out DIR; FLEET_CERTS_DIR=DIR",
                 self.dir.display()
             );
-            println!("  look at a pane: TMUX_TMPDIR={tmux} tmux -L {} attach -r -t =coder0-0", self.socket(1));
+            println!(
+                "  look at a pane: fleet watch coder0-0@dragon-lin; type into it: fleet attach coder0-0@dragon-lin"
+            );
+            println!("  or with tmux itself: TMUX_TMPDIR={tmux} tmux -L {} attach -r -t =coder0-0", self.socket(1));
             let pids = self.owned.lock().expect("owned").pids.clone();
             let pids: Vec<String> = pids.iter().map(|p| p.to_string()).collect();
             println!(

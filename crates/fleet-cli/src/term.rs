@@ -99,6 +99,11 @@ impl Renderer {
         self.drawn.clear();
     }
 
+    /// The pane's screen as text.
+    pub fn contents(&self) -> String {
+        self.parser.screen().contents()
+    }
+
     /// Apply a frame; `Some(why)` when the stream ends.
     pub fn apply(&mut self, frame: &v1::PaneFrame) -> Option<String> {
         let (rows, cols) = (nz(frame.pane_height), nz(frame.pane_width));

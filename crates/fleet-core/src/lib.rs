@@ -15,6 +15,7 @@
 //! - [`file`]: read a regular file of at most N bytes, never a device or FIFO.
 //! - [`verify`]: the accepted / draft / unverifiable decision from pane captures.
 
+pub mod activity;
 pub mod address;
 pub mod event;
 pub mod file;

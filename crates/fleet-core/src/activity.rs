@@ -344,7 +344,11 @@ pub fn decide(i: &Inputs) -> Verdict {
     }
     if let Some(h) = hook {
         let age = i.now_unix - h.unix;
-        let said = format!("the {} hook said {} {age} s ago", if h.event.is_empty() { "runtime's" } else { &h.event }, h.state);
+        let said = format!(
+            "the {} hook said {} {age} s ago",
+            if h.event.is_empty() { "runtime's" } else { &h.event },
+            h.state
+        );
         if h.state == State::Working
             && let Some(s) = screen.filter(|s| s.state == State::Idle)
             && let Some(still) = i.screen_still_secs.filter(|t| *t >= INTERRUPT_SECS)
@@ -424,7 +428,9 @@ mod tests {
         assert_eq!((v.state, v.source), (State::Idle, Source::Screen));
         assert_eq!(
             v.detail,
-            format!("the stop hook said working 30 s ago, but the screen shows the idle rule unchanged for {INTERRUPT_SECS} s (interrupted?)")
+            format!(
+                "the stop hook said working 30 s ago, but the screen shows the idle rule unchanged for {INTERRUPT_SECS} s (interrupted?)"
+            )
         );
         // Only a working hook is overruled that way.
         for st in [State::Waiting, State::Idle, State::Exited] {
@@ -523,7 +529,8 @@ runtimes:
 
     #[test]
     fn a_bad_rules_file_names_every_problem() {
-        let bad = "runtimes:\n  a:\n    rules:\n      - { state: exited, screen: x }\n      - { state: idle }\n  b: {}\n";
+        let bad =
+            "runtimes:\n  a:\n    rules:\n      - { state: exited, screen: x }\n      - { state: idle }\n  b: {}\n";
         let p = ScreenRules::parse(bad).unwrap_err();
         assert_eq!(p.len(), 3, "{p:?}");
         assert!(p[0].contains("runtimes.a.rules[0].state: expected working, waiting or idle"), "{p:?}");

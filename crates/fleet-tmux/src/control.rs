@@ -8,15 +8,31 @@
 //! would leave the count uncertain. Arguments are single-quoted; values that
 //! cannot be (a `'` or a newline) are refused, and text never goes through
 //! here: it is loaded from a file.
+//!
+//! Replies are read with [`crate::notify::Reader`] (a reply ends only at the
+//! `%end` with its own numbers). Every command has [`COMMAND_TIMEOUT`]: a
+//! reply that does not come in time is an error, and the client is killed
+//! (its server may answer the next command late, out of step). The reads
+//! wait in `poll(2)`, not in `read(2)`: the tmux server holds the client's
+//! output pipe too, so a hung server never closes it, even once the client
+//! is dead.
 
+use crate::notify::{Note, Reader};
 use crate::tmux::{Tmux, TmuxError};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
 use std::process::{Child, ChildStdin, ChildStdout, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long one command may take before the client is killed.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct Control {
     child: Child,
     stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
+    stdout: ChildStdout,
+    /// Read from `stdout`, not yet a whole line.
+    pending: Vec<u8>,
     socket: String,
 }
 
@@ -32,36 +48,6 @@ pub fn quote(arg: &str) -> Option<String> {
     Some(format!("'{arg}'"))
 }
 
-/// The reply to one command, read line by line: what lies between `%begin`
-/// and `%end` (or `%error`); notifications outside a block (`%output`,
-/// `%session-changed`, ...) are skipped.
-#[derive(Default)]
-pub struct Block {
-    out: Vec<String>,
-    inside: bool,
-}
-
-impl Block {
-    /// Feed one line (with or without its newline): `Some` once the reply is
-    /// complete, `Ok(lines)` or `Err(what tmux said)`.
-    pub fn feed(&mut self, line: &str) -> Option<Result<Vec<String>, String>> {
-        let l = line.strip_suffix('\n').unwrap_or(line);
-        if l.starts_with("%begin") {
-            self.inside = true;
-            self.out.clear();
-        } else if l.starts_with("%end") && self.inside {
-            return Some(Ok(std::mem::take(&mut self.out)));
-        } else if l.starts_with("%error") && self.inside {
-            return Some(Err(std::mem::take(&mut self.out).join("\n")));
-        } else if l.starts_with("%exit") {
-            return Some(Err("the control client was detached".into()));
-        } else if self.inside {
-            self.out.push(l.to_string());
-        }
-        None
-    }
-}
-
 impl Control {
     /// Attach to `session` (exact name) on the server of `tmux`.
     pub fn attach(tmux: &Tmux, session: &str) -> Result<Control, TmuxError> {
@@ -72,24 +58,66 @@ impl Control {
         let mut child =
             cmd.spawn().map_err(|source| TmuxError::Spawn { bin: tmux.bin.display().to_string(), source })?;
         let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        let mut c = Control { child, stdin, stdout, socket };
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut c = Control { child, stdin, stdout, pending: Vec::new(), socket };
         // The attach itself is answered with a block first.
         c.read_block("attach-session")?;
         Ok(c)
     }
 
+    /// The next reply, within [`COMMAND_TIMEOUT`].
     fn read_block(&mut self, args: &str) -> Result<Vec<String>, TmuxError> {
-        let mut block = Block::default();
-        let mut line = String::new();
+        let deadline = Instant::now() + COMMAND_TIMEOUT;
+        let mut reader = Reader::default();
         loop {
-            line.clear();
-            let n = self.stdout.read_line(&mut line).map_err(|e| failed(&self.socket, args, e.to_string()))?;
-            if n == 0 {
-                return Err(failed(&self.socket, args, "the control client exited"));
+            let line = match self.next_line(deadline) {
+                Ok(Some(line)) => line,
+                Ok(None) => return Err(failed(&self.socket, args, "the control client exited")),
+                Err(why) => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return Err(failed(&self.socket, args, why));
+                }
+            };
+            match reader.feed(&line) {
+                Some(Note::Reply(Ok(lines))) => {
+                    return Ok(lines.iter().map(|l| String::from_utf8_lossy(l).into_owned()).collect());
+                }
+                Some(Note::Reply(Err(e))) => return Err(failed(&self.socket, args, e)),
+                Some(Note::Exit(why)) => {
+                    return Err(failed(&self.socket, args, format!("the control client was detached ({why})")));
+                }
+                _ => {}
             }
-            if let Some(reply) = block.feed(&line) {
-                return reply.map_err(|e| failed(&self.socket, args, e));
+        }
+    }
+
+    /// One line of the client's output (`None`: it ended), waiting until
+    /// `deadline` at most.
+    fn next_line(&mut self, deadline: Instant) -> Result<Option<Vec<u8>>, String> {
+        let mut buf = [0u8; 16 * 1024];
+        loop {
+            if let Some(i) = self.pending.iter().position(|&b| b == b'\n') {
+                let rest = self.pending.split_off(i + 1);
+                return Ok(Some(std::mem::replace(&mut self.pending, rest)));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!("no answer within {} s (is the tmux server hung?)", COMMAND_TIMEOUT.as_secs()));
+            }
+            let ts = rustix::event::Timespec { tv_sec: left.as_secs() as i64, tv_nsec: i64::from(left.subsec_nanos()) };
+            let fd = self.stdout.as_fd();
+            let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+            match rustix::event::poll(&mut fds, Some(&ts)) {
+                Ok(0) | Err(rustix::io::Errno::INTR) => continue,
+                Ok(_) => {}
+                Err(e) => return Err(format!("waiting for the control client: {e}")),
+            }
+            match self.stdout.read(&mut buf) {
+                Ok(0) => return Ok(None),
+                Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("reading the control client: {e}")),
             }
         }
     }
@@ -163,6 +191,31 @@ mod tests {
         tmux.run(["kill-server"], None).unwrap();
     }
 
+    /// A server that stops answering (SIGSTOP) costs a command its time
+    /// limit, then an error, not a wait for ever.
+    #[test]
+    fn a_hung_server_is_an_error_after_the_time_limit() {
+        let (_dir, tmux) = server();
+        struct KillServer<'a>(&'a Tmux);
+        impl Drop for KillServer<'_> {
+            fn drop(&mut self) {
+                let _ = self.0.run(["kill-server"], None);
+            }
+        }
+        let _cleanup = KillServer(&tmux);
+        let mut c = Control::attach(&tmux, "_holder").unwrap();
+        let pid: i32 = tmux.run(["display-message", "-p", "#{pid}"], None).unwrap().trim().parse().unwrap();
+        let server = rustix::process::Pid::from_raw(pid).unwrap();
+        rustix::process::kill_process(server, rustix::process::Signal::STOP).unwrap();
+        let t0 = Instant::now();
+        let err = c.run(&["list-sessions"]).unwrap_err();
+        let took = t0.elapsed();
+        rustix::process::kill_process(server, rustix::process::Signal::CONT).unwrap();
+        assert!(err.to_string().contains("no answer within 5 s (is the tmux server hung?)"), "{err}");
+        assert!(took >= COMMAND_TIMEOUT && took < COMMAND_TIMEOUT + Duration::from_secs(2), "{took:?}");
+        assert!(!c.alive());
+    }
+
     #[test]
     fn attaching_to_a_missing_session_fails() {
         let (_dir, tmux) = server();
@@ -174,49 +227,8 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        /// A line of command output: anything without a newline that does not
-        /// start with `%` (tmux's own lines do).
-        fn output_line() -> impl Strategy<Value = String> {
-            any::<String>()
-                .prop_map(|s| s.replace(['\n', '\r'], " "))
-                .prop_filter("not a control line", |s| !s.starts_with('%'))
-        }
-
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(256))]
-
-            #[test]
-            fn a_block_reads_back_its_lines(
-                notes in prop::collection::vec(output_line().prop_map(|s| format!("%output %1 {s}")), 0..4),
-                lines in prop::collection::vec(output_line(), 0..8),
-                error in any::<bool>(),
-            ) {
-                let mut b = Block::default();
-                for n in &notes {
-                    let fed = b.feed(&format!("{}\n", n));
-                    prop_assert!(fed.is_none());
-                }
-                prop_assert!(b.feed("%begin 1700000000 12 1\n").is_none());
-                for l in &lines {
-                    let fed = b.feed(&format!("{}\n", l));
-                    prop_assert!(fed.is_none());
-                }
-                let end = if error { "%error 1700000000 12 1\n" } else { "%end 1700000000 12 1\n" };
-                let reply = b.feed(end).expect("the block ends");
-                if error {
-                    prop_assert_eq!(reply, Err(lines.join("\n")));
-                } else {
-                    prop_assert_eq!(reply, Ok(lines.clone()));
-                }
-            }
-
-            #[test]
-            fn any_lines_are_read_without_panic(lines in prop::collection::vec(any::<String>(), 0..16)) {
-                let mut b = Block::default();
-                for l in &lines {
-                    let _ = b.feed(l);
-                }
-            }
 
             #[test]
             fn quoting_refuses_or_wraps(arg in any::<String>()) {

@@ -497,12 +497,16 @@ fn a_revoked_operator_is_refused_and_its_open_stream_cut_without_a_restart() {
     let t = Instant::now();
     wait_for("olga refused", Duration::from_secs(10), || m.run(&["ps", "--json"], &env).0 == 3);
     eprintln!("refused {:?} after the copy", t.elapsed());
+    // Told that the certificate was refused, and what to do, not "operation was canceled".
+    let (_, _, err) = m.run(&["ps", "--json"], &env);
+    assert!(err.contains("refused our certificate") && err.contains("it is revoked"), "{err}");
+    assert!(err.contains("fleet certs issue operator"), "{err}");
     wait_for("olga's stream cut", Duration::from_secs(5), || {
         std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z"))
     });
     let mut why = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut why).unwrap();
-    assert!(why.contains("did not answer"), "{why}");
+    assert!(why.contains("refused our certificate"), "{why}");
     eprintln!("olga's stream ended: {why}");
     let log = std::fs::read_to_string(m.root().join("a.log")).unwrap();
     // At least olga's stream (a `ps` of the polling above may have been open at that moment too).

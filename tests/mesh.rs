@@ -901,3 +901,43 @@ fn node_info_counts_live_tasks_and_they_end_with_their_streams() {
     });
     eprintln!("tasks alive: {base} settled, {seen} with 4 streams, {after} after they closed");
 }
+
+/// A host that membership knows but declared down is named down (exit 3, unreachable), not
+/// unknown ("no node for host b (known: a, b)", exit 1); and a send whose call was cut while
+/// the target's node went away is not said to have failed: it may have been delivered.
+#[test]
+fn a_down_host_is_named_down_and_a_cut_send_may_have_been_delivered() {
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
+    m.add_host("b", "  - { name: rev, runtime: stub }\n  - { name: slowpoke, runtime: slow }\n");
+    m.start_agents(1);
+    m.start_node(1, "127.0.0.1:0", &[]);
+    let peers = vec![m.addr(1)];
+    m.start_node(0, "127.0.0.1:0", &peers);
+    wait_for("b joined", Duration::from_secs(10), || m.at(0, &["send", "rev@b", "-m", "hello"]).0 == 0);
+
+    // The send pastes, waits 1.5 s before Enter, and b's node is killed in between.
+    let mut cmd = m.command(&["send", "slowpoke@b", "-m", "cut short"], &[]);
+    cmd.env("MOSAIC_HOME", &m.nodes[0].home);
+    let child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    wait_for("the paste on b", Duration::from_secs(5), || m.capture(1, "slowpoke").contains("cut short"));
+    m.kill_node(1);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("the cut send: {err}");
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("may have been delivered to slowpoke@b") && err.contains("fleet tail slowpoke@b"), "{err}");
+
+    wait_for("b down on a", Duration::from_secs(15), || {
+        let (_, out, _) = m.at(0, &["peers", "--json"]);
+        serde_json::from_str::<Vec<serde_json::Value>>(&out)
+            .is_ok_and(|p| p.iter().any(|r| r["host"] == "b" && r["state"] == "down"))
+    });
+    for args in [&["send", "rev@b", "-m", "anyone?"][..], &["tail", "rev@b"], &["start", "rev@b"]] {
+        let (code, _, err) = m.at(0, args);
+        eprintln!("{args:?}: {err}");
+        assert_eq!(code, 3, "{args:?}: {err}");
+        assert!(err.contains("host b is down") && err.contains("last heard from"), "{args:?}: {err}");
+        assert!(!err.contains("no node for host") && !err.contains("may have been delivered"), "{args:?}: {err}");
+    }
+}

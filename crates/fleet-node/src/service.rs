@@ -26,6 +26,9 @@ use tonic::{Request, Response, Status};
 
 /// Metadata a node adds when it forwards a call: the principal it acts for.
 pub const ON_BEHALF_OF: &str = "x-fleet-on-behalf-of";
+/// Trailer of an error that a node returns without forwarding the call to the target's node
+/// (the target host is down): a send so refused was certainly not delivered.
+pub const NOT_FORWARDED: &str = "x-fleet-not-forwarded";
 
 /// Who is calling.
 #[derive(Clone, Debug)]
@@ -454,6 +457,15 @@ impl Node {
     }
 
     async fn peer_for(&self, host: &str) -> Result<Arc<crate::peers::Peer>, Status> {
+        if let Some(p) = self.peers.by_host(host) {
+            return Ok(p);
+        }
+        if let Some(m) = self.peers.down(host) {
+            let mut s = Status::unavailable(down_message(&m, crate::live::now_ms()));
+            // Nothing was forwarded: a caller may tell the sender so (see NOT_FORWARDED).
+            s.metadata_mut().insert(NOT_FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+            return Err(s);
+        }
         self.peers.by_host(host).ok_or_else(|| {
             Status::not_found(format!(
                 "no node for host {host} in the mesh (known: {})",
@@ -464,6 +476,21 @@ impl Node {
             ))
         })
     }
+}
+
+/// `host H is down ...`: a host that membership knows but declared down, with how long ago it
+/// was last heard from (when it ever was), at `now_ms`.
+fn down_message(m: &crate::membership::MemberInfo, now_ms: i64) -> String {
+    let heard = if m.last_seen_ms > 0 {
+        format!(", last heard from {} s ago", (now_ms - m.last_seen_ms).max(0) / 1000)
+    } else {
+        String::new()
+    };
+    format!(
+        "host {} is down (membership: no answer to probes{heard}; its node at {} was not called): check that \
+         host and its `fleet node`; `fleet peers` shows when it is back",
+        m.id.host, m.id.grpc
+    )
 }
 
 /// The tmux socket of `agent` in `roster` (the roster's own for a session it
@@ -485,7 +512,11 @@ fn peer_error(peer: &crate::peers::Peer, s: Status) -> Status {
     let mut why = s.message().to_string();
     let mut src = std::error::Error::source(&s);
     while let Some(e) = src {
-        why.push_str(&format!(": {e}"));
+        // Wrappers repeat their cause ("transport error: transport error"): each piece once.
+        let piece = e.to_string();
+        if !why.contains(&piece) {
+            why.push_str(&format!(": {piece}"));
+        }
         src = e.source();
     }
     let msg = format!("node {} at {}: {why} (see `fleet peers`)", peer.label(), peer.address);

@@ -941,3 +941,23 @@ fn a_down_host_is_named_down_and_a_cut_send_may_have_been_delivered() {
         assert!(!err.contains("no node for host") && !err.contains("may have been delivered"), "{args:?}: {err}");
     }
 }
+
+/// A roster agent without a session is "not running" with the command that starts it, through
+/// the node and with `--local`, not "no such agent X (known: ..., X)".
+#[test]
+fn a_roster_agent_that_is_not_running_is_named_so_with_how_to_start_it() {
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub }\n  - { name: coder0-1, runtime: stub }\n");
+    m.start_agents(0);
+    let (code, _, err) = m.at(0, &["stop", "coder0-1", "--local"]);
+    assert_eq!(code, 0, "{err}");
+    m.start_node(0, "127.0.0.1:0", &[]);
+    let home = m.nodes[0].home.display().to_string();
+    for args in [&["send", "coder0-1", "-m", "hi"][..], &["send", "coder0-1", "-m", "hi", "--local"]] {
+        let (code, _, err) = m.run(args, &[("MOSAIC_HOME", &home), ("FLEET_HOST", "a")]);
+        eprintln!("{args:?}: {err}");
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(err.contains("coder0-1 of host a is in the roster but not running"), "{args:?}: {err}");
+        assert!(err.contains("`fleet start coder0-1@a`") && !err.contains("known:"), "{args:?}: {err}");
+    }
+}

@@ -101,6 +101,9 @@ pub fn run(args: SendArgs, g: &GlobalArgs) -> CliResult {
     };
     let delivery = match send(&Tmux::new(socket), name, &full, &opts) {
         Ok(d) => d,
+        Err(SendError::NotFound(_)) if local.roster.agent_on(&local.host, name).is_ok() => {
+            return Err(exit::failed(anyhow!("{}", fleet_core::message::not_running(name, &local.host))));
+        }
         Err(SendError::NotFound(_)) => {
             return Err(exit::failed(anyhow!(
                 "no such agent {name} on host {} (known: {})",

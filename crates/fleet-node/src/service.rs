@@ -254,13 +254,13 @@ impl Node {
                 self.receipt(&req.agent, outcome, d.detail, start, key)
             }
             Err(SendError::Text(e)) => return Err(Status::invalid_argument(e.to_string())),
-            Err(SendError::NotFound(a)) => self.receipt(
-                &req.agent,
-                v1::DeliveryOutcome::NotFound,
-                format!("no such agent {a} on host {} (known: {})", self.info.host, self.known_agents()),
-                start,
-                key,
-            ),
+            Err(SendError::NotFound(a)) => {
+                let detail = match roster.and_then(|r| r.agent_on(&self.info.host, &a).ok()) {
+                    Some(_) => fleet_core::message::not_running(&a, &self.info.host),
+                    None => format!("no such agent {a} on host {} (known: {})", self.info.host, self.known_agents()),
+                };
+                self.receipt(&req.agent, v1::DeliveryOutcome::NotFound, detail, start, key)
+            }
             Err(e) => self.receipt(&req.agent, v1::DeliveryOutcome::Failed, e.to_string(), start, key),
         };
         self.live.poke();

@@ -961,3 +961,31 @@ fn a_roster_agent_that_is_not_running_is_named_so_with_how_to_start_it() {
         assert!(err.contains("`fleet start coder0-1@a`") && !err.contains("known:"), "{args:?}: {err}");
     }
 }
+
+/// `fleet ps --host H` for a host the mesh does not know is a usage error naming the known
+/// hosts (exit 2), not an empty, successful "no agents".
+#[test]
+fn ps_for_an_unknown_host_names_the_known_ones() {
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub }\n");
+    m.add_host("b", "  - { name: rev, runtime: stub }\n");
+    m.start_agents(1);
+    m.start_node(1, "127.0.0.1:0", &[]);
+    let peers = vec![m.addr(1)];
+    m.start_node(0, "127.0.0.1:0", &peers);
+    wait_for("b listed on a", Duration::from_secs(10), || {
+        let (code, out, _) = m.at(0, &["ps", "--host", "b"]);
+        code == 0 && out.contains("rev")
+    });
+    for args in [&["ps", "--host", "nosuch"][..], &["ps", "--json", "--host", "b", "--host", "nosuch"]] {
+        let (code, out, err) = m.at(0, args);
+        eprintln!("{args:?}: {err}");
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.contains("no host nosuch in the mesh (known: a, b)"), "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+    }
+    let home = m.nodes[0].home.display().to_string();
+    let (code, _, err) = m.run(&["ps", "--local", "--host", "b"], &[("MOSAIC_HOME", &home), ("FLEET_HOST", "a")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--local lists only this host (a), not b"), "{err}");
+}

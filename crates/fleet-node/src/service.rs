@@ -549,6 +549,22 @@ impl Fleet for NodeService {
         let node = &self.0;
         node.authorize(&request, Verb::List, "")?;
         let req = request.into_inner();
+        let mesh = req.scope == v1::Scope::Mesh as i32;
+        // A host filter that names no host this node knows is a mistake (a typo), not an
+        // empty fleet.
+        let mut known = vec![node.info.host.to_string()];
+        if mesh {
+            known.extend(node.peers.known_hosts());
+        }
+        if let Some(bad) = req.hosts.iter().find(|h| !known.iter().any(|k| k.eq_ignore_ascii_case(h))) {
+            known.sort();
+            known.dedup();
+            return Err(Status::invalid_argument(format!(
+                "no host {bad} in the {} (known: {})",
+                if mesh { "mesh" } else { "local scope" },
+                known.join(", ")
+            )));
+        }
         let view = node.live.current();
         let want = |h: &str| req.hosts.is_empty() || req.hosts.iter().any(|x| x.eq_ignore_ascii_case(h));
         let mut agents = Vec::new();
@@ -557,7 +573,7 @@ impl Fleet for NodeService {
             agents.extend(view.agents.iter().cloned());
             hosts.push(node.self_status(&view));
         }
-        if req.scope == v1::Scope::Mesh as i32 {
+        if mesh {
             let deadline = if req.deadline_ms == 0 {
                 node.info.fanout_deadline
             } else {

@@ -989,3 +989,31 @@ fn ps_for_an_unknown_host_names_the_known_ones() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("--local lists only this host (a), not b"), "{err}");
 }
+
+/// `fleet certs show` prints the serial number that `fleet certs revoke --serial` takes.
+#[test]
+fn certs_show_prints_the_serial_that_revoke_takes() {
+    let m = Mesh::new("acme");
+    let (ca, olga) = (m.ca_dir(), m.root().join("olga"));
+    let issue = ["certs", "issue", "operator", "--name", "olga", "--dir", ca.to_str().unwrap()];
+    assert_eq!(m.run(&[&issue[..], &["--out", olga.to_str().unwrap()]].concat(), &[]).0, 0);
+    let cert = olga.join("client.pem");
+    let (code, out, err) = m.run(&["certs", "show", cert.to_str().unwrap(), "--dir", ca.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    let serial = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("serial"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no serial row:\n{out}"))
+        .to_string();
+    let (code, out, err) =
+        m.run(&["certs", "revoke", "--serial", &serial, "--dir", ca.to_str().unwrap(), "--json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let done: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(done["already_revoked"], false, "{out}");
+    // The same certificate, revoked by file, is the one revoked by that serial.
+    let (_, out, _) =
+        m.run(&["certs", "revoke", "--cert", cert.to_str().unwrap(), "--dir", ca.to_str().unwrap(), "--json"], &[]);
+    let again: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((again["already_revoked"].as_bool(), &again["serial"]), (Some(true), &done["serial"]), "{out}");
+}

@@ -67,6 +67,20 @@ impl Identity for MemberId {
     }
 }
 
+/// What a change of a member's identity (foca's `Rename`) means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rename {
+    /// A new generation: the node was started again.
+    Restarted,
+    /// The same generation, a new `bump`: the same run came back after being declared down
+    /// (a healed partition), nothing restarted.
+    Renewed,
+}
+
+fn rename_kind(old: &MemberId, new: &MemberId) -> Rename {
+    if old.generation == new.generation { Rename::Renewed } else { Rename::Restarted }
+}
+
 /// How a member was first found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FoundBy {
@@ -657,9 +671,15 @@ pub fn start(
                         tracing::info!(host = %id.host, "membership: member down");
                         transport.forget(id.quic);
                     }
-                    OwnedNotification::Rename(old, new) => {
-                        tracing::info!(host = %new.host, old = old.generation, new = new.generation, "membership: member restarted");
-                    }
+                    OwnedNotification::Rename(old, new) => match rename_kind(&old, &new) {
+                        Rename::Restarted => tracing::info!(
+                            host = %new.host, old = old.generation, new = new.generation, "membership: member restarted"
+                        ),
+                        Rename::Renewed => tracing::info!(
+                            host = %new.host, generation = new.generation, old_bump = old.bump, new_bump = new.bump,
+                            "membership: member rejoined (same run: it renewed its identity after being declared down)"
+                        ),
+                    },
                     _ => {}
                 }
             }
@@ -681,7 +701,10 @@ pub fn start(
                 .collect();
             view_tx.send_if_modified(|cur| {
                 let changed = cur.len() != rows.len()
-                    || cur.iter().zip(&rows).any(|(a, b)| a.id != b.id || a.state != b.state || a.incarnation != b.incarnation);
+                    || cur
+                        .iter()
+                        .zip(&rows)
+                        .any(|(a, b)| a.id != b.id || a.state != b.state || a.incarnation != b.incarnation);
                 *cur = rows.clone();
                 changed
             });
@@ -725,6 +748,17 @@ mod tests {
     fn id(host: &str, generation: u64) -> MemberId {
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
         MemberId { tenant: "t".into(), host: host.into(), grpc: a, quic: a, generation, bump: 0 }
+    }
+
+    #[test]
+    fn a_renewed_identity_is_no_restart() {
+        let before = id("h1", 7);
+        // What foca does to a member that comes back after being declared down (a healed
+        // partition): the same run, a new bump.
+        let healed = before.renew().unwrap();
+        assert_eq!(rename_kind(&before, &healed), Rename::Renewed);
+        assert_eq!(rename_kind(&before, &id("h1", 8)), Rename::Restarted);
+        assert_eq!(rename_kind(&healed, &MemberId { generation: 9, ..healed.clone() }), Rename::Restarted);
     }
 
     #[test]

@@ -1017,3 +1017,22 @@ fn certs_show_prints_the_serial_that_revoke_takes() {
     let again: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!((again["already_revoked"].as_bool(), &again["serial"]), (Some(true), &done["serial"]), "{out}");
 }
+
+/// A node listening on IPv4 does not dial an IPv6 seed (quinn refuses it as "invalid remote
+/// address", which was logged as an unreachable peer on every start where mDNS saw an IPv6
+/// link-local address); a static one is named once, with the reason.
+#[test]
+fn an_ipv4_node_does_not_dial_ipv6_seeds() {
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub }\n");
+    m.start_node(0, "127.0.0.1:0", &["[::1]:7420".to_string()]);
+    let log_path = m.root().join("a.log");
+    wait_for("the warning about the IPv6 seed", Duration::from_secs(5), || {
+        std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("static peer cannot be dialled"))
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!log.contains("invalid remote address"), "{log}");
+    assert_eq!(log.matches("static peer cannot be dialled").count(), 1, "{log}");
+    assert!(log.contains("an IPv6 address, and this node listens on IPv4"), "{log}");
+}

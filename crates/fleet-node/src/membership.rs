@@ -67,6 +67,21 @@ impl Identity for MemberId {
     }
 }
 
+/// Why the QUIC endpoint bound on `local` cannot dial `to`, if it cannot: an IPv6 address
+/// from an IPv4 socket (quinn refuses it: "invalid remote address"), or an IPv6 link-local
+/// address without the scope id that says which interface it is on.
+fn undialable(local: SocketAddr, to: SocketAddr) -> Option<&'static str> {
+    match to {
+        SocketAddr::V6(_) if local.is_ipv4() => {
+            Some("an IPv6 address, and this node listens on IPv4 (`listen: \"[::]:PORT\"` listens on both)")
+        }
+        SocketAddr::V6(v6) if (v6.ip().segments()[0] & 0xffc0) == 0xfe80 && v6.scope_id() == 0 => {
+            Some("an IPv6 link-local address without its interface (write it fe80::...%IFINDEX)")
+        }
+        _ => None,
+    }
+}
+
 /// What a change of a member's identity (foca's `Rename`) means.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Rename {
@@ -604,6 +619,8 @@ pub fn start(
         let mut rt = foca::AccumulatingRuntime::new();
         // Seed addresses; how each host was first found; last datagram per address.
         let mut found: HashMap<SocketAddr, Seed> = HashMap::new();
+        // Static seeds that cannot be dialled from this endpoint, each warned about once.
+        let mut undialable_warned: HashSet<SocketAddr> = HashSet::new();
         let mut first_found: HashMap<String, FoundBy> = HashMap::new();
         let mut seen: HashMap<SocketAddr, i64> = HashMap::new();
         let mut reseed = tokio::time::interval(timings.reseed);
@@ -631,6 +648,18 @@ pub fn start(
                 }
                 Some(news) = seeds.recv() => match news {
                     SeedNews::Report(addr, how) => {
+                        let local = transport.endpoint.local_addr();
+                        if let Some(why) = local.ok().and_then(|l| undialable(l, addr)) {
+                            // mDNS reports every address of a peer; one that this endpoint
+                            // cannot dial is no seed (and no warning: the others are tried).
+                            // A static peer is the operator's own choice: say why once.
+                            if how == FoundBy::Static && undialable_warned.insert(addr) {
+                                tracing::warn!(seed = %addr, "membership: static peer cannot be dialled: {why}");
+                            } else {
+                                tracing::debug!(seed = %addr, "membership: seed not dialled: {why}");
+                            }
+                            continue;
+                        }
                         found.entry(addr).or_insert(Seed { how, withdrawn: false }).withdrawn = false;
                         if let Err(e) = foca.announce(placeholder(&me, addr), &mut rt) {
                             tracing::warn!(seed = %addr, error = %e, "membership: cannot announce to seed");
@@ -748,6 +777,20 @@ mod tests {
     fn id(host: &str, generation: u64) -> MemberId {
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
         MemberId { tenant: "t".into(), host: host.into(), grpc: a, quic: a, generation, bump: 0 }
+    }
+
+    #[test]
+    fn what_an_endpoint_cannot_dial() {
+        let v4: SocketAddr = "0.0.0.0:7420".parse().unwrap();
+        let v6: SocketAddr = "[::]:7420".parse().unwrap();
+        let link = |scope| SocketAddr::V6(std::net::SocketAddrV6::new("fe80::2".parse().unwrap(), 7420, 0, scope));
+        assert!(undialable(v4, "10.0.0.7:7420".parse().unwrap()).is_none());
+        assert!(undialable(v4, "[2001:db8::7]:7420".parse().unwrap()).is_some());
+        assert!(undialable(v4, link(3)).is_some());
+        assert!(undialable(v6, "10.0.0.7:7420".parse().unwrap()).is_none());
+        assert!(undialable(v6, "[2001:db8::7]:7420".parse().unwrap()).is_none());
+        assert!(undialable(v6, link(3)).is_none());
+        assert!(undialable(v6, link(0)).is_some());
     }
 
     #[test]

@@ -462,3 +462,76 @@ fn a_header_block_bomb_on_the_local_door_costs_the_node_no_memory() {
         None => eprintln!("SKIPPED the grpcio check: python3 is not installed"),
     }
 }
+
+/// `fleet ps` through the network door at `url` with the credentials in `certs`.
+fn remote_ps(m: &Mesh, url: &str, certs: &Path) -> (i32, String, String) {
+    m.run(&["ps"], &[("FLEET_NODE", url), ("FLEET_CERTS_DIR", certs.to_str().unwrap())])
+}
+
+/// An off-host operator whose `FLEET_NODE` cannot be reached is told what failed (a refused
+/// connection, no TLS answer, a server of another mesh) and what to do, never "no fleet node
+/// ...: start one with `fleet node`", which sends them to start a node that may well run.
+#[test]
+fn a_remote_cli_says_what_failed_and_what_to_do() {
+    let m = one_node(&[]);
+    let olga = issue(&m, "operator", "olga");
+    let url = format!("https://{}", m.addr(0));
+    assert_eq!(remote_ps(&m, &url, &olga).0, 0);
+
+    // A port where nothing listens.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (code, _, err) = remote_ps(&m, &format!("https://{closed}"), &olga);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("refused the connection") && err.contains("`listen`"), "{err}");
+    assert!(!err.contains("start one with"), "{err}");
+
+    // A port that takes the connection and never speaks TLS (the kernel's backlog accepts it).
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let t = Instant::now();
+    let (code, _, err) = remote_ps(&m, &format!("https://{}", silent.local_addr().unwrap()), &olga);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("completed no TLS handshake within 3 s"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(8), "{:?}", t.elapsed());
+    drop(silent);
+
+    // A node of another mesh (its own CA), same tenant name.
+    let mut other = Mesh::new("acme");
+    other.add_host("x", "  - { name: spy, runtime: stub }\n");
+    other.start_node(0, "127.0.0.1:0", &[]);
+    let (code, _, err) = remote_ps(&m, &format!("https://{}", other.addr(0)), &olga);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("presented a certificate that our mesh CA") && err.contains("another mesh"), "{err}");
+}
+
+/// A host name that does not resolve is named as such. The CLI runs in a network namespace
+/// of its own (`unshare -n`: no interface but a down loopback), so the lookup fails here and
+/// no query leaves the machine.
+#[test]
+#[ignore = "needs root: unshare -n"]
+fn a_remote_cli_whose_node_name_does_not_resolve_says_so() {
+    let m = Mesh::new("acme");
+    let olga = m.root().join("olga");
+    let ca = m.ca_dir();
+    let issue = ["certs", "issue", "operator", "--name", "olga", "--dir", ca.to_str().unwrap()];
+    let (code, _, err) = m.run(&[&issue[..], &["--out", olga.to_str().unwrap()]].concat(), &[]);
+    assert_eq!(code, 0, "{err}");
+    let cmd = m.command(&["ps"], &[]);
+    let fleet = cmd.get_program().to_owned();
+    let mut unshared = std::process::Command::new("unshare");
+    unshared.arg("-n").arg(fleet).args(cmd.get_args()).env_clear();
+    for (k, v) in cmd.get_envs() {
+        if let Some(v) = v {
+            unshared.env(k, v);
+        }
+    }
+    let o = unshared
+        .env("FLEET_NODE", "https://fleet-node.invalid:7420")
+        .env("FLEET_CERTS_DIR", &olga)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("unshare");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(err.contains("the host name of https://fleet-node.invalid:7420 does not resolve"), "{err}");
+    assert!(err.contains("check the name in FLEET_NODE"), "{err}");
+}

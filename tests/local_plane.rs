@@ -218,7 +218,12 @@ fn send_to_an_unknown_agent_names_the_known_ones() {
     h.session("orchestrator-2", "sleep 1000");
     let (code, _, err) = h.run(&["send", "orchestrator", "--local", "-m", "hi"]);
     assert_eq!(code, 1);
-    assert!(err.contains("no such agent orchestrator on host testhost (known: orchestrator, coder)"), "{err}");
+    // It is a roster agent: not running, and how to start it.
+    assert!(
+        err.contains("agent orchestrator of host testhost is in the roster but not running")
+            && err.contains("`fleet start orchestrator@testhost`"),
+        "{err}"
+    );
     let (code, _, err) = h.run(&["send", "bad name", "--local", "-m", "hi"]);
     assert_eq!(code, 2, "{err}");
 }
@@ -562,7 +567,7 @@ fn tail_shows_the_last_lines_of_a_pane() {
     let (code, _, err) = h.run(&["tail", "idle", "--local"]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("agent idle of host testhost has no session (start it with `fleet start idle --local`)"),
+        err.contains("agent idle of host testhost is in the roster but not running (no tmux session): start it with `fleet start idle --local`"),
         "{err}"
     );
     let (code, _, _) = h.run(&["tail", "coder", "--local", "-n", "0"]);

@@ -500,12 +500,16 @@ fn a_revoked_operator_is_refused_and_its_open_stream_cut_without_a_restart() {
     let t = Instant::now();
     wait_for("olga refused", Duration::from_secs(10), || m.run(&["ps", "--json"], &env).0 == 3);
     eprintln!("refused {:?} after the copy", t.elapsed());
+    // Told that the certificate was refused, and what to do, not "operation was canceled".
+    let (_, _, err) = m.run(&["ps", "--json"], &env);
+    assert!(err.contains("refused our certificate") && err.contains("it is revoked"), "{err}");
+    assert!(err.contains("fleet certs issue operator"), "{err}");
     wait_for("olga's stream cut", Duration::from_secs(5), || {
         std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| s.contains(") Z"))
     });
     let mut why = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut why).unwrap();
-    assert!(why.contains("did not answer"), "{why}");
+    assert!(why.contains("refused our certificate"), "{why}");
     eprintln!("olga's stream ended: {why}");
     let log = std::fs::read_to_string(m.root().join("a.log")).unwrap();
     // At least olga's stream (a `ps` of the polling above may have been open at that moment too).
@@ -899,4 +903,139 @@ fn node_info_counts_live_tasks_and_they_end_with_their_streams() {
         after <= base + 1
     });
     eprintln!("tasks alive: {base} settled, {seen} with 4 streams, {after} after they closed");
+}
+
+/// A host that membership knows but declared down is named down (exit 3, unreachable), not
+/// unknown ("no node for host b (known: a, b)", exit 1); and a send whose call was cut while
+/// the target's node went away is not said to have failed: it may have been delivered.
+#[test]
+fn a_down_host_is_named_down_and_a_cut_send_may_have_been_delivered() {
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
+    m.add_host("b", "  - { name: rev, runtime: stub }\n  - { name: slowpoke, runtime: slow }\n");
+    m.start_agents(1);
+    m.start_node(1, "127.0.0.1:0", &[]);
+    let peers = vec![m.addr(1)];
+    m.start_node(0, "127.0.0.1:0", &peers);
+    wait_for("b joined", Duration::from_secs(10), || m.at(0, &["send", "rev@b", "-m", "hello"]).0 == 0);
+
+    // The send pastes, waits 1.5 s before Enter, and b's node is killed in between.
+    let mut cmd = m.command(&["send", "slowpoke@b", "-m", "cut short"], &[]);
+    cmd.env("MOSAIC_HOME", &m.nodes[0].home);
+    let child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    wait_for("the paste on b", Duration::from_secs(5), || m.capture(1, "slowpoke").contains("cut short"));
+    m.kill_node(1);
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("the cut send: {err}");
+    assert_eq!(out.status.code(), Some(3), "{err}");
+    assert!(err.contains("may have been delivered to slowpoke@b") && err.contains("fleet tail slowpoke@b"), "{err}");
+
+    wait_for("b down on a", Duration::from_secs(15), || {
+        let (_, out, _) = m.at(0, &["peers", "--json"]);
+        serde_json::from_str::<Vec<serde_json::Value>>(&out)
+            .is_ok_and(|p| p.iter().any(|r| r["host"] == "b" && r["state"] == "down"))
+    });
+    for args in [&["send", "rev@b", "-m", "anyone?"][..], &["tail", "rev@b"], &["start", "rev@b"]] {
+        let (code, _, err) = m.at(0, args);
+        eprintln!("{args:?}: {err}");
+        assert_eq!(code, 3, "{args:?}: {err}");
+        assert!(err.contains("host b is down") && err.contains("last heard from"), "{args:?}: {err}");
+        assert!(!err.contains("no node for host") && !err.contains("may have been delivered"), "{args:?}: {err}");
+    }
+}
+
+/// A roster agent without a session is "not running" with the command that starts it, through
+/// the node and with `--local`, not "no such agent X (known: ..., X)".
+#[test]
+fn a_roster_agent_that_is_not_running_is_named_so_with_how_to_start_it() {
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub }\n  - { name: coder0-1, runtime: stub }\n");
+    m.start_agents(0);
+    let (code, _, err) = m.at(0, &["stop", "coder0-1", "--local"]);
+    assert_eq!(code, 0, "{err}");
+    m.start_node(0, "127.0.0.1:0", &[]);
+    let home = m.nodes[0].home.display().to_string();
+    for args in [&["send", "coder0-1", "-m", "hi"][..], &["send", "coder0-1", "-m", "hi", "--local"]] {
+        let (code, _, err) = m.run(args, &[("MOSAIC_HOME", &home), ("FLEET_HOST", "a")]);
+        eprintln!("{args:?}: {err}");
+        assert_eq!(code, 1, "{args:?}: {err}");
+        assert!(err.contains("coder0-1 of host a is in the roster but not running"), "{args:?}: {err}");
+        assert!(err.contains("`fleet start coder0-1@a`") && !err.contains("known:"), "{args:?}: {err}");
+    }
+}
+
+/// `fleet ps --host H` for a host the mesh does not know is a usage error naming the known
+/// hosts (exit 2), not an empty, successful "no agents".
+#[test]
+fn ps_for_an_unknown_host_names_the_known_ones() {
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub }\n");
+    m.add_host("b", "  - { name: rev, runtime: stub }\n");
+    m.start_agents(1);
+    m.start_node(1, "127.0.0.1:0", &[]);
+    let peers = vec![m.addr(1)];
+    m.start_node(0, "127.0.0.1:0", &peers);
+    wait_for("b listed on a", Duration::from_secs(10), || {
+        let (code, out, _) = m.at(0, &["ps", "--host", "b"]);
+        code == 0 && out.contains("rev")
+    });
+    for args in [&["ps", "--host", "nosuch"][..], &["ps", "--json", "--host", "b", "--host", "nosuch"]] {
+        let (code, out, err) = m.at(0, args);
+        eprintln!("{args:?}: {err}");
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.contains("no host nosuch in the mesh (known: a, b)"), "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+    }
+    let home = m.nodes[0].home.display().to_string();
+    let (code, _, err) = m.run(&["ps", "--local", "--host", "b"], &[("MOSAIC_HOME", &home), ("FLEET_HOST", "a")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--local lists only this host (a), not b"), "{err}");
+}
+
+/// `fleet certs show` prints the serial number that `fleet certs revoke --serial` takes.
+#[test]
+fn certs_show_prints_the_serial_that_revoke_takes() {
+    let m = Mesh::new("acme");
+    let (ca, olga) = (m.ca_dir(), m.root().join("olga"));
+    let issue = ["certs", "issue", "operator", "--name", "olga", "--dir", ca.to_str().unwrap()];
+    assert_eq!(m.run(&[&issue[..], &["--out", olga.to_str().unwrap()]].concat(), &[]).0, 0);
+    let cert = olga.join("client.pem");
+    let (code, out, err) = m.run(&["certs", "show", cert.to_str().unwrap(), "--dir", ca.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    let serial = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("serial"))
+        .map(str::trim)
+        .unwrap_or_else(|| panic!("no serial row:\n{out}"))
+        .to_string();
+    let (code, out, err) =
+        m.run(&["certs", "revoke", "--serial", &serial, "--dir", ca.to_str().unwrap(), "--json"], &[]);
+    assert_eq!(code, 0, "{err}");
+    let done: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(done["already_revoked"], false, "{out}");
+    // The same certificate, revoked by file, is the one revoked by that serial.
+    let (_, out, _) =
+        m.run(&["certs", "revoke", "--cert", cert.to_str().unwrap(), "--dir", ca.to_str().unwrap(), "--json"], &[]);
+    let again: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((again["already_revoked"].as_bool(), &again["serial"]), (Some(true), &done["serial"]), "{out}");
+}
+
+/// A node listening on IPv4 does not dial an IPv6 seed (quinn refuses it as "invalid remote
+/// address", which was logged as an unreachable peer on every start where mDNS saw an IPv6
+/// link-local address); a static one is named once, with the reason.
+#[test]
+fn an_ipv4_node_does_not_dial_ipv6_seeds() {
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub }\n");
+    m.start_node(0, "127.0.0.1:0", &["[::1]:7420".to_string()]);
+    let log_path = m.root().join("a.log");
+    wait_for("the warning about the IPv6 seed", Duration::from_secs(5), || {
+        std::fs::read_to_string(&log_path).is_ok_and(|l| l.contains("static peer cannot be dialled"))
+    });
+    std::thread::sleep(Duration::from_secs(4));
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(!log.contains("invalid remote address"), "{log}");
+    assert_eq!(log.matches("static peer cannot be dialled").count(), 1, "{log}");
+    assert!(log.contains("an IPv6 address, and this node listens on IPv4"), "{log}");
 }

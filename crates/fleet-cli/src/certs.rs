@@ -256,6 +256,8 @@ fn print_info(info: &CertInfo, now: show::OffsetDateTime, dir: &Path) {
         row("problem", problem);
     }
     row("subject", &info.subject);
+    // As `certs revoke --serial` takes it.
+    row("serial", &info.serial);
     let days = info.days_left(now);
     let plural = |n: i64| if n == 1 { "day" } else { "days" };
     let state = if now < info.not_before {

@@ -39,7 +39,7 @@ pub fn target() -> Target {
 pub fn unreachable(e: client::ClientError) -> CliError {
     match e {
         client::ClientError::BadUrl(_) | client::ClientError::Credentials { .. } => exit::usage(e),
-        client::ClientError::NoNode(_) => exit::unreachable(e),
+        client::ClientError::NoNode(_) | client::ClientError::Remote(_) => exit::unreachable(e),
     }
 }
 
@@ -54,6 +54,9 @@ pub fn status(s: tonic::Status) -> CliError {
             && matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled));
     if !local && matches!(s.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded) {
         return CliError::new(Code::Unreachable, anyhow!("{}", s.message()));
+    }
+    if local && let Some(failure) = explain(&s) {
+        return CliError::new(Code::Unreachable, anyhow!("{failure}"));
     }
     if local {
         let mut why = s.message().to_string();
@@ -77,6 +80,19 @@ pub fn status(s: tonic::Status) -> CliError {
         _ => "",
     };
     CliError::new(code, anyhow!("{what}{}", s.message()))
+}
+
+/// Why a call to a remote node failed on its connection ([`client::explain_call`], which may
+/// dial the node once more). Callers are inside the CLI's runtime, so it runs on a thread of
+/// its own; it is only ever asked after a failure.
+fn explain(s: &tonic::Status) -> Option<client::Failure> {
+    let target = target();
+    if !matches!(target, Target::Remote { .. }) {
+        return None;
+    }
+    std::thread::scope(|scope| {
+        scope.spawn(|| runtime().ok()?.block_on(client::explain_call(&target, s))).join().ok().flatten()
+    })
 }
 
 pub fn run(args: NodeArgs) -> Result<(), CliError> {

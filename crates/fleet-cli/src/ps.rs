@@ -37,6 +37,12 @@ enum Row<'a> {
 
 fn local_rows(g: &GlobalArgs, hosts: &[String]) -> CliResult<(Vec<AgentRecord>, Vec<HostStatus>)> {
     let local = Local::load(g)?;
+    if let Some(other) = hosts.iter().find(|h| !h.eq_ignore_ascii_case(local.host.as_str())) {
+        return Err(exit::usage(anyhow::anyhow!(
+            "--local lists only this host ({}), not {other}; drop --local to list the mesh",
+            local.host
+        )));
+    }
     let cx = ProbeContext {
         tenant_id: local.tenant_id.clone(),
         host: local.host.clone(),

@@ -101,6 +101,9 @@ pub fn run(args: SendArgs, g: &GlobalArgs) -> CliResult {
     };
     let delivery = match send(&Tmux::new(socket), name, &full, &opts) {
         Ok(d) => d,
+        Err(SendError::NotFound(_)) if local.roster.agent_on(&local.host, name).is_ok() => {
+            return Err(exit::failed(anyhow!("{}", fleet_core::message::not_running(name, &local.host))));
+        }
         Err(SendError::NotFound(_)) => {
             return Err(exit::failed(anyhow!(
                 "no such agent {name} on host {} (known: {})",
@@ -148,6 +151,23 @@ fn from_label(args: &SendArgs) -> CliResult<String> {
     }
 }
 
+/// The first attempt of a send failed with `first`: could it have reached the target anyway?
+/// Yes, unless our node says it forwarded nothing (the target host is down).
+fn may_have_arrived(first: &tonic::Status) -> bool {
+    first.metadata().get(fleet_node::service::NOT_FORWARDED).is_none()
+}
+
+/// The retry of a send whose first attempt may have arrived failed too (`retry`): say that it
+/// may have been delivered (exit 3, unreachable, never 1: "not delivered" would be a guess).
+fn maybe_delivered(target: &str, first: &tonic::Status, retry: exit::CliError) -> exit::CliError {
+    exit::unreachable(anyhow!(
+        "the message may have been delivered to {target}: the first attempt was cut ({}) and the retry \
+         failed: {:#}; look at the pane (`fleet tail {target}`) before sending it again",
+        first.message(),
+        retry.error
+    ))
+}
+
 fn via_node(args: &SendArgs, addr: &AgentAddr) -> CliResult {
     let text = read_text(args)?;
     // The node checks both again; here they are refused before any call, as with --local.
@@ -170,9 +190,15 @@ fn via_node(args: &SendArgs, addr: &AgentAddr) -> CliResult {
         let mut client = fleet_node::client::fleet(&node::target()).await.map_err(node::unreachable)?;
         // One retry with the same key if the call was cut: the target delivers once.
         match client.send_message(req.clone()).await {
-            Err(s) if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Unknown) => {
+            Err(first) if matches!(first.code(), tonic::Code::Unavailable | tonic::Code::Unknown) => {
                 tokio::time::sleep(Duration::from_millis(300)).await;
-                client.send_message(req).await.map_err(node::status)
+                client.send_message(req).await.map_err(|s| {
+                    if may_have_arrived(&first) {
+                        maybe_delivered(&args.target, &first, node::status(s))
+                    } else {
+                        node::status(s)
+                    }
+                })
             }
             r => r.map_err(node::status),
         }

@@ -83,7 +83,7 @@ fn local(args: &TailArgs, addr: &AgentAddr, g: &GlobalArgs) -> CliResult<v1::Tai
     let t = fleet_tmux::tail::tail(&tmux, name, args.lines, args.ansi).map_err(|e| {
         if e.is_no_target() {
             exit::failed(anyhow!(
-                "agent {name} of host {} has no session (start it with `fleet start {name} --local`)",
+                "agent {name} of host {} is in the roster but not running (no tmux session): start it with `fleet start {name} --local`",
                 local.host
             ))
         } else {

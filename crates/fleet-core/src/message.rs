@@ -115,6 +115,14 @@ pub fn recipient_refusal(roster: &Roster, host: &DnsLabel, session: &str, unmana
     Some(format!("{not_here}; to type into a session the roster does not name, pass --unmanaged"))
 }
 
+/// Why a send to roster agent `agent` of `host` found no session: it is not running, and
+/// how to start it.
+pub fn not_running(agent: &str, host: &DnsLabel) -> String {
+    format!(
+        "agent {agent} of host {host} is in the roster but not running (no tmux session): start it with `fleet start {agent}@{host}`"
+    )
+}
+
 /// A label made from a name that may hold anything (a login name): every
 /// character outside an agent name's set becomes `-`, cut to the longest
 /// label; empty stays empty (and is then refused by [`compose`]).

@@ -67,6 +67,35 @@ impl Identity for MemberId {
     }
 }
 
+/// Why the QUIC endpoint bound on `local` cannot dial `to`, if it cannot: an IPv6 address
+/// from an IPv4 socket (quinn refuses it: "invalid remote address"), or an IPv6 link-local
+/// address without the scope id that says which interface it is on.
+fn undialable(local: SocketAddr, to: SocketAddr) -> Option<&'static str> {
+    match to {
+        SocketAddr::V6(_) if local.is_ipv4() => {
+            Some("an IPv6 address, and this node listens on IPv4 (`listen: \"[::]:PORT\"` listens on both)")
+        }
+        SocketAddr::V6(v6) if (v6.ip().segments()[0] & 0xffc0) == 0xfe80 && v6.scope_id() == 0 => {
+            Some("an IPv6 link-local address without its interface (write it fe80::...%IFINDEX)")
+        }
+        _ => None,
+    }
+}
+
+/// What a change of a member's identity (foca's `Rename`) means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Rename {
+    /// A new generation: the node was started again.
+    Restarted,
+    /// The same generation, a new `bump`: the same run came back after being declared down
+    /// (a healed partition), nothing restarted.
+    Renewed,
+}
+
+fn rename_kind(old: &MemberId, new: &MemberId) -> Rename {
+    if old.generation == new.generation { Rename::Renewed } else { Rename::Restarted }
+}
+
 /// How a member was first found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FoundBy {
@@ -590,6 +619,8 @@ pub fn start(
         let mut rt = foca::AccumulatingRuntime::new();
         // Seed addresses; how each host was first found; last datagram per address.
         let mut found: HashMap<SocketAddr, Seed> = HashMap::new();
+        // Static seeds that cannot be dialled from this endpoint, each warned about once.
+        let mut undialable_warned: HashSet<SocketAddr> = HashSet::new();
         let mut first_found: HashMap<String, FoundBy> = HashMap::new();
         let mut seen: HashMap<SocketAddr, i64> = HashMap::new();
         let mut reseed = tokio::time::interval(timings.reseed);
@@ -617,6 +648,18 @@ pub fn start(
                 }
                 Some(news) = seeds.recv() => match news {
                     SeedNews::Report(addr, how) => {
+                        let local = transport.endpoint.local_addr();
+                        if let Some(why) = local.ok().and_then(|l| undialable(l, addr)) {
+                            // mDNS reports every address of a peer; one that this endpoint
+                            // cannot dial is no seed (and no warning: the others are tried).
+                            // A static peer is the operator's own choice: say why once.
+                            if how == FoundBy::Static && undialable_warned.insert(addr) {
+                                tracing::warn!(seed = %addr, "membership: static peer cannot be dialled: {why}");
+                            } else {
+                                tracing::debug!(seed = %addr, "membership: seed not dialled: {why}");
+                            }
+                            continue;
+                        }
                         found.entry(addr).or_insert(Seed { how, withdrawn: false }).withdrawn = false;
                         if let Err(e) = foca.announce(placeholder(&me, addr), &mut rt) {
                             tracing::warn!(seed = %addr, error = %e, "membership: cannot announce to seed");
@@ -657,9 +700,15 @@ pub fn start(
                         tracing::info!(host = %id.host, "membership: member down");
                         transport.forget(id.quic);
                     }
-                    OwnedNotification::Rename(old, new) => {
-                        tracing::info!(host = %new.host, old = old.generation, new = new.generation, "membership: member restarted");
-                    }
+                    OwnedNotification::Rename(old, new) => match rename_kind(&old, &new) {
+                        Rename::Restarted => tracing::info!(
+                            host = %new.host, old = old.generation, new = new.generation, "membership: member restarted"
+                        ),
+                        Rename::Renewed => tracing::info!(
+                            host = %new.host, generation = new.generation, old_bump = old.bump, new_bump = new.bump,
+                            "membership: member rejoined (same run: it renewed its identity after being declared down)"
+                        ),
+                    },
                     _ => {}
                 }
             }
@@ -681,7 +730,10 @@ pub fn start(
                 .collect();
             view_tx.send_if_modified(|cur| {
                 let changed = cur.len() != rows.len()
-                    || cur.iter().zip(&rows).any(|(a, b)| a.id != b.id || a.state != b.state || a.incarnation != b.incarnation);
+                    || cur
+                        .iter()
+                        .zip(&rows)
+                        .any(|(a, b)| a.id != b.id || a.state != b.state || a.incarnation != b.incarnation);
                 *cur = rows.clone();
                 changed
             });
@@ -725,6 +777,31 @@ mod tests {
     fn id(host: &str, generation: u64) -> MemberId {
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
         MemberId { tenant: "t".into(), host: host.into(), grpc: a, quic: a, generation, bump: 0 }
+    }
+
+    #[test]
+    fn what_an_endpoint_cannot_dial() {
+        let v4: SocketAddr = "0.0.0.0:7420".parse().unwrap();
+        let v6: SocketAddr = "[::]:7420".parse().unwrap();
+        let link = |scope| SocketAddr::V6(std::net::SocketAddrV6::new("fe80::2".parse().unwrap(), 7420, 0, scope));
+        assert!(undialable(v4, "10.0.0.7:7420".parse().unwrap()).is_none());
+        assert!(undialable(v4, "[2001:db8::7]:7420".parse().unwrap()).is_some());
+        assert!(undialable(v4, link(3)).is_some());
+        assert!(undialable(v6, "10.0.0.7:7420".parse().unwrap()).is_none());
+        assert!(undialable(v6, "[2001:db8::7]:7420".parse().unwrap()).is_none());
+        assert!(undialable(v6, link(3)).is_none());
+        assert!(undialable(v6, link(0)).is_some());
+    }
+
+    #[test]
+    fn a_renewed_identity_is_no_restart() {
+        let before = id("h1", 7);
+        // What foca does to a member that comes back after being declared down (a healed
+        // partition): the same run, a new bump.
+        let healed = before.renew().unwrap();
+        assert_eq!(rename_kind(&before, &healed), Rename::Renewed);
+        assert_eq!(rename_kind(&before, &id("h1", 8)), Rename::Restarted);
+        assert_eq!(rename_kind(&healed, &MemberId { generation: 9, ..healed.clone() }), Rename::Restarted);
     }
 
     #[test]

@@ -121,6 +121,16 @@ impl Peers {
             .max_by_key(|p| p.info().id.generation)
     }
 
+    /// The membership row of `host` when membership knows it but declared it down (its newest
+    /// identity), for saying "down" rather than "unknown".
+    pub fn down(&self, host: &str) -> Option<MemberInfo> {
+        self.current()
+            .into_iter()
+            .filter(|p| p.is_down() && p.label().eq_ignore_ascii_case(host))
+            .map(|p| p.info())
+            .max_by_key(|m| m.id.generation)
+    }
+
     /// The known host names of the peers, for "known: ..." hints.
     pub fn known_hosts(&self) -> Vec<String> {
         self.current().iter().map(|p| p.label()).collect()

@@ -26,6 +26,9 @@ use tonic::{Request, Response, Status};
 
 /// Metadata a node adds when it forwards a call: the principal it acts for.
 pub const ON_BEHALF_OF: &str = "x-fleet-on-behalf-of";
+/// Trailer of an error that a node returns without forwarding the call to the target's node
+/// (the target host is down): a send so refused was certainly not delivered.
+pub const NOT_FORWARDED: &str = "x-fleet-not-forwarded";
 
 /// Who is calling.
 #[derive(Clone, Debug)]
@@ -253,13 +256,13 @@ impl Node {
                 self.receipt(&req.agent, outcome, d.detail, start, key)
             }
             Err(SendError::Text(e)) => return Err(Status::invalid_argument(e.to_string())),
-            Err(SendError::NotFound(a)) => self.receipt(
-                &req.agent,
-                v1::DeliveryOutcome::NotFound,
-                format!("no such agent {a} on host {} (known: {})", self.info.host, self.known_agents()),
-                start,
-                key,
-            ),
+            Err(SendError::NotFound(a)) => {
+                let detail = match roster.and_then(|r| r.agent_on(&self.info.host, &a).ok()) {
+                    Some(_) => fleet_core::message::not_running(&a, &self.info.host),
+                    None => format!("no such agent {a} on host {} (known: {})", self.info.host, self.known_agents()),
+                };
+                self.receipt(&req.agent, v1::DeliveryOutcome::NotFound, detail, start, key)
+            }
             Err(e) => self.receipt(&req.agent, v1::DeliveryOutcome::Failed, e.to_string(), start, key),
         };
         self.live.poke();
@@ -432,10 +435,9 @@ impl Node {
                 pane_height: t.height,
                 captured_unix_ms: crate::live::now_ms(),
             })),
-            Err(e) if e.is_no_target() => Err(Status::not_found(format!(
-                "agent {} of host {} has no session (start it with `fleet start {}@{}`)",
-                req.agent, self.info.host, req.agent, self.info.host
-            ))),
+            Err(e) if e.is_no_target() => {
+                Err(Status::not_found(fleet_core::message::not_running(&req.agent, &self.info.host)))
+            }
             Err(e) => Err(Status::internal(e.to_string())),
         }
     }
@@ -456,6 +458,15 @@ impl Node {
     }
 
     pub(crate) async fn peer_for(&self, host: &str) -> Result<Arc<crate::peers::Peer>, Status> {
+        if let Some(p) = self.peers.by_host(host) {
+            return Ok(p);
+        }
+        if let Some(m) = self.peers.down(host) {
+            let mut s = Status::unavailable(down_message(&m, crate::live::now_ms()));
+            // Nothing was forwarded: a caller may tell the sender so (see NOT_FORWARDED).
+            s.metadata_mut().insert(NOT_FORWARDED, tonic::metadata::MetadataValue::from_static("1"));
+            return Err(s);
+        }
         self.peers.by_host(host).ok_or_else(|| {
             Status::not_found(format!(
                 "no node for host {host} in the mesh (known: {})",
@@ -466,6 +477,21 @@ impl Node {
             ))
         })
     }
+}
+
+/// `host H is down ...`: a host that membership knows but declared down, with how long ago it
+/// was last heard from (when it ever was), at `now_ms`.
+fn down_message(m: &crate::membership::MemberInfo, now_ms: i64) -> String {
+    let heard = if m.last_seen_ms > 0 {
+        format!(", last heard from {} s ago", (now_ms - m.last_seen_ms).max(0) / 1000)
+    } else {
+        String::new()
+    };
+    format!(
+        "host {} is down (membership: no answer to probes{heard}; its node at {} was not called): check that \
+         host and its `fleet node`; `fleet peers` shows when it is back",
+        m.id.host, m.id.grpc
+    )
 }
 
 /// The tmux socket of `agent` in `roster` (the roster's own for a session it
@@ -487,7 +513,11 @@ pub(crate) fn peer_error(peer: &crate::peers::Peer, s: Status) -> Status {
     let mut why = s.message().to_string();
     let mut src = std::error::Error::source(&s);
     while let Some(e) = src {
-        why.push_str(&format!(": {e}"));
+        // Wrappers repeat their cause ("transport error: transport error"): each piece once.
+        let piece = e.to_string();
+        if !why.contains(&piece) {
+            why.push_str(&format!(": {piece}"));
+        }
         src = e.source();
     }
     let msg = format!("node {} at {}: {why} (see `fleet peers`)", peer.label(), peer.address);
@@ -520,6 +550,22 @@ impl Fleet for NodeService {
         let node = &self.0;
         node.authorize(&request, Verb::List, "")?;
         let req = request.into_inner();
+        let mesh = req.scope == v1::Scope::Mesh as i32;
+        // A host filter that names no host this node knows is a mistake (a typo), not an
+        // empty fleet.
+        let mut known = vec![node.info.host.to_string()];
+        if mesh {
+            known.extend(node.peers.known_hosts());
+        }
+        if let Some(bad) = req.hosts.iter().find(|h| !known.iter().any(|k| k.eq_ignore_ascii_case(h))) {
+            known.sort();
+            known.dedup();
+            return Err(Status::invalid_argument(format!(
+                "no host {bad} in the {} (known: {})",
+                if mesh { "mesh" } else { "local scope" },
+                known.join(", ")
+            )));
+        }
         let view = node.live.current();
         let want = |h: &str| req.hosts.is_empty() || req.hosts.iter().any(|x| x.eq_ignore_ascii_case(h));
         let mut agents = Vec::new();
@@ -528,7 +574,7 @@ impl Fleet for NodeService {
             agents.extend(view.agents.iter().cloned());
             hosts.push(node.self_status(&view));
         }
-        if req.scope == v1::Scope::Mesh as i32 {
+        if mesh {
             let deadline = if req.deadline_ms == 0 {
                 node.info.fanout_deadline
             } else {

@@ -162,10 +162,9 @@ impl Node {
             self.roster_agent(roster, agent)?;
         }
         self.panes.feed(&self.socket_of(agent), agent).await.map_err(|e| match e {
-            crate::pane::FeedError::NoSession { .. } => Status::not_found(format!(
-                "agent {agent} of host {} has no session (start it with `fleet start {agent}@{}`)",
-                self.info.host, self.info.host
-            )),
+            crate::pane::FeedError::NoSession { .. } => {
+                Status::not_found(fleet_core::message::not_running(agent, &self.info.host))
+            }
             e => Status::unavailable(e.to_string()),
         })
     }

@@ -89,7 +89,8 @@ fn probe_rows_alive_dead_missing_unmanaged_drift_without_systemd() {
     assert_eq!(code, 0);
     let header = table.lines().next().unwrap();
     for col in [
-        "NAME", "TENANT", "HOST", "CLASS", "RUNTIME", "SYSTEMD", "PANE", "PID", "CMD", "IDLE", "HEALTH", "AGE", "FLAGS",
+        "NAME", "TENANT", "HOST", "CLASS", "RUNTIME", "SYSTEMD", "PANE", "PID", "CMD", "IDLE", "HEALTH", "AGE",
+        "ACTIVITY", "FLAGS",
     ] {
         assert!(header.contains(col), "missing column {col}: {header}");
     }

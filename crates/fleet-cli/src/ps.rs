@@ -72,7 +72,24 @@ fn local_rows(g: &GlobalArgs, hosts: &[String]) -> CliResult<(Vec<AgentRecord>, 
     if !hosts.is_empty() {
         rows.retain(|r| hosts.iter().any(|h| h.eq_ignore_ascii_case(&r.host)));
     }
+    judge_here(&local, &mut rows);
     Ok((rows, Vec::new()))
+}
+
+/// Activity without a node: one look at the screens (so no "unchanged for"
+/// history: an interrupted turn is only caught by a node) and the hook files.
+fn judge_here(local: &Local, rows: &mut [AgentRecord]) {
+    use fleet_tmux::screen;
+    let (rules, problem) = screen::load_rules(&local.paths.mosaic_home);
+    if let Some(p) = problem {
+        eprintln!("fleet: {p}");
+    }
+    let now = fleet_node::live::now_ms();
+    let mut seen = std::collections::BTreeMap::new();
+    screen::remember(&mut seen, screen::Screens::default().read(&local.roster, rows, &rules), now);
+    for row in rows.iter_mut() {
+        row.activity = screen::judge(row, &local.run_dir, seen.get(&row.name), &rules, None, now);
+    }
 }
 
 async fn mesh_rows(args: &PsArgs) -> CliResult<(Vec<AgentRecord>, Vec<HostStatus>)> {
@@ -121,8 +138,20 @@ fn render_all(agents: &[AgentRecord], hosts: &[HostStatus]) -> String {
     out
 }
 
-pub const HEADERS: &[&str] =
-    &["NAME", "TENANT", "HOST", "CLASS", "RUNTIME", "SYSTEMD", "PANE", "PID", "CMD", "IDLE", "HEALTH", "AGE", "FLAGS"];
+pub const HEADERS: &[&str] = &[
+    "NAME", "TENANT", "HOST", "CLASS", "RUNTIME", "SYSTEMD", "PANE", "PID", "CMD", "IDLE", "HEALTH", "AGE", "ACTIVITY",
+    "FLAGS",
+];
+
+/// `working 2m hook`: the state, for how long (as this machine's clock sees
+/// the node's `since`), and its source.
+pub fn activity_cell(a: &fleet_core::activity::Activity, now_ms: i64) -> String {
+    if a.since_unix_ms <= 0 {
+        return format!("{} {}", a.state, a.source.as_str());
+    }
+    let age = table::duration(((now_ms - a.since_unix_ms) / 1000).max(0));
+    format!("{} {age} {}", a.state, a.source.as_str())
+}
 
 fn flags(r: &AgentRecord) -> String {
     let mut f = Vec::new();
@@ -144,6 +173,7 @@ fn flags(r: &AgentRecord) -> String {
 /// The table of agent rows.
 pub fn render(rows: &[AgentRecord]) -> String {
     let dash = || "-".to_string();
+    let now = fleet_node::live::now_ms();
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -160,6 +190,7 @@ pub fn render(rows: &[AgentRecord]) -> String {
                 r.idle_seconds.map(|s| table::duration(s as i64)).unwrap_or_else(dash),
                 r.heartbeat.health.to_string(),
                 r.heartbeat.age_seconds.map(table::duration).unwrap_or_else(dash),
+                activity_cell(&r.activity, now),
                 flags(r),
             ]
         })

@@ -37,7 +37,13 @@ fn describe(e: &Event) -> String {
             format!("health {from} -> {to}{why}")
         }
         EventKind::AgentAppeared { record } => {
-            format!("agent appeared: pane {}, health {}", record.pane, record.heartbeat.health)
+            format!(
+                "agent appeared: pane {}, health {}, activity {}",
+                record.pane, record.heartbeat.health, record.activity.state
+            )
+        }
+        EventKind::ActivityChange { from, activity } => {
+            format!("activity {from} -> {} ({}: {})", activity.state, activity.source.as_str(), activity.detail)
         }
         EventKind::AgentGone => "agent gone".into(),
         EventKind::HostUp { address } => format!("host up ({address})"),

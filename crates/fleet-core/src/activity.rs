@@ -97,11 +97,42 @@ pub struct Activity {
     pub since_unix_ms: i64,
     /// The rule or hook that decided, in one line.
     pub detail: String,
+    /// What the hook file said (`working by prompt_submitted at ...`, `none`,
+    /// or why it could not be used), for `fleet explain`.
+    pub hook: String,
+    /// What the screen showed (`its prompt (idle), unchanged for 35 s`, `no
+    /// rule matched`, or why it was not read), for `fleet explain`.
+    pub screen: String,
 }
 
 impl Activity {
     pub fn unknown(detail: impl Into<String>, now_ms: i64) -> Activity {
-        Activity { state: State::Unknown, source: Source::Process, since_unix_ms: now_ms, detail: detail.into() }
+        Activity {
+            state: State::Unknown,
+            source: Source::Process,
+            since_unix_ms: now_ms,
+            detail: detail.into(),
+            hook: String::new(),
+            screen: String::new(),
+        }
+    }
+
+    /// What a pane alone says: `exited` for a missing or dead one, else
+    /// `unknown` until hooks and the screen are judged.
+    pub fn of_pane(pane: PaneState, now_ms: i64) -> Activity {
+        let v = decide(&Inputs {
+            pane,
+            hook: None,
+            screen: None,
+            has_rules: false,
+            screen_still_secs: None,
+            now_unix: now_ms.div_euclid(1000),
+        });
+        let mut a = v.since(None, now_ms);
+        if pane == PaneState::Alive {
+            a.detail = "not judged yet".into();
+        }
+        a
     }
 }
 
@@ -124,7 +155,14 @@ impl Verdict {
             Some(p) if p.state == self.state => p.since_unix_ms,
             _ => now_ms,
         };
-        Activity { state: self.state, source: self.source, since_unix_ms, detail: self.detail }
+        Activity {
+            state: self.state,
+            source: self.source,
+            since_unix_ms,
+            detail: self.detail,
+            hook: String::new(),
+            screen: String::new(),
+        }
     }
 }
 
@@ -343,20 +381,15 @@ pub fn decide(i: &Inputs) -> Verdict {
         return Verdict::new(s.state, Source::Screen, why);
     }
     if let Some(h) = hook {
-        let age = i.now_unix - h.unix;
-        let said = format!(
-            "the {} hook said {} {age} s ago",
-            if h.event.is_empty() { "runtime's" } else { &h.event },
-            h.state
-        );
+        let said = format!("the {} hook said {}", if h.event.is_empty() { "runtime's" } else { &h.event }, h.state);
         if h.state == State::Working
             && let Some(s) = screen.filter(|s| s.state == State::Idle)
-            && let Some(still) = i.screen_still_secs.filter(|t| *t >= INTERRUPT_SECS)
+            && i.screen_still_secs.is_some_and(|t| t >= INTERRUPT_SECS)
         {
             return Verdict::new(
                 State::Idle,
                 Source::Screen,
-                format!("{said}, but {} unchanged for {still} s (interrupted?)", on_screen(s)),
+                format!("{said}, but {} unchanged for {INTERRUPT_SECS} s or more (interrupted?)", on_screen(s)),
             );
         }
         return Verdict::new(h.state, Source::Hook, said);
@@ -429,7 +462,7 @@ mod tests {
         assert_eq!(
             v.detail,
             format!(
-                "the stop hook said working 30 s ago, but the screen shows the idle rule unchanged for {INTERRUPT_SECS} s (interrupted?)"
+                "the stop hook said working, but the screen shows the idle rule unchanged for {INTERRUPT_SECS} s or more (interrupted?)"
             )
         );
         // Only a working hook is overruled that way.
@@ -450,7 +483,7 @@ mod tests {
         assert_eq!(verdict(&inputs(Some(&old), Some(&s), Some(0))), (State::Idle, Source::Screen));
         assert_eq!(verdict(&inputs(Some(&old), None, Some(0))), (State::Unknown, Source::Screen));
         let d = decide(&inputs(Some(&fresh), None, None)).detail;
-        assert_eq!(d, format!("the stop hook said working {HOOK_TTL_SECS} s ago"));
+        assert_eq!(d, "the stop hook said working");
         let unnamed = HookState { event: String::new(), ..fresh };
         assert!(decide(&inputs(Some(&unnamed), None, None)).detail.starts_with("the runtime's hook said working"));
     }
@@ -468,7 +501,8 @@ mod tests {
 
     #[test]
     fn since_is_kept_while_the_state_holds() {
-        let prev = Activity { state: State::Idle, source: Source::Hook, since_unix_ms: 5, detail: "x".into() };
+        let prev = Activity { since_unix_ms: 5, ..Activity::unknown("x", 0) };
+        let prev = Activity { state: State::Idle, ..prev };
         let idle = Verdict::new(State::Idle, Source::Screen, "y");
         assert_eq!(idle.clone().since(Some(&prev), 99).since_unix_ms, 5, "same state, other source: same since");
         assert_eq!(Verdict::new(State::Working, Source::Screen, "y").since(Some(&prev), 99).since_unix_ms, 99);

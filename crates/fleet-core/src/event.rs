@@ -31,6 +31,11 @@ pub enum EventKind {
         to: Health,
         heartbeat: HealthReport,
     },
+    /// The agent's activity moved (e.g. working -> waiting).
+    ActivityChange {
+        from: crate::activity::State,
+        activity: crate::activity::Activity,
+    },
     /// A new agent row (also sent as the snapshot at the start of a stream).
     AgentAppeared {
         record: Box<AgentRecord>,
@@ -53,6 +58,7 @@ impl Event {
         match self.kind {
             EventKind::Beat { .. } => "beat",
             EventKind::HealthChange { .. } => "health_change",
+            EventKind::ActivityChange { .. } => "activity_change",
             EventKind::AgentAppeared { .. } => "agent_appeared",
             EventKind::AgentGone => "agent_gone",
             EventKind::HostUp { .. } => "host_up",
@@ -95,6 +101,13 @@ pub fn diff(prev: &[AgentRecord], next: &[AgentRecord], now_ms: i64) -> Vec<Even
                     ));
                 } else if b.ts.is_some() && a.ts != b.ts {
                     out.push(event(r, now_ms, EventKind::Beat { heartbeat: b.clone() }));
+                }
+                if p.activity.state != r.activity.state {
+                    out.push(event(
+                        r,
+                        now_ms,
+                        EventKind::ActivityChange { from: p.activity.state, activity: r.activity.clone() },
+                    ));
                 }
             }
         }
@@ -147,6 +160,7 @@ mod tests {
             heartbeat: assess(text.as_deref(), now, 15),
             drift: false,
             boot_enable: false,
+            activity: crate::activity::Activity::of_pane(PaneState::Alive, 0),
         }
     }
 
@@ -160,6 +174,28 @@ mod tests {
         assert!(matches!(ev[1].kind, EventKind::HealthChange { from: Health::Healthy, to: Health::Stale, .. }));
         assert_eq!(ev[0].observed_unix_ms, 7);
         assert!(diff(&next, &next, 8).is_empty(), "no change, no event");
+    }
+
+    #[test]
+    fn an_activity_change_is_an_event_and_a_new_detail_alone_is_not() {
+        use crate::activity::{Activity, Source, State};
+        let prev = vec![row("a", None, T0)];
+        let mut next = prev.clone();
+        next[0].activity = Activity { state: State::Waiting, source: Source::Screen, ..Activity::unknown("prompt", 9) };
+        let ev = diff(&prev, &next, 10);
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        match &ev[0].kind {
+            EventKind::ActivityChange { from, activity } => {
+                assert_eq!((*from, activity.state), (State::Unknown, State::Waiting));
+            }
+            other => panic!("{other:?}"),
+        }
+        let v = serde_json::to_value(&ev[0]).unwrap();
+        assert_eq!((v["event"].as_str(), v["from"].as_str()), (Some("activity_change"), Some("unknown")));
+        assert_eq!(v["activity"]["state"], "waiting");
+        let mut again = next.clone();
+        again[0].activity.detail = "another rule, same state".into();
+        assert!(diff(&next, &again, 11).is_empty());
     }
 
     #[test]

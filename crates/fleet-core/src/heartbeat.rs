@@ -675,6 +675,7 @@ mod tests {
             heartbeat: judge_with_pane(hb, PaneState::Missing, None, true),
             drift: false,
             boot_enable: false,
+            activity: crate::activity::Activity::of_pane(PaneState::Alive, 0),
         }];
         crate::event::reassess(&mut rows, T0 + 2);
         assert_eq!(rows[0].heartbeat.health, Health::Unknown);

@@ -84,6 +84,8 @@ pub struct AgentRecord {
     pub heartbeat: HealthReport,
     pub drift: bool,
     pub boot_enable: bool,
+    /// What the agent is doing (working, waiting, idle, exited, unknown).
+    pub activity: crate::activity::Activity,
 }
 
 /// How a host answered a listing.

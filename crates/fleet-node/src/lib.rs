@@ -2,6 +2,7 @@
 //!
 //! - [`config`]: node.yaml and `FLEET_*` overrides, validated before binding.
 //! - [`live`]: the live view of this host (inotify, sweep, re-probe) and its events.
+//! - [`activity`]: agents' activity: screens read by the probe, hook files, the judgement.
 //! - [`membership`]: SWIM (foca) over QUIC (quinn) with the mesh certificates.
 //! - [`peers`]: the peer list, mTLS channels, the MESH fan-out, per-peer heartbeat feeds.
 //! - [`service`]: the `Fleet` and `Mesh` gRPC services and per-call authorization.
@@ -14,6 +15,7 @@
 //! - [`client`]: how the CLI reaches a node.
 //! - [`authority`]: the local door accepts the `:authority` stock gRPC clients send for unix sockets.
 
+pub mod activity;
 pub mod authority;
 pub mod client;
 pub mod config;

@@ -8,7 +8,10 @@
 //!   host row is an error row) and no second probe starts until it ends;
 //!   shutdown never waits for it, and kills the helpers it still runs,
 //! - inotify on the roster's directory: the roster is reloaded when it changes; a
-//!   broken roster keeps the last good one and is reported in the view.
+//!   broken roster keeps the last good one and is reported in the view,
+//! - each agent's activity ([`crate::activity`]): its screen read by the probe
+//!   (through control-mode clients), its hook file `<run_dir>/<agent>.state`
+//!   on inotify, both judged again at every sweep.
 //!
 //! The view is published through a `watch` channel (readers never wait on a
 //! probe) and every change as an [`Event`] on a broadcast channel.
@@ -74,6 +77,8 @@ impl Live {
 pub struct LiveConfig {
     pub tenant_id: String,
     pub host: DnsLabel,
+    /// Where an operator's `fleet/activity.yaml` (screen rules) may be.
+    pub mosaic_home: PathBuf,
     pub roster: PathBuf,
     pub run_dir: PathBuf,
     pub interval_secs: u64,
@@ -100,12 +105,22 @@ pub const FIRST_PROBE_WAIT: Duration = Duration::from_secs(2);
 /// A probe running on its own thread.
 struct Inflight {
     started: Instant,
-    done: oneshot::Receiver<ProbeReport>,
+    done: oneshot::Receiver<Probed>,
 }
 
-/// A rewritten heartbeat file: the agent's name. (A roster change is a
-/// `Notify` of its own, so a burst of heartbeats can never crowd it out.)
-struct Beat(String);
+/// What a probe thread returns: the rows, and the screens it looked at.
+struct Probed {
+    report: ProbeReport,
+    looked: Option<crate::activity::Looked>,
+}
+
+/// A rewritten file of the run dir: a heartbeat (`.hb`) or a hook state
+/// (`.state`) of an agent. (A roster change is a `Notify` of its own, so a
+/// burst of heartbeats can never crowd it out.)
+enum RunFile {
+    Beat(String),
+    Hook(String),
+}
 
 /// Start the live view; it runs until `cancel`.
 pub async fn start(cfg: LiveConfig, cancel: CancellationToken, tracker: &tokio_util::task::TaskTracker) -> Live {
@@ -114,15 +129,14 @@ pub async fn start(cfg: LiveConfig, cancel: CancellationToken, tracker: &tokio_u
     let poke = Arc::new(Notify::new());
     let live = Live { view, events: events.clone(), poke: poke.clone() };
 
-    let mut state =
-        State { cfg, view: HostView::default(), tx, events, helpers: Arc::new(Helpers::default()), probes_done: 0 };
+    let mut state = State::new(cfg, tx, events);
     state.reload_roster();
     // The first probe, before the doors open; one that takes longer than
     // FIRST_PROBE_WAIT goes on in the background (the run loop takes it).
     let mut first = state.start_probe();
     let inflight = match tokio::time::timeout(FIRST_PROBE_WAIT.min(state.probe_timeout()), &mut first.done).await {
-        Ok(Ok(report)) => {
-            state.finish_probe(report);
+        Ok(Ok(probed)) => {
+            state.finish_probe(probed.report, probed.looked);
             None
         }
         Ok(Err(_)) => {
@@ -152,7 +166,7 @@ pub async fn start(cfg: LiveConfig, cancel: CancellationToken, tracker: &tokio_u
     live
 }
 
-fn watch_files(cfg: &LiveConfig, tx: mpsc::Sender<Beat>, roster: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
+fn watch_files(cfg: &LiveConfig, tx: mpsc::Sender<RunFile>, roster: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
     let roster_name = cfg.roster.file_name().map(|n| n.to_os_string());
     let roster_dir = cfg.roster.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
     let run_dir = cfg.run_dir.clone();
@@ -166,11 +180,14 @@ fn watch_files(cfg: &LiveConfig, tx: mpsc::Sender<Beat>, roster: Arc<Notify>) ->
             if Some(name.to_os_string()) == roster_name && dir == roster_dir {
                 roster.notify_one();
             } else if dir == run_dir
-                && let Some(agent) = name.to_str().and_then(|n| n.strip_suffix(".hb"))
-                && !agent.starts_with('.')
+                && let Some(name) = name.to_str().filter(|n| !n.starts_with('.'))
             {
-                // A full queue drops this beat; the next probe reads the file anyway.
-                let _ = tx.try_send(Beat(agent.to_string()));
+                // A full queue drops this one; the next probe reads the file anyway.
+                if let Some(agent) = name.strip_suffix(".hb") {
+                    let _ = tx.try_send(RunFile::Beat(agent.to_string()));
+                } else if let Some(agent) = name.strip_suffix(".state") {
+                    let _ = tx.try_send(RunFile::Hook(agent.to_string()));
+                }
             }
         }
     };
@@ -201,12 +218,30 @@ struct State {
     helpers: Arc<Helpers>,
     /// Probes that ended with a report.
     probes_done: u64,
+    /// Activity: the screens the probe thread reads, and their judgement.
+    looker: Arc<std::sync::Mutex<crate::activity::Looker>>,
+    judge: crate::activity::Judge,
 }
 
 impl State {
+    fn new(cfg: LiveConfig, tx: watch::Sender<Arc<HostView>>, events: broadcast::Sender<Event>) -> State {
+        let looker = crate::activity::Looker::new(cfg.mosaic_home.clone());
+        let judge = crate::activity::Judge::new(cfg.run_dir.clone());
+        State {
+            cfg,
+            view: HostView::default(),
+            tx,
+            events,
+            helpers: Arc::new(Helpers::default()),
+            probes_done: 0,
+            looker: Arc::new(std::sync::Mutex::new(looker)),
+            judge,
+        }
+    }
+
     async fn run(
         &mut self,
-        mut beats: mpsc::Receiver<Beat>,
+        mut files: mpsc::Receiver<RunFile>,
         roster: Arc<Notify>,
         poke: Arc<Notify>,
         cancel: CancellationToken,
@@ -243,13 +278,16 @@ impl State {
                     self.reload_roster();
                     wanted = true;
                 }
-                Some(Beat(agent)) = beats.recv() => self.beat(&agent),
+                Some(file) = files.recv() => match file {
+                    RunFile::Beat(agent) => self.beat(&agent),
+                    RunFile::Hook(agent) => self.hook(&agent),
+                },
                 report = done => finished = Some(report),
             }
-            if let Some(report) = finished {
+            if let Some(probed) = finished {
                 inflight = None;
-                match report {
-                    Some(report) => self.finish_probe(report),
+                match probed {
+                    Some(p) => self.finish_probe(p.report, p.looked),
                     None => tracing::error!(
                         "the host probe ended without a report (its thread panicked or could not be started)"
                     ),
@@ -334,9 +372,13 @@ impl State {
     fn start_probe(&self) -> Inflight {
         let roster = self.view.roster.clone().unwrap_or_else(|| Arc::new(empty_roster()));
         let cx = self.probe_context();
+        let looker = self.looker.clone();
         let (tx, done) = oneshot::channel();
         let spawned = std::thread::Builder::new().name("fleet-probe".into()).spawn(move || {
-            let _ = tx.send(probe_report(&roster, &cx));
+            let report = probe_report(&roster, &cx);
+            // Screens through control clients: bounded per command (5 s).
+            let looked = looker.lock().ok().map(|mut l| l.look(&roster, &report.rows));
+            let _ = tx.send(Probed { report, looked });
         });
         if let Err(e) = spawned {
             // The sender is gone with the closure: `done` reports a failed probe.
@@ -345,7 +387,7 @@ impl State {
         Inflight { started: Instant::now(), done }
     }
 
-    fn finish_probe(&mut self, report: ProbeReport) {
+    fn finish_probe(&mut self, report: ProbeReport, looked: Option<crate::activity::Looked>) {
         let errors: Vec<String> = report.socket_errors.iter().map(|e| format!("{}: {}", e.socket, e.error)).collect();
         if !errors.is_empty() {
             tracing::warn!(errors = %errors.join("; "), "tmux probe failed on some sockets");
@@ -365,7 +407,23 @@ impl State {
         self.view.systemd_problem = report.systemd_error;
         self.probes_done += 1;
         self.view.probe_error = (!errors.is_empty()).then(|| errors.join("; "));
-        self.publish(report.rows);
+        let now = now_ms();
+        if let Some(looked) = looked {
+            self.judge.looked(looked, now);
+        }
+        let mut rows = report.rows;
+        self.judge.judge_all(&mut rows, &self.view.agents, now);
+        self.publish(rows);
+    }
+
+    /// An agent's hook file changed: judge its activity again, now.
+    fn hook(&mut self, agent: &str) {
+        let Some(i) = self.view.agents.iter().position(|r| r.name == agent) else { return };
+        let mut next = self.view.agents.clone();
+        next[i].activity = self.judge.judge(&next[i], Some(&self.view.agents[i].activity), now_ms());
+        if next != self.view.agents {
+            self.publish(next);
+        }
     }
 
     /// Re-judge health as time passes, and say so when the running probe hangs.
@@ -392,6 +450,7 @@ impl State {
         self.view.probe_hung = hung;
         let mut next = self.view.agents.clone();
         event::reassess(&mut next, now_ms() / 1000);
+        self.judge.judge_all(&mut next, &self.view.agents, now_ms());
         if next != self.view.agents || hung_changed {
             self.publish(next);
         }
@@ -435,6 +494,7 @@ mod tests {
         let cfg = LiveConfig {
             tenant_id: "acme".into(),
             host: DnsLabel::parse_as("host", "solo").unwrap(),
+            mosaic_home: dir.to_path_buf(),
             roster: dir.join("roster.yaml"),
             run_dir: dir.join("run"),
             interval_secs: 15,
@@ -443,7 +503,7 @@ mod tests {
         };
         let (tx, _) = watch::channel(Arc::new(HostView::default()));
         let (events, _) = broadcast::channel(16);
-        State { cfg, view: HostView::default(), tx, events, helpers: Arc::new(Helpers::default()), probes_done: 0 }
+        State::new(cfg, tx, events)
     }
 
     /// A probe that has been running for `age`.
@@ -470,11 +530,14 @@ mod tests {
             "{said}"
         );
         // It ends, with systemctl killed: the problem is kept, the view is fresh.
-        st.finish_probe(ProbeReport {
-            rows: Vec::new(),
-            socket_errors: Vec::new(),
-            systemd_error: Some("systemctl --user show did not answer within 4800 ms".into()),
-        });
+        st.finish_probe(
+            ProbeReport {
+                rows: Vec::new(),
+                socket_errors: Vec::new(),
+                systemd_error: Some("systemctl --user show did not answer within 4800 ms".into()),
+            },
+            None,
+        );
         let v = published(&st);
         assert_eq!(v.probe_hung, None);
         assert!(v.systemd_problem.as_deref().is_some_and(|p| p.contains("systemctl")), "{v:?}");
@@ -486,7 +549,7 @@ mod tests {
         let said = published(&st).probe_hung.clone().unwrap_or_default();
         assert!(said.contains("has not finished after 7 s (limit 6 s)"), "{said}");
         // The next probe answers systemd again: the problem clears.
-        st.finish_probe(ProbeReport { rows: Vec::new(), socket_errors: Vec::new(), systemd_error: None });
+        st.finish_probe(ProbeReport { rows: Vec::new(), socket_errors: Vec::new(), systemd_error: None }, None);
         assert_eq!((published(&st).probe_hung.clone(), published(&st).systemd_problem.clone()), (None, None));
     }
 }

@@ -313,6 +313,7 @@ async fn start_live(cfg: &NodeConfig, me: &Me, cancel: &CancellationToken, track
         LiveConfig {
             tenant_id: me.tenant.to_string(),
             host: me.host.clone(),
+            mosaic_home: cfg.mosaic_home.clone(),
             roster: cfg.roster.clone(),
             run_dir: cfg.run_dir.clone(),
             interval_secs: cfg.heartbeat_interval_secs,

@@ -20,6 +20,7 @@
 
 use crate::v1;
 use crate::v1::heartbeat_event::Kind;
+use fleet_core::activity::{Activity, Source, State};
 use fleet_core::event::{Event, EventKind};
 use fleet_core::heartbeat::{BeatStatus, Health, HealthReport};
 use fleet_core::record::{AgentRecord, HostState, HostStatus, PaneState, SystemdState};
@@ -51,6 +52,70 @@ fn non_empty(s: String) -> Option<String> {
 }
 
 // ---------------------------------------------------------------- enums
+
+impl From<State> for v1::ActivityState {
+    fn from(s: State) -> Self {
+        match s {
+            State::Working => v1::ActivityState::Working,
+            State::Waiting => v1::ActivityState::Waiting,
+            State::Idle => v1::ActivityState::Idle,
+            State::Exited => v1::ActivityState::Exited,
+            State::Unknown => v1::ActivityState::Unknown,
+        }
+    }
+}
+
+/// An unspecified or unknown state (a newer peer) reads as `Unknown`.
+fn activity_state(v: i32) -> State {
+    match v1::ActivityState::try_from(v) {
+        Ok(v1::ActivityState::Working) => State::Working,
+        Ok(v1::ActivityState::Waiting) => State::Waiting,
+        Ok(v1::ActivityState::Idle) => State::Idle,
+        Ok(v1::ActivityState::Exited) => State::Exited,
+        _ => State::Unknown,
+    }
+}
+
+impl From<Source> for v1::ActivitySource {
+    fn from(s: Source) -> Self {
+        match s {
+            Source::Hook => v1::ActivitySource::Hook,
+            Source::Screen => v1::ActivitySource::Screen,
+            Source::Process => v1::ActivitySource::Process,
+        }
+    }
+}
+
+impl From<Activity> for v1::Activity {
+    fn from(a: Activity) -> Self {
+        v1::Activity {
+            state: v1::ActivityState::from(a.state) as i32,
+            source: v1::ActivitySource::from(a.source) as i32,
+            since_unix_ms: a.since_unix_ms,
+            detail: a.detail,
+            hook: a.hook,
+            screen: a.screen,
+        }
+    }
+}
+
+impl From<v1::Activity> for Activity {
+    fn from(a: v1::Activity) -> Self {
+        let source = match v1::ActivitySource::try_from(a.source) {
+            Ok(v1::ActivitySource::Hook) => Source::Hook,
+            Ok(v1::ActivitySource::Screen) => Source::Screen,
+            _ => Source::Process,
+        };
+        Activity {
+            state: activity_state(a.state),
+            source,
+            since_unix_ms: a.since_unix_ms,
+            detail: a.detail,
+            hook: a.hook,
+            screen: a.screen,
+        }
+    }
+}
 
 impl From<Health> for v1::Health {
     fn from(h: Health) -> Self {
@@ -195,6 +260,7 @@ impl From<AgentRecord> for v1::Agent {
             drift: r.drift,
             boot_enable: r.boot_enable,
             socket: r.socket,
+            activity: Some(r.activity.into()),
         }
     }
 }
@@ -220,6 +286,9 @@ impl From<v1::Agent> for AgentRecord {
                 .map_or_else(|| HealthReport::unknown("no heartbeat on the wire", 0), HealthReport::from),
             drift: a.drift,
             boot_enable: a.boot_enable,
+            activity: a
+                .activity
+                .map_or_else(|| Activity::unknown("no activity on the wire (an older node)", 0), Activity::from),
         }
     }
 }
@@ -273,6 +342,10 @@ impl From<EventKind> for Kind {
             EventKind::HostUp { address } => Kind::HostUp(v1::HostUp { address }),
             EventKind::HostDown { reason } => Kind::HostDown(v1::HostDown { reason }),
             EventKind::Lagged { dropped } => Kind::Lagged(v1::Lagged { dropped }),
+            EventKind::ActivityChange { from, activity } => Kind::ActivityChange(v1::ActivityChange {
+                from: v1::ActivityState::from(from) as i32,
+                activity: Some(activity.into()),
+            }),
         }
     }
 }
@@ -296,6 +369,10 @@ impl TryFrom<Kind> for EventKind {
             Kind::HostUp(u) => EventKind::HostUp { address: u.address },
             Kind::HostDown(d) => EventKind::HostDown { reason: d.reason },
             Kind::Lagged(l) => EventKind::Lagged { dropped: l.dropped },
+            Kind::ActivityChange(c) => EventKind::ActivityChange {
+                from: activity_state(c.from),
+                activity: c.activity.ok_or(missing("activity_change.activity"))?.into(),
+            },
         })
     }
 }
@@ -403,6 +480,14 @@ mod tests {
             heartbeat: full_heartbeat(),
             drift: true,
             boot_enable: true,
+            activity: Activity {
+                state: State::Waiting,
+                source: Source::Hook,
+                since_unix_ms: 1_796_000_000_123,
+                detail: "the notification hook said waiting".into(),
+                hook: "waiting by notification at 2026-12-02T01:00:00Z".into(),
+                screen: "no rule matched, unchanged for 3 s".into(),
+            },
         }
     }
 
@@ -424,6 +509,7 @@ mod tests {
             heartbeat: HealthReport::unknown("no heartbeat file", 15),
             drift: false,
             boot_enable: false,
+            activity: Activity::of_pane(PaneState::Missing, 5),
         }
     }
 
@@ -464,6 +550,7 @@ mod tests {
             EventKind::HostUp { address: "10.0.0.2:7443".into() },
             EventKind::HostDown { reason: "connection refused".into() },
             EventKind::Lagged { dropped: u64::MAX },
+            EventKind::ActivityChange { from: State::Idle, activity: full_record().activity },
         ];
         for kind in kinds {
             let agent =

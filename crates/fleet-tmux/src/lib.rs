@@ -23,6 +23,7 @@ pub mod lifecycle;
 pub mod notify;
 pub mod probe;
 pub mod run;
+pub mod screen;
 pub mod send;
 pub mod systemd;
 pub mod tail;

@@ -350,6 +350,7 @@ fn row(
         heartbeat: hb,
         drift: false,
         boot_enable,
+        activity: fleet_core::activity::Activity::of_pane(pane_state, cx.now * 1000),
     }
 }
 

@@ -1,0 +1,98 @@
+//! Agent activity end to end: real nodes on loopback (mutual TLS,
+//! certificates made in the test), real tmux, the stub agent; hook files
+//! written as a runtime's hooks would write them.
+
+#[path = "mesh_util.rs"]
+mod mesh_util;
+
+use mesh_util::{Mesh, wait_for};
+use std::time::{Duration, Instant};
+
+fn two() -> Mesh {
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
+    m.add_host("c", "  - { name: coder, runtime: stub }\n");
+    m.start_agents(0);
+    m.start_agents(1);
+    m.start_node(1, "127.0.0.1:0", &[]);
+    let peers = vec![m.addr(1)];
+    m.start_node(0, "127.0.0.1:0", &peers);
+    m
+}
+
+fn coder(m: &Mesh) -> Option<serde_json::Value> {
+    let (code, out, _) = m.at(0, &["ps", "--json", "--host", "c"]);
+    if code != 0 {
+        return None;
+    }
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).ok()?;
+    rows.into_iter().find(|r| r["name"] == "coder")
+}
+
+/// Write coder's hook file on c as `fleet hook` does (temp file + rename).
+fn hook(m: &Mesh, state: &str, event: &str) {
+    let run = m.nodes[1].home.join("fleet/run");
+    let ts = fleet_core::heartbeat::Timestamp::from_unix(fleet_tmux::hbwriter::now_unix()).to_rfc3339();
+    let tmp = run.join(".coder.state.tmp");
+    std::fs::write(&tmp, format!("ts={ts}\nstate={state}\nevent={event}\n")).unwrap();
+    std::fs::rename(&tmp, run.join("coder.state")).unwrap();
+}
+
+/// The next activity change of coder@c on a's event stream, and when it came.
+fn next_change(
+    events: &std::sync::mpsc::Receiver<serde_json::Value>,
+    within: Duration,
+) -> (serde_json::Value, Instant) {
+    let until = Instant::now() + within;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        let e = events.recv_timeout(left).expect("an activity change of coder@c");
+        if e["event"] == "activity_change" && e["agent"] == "coder" && e["host"] == "c" {
+            return (e, Instant::now());
+        }
+    }
+}
+
+#[test]
+fn hooks_and_the_screen_decide_and_changes_reach_another_host_as_events() {
+    let mut m = two();
+    // The stub at its prompt: idle, from the screen.
+    wait_for("coder@c idle from its screen", Duration::from_secs(15), || {
+        coder(&m).is_some_and(|r| r["activity"]["state"] == "idle" && r["activity"]["source"] == "screen")
+    });
+    let row = coder(&m).unwrap();
+    assert_eq!(row["activity"]["detail"], "the screen shows its prompt", "{row}");
+    assert!(row["activity"]["since_unix_ms"].as_i64().unwrap() > 0, "{row}");
+    let (_, table, _) = m.at(0, &["ps", "--host", "c"]);
+    assert!(table.lines().any(|l| l.starts_with("coder") && l.contains("idle") && l.contains("screen")), "{table}");
+
+    let events = m.follow(0);
+    std::thread::sleep(Duration::from_millis(500));
+    // A hook says waiting (a permission prompt the screen rules do not know).
+    let t0 = Instant::now();
+    hook(&m, "waiting", "notification");
+    let (e, at) = next_change(&events, Duration::from_secs(5));
+    eprintln!("hook file -> activity_change on the other host: {} ms", at.duration_since(t0).as_millis());
+    assert_eq!((e["from"].as_str(), e["activity"]["state"].as_str()), (Some("idle"), Some("waiting")), "{e}");
+    assert_eq!(e["activity"]["source"], "hook", "{e}");
+    assert_eq!(e["activity"]["detail"], "the notification hook said waiting", "{e}");
+    assert!(at.duration_since(t0) < Duration::from_secs(1), "a hook reaches another host within 1 s");
+
+    // A hook says working, and the turn is interrupted (no hook fires): the
+    // idle prompt stays unchanged, so after the interrupt window it is idle.
+    hook(&m, "working", "prompt_submitted");
+    let (e, _) = next_change(&events, Duration::from_secs(5));
+    assert_eq!((e["activity"]["state"].as_str(), e["activity"]["source"].as_str()), (Some("working"), Some("hook")));
+    let (e, _) = next_change(&events, Duration::from_secs(fleet_core::activity::INTERRUPT_SECS as u64 + 10));
+    assert_eq!((e["activity"]["state"].as_str(), e["activity"]["source"].as_str()), (Some("idle"), Some("screen")));
+    assert!(e["activity"]["detail"].as_str().unwrap().contains("(interrupted?)"), "{e}");
+    let row = coder(&m).unwrap();
+    assert!(row["activity"]["hook"].as_str().unwrap().starts_with("working by prompt_submitted at "), "{row}");
+    assert!(row["activity"]["screen"].as_str().unwrap().starts_with("its prompt (idle), unchanged for "), "{row}");
+
+    // The agent stops: exited, from the process.
+    let (code, _, err) = m.at(0, &["stop", "coder@c"]);
+    assert_eq!(code, 0, "{err}");
+    let (e, _) = next_change(&events, Duration::from_secs(5));
+    assert_eq!((e["activity"]["state"].as_str(), e["activity"]["source"].as_str()), (Some("exited"), Some("process")));
+}

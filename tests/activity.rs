@@ -89,6 +89,15 @@ fn hooks_and_the_screen_decide_and_changes_reach_another_host_as_events() {
     let row = coder(&m).unwrap();
     assert!(row["activity"]["hook"].as_str().unwrap().starts_with("working by prompt_submitted at "), "{row}");
     assert!(row["activity"]["screen"].as_str().unwrap().starts_with("its prompt (idle), unchanged for "), "{row}");
+    let (code, out, err) = m.at(0, &["explain", "coder@c"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("coder@c: idle for ") && out.contains(", from the screen\n"), "{out}");
+    assert!(out.contains("  hook file:  working by prompt_submitted at "), "{out}");
+    assert!(out.contains("  screen:     its prompt (idle), unchanged for "), "{out}");
+    assert!(out.contains("(interrupted?)"), "{out}");
+    let (code, _, err) = m.at(0, &["explain", "nobody@c"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no agent nobody on c (known: coder)"), "{err}");
 
     // The agent stops: exited, from the process.
     let (code, _, err) = m.at(0, &["stop", "coder@c"]);

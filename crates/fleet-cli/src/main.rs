@@ -15,6 +15,7 @@ mod certs;
 mod context;
 mod demo;
 mod exit;
+mod explain;
 mod init;
 mod launcher;
 mod lifecycle;
@@ -57,6 +58,8 @@ enum Command {
     /// The last lines of an agent's pane (screen and scrollback), on any host;
     /// with --follow, then its new output.
     Tail(tail::TailArgs),
+    /// Why an agent's activity is what `fleet ps` says: the rule, the hook, the screen.
+    Explain(explain::ExplainArgs),
     /// A live, read-only view of an agent's pane, full screen (q leaves).
     Watch(view::WatchArgs),
     /// Type into an agent's pane and see it, full screen (operator role).
@@ -103,6 +106,7 @@ fn main() -> ExitCode {
         Command::Peers(a) => watch_cmd::peers(a),
         Command::Send(a) => send::run(a, g),
         Command::Tail(a) => tail::run(a, g),
+        Command::Explain(a) => explain::run(a),
         Command::Watch(a) => view::watch(a),
         Command::Attach(a) => view::attach(a),
         Command::Start(a) => lifecycle::run(lifecycle::Verb::Start, a, g),

@@ -9,7 +9,7 @@
 //! - `node`: `fleet node`, and reaching a node (local socket or FLEET_NODE).
 //! - `demo`: the self-contained tour; `init`: `fleet init` and `fleet install`.
 //! - `stub`: the stub agent; `launcher`: the hidden session helpers.
-//! - `hook`: `fleet hook`, what runtimes' hooks run.
+//! - `hook`: `fleet hook`, what runtimes' hooks run; `hook_install`: `fleet install --hooks`.
 //! - `table`: aligned tables for people.
 
 mod certs;
@@ -17,6 +17,7 @@ mod context;
 mod demo;
 mod exit;
 mod hook;
+mod hook_install;
 mod init;
 mod launcher;
 mod lifecycle;

@@ -252,10 +252,13 @@ fn user_unit_dir(home: &Path) -> PathBuf {
 
 pub fn install(args: InstallArgs, g: &GlobalArgs) -> CliResult {
     let paths = Paths::from_env();
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .ok_or_else(|| exit::usage(anyhow!("HOME is not set: the systemd user units go to ~/.config/systemd/user")))?;
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from).ok_or_else(|| {
+        let goes = match args.hooks {
+            Some(_) => "the runtimes' configuration is under ~/.claude or ~/.codex",
+            None => "the systemd user units go to ~/.config/systemd/user",
+        };
+        exit::usage(anyhow!("HOME is not set: {goes}"))
+    })?;
     let home = absolute(&home)?;
     if let Some(rt) = args.hooks {
         return crate::hook_install::install(rt, &home, args.dry_run);

@@ -233,7 +233,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// Node memory is bounded by the feed's backlog, not by what a pane prints:
 /// ten followers of one pane, one of them stopped (SIGSTOP: it reads
-/// nothing), while the pane prints about 27 MB as fast as it can (several times what
+/// nothing), while the pane prints about 15 MB as fast as it can (about twice what
 /// the kernel's socket buffers and HTTP/2 windows between the node and the
 /// stopped reader can hold). Bound: each
 /// node's RSS grows by less than [`RSS_GROWTH_KIB`]. The stopped follower,
@@ -262,7 +262,7 @@ fn a_stalled_follower_of_a_fast_pane_costs_bounded_memory_and_is_told_it_lagged(
             for line in BufReader::new(out).lines() {
                 let Ok(line) = line else { return };
                 n += 1;
-                if line.contains("3500000") && tx.send(n).is_err() {
+                if line.contains("2000000") && tx.send(n).is_err() {
                     return;
                 }
             }
@@ -274,16 +274,16 @@ fn a_stalled_follower_of_a_fast_pane_costs_bounded_memory_and_is_told_it_lagged(
     let stalled_pid = rustix::process::Pid::from_raw(stalled.id() as i32).unwrap();
     rustix::process::kill_process(stalled_pid, rustix::process::Signal::STOP).unwrap();
     let before = (rss_kib(pid(0)), rss_kib(pid(1)));
-    m.tmux(1, &["send-keys", "-t", "=spew:", "seq 1 3500000", "Enter"]);
+    m.tmux(1, &["send-keys", "-t", "=spew:", "seq 1 2000000", "Enter"]);
     // Every reading follower sees the last number (after lags, if any).
     for rx in &counts {
-        rx.recv_timeout(Duration::from_secs(60)).expect("a follower saw the end of the output");
+        rx.recv_timeout(Duration::from_secs(120)).expect("a follower saw the end of the output");
     }
     // Settled: what the nodes still hold once the readers are done.
     std::thread::sleep(Duration::from_secs(3));
     let after = (rss_kib(pid(0)), rss_kib(pid(1)));
     eprintln!(
-        "node RSS (KiB) before/after ~27 MB to 10 followers, one stopped: a {} -> {}, c {} -> {}",
+        "node RSS (KiB) before/after ~15 MB to 10 followers, one stopped: a {} -> {}, c {} -> {}",
         before.0, after.0, before.1, after.1
     );
     assert!(after.0 < before.0 + RSS_GROWTH_KIB, "a grew from {} to {} KiB", before.0, after.0);
@@ -303,13 +303,13 @@ fn a_stalled_follower_of_a_fast_pane_costs_bounded_memory_and_is_told_it_lagged(
         for line in BufReader::new(out).lines() {
             let Ok(line) = line else { return };
             lagged |= line.starts_with("[fleet: lagged:");
-            if lagged && line.contains("3500000") {
+            if lagged && line.contains("2000000") {
                 let _ = tx.send(());
                 return;
             }
         }
     });
-    rx.recv_timeout(Duration::from_secs(30)).expect("the resumed follower was told it lagged and caught up");
+    rx.recv_timeout(Duration::from_secs(60)).expect("the resumed follower was told it lagged and caught up");
 }
 
 /// `fleet attach --resize` sizes the agent's window to the terminal and puts

@@ -83,8 +83,13 @@ pub struct InstallArgs {
     #[arg(long)]
     pub dry_run: bool,
     /// Replace existing files that differ from this fleet's version.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "hooks")]
     pub force: bool,
+    /// Instead of the framework files: put `fleet hook` into a runtime's own
+    /// configuration, so that it reports what its agent is doing (claude:
+    /// ~/.claude/settings.json hooks; codex: `notify` in ~/.codex/config.toml).
+    #[arg(long, value_enum, value_name = "RUNTIME")]
+    pub hooks: Option<crate::hook_install::HookRuntime>,
 }
 
 /// A preset's roster, checked: it parses, and keeps the two-agent floor.
@@ -247,11 +252,17 @@ fn user_unit_dir(home: &Path) -> PathBuf {
 
 pub fn install(args: InstallArgs, g: &GlobalArgs) -> CliResult {
     let paths = Paths::from_env();
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .map(PathBuf::from)
-        .ok_or_else(|| exit::usage(anyhow!("HOME is not set: the systemd user units go to ~/.config/systemd/user")))?;
+    let home = std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from).ok_or_else(|| {
+        let goes = match args.hooks {
+            Some(_) => "the runtimes' configuration is under ~/.claude or ~/.codex",
+            None => "the systemd user units go to ~/.config/systemd/user",
+        };
+        exit::usage(anyhow!("HOME is not set: {goes}"))
+    })?;
     let home = absolute(&home)?;
+    if let Some(rt) = args.hooks {
+        return crate::hook_install::install(rt, &home, args.dry_run);
+    }
     let mosaic_home = absolute(&paths.mosaic_home)?;
     let framework = mosaic_home.join("framework");
     let unit_dir = user_unit_dir(&home);
@@ -375,6 +386,9 @@ fn print_next_steps(g: &GlobalArgs, mosaic_home: &Path, dry_run: bool) {
             );
         }
     }
+    println!(
+        "runtime hooks (exact working/waiting/idle in `fleet ps`): `fleet install --hooks claude` (Claude Code) and `fleet install --hooks codex` (Codex)"
+    );
     if fleet_tmux::systemd::user_manager_socket().is_none() {
         println!(
             "no systemd user manager runs for this user here: without one, run `fleet node` and `fleet start --all --local` yourself."

@@ -9,6 +9,7 @@
 //! - `node`: `fleet node`, and reaching a node (local socket or FLEET_NODE).
 //! - `demo`: the self-contained tour; `init`: `fleet init` and `fleet install`.
 //! - `stub`: the stub agent; `launcher`: the hidden session helpers.
+//! - `hook`: `fleet hook`, what runtimes' hooks run; `hook_install`: `fleet install --hooks`.
 //! - `table`: aligned tables for people.
 
 mod certs;
@@ -16,6 +17,8 @@ mod context;
 mod demo;
 mod exit;
 mod explain;
+mod hook;
+mod hook_install;
 mod init;
 mod launcher;
 mod lifecycle;
@@ -84,6 +87,8 @@ enum Command {
     Install(init::InstallArgs),
     /// A stub agent REPL for tests and demos.
     StubAgent(stub::StubArgs),
+    /// Record what this agent is doing (run by a runtime's hooks; always exits 0).
+    Hook(hook::HookArgs),
     #[command(hide = true)]
     AgentExec(launcher::AgentExecArgs),
     #[command(hide = true)]
@@ -97,7 +102,16 @@ enum RosterCmd {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A hook must never fail its runtime, not even on arguments it does
+        // not know (Claude Code blocks a prompt on exit status 2).
+        Err(e) if e.use_stderr() && hook::is_hook_invocation(std::env::args_os()) => {
+            hook::complain(&hook::one_line(&e.to_string()));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => e.exit(),
+    };
     let g = &cli.global;
     let result = match cli.command {
         Command::Node(a) => node::run(a),
@@ -118,6 +132,10 @@ fn main() -> ExitCode {
         Command::Init(a) => init::init(a, g),
         Command::Install(a) => init::install(a, g),
         Command::StubAgent(a) => stub::run(a),
+        Command::Hook(a) => {
+            hook::run(a);
+            Ok(())
+        }
         Command::AgentExec(a) => launcher::agent_exec(a),
         Command::HeartbeatWriter(a) => launcher::heartbeat_writer(a),
     };

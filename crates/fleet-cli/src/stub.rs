@@ -10,6 +10,18 @@
 //! - `--no-heartbeat`, or typing `/stop-heartbeat`: no (more) heartbeats;
 //! - typing `/exit` (or Ctrl-D on an empty line): the program exits.
 //!
+//! It can also look busy, like a runtime in a turn, matching the `stub` rules
+//! of `framework/fleet/activity.yaml`:
+//! - `/work SECS`: a spinner line `⠋ working 3s (esc to interrupt)`, redrawn
+//!   every 100 ms, for SECS seconds, then `done` and the prompt; the Esc key
+//!   interrupts it (`interrupted`, the prompt). Keys typed meanwhile are
+//!   queued for the prompt;
+//! - `/ask`: `Allow this action? [y/n]` until `y` or `n` (`allowed` or
+//!   `denied`, the prompt);
+//! - `--hooks`: it writes `<name>.state` files as a runtime's hooks would
+//!   (working, idle, waiting, idle; exited on `/exit`), and, as Claude Code
+//!   and Codex, nothing when Esc interrupts a turn.
+//!
 //! With `--log FILE` it also appends every accepted line to FILE, as
 //! `<name>\t<line>` (line breaks shown as ` ⏎ `), one `write` per line on a file
 //! opened for appending, so agents can share one file: the soak benchmark
@@ -17,13 +29,14 @@
 
 use crate::exit::{self, CliResult};
 use anyhow::anyhow;
+use fleet_core::activity::State;
 use fleet_core::heartbeat::{BeatStatus, HeartbeatEnv, heartbeat_path};
 use rustix::termios::{self, LocalModes, OptionalActions, SpecialCodeIndex};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, clap::Args)]
 pub struct StubArgs {
@@ -48,6 +61,12 @@ pub struct StubArgs {
     /// Append every accepted line to FILE, as `<name><TAB><line>`.
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
+    /// Write activity state files as a runtime's hooks would
+    /// (`<name>.state` beside the heartbeat file): working when `/work`
+    /// starts, idle when it ends, waiting on `/ask`, idle after the answer,
+    /// exited on `/exit`; nothing when Esc interrupts `/work`.
+    #[arg(long)]
+    pub hooks: bool,
 }
 
 /// Puts the terminal back as it was when dropped.
@@ -88,6 +107,10 @@ pub fn run(args: StubArgs) -> CliResult {
         None => env.interval_secs().map_err(|e| exit::usage(anyhow!(e)))?,
     };
     let hb_file = args.heartbeat_file.clone().unwrap_or_else(|| heartbeat_path(&env.run_dir(), &name));
+    let hooks = args.hooks.then(|| {
+        let dir = hb_file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        (dir.to_path_buf(), name.clone())
+    });
     let beating = Arc::new(AtomicBool::new(!args.no_heartbeat));
     {
         let beating = beating.clone();
@@ -101,7 +124,7 @@ pub fn run(args: StubArgs) -> CliResult {
             }
         });
     }
-    let mut log = match &args.log {
+    let log = match &args.log {
         Some(path) => Some(
             std::fs::OpenOptions::new()
                 .create(true)
@@ -123,42 +146,225 @@ pub fn run(args: StubArgs) -> CliResult {
     // Bracketed paste on, as real agent TUIs do.
     let _ = write!(out, "\x1b[?2004hstub agent {name} ready{mode}\r\n> ");
     let _ = out.flush();
-    let mut repl = Repl { line: String::new(), pending: Vec::new(), in_paste: false, draft: args.draft };
-    let mut buf = [0u8; 4096];
-    let mut stdin = std::io::stdin().lock();
+    // stdin is read on its own thread, so that a turn's spinner runs while
+    // the main loop waits for keys.
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            match stdin.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) if tx.send(buf[..n].to_vec()).is_err() => return,
+                Ok(_) => {}
+            }
+        }
+    });
+    let mut stub = Stub {
+        repl: Repl::new(args.draft),
+        turn: Turn::Prompt,
+        held: Vec::new(),
+        ask_keys: Repl::new(false),
+        name,
+        log,
+        beating,
+        hooks,
+    };
     loop {
-        let n = match stdin.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let chunk = if matches!(stub.turn, Turn::Work { .. }) {
+            match rx.recv_timeout(SPINNER_TICK) {
+                Ok(c) => Some(c),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(c) => Some(c),
+                Err(_) => break,
+            }
         };
         if args.deaf {
             continue;
         }
-        for &b in &buf[..n] {
-            match repl.feed(b, &mut out) {
-                Action::None => {}
-                Action::Submit(line) => {
-                    let shown = line.replace('\n', " ⏎ ");
-                    let _ = write!(out, "\r\naccepted: {shown}\r\n");
-                    if let Some(f) = &mut log {
-                        // One write: appends of concurrent agents do not interleave.
-                        let _ = f.write_all(format!("{name}\t{shown}\n").as_bytes());
-                    }
-                    // A command may come after a `[src -> dst] ` preamble.
-                    let command = line.rsplit_once("] ").map_or(line.as_str(), |(_, c)| c);
-                    match command.trim() {
-                        "/exit" => return Ok(()),
-                        "/stop-heartbeat" => beating.store(false, Ordering::Relaxed),
-                        _ => {}
-                    }
-                    let _ = write!(out, "> ");
-                }
-                Action::Eof => return Ok(()),
-            }
+        if let Some(chunk) = chunk
+            && stub.feed(&chunk, &mut out) == Flow::Exit
+        {
+            return Ok(());
+        }
+        if stub.tick(&mut out) == Flow::Exit {
+            return Ok(());
         }
         let _ = out.flush();
     }
+    stub.hook(State::Exited, "session_end");
     Ok(())
+}
+
+/// How often the spinner is redrawn.
+const SPINNER_TICK: Duration = Duration::from_millis(100);
+const SPINNER: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+/// The longest `/work`.
+const WORK_MAX_SECS: f64 = 3600.0;
+
+/// Where the stub is in a turn.
+enum Turn {
+    /// At its `> ` prompt.
+    Prompt,
+    /// `/work SECS`: a spinner until `until`, or until Esc.
+    Work { started: Instant, until: Instant },
+    /// `/ask`: a permission prompt until `y` or `n`.
+    Ask,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    Go,
+    Exit,
+}
+
+struct Stub {
+    repl: Repl,
+    turn: Turn,
+    /// Keys typed during a turn, for the prompt after it (as runtimes queue them).
+    held: Vec<u8>,
+    /// Tracks escape sequences and pastes while `/ask` waits for a key.
+    ask_keys: Repl,
+    name: String,
+    log: Option<std::fs::File>,
+    beating: Arc<AtomicBool>,
+    /// `--hooks`: the run dir and agent name of the state file.
+    hooks: Option<(PathBuf, String)>,
+}
+
+impl Stub {
+    /// Write the state file, as a runtime's hook would (with `--hooks`).
+    fn hook(&self, state: State, event: &str) {
+        if let Some((dir, name)) = &self.hooks
+            && let Err(e) = crate::hook::write_state(dir, name, state, event, fleet_tmux::hbwriter::now_unix())
+        {
+            eprintln!("stub-agent: cannot write the state file in {}: {e}", dir.display());
+        }
+    }
+
+    fn feed(&mut self, chunk: &[u8], out: &mut impl Write) -> Flow {
+        for (i, &b) in chunk.iter().enumerate() {
+            match self.turn {
+                Turn::Work { .. } => {
+                    // A lone Esc (not the start of a sequence) is the Esc key.
+                    if b == 0x1b && !matches!(chunk.get(i + 1), Some(b'[' | b'O')) {
+                        // Real runtimes fire no hook here: the activity logic must see it on screen.
+                        let _ = write!(out, "\r\x1b[Kinterrupted\r\n> ");
+                        self.turn = Turn::Prompt;
+                        if self.replay_held(out) == Flow::Exit {
+                            return Flow::Exit;
+                        }
+                    } else {
+                        self.held.push(b);
+                    }
+                }
+                Turn::Ask => {
+                    let plain = self.ask_keys.pending.is_empty() && !self.ask_keys.in_paste;
+                    let answer = match b {
+                        b'y' | b'Y' if plain => Some("allowed"),
+                        b'n' | b'N' if plain => Some("denied"),
+                        _ => None,
+                    };
+                    match answer {
+                        Some(word) => {
+                            let _ = write!(out, "{}\r\n{word}\r\n> ", b as char);
+                            self.turn = Turn::Prompt;
+                            self.hook(State::Idle, "permission_answered");
+                        }
+                        None => {
+                            self.ask_keys.feed(b, &mut std::io::sink());
+                        }
+                    }
+                }
+                Turn::Prompt => match self.repl.feed(b, out) {
+                    Action::None => {}
+                    Action::Submit(line) => {
+                        if self.submit(line, out) == Flow::Exit {
+                            return Flow::Exit;
+                        }
+                    }
+                    Action::Eof => {
+                        self.hook(State::Exited, "session_end");
+                        return Flow::Exit;
+                    }
+                },
+            }
+        }
+        Flow::Go
+    }
+
+    /// Keys typed during the turn that just ended, as if typed now.
+    fn replay_held(&mut self, out: &mut impl Write) -> Flow {
+        let held = std::mem::take(&mut self.held);
+        self.feed(&held, out)
+    }
+
+    fn submit(&mut self, line: String, out: &mut impl Write) -> Flow {
+        let shown = line.replace('\n', " ⏎ ");
+        let _ = write!(out, "\r\naccepted: {shown}\r\n");
+        if let Some(f) = &mut self.log {
+            // One write: appends of concurrent agents do not interleave.
+            let _ = f.write_all(format!("{}\t{shown}\n", self.name).as_bytes());
+        }
+        // A command may come after a `[src -> dst] ` preamble.
+        let command = line.rsplit_once("] ").map_or(line.as_str(), |(_, c)| c).trim();
+        let (verb, rest) = command.split_once(' ').unwrap_or((command, ""));
+        match verb {
+            "/exit" if rest.is_empty() => {
+                self.hook(State::Exited, "session_end");
+                return Flow::Exit;
+            }
+            "/stop-heartbeat" if rest.is_empty() => self.beating.store(false, Ordering::Relaxed),
+            "/work" => match rest.trim().parse::<f64>() {
+                Ok(secs) if secs.is_finite() && secs >= 0.0 => {
+                    let now = Instant::now();
+                    let until = now + Duration::from_secs_f64(secs.min(WORK_MAX_SECS));
+                    self.turn = Turn::Work { started: now, until };
+                    self.hook(State::Working, "prompt_submitted");
+                    self.draw_spinner(out);
+                    return Flow::Go;
+                }
+                _ => {
+                    let _ = write!(out, "usage: /work SECS\r\n");
+                }
+            },
+            "/ask" if rest.is_empty() => {
+                let _ = write!(out, "Allow this action? [y/n] ");
+                self.turn = Turn::Ask;
+                self.ask_keys = Repl::new(false);
+                self.hook(State::Waiting, "permission_prompt");
+                return Flow::Go;
+            }
+            _ => {}
+        }
+        let _ = write!(out, "> ");
+        Flow::Go
+    }
+
+    fn draw_spinner(&self, out: &mut impl Write) {
+        if let Turn::Work { started, .. } = self.turn {
+            let elapsed = started.elapsed();
+            let frame = SPINNER[(elapsed.as_millis() / SPINNER_TICK.as_millis()) as usize % SPINNER.len()];
+            let _ = write!(out, "\r\x1b[K{frame} working {}s (esc to interrupt)", elapsed.as_secs());
+        }
+    }
+
+    /// Time passes: the spinner turns; a turn that is due ends.
+    fn tick(&mut self, out: &mut impl Write) -> Flow {
+        let Turn::Work { until, .. } = self.turn else { return Flow::Go };
+        if Instant::now() < until {
+            self.draw_spinner(out);
+            return Flow::Go;
+        }
+        let _ = write!(out, "\r\x1b[Kdone\r\n> ");
+        self.turn = Turn::Prompt;
+        self.hook(State::Idle, "turn_done");
+        self.replay_held(out)
+    }
 }
 
 enum Action {
@@ -177,6 +383,10 @@ struct Repl {
 }
 
 impl Repl {
+    fn new(draft: bool) -> Repl {
+        Repl { line: String::new(), pending: Vec::new(), in_paste: false, draft }
+    }
+
     fn feed(&mut self, b: u8, out: &mut impl Write) -> Action {
         if !self.pending.is_empty() || b == 0x1b {
             self.pending.push(b);

@@ -32,7 +32,7 @@ targets=(
   "fleet-node|crates/fleet-node/src/idem.rs|"
   "fleet-node|crates/fleet-node/src/revocation.rs|"
   "fleet-tmux|crates/fleet-tmux/src/send.rs|Outcome::|find_pane|send_via_control|in send$|replace send ->"
-  "fleet-node|crates/fleet-node/src/membership.rs|claim_holds|is_placeholder|contradicted|sender_holds"
+  "fleet-node|crates/fleet-node/src/membership.rs|claim_holds|is_placeholder|believable|believes"
 )
 
 out_root=target/mutants

@@ -21,6 +21,8 @@ filter=${1:-}
 # package | file | functions (a regex over mutant names; empty: the whole file).
 # heartbeat.rs: the health judgement and the parsing it rests on; not
 # Timestamp::parts (formatting: 741 mutants of its six-number tuple).
+# send.rs: the send decisions (not found or an error, Enter once and after the
+# pause, verify until the timeout, the outcome words); not buffer_name, capture.
 targets=(
   "fleet-core|crates/fleet-core/src/verify.rs|"
   "fleet-core|crates/fleet-core/src/message.rs|"
@@ -29,7 +31,8 @@ targets=(
   "fleet-tls|crates/fleet-tls/src/principal.rs|"
   "fleet-node|crates/fleet-node/src/idem.rs|"
   "fleet-node|crates/fleet-node/src/revocation.rs|"
-  "fleet-node|crates/fleet-node/src/membership.rs|claim_holds|is_placeholder|contradicted|sender_holds"
+  "fleet-tmux|crates/fleet-tmux/src/send.rs|Outcome::|find_pane|send_via_control|in send$|replace send ->"
+  "fleet-node|crates/fleet-node/src/membership.rs|claim_holds|is_placeholder|believable|believes"
 )
 
 out_root=target/mutants

@@ -211,3 +211,240 @@ fn reload(t: &Targets) -> Result<(), String> {
     );
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fleet_tls::config::node_server_name;
+    use fleet_tls::issue::{init_ca, issue};
+    use fleet_tls::revoke::{Target, read_crl, revoke};
+    use fleet_tls::{CertsDir, DnsLabel, Identity, Kind};
+    use std::path::Path;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::time::timeout;
+
+    const SOON: Duration = Duration::from_secs(5);
+
+    /// A mesh CA in `<tmp>/ca` and node `n1`'s certs dir in `<tmp>/n1`.
+    fn mesh() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        fleet_tls::install_crypto_provider();
+        let tmp = tempfile::tempdir().unwrap();
+        let (ca, node) = (tmp.path().join("ca"), tmp.path().join("n1"));
+        init_ca(&ca, "acme", false).unwrap();
+        issue(&ca, Kind::Node, "n1", 30, Some(&node), false).unwrap();
+        (tmp, ca, node)
+    }
+
+    /// An operator's certs dir, issued by the CA in `ca`.
+    fn operator(ca: &Path, name: &str) -> PathBuf {
+        let out = ca.parent().unwrap().join(name);
+        issue(ca, Kind::Operator, name, 30, Some(&out), false).unwrap();
+        out
+    }
+
+    /// One mutual-TLS connection from `client_dir`'s identity to a server
+    /// presenting `node_dir`'s, the server side wrapped by `registry`.
+    async fn connect(
+        registry: &Registry,
+        node_dir: &Path,
+        client_dir: &Path,
+    ) -> (Cuttable<tokio_rustls::server::TlsStream<TcpStream>>, tokio_rustls::client::TlsStream<TcpStream>) {
+        let node = Identity::node(node_dir).unwrap();
+        let client = Identity::client(client_dir).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_config(&node).unwrap());
+        let connector = tokio_rustls::TlsConnector::from(client_config(&client).unwrap());
+        let host = DnsLabel::parse_as("host name", "n1").unwrap();
+        let name = node_server_name(&node.principal.tenant, &host);
+        let (server, client) =
+            tokio::join!(async { acceptor.accept(listener.accept().await.unwrap().0).await.unwrap() }, async {
+                connector.connect(name, TcpStream::connect(addr).await.unwrap()).await.unwrap()
+            },);
+        (registry.wrap(server), client)
+    }
+
+    /// `a` sends `what` to `b`, which reads exactly it.
+    async fn passes<A: AsyncWrite + Unpin, B: AsyncRead + Unpin>(a: &mut A, b: &mut B, what: &[u8]) {
+        a.write_all(what).await.unwrap();
+        a.flush().await.unwrap();
+        let mut got = vec![0; what.len()];
+        timeout(SOON, b.read_exact(&mut got)).await.expect("the bytes arrive").unwrap();
+        assert_eq!(got, what);
+    }
+
+    fn aborted<T: std::fmt::Debug>(r: std::io::Result<T>) -> bool {
+        r.is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionAborted)
+    }
+
+    #[tokio::test]
+    async fn a_list_cuts_the_connections_it_revokes_and_no_other() {
+        let (_tmp, ca, node) = mesh();
+        let (alice, bob) = (operator(&ca, "alice"), operator(&ca, "bob"));
+        let registry = Registry::default();
+        let (mut a1, mut a1_client) = connect(&registry, &node, &alice).await;
+        let (mut a2, _a2_client) = connect(&registry, &node, &alice).await;
+        let (gone, _gone_client) = connect(&registry, &node, &alice).await;
+        let (mut b, mut b_client) = connect(&registry, &node, &bob).await;
+        // Before any list: bytes pass both ways.
+        passes(&mut a1_client, &mut a1, b"ping").await;
+        passes(&mut a1, &mut a1_client, b"pong").await;
+        // A connection that closed is forgotten: the list cuts only the two open ones.
+        drop(gone);
+
+        let done = revoke(&ca, Target::Cert(&alice.join("client.pem"))).unwrap();
+        let crl = read_crl(&done.crl, &Identity::node(&node).unwrap().ca).unwrap().unwrap();
+        assert_eq!(registry.apply(Some(crl.clone())), 2);
+        assert_eq!(registry.number(), done.number);
+        // Cut once: the same list again cuts nothing more.
+        assert_eq!(registry.apply(Some(crl.clone())), 0);
+        let mut buf = [0u8; 4];
+        assert!(aborted(timeout(SOON, a1.read(&mut buf)).await.unwrap()));
+        assert!(aborted(timeout(SOON, a2.write(b"x")).await.unwrap()));
+        // Bob's connection is untouched.
+        passes(&mut b_client, &mut b, b"still").await;
+        passes(&mut b, &mut b_client, b"here").await;
+        // A connection of alice's that is registered after the list is cut at once.
+        let (mut a3, _a3_client) = connect(&registry, &node, &alice).await;
+        assert!(aborted(timeout(SOON, a3.read(&mut buf)).await.unwrap()));
+        // No list: nothing is cut, and the number in force is 0.
+        assert_eq!(registry.apply(None), 0);
+        assert_eq!(registry.number(), 0);
+    }
+
+    /// Flush and shutdown reach the wrapped stream (a buffered one here, so a
+    /// lost flush holds the bytes back).
+    #[tokio::test]
+    async fn flush_and_shutdown_reach_the_stream() {
+        let (near, mut far) = tokio::io::duplex(64);
+        let token = CancellationToken::new();
+        let mut c = Cuttable {
+            inner: tokio::io::BufWriter::new(near),
+            cut: Box::pin(token.clone().cancelled_owned()),
+            id: u64::MAX,
+            registry: Registry::default(),
+        };
+        c.write_all(b"held").await.unwrap();
+        let mut buf = [0u8; 4];
+        assert!(timeout(Duration::from_millis(100), far.read(&mut buf)).await.is_err(), "buffered until the flush");
+        c.flush().await.unwrap();
+        timeout(SOON, far.read_exact(&mut buf)).await.unwrap().unwrap();
+        assert_eq!(&buf, b"held");
+        c.shutdown().await.unwrap();
+        assert_eq!(timeout(SOON, far.read(&mut buf)).await.expect("end of stream").unwrap(), 0);
+    }
+
+    /// What `reload` updates, for node `n1` of `node_dir`.
+    async fn targets(node_dir: &Path, cancel: &CancellationToken) -> Targets {
+        let id = Identity::node(node_dir).unwrap();
+        let (server, client) = (server_config(&id).unwrap(), client_config(&id).unwrap());
+        let ep = crate::membership::endpoint("127.0.0.1:0".parse().unwrap(), &server, &client).unwrap();
+        let addr = ep.local_addr().unwrap();
+        let me = crate::membership::MemberId {
+            tenant: "acme".into(),
+            host: "n1".into(),
+            grpc: addr,
+            quic: addr,
+            generation: 1,
+            bump: 0,
+        };
+        let tracker = tokio_util::task::TaskTracker::new();
+        let membership =
+            crate::membership::start(me, ep, crate::membership::SwimTimings::default(), cancel.clone(), &tracker);
+        Targets {
+            certs_dir: node_dir.to_path_buf(),
+            server_tls: watch::channel(server).0,
+            client_tls: watch::channel(client).0,
+            registry: Registry::default(),
+            membership,
+        }
+    }
+
+    /// Revoke a new operator `name`; the CA's crl.pem then, and its number.
+    fn revoke_one(ca: &Path, name: &str) -> (Vec<u8>, u128) {
+        let done = revoke(ca, Target::Cert(&operator(ca, name).join("client.pem"))).unwrap();
+        (std::fs::read(&done.crl).unwrap(), done.number)
+    }
+
+    #[tokio::test]
+    async fn an_older_list_is_refused_and_the_one_in_force_stays() {
+        let (_tmp, ca, node) = mesh();
+        let cancel = CancellationToken::new();
+        let t = targets(&node, &cancel).await;
+        let (first, second) = (revoke_one(&ca, "x1"), revoke_one(&ca, "x2"));
+        assert_eq!((first.1, second.1), (1, 2));
+        let crl = CertsDir::new(&node).crl();
+        let mut server_tls = t.server_tls.subscribe();
+        for ((pem, number), ok) in [(&first, true), (&second, true), (&first, false), (&second, true)] {
+            std::fs::write(&crl, pem).unwrap();
+            let r = reload(&t);
+            assert_eq!(r.is_ok(), ok, "crl number {number}: {r:?}");
+            if let Err(e) = r {
+                assert!(e.contains("CRL number 1, older than the 2 in force"), "{e}");
+            }
+            assert_eq!(t.registry.number(), if ok { *number } else { 2 });
+            assert_eq!(server_tls.has_changed().unwrap(), ok, "new TLS configs only when applied");
+            server_tls.mark_unchanged();
+        }
+        cancel.cancel();
+    }
+
+    /// A log sink for one test.
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Log {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Log {
+        fn count(&self, what: &str) -> usize {
+            String::from_utf8_lossy(&self.0.lock().unwrap()).matches(what).count()
+        }
+    }
+
+    /// The node follows its certs dir: a new list is applied within a check or
+    /// two; one it cannot apply is reported once, not at every check.
+    #[tokio::test]
+    async fn the_node_follows_its_certs_dir_and_reports_a_bad_list_once() {
+        let log = Log::default();
+        let sink = log.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || sink.clone()).finish();
+        // A current-thread runtime: every task of this test logs to `log`.
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let (_tmp, ca, node) = mesh();
+        let cancel = CancellationToken::new();
+        let t = targets(&node, &cancel).await;
+        let registry = t.registry.clone();
+        let following = tokio::spawn(follow(t, cancel.clone()));
+        // Its first look at the dir (before the change) is taken when it first runs.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (pem, number) = revoke_one(&ca, "x1");
+        std::fs::write(CertsDir::new(&node).crl(), pem).unwrap();
+        let start = std::time::Instant::now();
+        while registry.number() != number {
+            assert!(start.elapsed() < 3 * CHECK_EVERY, "the new list was not applied");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        std::fs::write(CertsDir::new(&node).crl(), "not a list").unwrap();
+        let not_applied = "not applied";
+        let start = std::time::Instant::now();
+        while log.count(not_applied) == 0 {
+            assert!(start.elapsed() < 3 * CHECK_EVERY, "the bad list was not reported");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Two more checks see the same bad file: still one report.
+        tokio::time::sleep(2 * CHECK_EVERY + CHECK_EVERY / 2).await;
+        assert_eq!(log.count(not_applied), 1, "{}", String::from_utf8_lossy(&log.0.lock().unwrap()));
+        assert_eq!(registry.number(), number, "the list in force stays");
+        cancel.cancel();
+        following.await.unwrap();
+    }
+}

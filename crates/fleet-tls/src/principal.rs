@@ -296,6 +296,18 @@ mod tests {
         assert_eq!(Principal::new(acme(), Kind::Node, "HOST1").unwrap().name, "host1");
     }
 
+    /// A refused name says which name it is, per kind (`fleet certs issue` prints it).
+    #[test]
+    fn a_refused_name_says_which_name_it_is() {
+        for (kind, what) in
+            [(Kind::Node, "host name"), (Kind::Operator, "operator name"), (Kind::Viewer, "viewer name")]
+        {
+            assert_eq!(kind.name_what(), what);
+            let e = Principal::new(acme(), kind, "a b").unwrap_err();
+            assert!(e.to_string().starts_with(&format!("{what} \"a b\"")), "{e}");
+        }
+    }
+
     #[test]
     fn dns_names() {
         let host = DnsLabel::parse_as("host name", "h1").unwrap();

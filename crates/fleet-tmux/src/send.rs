@@ -293,4 +293,130 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "[h:a -> h:r] plain text; ok");
         assert!(buffers(&server).iter().all(|b| !b.starts_with("fleet-send-")), "{:?}", buffers(&server));
     }
+
+    /// A pane program that appends every line it reads to `out`.
+    fn line_logger(out: &std::path::Path) -> String {
+        format!("while IFS= read -r l; do printf '%s\\n' \"$l\" >> {}; done", out.display())
+    }
+
+    fn lines_in(out: &std::path::Path) -> String {
+        std::fs::read_to_string(out).unwrap_or_default()
+    }
+
+    /// The receipt words (`--json`, web UIs) and the exit status: a contract.
+    #[test]
+    fn outcome_words_and_success_are_fixed() {
+        let all = [
+            (Outcome::Delivered, "delivered", true),
+            (Outcome::Verified(Verdict::Accepted), "accepted", true),
+            (Outcome::Verified(Verdict::Draft), "draft", false),
+            (Outcome::Verified(Verdict::Unverifiable), "unverifiable", false),
+        ];
+        for (o, word, success) in all {
+            assert_eq!((o.as_str(), o.is_success()), (word, success), "{o:?}");
+        }
+    }
+
+    #[test]
+    fn a_missing_agent_is_not_found_and_a_broken_tmux_is_an_error() {
+        let server = TestServer::new();
+        server.session("a", &["sleep", "30"]);
+        let pane = find_pane(&server.tmux, "a").unwrap();
+        assert!(pane.id.starts_with('%') && pane.session == "a" && !pane.dead, "{pane:?}");
+        let e = find_pane(&server.tmux, "b").unwrap_err();
+        assert!(matches!(&e, SendError::NotFound(a) if a == "b"), "{e}");
+        let mut no_tmux = server.tmux.clone();
+        no_tmux.bin = server.dir.path().join("no-such-tmux");
+        let e = find_pane(&no_tmux, "a").unwrap_err();
+        assert!(matches!(e, SendError::Tmux(TmuxError::Spawn { .. })), "{e}");
+    }
+
+    /// Without a pause, one tmux process pastes and presses Enter once; with
+    /// one, Enter comes after it.
+    #[test]
+    fn enter_is_pressed_once_and_after_the_pause() {
+        let server = TestServer::new();
+        let out = server.dir.path().join("lines");
+        server.session("r", &["sh", "-c", &line_logger(&out)]);
+        let now = SendOptions { enter_delay: Duration::ZERO, ..SendOptions::default() };
+        assert_eq!(send(&server.tmux, "r", "one", &now).unwrap().outcome, Outcome::Delivered);
+        server.wait_for("the first line", || lines_in(&out) == "one\n");
+        let paused = SendOptions { enter_delay: Duration::from_millis(400), ..SendOptions::default() };
+        let d = send(&server.tmux, "r", "two", &paused).unwrap();
+        assert!(d.elapsed >= paused.enter_delay, "Enter came after {:?}", d.elapsed);
+        server.wait_for("the second line", || lines_in(&out).ends_with("two\n"));
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(lines_in(&out), "one\ntwo\n", "one Enter per send");
+    }
+
+    /// A program that answers only after a while is watched until it does
+    /// (within the verify timeout), not judged on the first look.
+    #[test]
+    fn verify_waits_for_a_slow_program() {
+        let server = TestServer::new();
+        server.session("slow", &["sh", "-c", "while :; do printf '$ '; IFS= read -r l || exit; sleep 1; done"]);
+        server.wait_for("the prompt", || server.capture("slow").contains('$'));
+        let opts = SendOptions {
+            verify: true,
+            verify_timeout: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(200),
+            ..SendOptions::default()
+        };
+        let d = send(&server.tmux, "slow", "hello slow world", &opts).unwrap();
+        assert_eq!(d.outcome, Outcome::Verified(Verdict::Accepted), "{}: {}", d.detail, server.capture("slow"));
+        assert!(d.elapsed >= Duration::from_secs(1), "{:?}", d.elapsed);
+    }
+
+    #[test]
+    fn a_pane_that_goes_away_while_verifying_is_unverifiable() {
+        let server = TestServer::new();
+        server.session("holder", &["sleep", "30"]);
+        server.session("once", &["sh", "-c", "IFS= read -r l"]);
+        let opts = SendOptions { verify: true, verify_timeout: Duration::from_secs(3), ..SendOptions::default() };
+        let d = send(&server.tmux, "once", "bye", &opts).unwrap();
+        assert_eq!(d.outcome, Outcome::Verified(Verdict::Unverifiable), "{}", d.detail);
+        assert!(d.detail.contains("went away"), "{}", d.detail);
+    }
+
+    /// tmux failing for another reason than a missing pane (here: its binary
+    /// removed while the send verifies) is an error, not a verdict.
+    #[test]
+    fn a_tmux_failure_while_verifying_is_an_error() {
+        let server = TestServer::new();
+        let bin = server.dir.path().join("tmux-copy");
+        let path = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+            .map(|d| d.join("tmux"))
+            .find(|p| p.is_file())
+            .expect("tmux on PATH");
+        std::fs::copy(path, &bin).unwrap();
+        // The program removes the binary as soon as it reads the line.
+        server.session("rm", &["sh", "-c", &format!("IFS= read -r l; rm -f {}; sleep 30", bin.display())]);
+        let mut tmux = server.tmux.clone();
+        tmux.bin = bin.clone();
+        let opts = SendOptions { verify: true, verify_timeout: Duration::from_secs(3), ..SendOptions::default() };
+        let e = send(&tmux, "rm", "go", &opts).unwrap_err();
+        assert!(!bin.exists());
+        assert!(matches!(e, SendError::Tmux(TmuxError::Spawn { .. })), "{e}");
+    }
+
+    #[test]
+    fn control_sends_tell_a_missing_agent_from_a_gone_client() {
+        let server = TestServer::new();
+        let out = server.dir.path().join("lines");
+        server.session("holder", &["sleep", "30"]);
+        server.session("r", &["sh", "-c", &line_logger(&out)]);
+        let mut c = crate::control::Control::attach(&server.tmux, "holder").unwrap();
+        let opts = SendOptions::default();
+        let scratch = server.dir.path();
+        let d = send_via_control(|w| c.run(w), "r", "via control", &opts, scratch).unwrap();
+        assert_eq!(d.outcome, Outcome::Delivered);
+        server.wait_for("the line", || lines_in(&out) == "via control\n");
+        let e = send_via_control(|w| c.run(w), "nosuch", "x", &opts, scratch).unwrap_err();
+        assert!(matches!(&e, SendError::NotFound(a) if a == "nosuch"), "{e}");
+        // The client's session ends: the client exits, and a send through it is an error.
+        server.tmux.run(["kill-session", "-t", "=holder"], None).unwrap();
+        server.wait_for("the client to exit", || !c.alive());
+        let e = send_via_control(|w| c.run(w), "r", "x", &opts, scratch).unwrap_err();
+        assert!(matches!(e, SendError::Tmux(TmuxError::Failed { .. })), "{e}");
+    }
 }

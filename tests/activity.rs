@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 fn two() -> Mesh {
     let mut m = Mesh::new("acme");
     m.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
-    m.add_host("c", "  - { name: coder, runtime: stub }\n");
+    m.add_host("c", "  - { name: coder, runtime: stub }\n  - { name: sh, runtime: shell }\n");
     m.start_agents(0);
     m.start_agents(1);
     m.start_node(1, "127.0.0.1:0", &[]);
@@ -20,13 +20,17 @@ fn two() -> Mesh {
     m
 }
 
-fn coder(m: &Mesh) -> Option<serde_json::Value> {
+fn agent(m: &Mesh, name: &str) -> Option<serde_json::Value> {
     let (code, out, _) = m.at(0, &["ps", "--json", "--host", "c"]);
     if code != 0 {
         return None;
     }
     let rows: Vec<serde_json::Value> = serde_json::from_str(&out).ok()?;
-    rows.into_iter().find(|r| r["name"] == "coder")
+    rows.into_iter().find(|r| r["name"] == name)
+}
+
+fn coder(m: &Mesh) -> Option<serde_json::Value> {
+    agent(m, "coder")
 }
 
 /// Write coder's hook file on c as `fleet hook` does (temp file + rename).
@@ -104,4 +108,45 @@ fn hooks_and_the_screen_decide_and_changes_reach_another_host_as_events() {
     assert_eq!(code, 0, "{err}");
     let (e, _) = next_change(&events, Duration::from_secs(5));
     assert_eq!((e["activity"]["state"].as_str(), e["activity"]["source"].as_str()), (Some("exited"), Some("process")));
+}
+
+/// `fleet send --when-idle` waits out a turn in progress (the stub's
+/// `/work`), types after it, and says how long it waited; a wait that runs
+/// out types nothing (`busy`); an agent whose activity cannot be known is
+/// refused at once.
+#[test]
+fn when_idle_waits_for_the_turn_to_end_and_never_types_into_it() {
+    let m = two();
+    wait_for("coder@c idle", Duration::from_secs(15), || coder(&m).is_some_and(|r| r["activity"]["state"] == "idle"));
+    m.tmux(1, &["send-keys", "-t", "=coder:", "/work 5", "Enter"]);
+    wait_for("coder@c working", Duration::from_secs(5), || {
+        coder(&m).is_some_and(|r| r["activity"]["state"] == "working" && r["activity"]["source"] == "screen")
+    });
+    // Too short a wait: busy, exit 1, nothing typed.
+    let (code, out, err) =
+        m.at(0, &["send", "coder@c", "--from", "t", "-m", "too early", "--when-idle", "--wait-timeout", "1"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.starts_with("busy: coder@c (coder was not idle within 1 s: it is working (the screen shows its spinner)"),
+        "{out}"
+    );
+    assert!(!m.capture(1, "coder").contains("too early"));
+    // Long enough: typed after `done`, with the wait in the receipt.
+    let (code, out, err) =
+        m.at(0, &["send", "coder@c", "--from", "t", "-m", "after the turn", "--when-idle", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["outcome"], "delivered", "{r}");
+    assert!(r["waited_ms"].as_u64().unwrap() >= 1000, "{r}");
+    wait_for("the text accepted", Duration::from_secs(5), || {
+        m.capture(1, "coder").contains("accepted: [a:t -> c:coder] after the turn")
+    });
+    let screen = m.capture(1, "coder");
+    let done = screen.find("done").expect("the turn ended");
+    let typed = screen.find("after the turn").unwrap();
+    assert!(done < typed, "typed only after the turn: {screen}");
+    // No screen rules and no hooks: refused at once.
+    let (code, out, err) = m.at(0, &["send", "sh@c", "--from", "t", "-m", "x", "--when-idle"]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.starts_with("failed: sh@c (--when-idle: its activity cannot be known"), "{out}");
 }

@@ -33,6 +33,13 @@ pub struct SendArgs {
     /// Who sends, for the preamble [default: $MOSAIC_AGENT_NAME, else the user name].
     #[arg(long = "from", value_name = "LABEL")]
     pub from: Option<String>,
+    /// Type only once the agent is idle (its ACTIVITY in `fleet ps`), never
+    /// into a turn in progress; exit 1 with `busy` if it is not within --wait-timeout.
+    #[arg(long, conflicts_with = "local")]
+    pub when_idle: bool,
+    /// How long --when-idle waits, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 600, requires = "when_idle")]
+    pub wait_timeout: u64,
     /// Also type into a session the roster does not name (never the holder session).
     #[arg(long)]
     pub unmanaged: bool,
@@ -184,6 +191,8 @@ fn via_node(args: &SendArgs, addr: &AgentAddr) -> CliResult {
         verify: args.verify,
         verify_timeout_ms: args.verify_timeout.min(u64::from(u32::MAX)) as u32,
         idempotency_key: idempotency_key(),
+        when_idle: args.when_idle,
+        wait_timeout_ms: args.wait_timeout.saturating_mul(1000).clamp(1, u64::from(u32::MAX)) as u32,
     };
     let rt = node::runtime()?;
     let receipt = rt.block_on(async {
@@ -211,12 +220,18 @@ fn via_node(args: &SendArgs, addr: &AgentAddr) -> CliResult {
             "tenant_id": receipt.tenant_id, "host": receipt.host, "agent": receipt.agent,
             "outcome": name, "detail": receipt.detail, "elapsed_ms": receipt.elapsed_ms,
             "idempotency_key": receipt.idempotency_key, "duplicate": receipt.duplicate,
+            "waited_ms": receipt.waited_ms,
         });
         println!("{v}");
     } else if outcome == v1::DeliveryOutcome::NotFound {
         eprintln!("fleet: {}", receipt.detail);
     } else {
-        println!("{name}: {}@{} ({}, {} ms)", receipt.agent, receipt.host, receipt.detail, receipt.elapsed_ms);
+        let waited = if args.when_idle {
+            format!("; waited {:.1} s for it to be idle", f64::from(receipt.waited_ms) / 1000.0)
+        } else {
+            String::new()
+        };
+        println!("{name}: {}@{} ({}, {} ms{waited})", receipt.agent, receipt.host, receipt.detail, receipt.elapsed_ms);
     }
     match outcome {
         v1::DeliveryOutcome::Delivered | v1::DeliveryOutcome::Accepted => Ok(()),

@@ -7,6 +7,7 @@
 //! - [`peers`]: the peer list, mTLS channels, the MESH fan-out, per-peer heartbeat feeds.
 //! - [`service`]: the `Fleet` and `Mesh` gRPC services and per-call authorization.
 //! - [`idem`]: idempotency keys of sends.
+//! - [`idle`]: `--when-idle` sends: wait for an idle agent, one turn per agent.
 //! - [`delivery`]: sends into this host's panes: one turn per agent, shared control-mode clients.
 //! - [`pane`]: pane feeds: one control-mode client per viewed pane, its output shared by all viewers.
 //! - [`terminal`]: `WatchPane` and `AttachPane`, served from the feeds or forwarded to the agent's host.
@@ -21,6 +22,7 @@ pub mod client;
 pub mod config;
 pub mod delivery;
 pub mod idem;
+pub mod idle;
 pub mod live;
 pub mod mdns;
 pub mod membership;

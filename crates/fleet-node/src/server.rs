@@ -234,6 +234,7 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
         peers,
         members: members.clone(),
         panes: Default::default(),
+        idle: Default::default(),
         audit: me.audit.clone(),
         idem: Idempotency::new(cfg.timings.idempotency_ttl),
         delivery: Default::default(),

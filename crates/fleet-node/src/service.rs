@@ -65,6 +65,8 @@ pub struct Node {
     pub delivery: Arc<crate::delivery::Deliverer>,
     /// Pane feeds for `WatchPane` and `AttachPane`.
     pub panes: crate::pane::Panes,
+    /// One turn per agent for `--when-idle` sends.
+    pub idle: crate::idle::IdleTurns,
     pub cancel: CancellationToken,
     pub uid: u32,
     /// TLS handshakes refused on the network door, by reason.
@@ -193,6 +195,7 @@ impl Node {
             elapsed_ms: start.elapsed().as_millis() as u32,
             idempotency_key: key.into(),
             duplicate: false,
+            waited_ms: 0,
         }
     }
 
@@ -222,6 +225,17 @@ impl Node {
         };
         if let Some(why) = refusal {
             return Ok(self.receipt(&req.agent, v1::DeliveryOutcome::NotFound, why, start, key));
+        }
+        let (mut idle_turn, mut waited) = (None, Duration::ZERO);
+        if req.when_idle {
+            match self.wait_idle(&req.agent, req.wait_timeout_ms).await {
+                Ok((turn, w)) => (idle_turn, waited) = (Some(turn), w),
+                Err((outcome, why)) => {
+                    let mut r = self.receipt(&req.agent, outcome, why, start, key);
+                    r.waited_ms = start.elapsed().as_millis() as u32;
+                    return Ok(r);
+                }
+            }
         }
         let opts = SendOptions {
             verify: req.verify,
@@ -265,8 +279,58 @@ impl Node {
             }
             Err(e) => self.receipt(&req.agent, v1::DeliveryOutcome::Failed, e.to_string(), start, key),
         };
+        if let Some(mut turn) = idle_turn {
+            *turn = crate::live::now_ms();
+        }
         self.live.poke();
-        Ok(receipt)
+        Ok(v1::SendReceipt { waited_ms: waited.as_millis() as u32, ..receipt })
+    }
+
+    /// Wait, in the agent's when-idle turn, until it is idle in a view newer
+    /// than the turn before typed (see [`crate::idle`]): the turn to type
+    /// under and how long it took, or the receipt's outcome and why not.
+    async fn wait_idle(
+        &self,
+        agent: &str,
+        timeout_ms: u32,
+    ) -> Result<(tokio::sync::OwnedMutexGuard<i64>, Duration), (v1::DeliveryOutcome, String)> {
+        use crate::idle::{Ready, fresh, ready};
+        let start = Instant::now();
+        let limit = Duration::from_millis(if timeout_ms == 0 { 600_000 } else { timeout_ms.into() });
+        let deadline = tokio::time::Instant::now() + limit;
+        let secs = limit.as_secs_f64();
+        let turn = match tokio::time::timeout_at(deadline, self.idle.turn(agent).lock_owned()).await {
+            Ok(t) => t,
+            Err(_) => {
+                return Err((
+                    v1::DeliveryOutcome::Busy,
+                    format!(
+                        "earlier --when-idle messages to {agent} were still waiting after {secs:.0} s; nothing was typed"
+                    ),
+                ));
+            }
+        };
+        let mut view = self.live.view.clone();
+        loop {
+            let why = {
+                let v = view.borrow_and_update().clone();
+                // Not running: the delivery says so.
+                let Some(row) = v.agents.iter().find(|r| r.name == agent) else { return Ok((turn, start.elapsed())) };
+                match ready(&row.activity, fresh(&row.activity, v.as_of_unix_ms, *turn)) {
+                    Ready::Go => return Ok((turn, start.elapsed())),
+                    Ready::Refuse(why) => {
+                        return Err((v1::DeliveryOutcome::Failed, format!("--when-idle: {why}; nothing was typed")));
+                    }
+                    Ready::Wait(why) => why,
+                }
+            };
+            if !matches!(tokio::time::timeout_at(deadline, view.changed()).await, Ok(Ok(()))) {
+                return Err((
+                    v1::DeliveryOutcome::Busy,
+                    format!("{agent} was not idle within {secs:.0} s: {why}; nothing was typed"),
+                ));
+            }
+        }
     }
 
     async fn lifecycle_local(
@@ -447,7 +511,14 @@ impl Node {
         let mut client = v1::fleet_client::FleetClient::new(peer.channel.clone());
         // The target may verify for up to its timeout; allow that plus a margin.
         let verify = if req.verify_timeout_ms == 0 { 6000 } else { u64::from(req.verify_timeout_ms) };
-        let deadline = Duration::from_millis(if req.verify { verify + 5000 } else { 5000 });
+        let wait = if !req.when_idle {
+            0
+        } else if req.wait_timeout_ms == 0 {
+            600_000
+        } else {
+            u64::from(req.wait_timeout_ms)
+        };
+        let deadline = Duration::from_millis(wait + if req.verify { verify + 5000 } else { 5000 });
         let mut fwd = Request::new(v1::SendRequest {
             source_host: if req.source_host.is_empty() { self.info.host.to_string() } else { req.source_host.clone() },
             ..req

@@ -414,6 +414,7 @@ pub fn outcome_word(outcome: v1::DeliveryOutcome) -> &'static str {
         v1::DeliveryOutcome::Unverifiable => "unverifiable",
         v1::DeliveryOutcome::NotFound => "not_found",
         v1::DeliveryOutcome::Failed => "failed",
+        v1::DeliveryOutcome::Busy => "busy",
     }
 }
 
@@ -437,6 +438,7 @@ mod tests {
             (O::Unverifiable, "unverifiable"),
             (O::NotFound, "not_found"),
             (O::Failed, "failed"),
+            (O::Busy, "busy"),
         ];
         for (o, word) in words {
             assert_eq!(outcome_word(o), word);

@@ -332,6 +332,9 @@ fn the_demo_tours_a_three_node_mesh_and_leaves_nothing_behind() {
         "fleet tail coder0-0@dragon-lin -n 5, from w-jarvis:",
         "7. fleet watch coder0-0@dragon-lin, from w-jarvis",
         "accepted: [w-jarvis:orchestrator -> dragon-lin:coder0-0] and add tests for the parser",
+        "8. researcher@lab-3 asks for permission",
+        "ACTIVITY waiting ",
+        "decided by: the screen shows its permission prompt",
         "lab-3       demo    unreachable",
         "3 nodes stopped, 3 tmux servers and",
     ] {

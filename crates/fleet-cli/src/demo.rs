@@ -135,7 +135,7 @@ pub fn run(args: DemoArgs) -> CliResult {
     let result = demo.tour(args.keep);
     if result.is_err() || !args.keep {
         if result.is_ok() {
-            step(9, "Removing everything the demo started");
+            step(10, "Removing everything the demo started");
         }
         for c in demo.children.iter_mut().flatten() {
             let _ = c.kill();
@@ -475,7 +475,35 @@ agents:
             return Err(anyhow!("5 s after the send, the watch view does not show the text accepted"));
         }
 
-        self.step(8, "lab-3's node is killed: w-jarvis answers at once, with lab-3 as unreachable; then it returns");
+        self.step(8, "researcher@lab-3 asks for permission: fleet ps on w-jarvis shows it waiting, and why");
+        // As if its task needed a person: the stub agent shows a permission prompt.
+        Tmux::new(TmuxSocket::Name(self.socket(2))).run(["send-keys", "-t", "=researcher:", "/ask", "Enter"], None)?;
+        let t = Instant::now();
+        let deadline = t + Duration::from_secs(10);
+        let row = loop {
+            let (agents, _) = self.list()?;
+            let row = agents.into_iter().find(|a| a.name == "researcher" && a.host == "lab-3");
+            if row.as_ref().is_some_and(|r| r.activity.state == fleet_core::activity::State::Waiting)
+                || Instant::now() > deadline
+            {
+                break row;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        let Some(row) = row.filter(|r| r.activity.state == fleet_core::activity::State::Waiting) else {
+            return Err(anyhow!(
+                "10 s after its permission prompt, researcher@lab-3 is not waiting in w-jarvis's list"
+            ));
+        };
+        let a = &row.activity;
+        println!("  seen waiting from w-jarvis {} ms after the prompt appeared on lab-3", t.elapsed().as_millis());
+        println!(
+            "  ACTIVITY {}; fleet explain researcher@lab-3 says:",
+            ps::activity_cell(a, fleet_node::live::now_ms())
+        );
+        println!("    decided by: {}\n    screen:     {}\n    hook file:  {}", a.detail, a.screen, a.hook);
+
+        self.step(9, "lab-3's node is killed: w-jarvis answers at once, with lab-3 as unreachable; then it returns");
         if let Some(mut child) = self.children[2].take() {
             child.kill()?;
             child.wait()?;
@@ -511,7 +539,7 @@ agents:
         }
 
         if keep {
-            self.step(9, "Kept running. Use it with:");
+            self.step(10, "Kept running. Use it with:");
             let tmux = std::env::var("TMUX_TMPDIR").unwrap_or_else(|_| "/tmp".into());
             println!("  export MOSAIC_HOME={}   # the CLI talks to w-jarvis's node", self.home(0).display());
             println!("  fleet ps; fleet heartbeats; fleet send coder0-0@dragon-lin --verify -m hi");

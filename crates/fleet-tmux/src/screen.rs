@@ -52,7 +52,7 @@ impl Screens {
             if lines_wanted == 0 {
                 continue;
             }
-            let seen = self.client(roster, &row.name).and_then(|ctl| {
+            let seen = self.client(roster, rows, &row.name).and_then(|ctl| {
                 let (lines, title) = read_one(ctl, &row.name).map_err(|e| e.to_string())?;
                 let matched = rules.judge(runtime, &lines, &title);
                 Ok(ScreenSeen { matched, hash: digest(&lines, lines_wanted, &title) })
@@ -71,16 +71,28 @@ impl Screens {
         out
     }
 
-    fn client(&mut self, roster: &Roster, agent: &str) -> Result<&mut Control, String> {
+    /// The socket's client: attached to the roster's holder session, or,
+    /// without one, to a live agent's own session with `ignore-size,no-output`
+    /// (it neither sizes the agent's window nor receives its output; it is
+    /// attached again elsewhere when that session ends).
+    fn client(&mut self, roster: &Roster, rows: &[AgentRecord], agent: &str) -> Result<&mut Control, String> {
         let spec = roster.agent(agent).ok_or("not a roster agent")?;
         let socket = roster.socket_of(spec).clone();
-        let holder = roster
-            .holder_session
-            .as_deref()
-            .ok_or("the roster names no holder session for a control client to attach to")?;
         if !self.clients.contains_key(&socket) {
-            let c = Control::attach(&Tmux::new(socket.clone()), holder).map_err(|e| e.to_string())?;
-            self.clients.insert(socket.clone(), c);
+            let tmux = Tmux::new(socket.clone());
+            let c = match roster.holder_session.as_deref() {
+                Some(holder) => Control::attach(&tmux, holder),
+                None => {
+                    let host = rows.iter().filter(|r| r.managed && r.pane == PaneState::Alive);
+                    let on_socket = host
+                        .filter(|r| roster.agent(&r.name).is_some_and(|a| roster.socket_of(a) == &socket))
+                        .map(|r| r.name.as_str())
+                        .next()
+                        .unwrap_or(agent);
+                    Control::attach_with(&tmux, on_socket, Some("ignore-size,no-output"))
+                }
+            };
+            self.clients.insert(socket.clone(), c.map_err(|e| e.to_string())?);
         }
         Ok(self.clients.get_mut(&socket).expect("inserted"))
     }

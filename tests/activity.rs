@@ -101,7 +101,7 @@ fn hooks_and_the_screen_decide_and_changes_reach_another_host_as_events() {
     assert!(out.contains("(interrupted?)"), "{out}");
     let (code, _, err) = m.at(0, &["explain", "nobody@c"]);
     assert_eq!(code, 1, "{err}");
-    assert!(err.contains("no agent nobody on c (known: coder)"), "{err}");
+    assert!(err.contains("no agent nobody on c (known: coder, sh)"), "{err}");
 
     // The agent stops: exited, from the process.
     let (code, _, err) = m.at(0, &["stop", "coder@c"]);
@@ -149,4 +149,67 @@ fn when_idle_waits_for_the_turn_to_end_and_never_types_into_it() {
     let (code, out, err) = m.at(0, &["send", "sh@c", "--from", "t", "-m", "x", "--when-idle"]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.starts_with("failed: sh@c (--when-idle: its activity cannot be known"), "{out}");
+}
+
+#[path = "netns_util.rs"]
+mod netns_util;
+
+/// Across network-namespace hosts: a hook write on c, and a permission
+/// prompt on c's screen, reach a `fleet heartbeats` stream on a as
+/// activity changes: the hook within 1 s, the screen within a probe
+/// interval (500 ms here) and 1 s.
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn activity_changes_on_one_namespace_host_reach_another_within_a_second() {
+    use std::io::BufRead;
+    let mut lab = netns_util::Lab::new("acme");
+    let a = lab.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
+    let c = lab.add_host("c", "  - { name: coder, runtime: stub }\n");
+    lab.start_agents(a);
+    lab.start_agents(c);
+    lab.start_node(c, &[]);
+    lab.start_node(a, &[c]);
+    let fp = lab.footprint();
+    netns_util::wait_for("coder@c idle in a's ps", Duration::from_secs(15), || {
+        lab.ps_json(a).iter().any(|r| r["name"] == "coder" && r["host"] == "c" && r["activity"]["state"] == "idle")
+    });
+    let mut follow = lab.command_in(a, netns_util::FLEET);
+    follow.args(["heartbeats", "--json"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null());
+    let mut child = follow.spawn().unwrap();
+    let out = child.stdout.take().unwrap();
+    lab.adopt(child);
+    let (tx, events) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && tx.send(v).is_err()
+            {
+                return;
+            }
+        }
+    });
+    std::thread::sleep(Duration::from_secs(1));
+
+    // A hook on c (written as `fleet hook` writes it).
+    let run = lab.hosts[c].home.join("fleet/run");
+    let ts = fleet_core::heartbeat::Timestamp::from_unix(fleet_tmux::hbwriter::now_unix()).to_rfc3339();
+    let t0 = Instant::now();
+    std::fs::write(run.join(".coder.state.tmp"), format!("ts={ts}\nstate=working\nevent=UserPromptSubmit\n")).unwrap();
+    std::fs::rename(run.join(".coder.state.tmp"), run.join("coder.state")).unwrap();
+    let (e, at) = next_change(&events, Duration::from_secs(5));
+    let hook_ms = at.duration_since(t0).as_millis();
+    assert_eq!((e["activity"]["state"].as_str(), e["activity"]["source"].as_str()), (Some("working"), Some("hook")));
+
+    // A permission prompt on c's screen: waiting, whatever the hook said.
+    let t0 = Instant::now();
+    lab.tmux(c, &["send-keys", "-t", "=coder:", "/ask", "Enter"]);
+    let (e, at) = next_change(&events, Duration::from_secs(5));
+    let screen_ms = at.duration_since(t0).as_millis();
+    assert_eq!((e["activity"]["state"].as_str(), e["activity"]["source"].as_str()), (Some("waiting"), Some("screen")));
+    eprintln!("c -> a activity_change: hook write {hook_ms} ms, permission prompt on screen {screen_ms} ms");
+    assert!(hook_ms < 1000, "hook: {hook_ms} ms");
+    assert!(screen_ms < 1000 + 500, "screen: {screen_ms} ms (within a probe interval and 1 s)");
+    drop(lab);
+    fp.assert_gone();
 }

@@ -1131,10 +1131,12 @@ impl Ns {
     }
 
     /// What a polling script runs on each host: every pane, every heartbeat.
+    /// `tmux -u`, as the node runs it: in the C locale the bench's processes
+    /// now have (no LANG to send), tmux 3.3a writes the format's tabs as `_`.
     fn listing_cmd(&self, h: HostId) -> String {
         let run_dir = self.lab.hosts[h].home.join("fleet/run");
         format!(
-            "{} tmux -L {} list-panes -a -F {}; cat {}/*.hb",
+            "{} tmux -u -L {} list-panes -a -F {}; cat {}/*.hb",
             self.tmux_env(),
             q(&self.lab.hosts[h].socket),
             q(fleet_tmux::probe::PANE_FORMAT),

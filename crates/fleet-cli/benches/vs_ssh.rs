@@ -76,6 +76,8 @@ const AGENTS: usize = 20;
 const RUNS: usize = 100;
 /// Keystrokes typed into each of `fleet attach` and `ssh -t ... tmux attach`.
 const KEY_RUNS: usize = 500;
+/// Attaches of each way (fleet, ssh cold, ssh warm), start to screen.
+const ATTACH_RUNS: usize = 30;
 /// Captured runs of each operation, for the round-trip counts.
 const CAPTURE_RUNS: usize = 5;
 /// Captured keystrokes of each typist.
@@ -94,13 +96,22 @@ struct Plan {
     sizes: &'static [usize],
     /// Keystrokes typed into each typist.
     key_runs: usize,
+    /// Attaches of each way.
+    attach_runs: usize,
 }
 
 fn plan() -> Plan {
     if std::env::var_os("VS_SSH_QUICK").is_some_and(|v| !v.is_empty() && v != "0") {
-        Plan { runs: 5, capture_runs: 2, loop_runs: 5, sizes: &[3], key_runs: 20 }
+        Plan { runs: 5, capture_runs: 2, loop_runs: 5, sizes: &[3], key_runs: 20, attach_runs: 3 }
     } else {
-        Plan { runs: RUNS, capture_runs: CAPTURE_RUNS, loop_runs: LOOP_RUNS, sizes: &SIZES, key_runs: KEY_RUNS }
+        Plan {
+            runs: RUNS,
+            capture_runs: CAPTURE_RUNS,
+            loop_runs: LOOP_RUNS,
+            sizes: &SIZES,
+            key_runs: KEY_RUNS,
+            attach_runs: ATTACH_RUNS,
+        }
     }
 }
 const SSHD: &str = "/usr/sbin/sshd";
@@ -351,6 +362,9 @@ enum Op {
     PaneCli,
     FleetKey,
     SshKey,
+    FleetAttachStart,
+    SshColdAttachStart,
+    SshWarmAttachStart,
 }
 
 impl Op {
@@ -376,9 +390,11 @@ impl Op {
     ];
     /// Keystroke echoes, measured in a phase of their own (see [`Ns::keys`]).
     const KEYS: [Op; 2] = [Op::FleetKey, Op::SshKey];
+    /// Attaching, measured in a phase of their own (see [`Ns::attach_start`]).
+    const STARTS: [Op; 3] = [Op::FleetAttachStart, Op::SshColdAttachStart, Op::SshWarmAttachStart];
 
     fn all() -> impl Iterator<Item = Op> {
-        Op::ROUNDS.into_iter().chain(Op::KEYS)
+        Op::ROUNDS.into_iter().chain(Op::KEYS).chain(Op::STARTS)
     }
 
     fn label(self) -> &'static str {
@@ -402,6 +418,11 @@ impl Op {
             Op::PaneCli => "pane output: a line printed in quiet@c's pane -> `fleet tail --follow` on a (push)",
             Op::FleetKey => "keystroke echo: `fleet attach c00@c` on a, through a PTY",
             Op::SshKey => "keystroke echo: `ssh -t c tmux attach -t =c01`, warm ControlMaster, through a PTY",
+            Op::FleetAttachStart => "attach: `fleet attach c02@c` on a, start to the pane on screen (PTY)",
+            Op::SshColdAttachStart => "attach: `ssh -t c tmux attach -t =c03`, cold, start to the pane on screen (PTY)",
+            Op::SshWarmAttachStart => {
+                "attach: `ssh -t c tmux attach -t =c03`, warm ControlMaster, start to the pane on screen (PTY)"
+            }
         }
     }
 
@@ -431,6 +452,11 @@ impl Op {
             Op::Hb | Op::PaneGrpc | Op::PaneCli => 0.5,
             // One keystroke up, its echo down, on a session that is already up.
             Op::FleetKey | Op::SshKey => 1.0,
+            // The AttachPane request and its first frame; a cold ssh as above
+            // (its pty-req goes with the exec); a warm one opens a channel first.
+            Op::FleetAttachStart => 1.0,
+            Op::SshColdAttachStart => 9.0,
+            Op::SshWarmAttachStart => 2.0,
         }
     }
 
@@ -443,7 +469,9 @@ impl Op {
             | Op::SshWarmSend
             | Op::SshWarmSend1
             | Op::SshWarmTail
-            | Op::SshKey => 22,
+            | Op::SshKey
+            | Op::SshColdAttachStart
+            | Op::SshWarmAttachStart => 22,
             _ => netns_util::PORT,
         }
     }
@@ -783,6 +811,28 @@ impl Typist {
                 return Some(at);
             }
         }
+    }
+
+    /// Type the detach key `detach` until the program has closed the
+    /// terminal (it ended), 2 s apart: a tmux client that has just drawn its
+    /// first screen may still take what comes as its terminal's answers.
+    fn leave(&mut self, detach: &[u8]) {
+        for _ in 0..5 {
+            self.type_bytes(detach);
+            let start = Instant::now();
+            loop {
+                match self.rx.recv_timeout(Duration::from_secs(2).saturating_sub(start.elapsed())) {
+                    Ok((_, bytes)) => self.screen.process(&bytes),
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    Err(mpsc::RecvTimeoutError::Timeout) => break,
+                }
+            }
+        }
+        panic!(
+            "{} did not end within 10 s of its detach key; the screen:\n{}",
+            self.name,
+            self.screen.screen().contents()
+        )
     }
 
     fn type_bytes(&mut self, bytes: &[u8]) {
@@ -1304,6 +1354,7 @@ impl Ns {
                 d
             }
             Op::PaneGrpc | Op::PaneCli => self.pane_out(op, n),
+            Op::FleetAttachStart | Op::SshColdAttachStart | Op::SshWarmAttachStart => self.attach_start(op),
             Op::FleetKey | Op::SshKey => {
                 let k = b'a' + (n % 26) as u8;
                 let (fleet, ssh) = self.typists.as_mut().expect("the typists are started");
@@ -1361,18 +1412,53 @@ impl Ns {
         }
     }
 
+    /// `ssh -t c tmux attach -t =AGENT` from a, over the ControlMaster when `warm`.
+    fn ssh_attach(&self, agent: &str, warm: bool) -> Command {
+        let c = self.c;
+        let mut cmd = self.lab.command_as(self.a, "ssh");
+        cmd.args(ssh_opts(&self.key)).arg("-t");
+        if warm {
+            cmd.arg("-S").arg(&self.ctl[c]);
+        }
+        cmd.arg(format!("root@{}", self.lab.hosts[c].ip));
+        let target = format!("={agent}");
+        cmd.arg(format!("{} tmux -u -L {} attach -t {}", self.tmux_env(), q(&self.lab.hosts[c].socket), q(&target)));
+        cmd
+    }
+
+    /// Attach from a (the calling thread is inside a) to c02 with `fleet
+    /// attach`, or to c03 with `ssh -t ... tmux attach`: from the client's
+    /// start until its terminal shows the pane with the agent's prompt (and
+    /// fleet's status line, or tmux's). Then detach and wait for the client
+    /// to end.
+    fn attach_start(&mut self, op: Op) -> Duration {
+        let (cmd, name, detach): (Command, &str, &[u8]) = match op {
+            Op::FleetAttachStart => {
+                let mut cmd = self.lab.command_as(self.a, FLEET);
+                cmd.args(["attach", "c02@c"]);
+                (cmd, "fleet attach c02@c", &[0x1d])
+            }
+            Op::SshColdAttachStart => (self.ssh_attach("c03", false), "ssh -t c tmux attach -t =c03 (cold)", b"\x02d"),
+            _ => (self.ssh_attach("c03", true), "ssh -t c tmux attach -t =c03 (warm)", b"\x02d"),
+        };
+        let status = if op == Op::FleetAttachStart { "attached to c02@c" } else { "[c03]" };
+        let t = Instant::now();
+        let mut typist = Typist::start(&mut self.lab, cmd, name);
+        let at = typist.until("the pane", Duration::from_secs(10), |t| {
+            t.cursor_row().starts_with('>') && t.screen.screen().contents().contains(status)
+        });
+        typist.leave(detach);
+        at.duration_since(t)
+    }
+
     /// Start the two typists (the calling thread is inside a): `fleet
     /// attach c00@c`, and `ssh -t` over c's ControlMaster running `tmux
     /// attach -t =c01` there; wait until each shows its agent's prompt.
     fn start_typists(&mut self) {
-        let (a, c) = (self.a, self.c);
-        let mut cmd = self.lab.command_as(a, FLEET);
+        let mut cmd = self.lab.command_as(self.a, FLEET);
         cmd.args(["attach", "c00@c"]);
         let mut fleet = Typist::start(&mut self.lab, cmd, "fleet attach c00@c");
-        let mut cmd = self.lab.command_as(a, "ssh");
-        cmd.args(ssh_opts(&self.key)).arg("-t").arg("-S").arg(&self.ctl[c]);
-        cmd.arg(format!("root@{}", self.lab.hosts[c].ip));
-        cmd.arg(format!("{} tmux -u -L {} attach -t {}", self.tmux_env(), q(&self.lab.hosts[c].socket), q("=c01")));
+        let cmd = self.ssh_attach("c01", true);
         let mut ssh = Typist::start(&mut self.lab, cmd, "ssh -t c tmux attach -t =c01");
         fleet.until("the attached pane", Duration::from_secs(10), |t| {
             t.screen.screen().contents().contains("attached to c00@c")
@@ -1567,6 +1653,21 @@ fn namespaces() -> NsFigures {
     }
     println!("{} keystrokes typed into each of fleet attach and ssh tmux attach", plan().key_runs);
     let on_wire: Vec<Op> = Op::all().filter(|op| op.on_wire()).collect();
+    // Attaching: a client started until the pane is on its screen, interleaved.
+    let starts = Instant::now();
+    for round in 0..plan().attach_runs {
+        for k in 0..Op::STARTS.len() {
+            let op = Op::STARTS[(round + k) % Op::STARTS.len()];
+            std::thread::sleep(Duration::from_millis(10));
+            let d = ns.run(op);
+            times.entry(op).or_default().push(d);
+        }
+    }
+    println!(
+        "{} attaches of each way in {:.0} s (fleet attach, cold and warm ssh tmux attach)",
+        plan().attach_runs,
+        starts.elapsed().as_secs_f64()
+    );
     let (flows, splits) = ns.capture(&on_wire);
     ns.stop_typists();
     ns.close_masters();
@@ -1574,7 +1675,7 @@ fn namespaces() -> NsFigures {
 }
 
 /// Comparisons: (fleet, ssh, target, target ratio: at least, or more than when it is 1).
-const VERSUS: [(Op, Op, &str, Option<f64>); 7] = [
+const VERSUS: [(Op, Op, &str, Option<f64>); 9] = [
     (Op::FleetPs, Op::SshColdLs, ">= 20x", Some(20.0)),
     (Op::FleetPs, Op::SshWarmLs, ">= 3x", Some(3.0)),
     (Op::FleetSend, Op::SshColdSend, ">= 10x", Some(10.0)),
@@ -1582,6 +1683,8 @@ const VERSUS: [(Op, Op, &str, Option<f64>); 7] = [
     (Op::FleetSend, Op::SshWarmSend1, "none (best ssh form)", None),
     (Op::FleetTail, Op::SshWarmTail, "none (fleet tail <= 5 ms)", None),
     (Op::FleetKey, Op::SshKey, ">= 2x", Some(2.0)),
+    (Op::FleetAttachStart, Op::SshColdAttachStart, "none", None),
+    (Op::FleetAttachStart, Op::SshWarmAttachStart, "none", None),
 ];
 
 fn short(op: Op) -> &'static str {
@@ -1597,6 +1700,9 @@ fn short(op: Op) -> &'static str {
         Op::SshWarmTail => "ssh capture-pane, warm",
         Op::FleetKey => "keystroke echo, fleet attach",
         Op::SshKey => "keystroke echo, ssh tmux attach",
+        Op::FleetAttachStart => "attach start, fleet attach",
+        Op::SshColdAttachStart => "attach start, ssh tmux attach, cold",
+        Op::SshWarmAttachStart => "attach start, ssh tmux attach, warm",
         _ => op.label(),
     }
 }

@@ -677,3 +677,156 @@ fn a_static_peer_name_that_resolves_later_is_joined() {
     drop(lab);
     fp.assert_gone();
 }
+
+// ---------------------------------------------------------------- seeing agents on another host
+
+/// Hosts a and c on one bridge: `orch` on a, `coder` (a stub REPL) on c; a
+/// has c as its static peer. Returns once a can tail c's agent.
+fn a_and_c() -> Lab {
+    let mut lab = Lab::new("acme");
+    let a = lab.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
+    let c = lab.add_host("c", "  - { name: coder, runtime: stub }\n");
+    lab.start_agents(a);
+    lab.start_agents(c);
+    lab.start_node(c, &[]);
+    lab.start_node(a, &[c]);
+    wait_for("a to reach coder@c", Duration::from_secs(10), || lab.fleet(a, &["tail", "coder@c", "-n", "1"]).ok());
+    lab
+}
+
+/// Type `text` and Enter into `agent`'s pane on host `h` directly (tmux on
+/// that host), and wait until the REPL has taken it.
+fn type_at(lab: &Lab, h: HostId, agent: &str, text: &str) {
+    let target = format!("={agent}:");
+    lab.tmux(h, &["send-keys", "-t", &target, "-l", text]);
+    lab.tmux(h, &["send-keys", "-t", &target, "Enter"]);
+    wait_for(&format!("{text:?} accepted on {agent}"), Duration::from_secs(5), || {
+        lab.capture(h, agent).contains(&format!("accepted: {text}"))
+    });
+}
+
+/// The tmux clients attached to `agent`'s session on host `h`, one line each.
+fn clients_of(lab: &Lab, h: HostId, agent: &str) -> Vec<String> {
+    lab.tmux(h, &["list-clients", "-F", "#{client_name} #{session_name} #{client_flags}"])
+        .lines()
+        .filter(|l| l.split(' ').nth(1) == Some(agent))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn tail_and_tail_follow_across_namespaces_show_what_a_repl_printed_then_a_new_line() {
+    let mut lab = a_and_c();
+    let (a, c) = (lab.host("a"), lab.host("c"));
+    let fp = lab.footprint();
+    // The REPL on c prints two lines (typed there, not sent through the mesh).
+    type_at(&lab, c, "coder", "first line on c");
+    type_at(&lab, c, "coder", "second line on c");
+
+    let o = lab.fleet(a, &["tail", "coder@c", "-n", "4"]);
+    assert!(o.ok(), "exit {}: {}", o.code, o.stderr);
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(
+        lines,
+        ["accepted: first line on c", "> second line on c", "accepted: second line on c", "> "],
+        "{}",
+        o.stdout
+    );
+
+    let mut child = lab
+        .command_in(a, netns_util::FLEET)
+        .args(["tail", "coder@c", "--follow", "-n", "3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    lab.adopt(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines() {
+            if tx.send((Instant::now(), line.unwrap_or_default())).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen: Vec<String> = vec![];
+    let take = |seen: &mut Vec<String>| {
+        while let Ok((at, l)) = rx.try_recv() {
+            seen.push(l);
+            if seen.last().is_some_and(|l| l.contains("third line on c")) {
+                return Some(at);
+            }
+        }
+        None
+    };
+    // First the last lines of the pane as it is...
+    wait_for("the follower's tail", Duration::from_secs(10), || {
+        take(&mut seen);
+        seen.iter().any(|l| l == "accepted: second line on c")
+    });
+    assert_eq!(seen[..2], ["> second line on c", "accepted: second line on c"], "{seen:?}");
+    // ...then what the REPL prints after.
+    let t0 = Instant::now();
+    let target = "=coder:";
+    lab.tmux(c, &["send-keys", "-t", target, "-l", "third line on c"]);
+    lab.tmux(c, &["send-keys", "-t", target, "Enter"]);
+    let mut arrived = None;
+    wait_for("the new line at the follower on a", Duration::from_secs(10), || {
+        let at = take(&mut seen);
+        arrived = arrived.or(at);
+        arrived.is_some() && seen.iter().any(|l| l.contains("accepted: third line on c"))
+    });
+    eprintln!(
+        "the typed line reached `fleet tail --follow` on a {} ms after send-keys on c started",
+        arrived.unwrap().duration_since(t0).as_millis()
+    );
+    assert!(seen.iter().all(|l| !l.contains('\x1b')), "plain text: {seen:?}");
+
+    drop(lab);
+    fp.assert_gone();
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn attach_across_namespaces_types_and_echoes_and_a_cut_link_leaves_no_tmux_client() {
+    let mut lab = a_and_c();
+    let (a, c) = (lab.host("a"), lab.host("c"));
+    let term = lab.terminal(a, "attach", netns_util::FLEET, &["attach", "coder@c"]);
+    let fp = lab.footprint();
+    let screen = |lab: &Lab| lab.tmux_on(&term, &["capture-pane", "-p", "-J", "-t", "=t:"]);
+    wait_for("the pane in the attached terminal on a", Duration::from_secs(10), || {
+        screen(&lab).contains("attached to coder@c: ctrl-] detaches")
+    });
+    lab.tmux_on(&term, &["send-keys", "-t", "=t:", "-l", "typed from a"]);
+    lab.tmux_on(&term, &["send-keys", "-t", "=t:", "Enter"]);
+    wait_for("the REPL on c took it", Duration::from_secs(10), || {
+        lab.capture(c, "coder").contains("accepted: typed from a")
+    });
+    wait_for("the echo in the terminal on a", Duration::from_secs(10), || {
+        screen(&lab).contains("> typed from a") && screen(&lab).contains("accepted: typed from a")
+    });
+    let attached = clients_of(&lab, c, "coder");
+    assert_eq!(attached.len(), 1, "{attached:?}");
+
+    // The cable of c is cut: nothing of the attachment reaches c any more.
+    // Within 5 s no tmux client is left on the agent's session there.
+    lab.cut_link(c);
+    let took = wait_for("no tmux client left on coder's session on c", Duration::from_secs(5), || {
+        clients_of(&lab, c, "coder").is_empty()
+    });
+    eprintln!("the attachment's tmux client on c was gone {} ms after the link was cut", took.as_millis());
+    wait_for("the end audited on c", Duration::from_secs(3), || {
+        std::fs::read_to_string(lab.hosts[c].home.join("fleet/audit.log"))
+            .is_ok_and(|a| a.lines().any(|l| l.contains("\"verb\":\"attach\"") && l.contains("\"outcome\":\"ended\"")))
+    });
+    let audit = std::fs::read_to_string(lab.hosts[c].home.join("fleet/audit.log")).unwrap();
+    let ended = audit.lines().find(|l| l.contains("\"outcome\":\"ended\"")).unwrap();
+    eprintln!("c's audit: {ended}");
+    assert!(ended.contains("coder@c") && ended.contains("node:a@acme"), "{ended}");
+
+    drop(lab);
+    fp.assert_gone();
+}

@@ -377,6 +377,8 @@ pub struct Lab {
     /// Namespaces made so far, in order (the bridge first).
     namespaces: Vec<String>,
     children: Vec<Child>,
+    /// tmux servers of terminals ([`Lab::terminal`]), killed on drop.
+    terminals: Vec<String>,
 }
 
 impl Lab {
@@ -410,6 +412,7 @@ impl Lab {
             fanout_deadline_ms: 1000,
             namespaces: vec![],
             children: vec![],
+            terminals: vec![],
         };
         ip(&["netns", "add", &bridge_ns]);
         lab.namespaces.push(bridge_ns.clone());
@@ -783,6 +786,42 @@ agents:
         run(&mut cmd).stdout
     }
 
+    /// A terminal for a person at host `h`: a tmux server of the lab's own
+    /// (socket `term-NAME-<lab id>`, 100x30, in the root namespace) whose one
+    /// pane runs `program args` inside `h`'s namespace with the host's
+    /// MOSAIC_HOME and name, then prints `EXIT=<code>` and waits. The socket
+    /// name, for [`Lab::tmux_on`]; the server dies with the lab.
+    pub fn terminal(&mut self, h: HostId, name: &str, program: &str, args: &[&str]) -> String {
+        let socket = format!("term-{name}-{}", self.id);
+        let home = format!("MOSAIC_HOME={}", self.hosts[h].home.display());
+        let host = format!("FLEET_HOST={}", self.hosts[h].name);
+        let words: Vec<String> = std::iter::once(which(program).display().to_string())
+            .chain(args.iter().map(|a| a.to_string()))
+            .map(|w| {
+                assert!(!w.contains('\''), "{w:?} holds a single quote");
+                format!("'{w}'")
+            })
+            .collect();
+        let script = format!("{}; echo EXIT=$?; sleep 1000", words.join(" "));
+        let ns = self.hosts[h].ns.clone();
+        self.terminals.push(socket.clone());
+        let mut cmd = Command::new("tmux");
+        self.base_env(&mut cmd);
+        cmd.args(["-L", &socket, "-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "100", "-y", "30"])
+            .args(["-e", &home, "-e", &host, "ip", "netns", "exec", &ns, "sh", "-c", &script]);
+        let o = run(&mut cmd);
+        assert!(o.ok(), "terminal {name} on {}: {}", self.hosts[h].name, o.stderr);
+        socket
+    }
+
+    /// tmux ARGS on another socket than a host's (a terminal's), with the lab's environment.
+    pub fn tmux_on(&self, socket: &str, args: &[&str]) -> String {
+        let mut cmd = Command::new("tmux");
+        self.base_env(&mut cmd);
+        cmd.args(["-L", socket]).args(args);
+        run(&mut cmd).stdout
+    }
+
     /// The screen of `agent`'s pane on host `h`.
     pub fn capture(&self, h: HostId, agent: &str) -> String {
         self.tmux(h, &["capture-pane", "-p", "-J", "-t", &format!("={agent}:")])
@@ -820,11 +859,11 @@ impl Drop for Lab {
             let _ = c.kill();
             let _ = c.wait();
         }
-        // The tmux servers on the lab's own sockets.
-        for h in &self.hosts {
+        // The tmux servers on the lab's own sockets (hosts' and terminals').
+        for socket in self.hosts.iter().map(|h| &h.socket).chain(&self.terminals) {
             let mut cmd = Command::new("tmux");
             self.base_env(&mut cmd);
-            cmd.args(["-L", &h.socket, "kill-server"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+            cmd.args(["-L", socket, "kill-server"]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
             let _ = cmd.status();
         }
         // Whatever is still inside a lab namespace was put there by the lab

@@ -25,6 +25,17 @@
 //! - heartbeat propagation: a rewrite of c's `quiet.hb` until the beat reaches
 //!   a `WatchHeartbeats` watcher on a's socket (the ssh way has no push: the
 //!   report gives the delay a poller adds, and the cost of one poll);
+//! - seeing agents: `fleet tail -n 80 c05@c` on a (and `TailPane` on a warm
+//!   channel) against `ssh c tmux capture-pane -p -J -S -80` (warm); a line
+//!   printed in quiet@c's pane (written to its tty on c, as its program would)
+//!   until it reaches a `WatchPane` stream on a's socket and a `fleet tail
+//!   --follow quiet@c` process on a;
+//! - keystroke echo, in a phase of its own after the rounds ([`KEY_RUNS`]
+//!   keys each, alternating): `fleet attach c00@c` and `ssh -t c tmux attach
+//!   -t =c01` over the ControlMaster, each in a pseudo-terminal the bench
+//!   opened ([`Typist`]); one printable key written to the master, timed until
+//!   a terminal emulator fed from the master shows it on the cursor's row (the
+//!   stub agent echoes what is typed), then a backspace (not timed);
 //! - round trips: a tcpdump capture on c's switch port (in the bridge
 //!   namespace), [`CAPTURE_RUNS`] of each operation one at a time, counted
 //!   per operation (see [`analyse`]), beside the count read from the
@@ -55,6 +66,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tonic::transport::Channel;
 
@@ -62,8 +74,14 @@ use tonic::transport::Channel;
 const AGENTS: usize = 20;
 /// Interleaved rounds on the namespace hosts (each operation runs once per round).
 const RUNS: usize = 100;
+/// Keystrokes typed into each of `fleet attach` and `ssh -t ... tmux attach`.
+const KEY_RUNS: usize = 500;
+/// Attaches of each way (fleet, ssh cold, ssh warm), start to screen.
+const ATTACH_RUNS: usize = 30;
 /// Captured runs of each operation, for the round-trip counts.
 const CAPTURE_RUNS: usize = 5;
+/// Captured keystrokes of each typist.
+const KEY_CAPTURE_RUNS: usize = 50;
 /// Interleaved runs of each loopback measure, per mesh size.
 const LOOP_RUNS: usize = 100;
 /// Loopback mesh sizes.
@@ -76,13 +94,24 @@ struct Plan {
     capture_runs: usize,
     loop_runs: usize,
     sizes: &'static [usize],
+    /// Keystrokes typed into each typist.
+    key_runs: usize,
+    /// Attaches of each way.
+    attach_runs: usize,
 }
 
 fn plan() -> Plan {
     if std::env::var_os("VS_SSH_QUICK").is_some_and(|v| !v.is_empty() && v != "0") {
-        Plan { runs: 5, capture_runs: 2, loop_runs: 5, sizes: &[3] }
+        Plan { runs: 5, capture_runs: 2, loop_runs: 5, sizes: &[3], key_runs: 20, attach_runs: 3 }
     } else {
-        Plan { runs: RUNS, capture_runs: CAPTURE_RUNS, loop_runs: LOOP_RUNS, sizes: &SIZES }
+        Plan {
+            runs: RUNS,
+            capture_runs: CAPTURE_RUNS,
+            loop_runs: LOOP_RUNS,
+            sizes: &SIZES,
+            key_runs: KEY_RUNS,
+            attach_runs: ATTACH_RUNS,
+        }
     }
 }
 const SSHD: &str = "/usr/sbin/sshd";
@@ -326,10 +355,21 @@ enum Op {
     SshWarmSend,
     SshWarmSend1,
     Hb,
+    FleetTail,
+    GrpcTail,
+    SshWarmTail,
+    PaneGrpc,
+    PaneCli,
+    FleetKey,
+    SshKey,
+    FleetAttachStart,
+    SshColdAttachStart,
+    SshWarmAttachStart,
 }
 
 impl Op {
-    const ALL: [Op; 12] = [
+    /// The operations of the interleaved rounds.
+    const ROUNDS: [Op; 17] = [
         Op::Exec,
         Op::NetnsExec,
         Op::FleetPs,
@@ -342,7 +382,20 @@ impl Op {
         Op::SshWarmSend,
         Op::SshWarmSend1,
         Op::Hb,
+        Op::FleetTail,
+        Op::GrpcTail,
+        Op::SshWarmTail,
+        Op::PaneGrpc,
+        Op::PaneCli,
     ];
+    /// Keystroke echoes, measured in a phase of their own (see [`Ns::keys`]).
+    const KEYS: [Op; 2] = [Op::FleetKey, Op::SshKey];
+    /// Attaching, measured in a phase of their own (see [`Ns::attach_start`]).
+    const STARTS: [Op; 3] = [Op::FleetAttachStart, Op::SshColdAttachStart, Op::SshWarmAttachStart];
+
+    fn all() -> impl Iterator<Item = Op> {
+        Op::ROUNDS.into_iter().chain(Op::KEYS).chain(Op::STARTS)
+    }
 
     fn label(self) -> &'static str {
         match self {
@@ -358,6 +411,18 @@ impl Op {
             Op::SshWarmSend => "send: `ssh c`, 3 tmux calls, warm ControlMaster",
             Op::SshWarmSend1 => "send: `ssh c`, 1 chained tmux call, warm ControlMaster",
             Op::Hb => "heartbeat: rewrite on c -> WatchHeartbeats on a (push)",
+            Op::FleetTail => "tail: `fleet tail -n 80 c05@c` on a (CLI process)",
+            Op::GrpcTail => "tail: TailPane(80 lines of c05@c), warm gRPC, in-process",
+            Op::SshWarmTail => "tail: `ssh c tmux capture-pane -p -J -S -80`, warm ControlMaster",
+            Op::PaneGrpc => "pane output: a line printed in quiet@c's pane -> WatchPane stream on a (push)",
+            Op::PaneCli => "pane output: a line printed in quiet@c's pane -> `fleet tail --follow` on a (push)",
+            Op::FleetKey => "keystroke echo: `fleet attach c00@c` on a, through a PTY",
+            Op::SshKey => "keystroke echo: `ssh -t c tmux attach -t =c01`, warm ControlMaster, through a PTY",
+            Op::FleetAttachStart => "attach: `fleet attach c02@c` on a, start to the pane on screen (PTY)",
+            Op::SshColdAttachStart => "attach: `ssh -t c tmux attach -t =c03`, cold, start to the pane on screen (PTY)",
+            Op::SshWarmAttachStart => {
+                "attach: `ssh -t c tmux attach -t =c03`, warm ControlMaster, start to the pane on screen (PTY)"
+            }
         }
     }
 
@@ -381,17 +446,32 @@ impl Op {
     fn protocol_rts(self) -> f64 {
         match self {
             Op::Exec | Op::NetnsExec => 0.0,
-            Op::FleetPs | Op::GrpcPs | Op::FleetSend | Op::GrpcSend => 1.0,
+            Op::FleetPs | Op::GrpcPs | Op::FleetSend | Op::GrpcSend | Op::FleetTail | Op::GrpcTail => 1.0,
             Op::SshColdLs | Op::SshColdSend => 9.0,
-            Op::SshWarmLs | Op::SshWarmSend | Op::SshWarmSend1 => 2.0,
-            Op::Hb => 0.5,
+            Op::SshWarmLs | Op::SshWarmSend | Op::SshWarmSend1 | Op::SshWarmTail => 2.0,
+            Op::Hb | Op::PaneGrpc | Op::PaneCli => 0.5,
+            // One keystroke up, its echo down, on a session that is already up.
+            Op::FleetKey | Op::SshKey => 1.0,
+            // The AttachPane request and its first frame; a cold ssh as above
+            // (its pty-req goes with the exec); a warm one opens a channel first.
+            Op::FleetAttachStart => 1.0,
+            Op::SshColdAttachStart => 9.0,
+            Op::SshWarmAttachStart => 2.0,
         }
     }
 
     /// The TCP port its traffic uses on the wire.
     fn port(self) -> u16 {
         match self {
-            Op::SshColdLs | Op::SshWarmLs | Op::SshColdSend | Op::SshWarmSend | Op::SshWarmSend1 => 22,
+            Op::SshColdLs
+            | Op::SshWarmLs
+            | Op::SshColdSend
+            | Op::SshWarmSend
+            | Op::SshWarmSend1
+            | Op::SshWarmTail
+            | Op::SshKey
+            | Op::SshColdAttachStart
+            | Op::SshWarmAttachStart => 22,
             _ => netns_util::PORT,
         }
     }
@@ -582,6 +662,21 @@ fn analyse(pkts: &[Pkt], t0: i64, t1: i64, port: u16, client: [u8; 4]) -> Flow {
     f
 }
 
+/// Where a keystroke's echo time went, from its captured window `[t0, t1]`
+/// (the key's write to the PTY, the echo's read from it; unix µs): on a
+/// until the key's first packet passed c's switch port, then until the
+/// echo's first packet passed it back (the wire both ways and c), then on a
+/// until the echo was on the PTY.
+fn key_split(pkts: &[Pkt], t0: i64, t1: i64, port: u16, client: [u8; 4]) -> Option<[i64; 3]> {
+    let data = |p: &&Pkt| p.len > 0 && p.ts <= t1;
+    let up = pkts.iter().filter(|p| p.ts >= t0).filter(data).find(|p| p.src.0 == client && p.dst.1 == port)?;
+    let down = pkts.iter().filter(|p| p.ts >= up.ts).filter(data).find(|p| p.dst.0 == client && p.src.1 == port)?;
+    Some([up.ts - t0, down.ts - up.ts, t1 - down.ts])
+}
+
+/// Captured keystrokes' times, split by [`key_split`] (µs), per way.
+type Splits = BTreeMap<Op, Vec<[i64; 3]>>;
+
 /// The captured runs of one operation, summed up.
 #[derive(Clone, Debug, Default)]
 struct FlowSum {
@@ -632,6 +727,140 @@ impl FlowSum {
     }
 }
 
+// ---------------------------------------------------------------- a terminal of the bench's own
+
+/// The size of the typists' terminals (rows, columns).
+const TERM_SIZE: (u16, u16) = (30, 100);
+
+/// A client program in a pseudo-terminal the bench opened: the bench types
+/// into its master and reads what the program draws, through a terminal
+/// emulator (vt100) of the PTY's size, as a person's terminal would.
+struct Typist {
+    name: String,
+    master: std::fs::File,
+    /// What the program wrote to its terminal, with when it was read.
+    rx: mpsc::Receiver<(Instant, Vec<u8>)>,
+    screen: vt100::Parser,
+}
+
+impl Typist {
+    /// Start `cmd` with a new PTY as its stdin, stdout and stderr; the lab
+    /// owns the process (killed by pid when it is dropped).
+    fn start(lab: &mut Lab, mut cmd: Command, name: &str) -> Typist {
+        use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+        let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC).expect("openpt");
+        grantpt(&master).expect("grantpt");
+        unlockpt(&master).expect("unlockpt");
+        let path = ptsname(&master, Vec::new()).expect("ptsname");
+        let (rows, cols) = TERM_SIZE;
+        let size = rustix::termios::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+        rustix::termios::tcsetwinsize(&master, size).expect("the PTY's size");
+        use rustix::fs::{Mode, OFlags};
+        let slave = rustix::fs::open(path.as_c_str(), OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC, Mode::empty())
+            .unwrap_or_else(|e| panic!("open {path:?}: {e}"));
+        let dup = |fd: &std::os::fd::OwnedFd| Stdio::from(fd.try_clone().expect("dup the PTY"));
+        cmd.stdin(dup(&slave)).stdout(dup(&slave)).stderr(dup(&slave));
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("{name}: cannot start: {e}"));
+        drop(cmd);
+        drop(slave);
+        lab.adopt(child);
+        let master = std::fs::File::from(master);
+        let mut reader = master.try_clone().expect("dup the PTY master");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 16384];
+            // EIO once the program and every copy of the slave are gone.
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 || tx.send((Instant::now(), buf[..n].to_vec())).is_err() {
+                    return;
+                }
+            }
+        });
+        let nz = |n: u16| std::num::NonZeroU16::new(n).expect("not 0");
+        Typist { name: name.into(), master, rx, screen: vt100::Parser::new(nz(rows), nz(cols), 0) }
+    }
+
+    /// The row the cursor is on, trailing blanks dropped.
+    fn cursor_row(&self) -> String {
+        let s = self.screen.screen();
+        let (row, _) = s.cursor_position();
+        let cols = s.size().1.get();
+        s.rows(0, cols).nth(usize::from(row)).unwrap_or_default().trim_end().to_string()
+    }
+
+    /// Read the program's output until `done` holds for the screen: when the
+    /// output that made it hold was read. Panics after `timeout`.
+    fn until(&mut self, what: &str, timeout: Duration, done: impl Fn(&Typist) -> bool) -> Instant {
+        self.within(timeout, done).unwrap_or_else(|| {
+            panic!("{}: no {what} within {timeout:?}; the screen:\n{}", self.name, self.screen.screen().contents())
+        })
+    }
+
+    /// [`Typist::until`], or `None` after `timeout`.
+    fn within(&mut self, timeout: Duration, done: impl Fn(&Typist) -> bool) -> Option<Instant> {
+        let start = Instant::now();
+        if done(self) {
+            return Some(start);
+        }
+        loop {
+            let left = timeout.saturating_sub(start.elapsed());
+            let (at, bytes) = self.rx.recv_timeout(left).ok()?;
+            self.screen.process(&bytes);
+            if done(self) {
+                return Some(at);
+            }
+        }
+    }
+
+    /// Type the detach key `detach` until the program has closed the
+    /// terminal (it ended), 2 s apart: a tmux client that has just drawn its
+    /// first screen may still take what comes as its terminal's answers.
+    fn leave(&mut self, detach: &[u8]) {
+        for _ in 0..5 {
+            self.type_bytes(detach);
+            let start = Instant::now();
+            loop {
+                match self.rx.recv_timeout(Duration::from_secs(2).saturating_sub(start.elapsed())) {
+                    Ok((_, bytes)) => self.screen.process(&bytes),
+                    Err(mpsc::RecvTimeoutError::Disconnected) => return,
+                    Err(mpsc::RecvTimeoutError::Timeout) => break,
+                }
+            }
+        }
+        panic!(
+            "{} did not end within 10 s of its detach key; the screen:\n{}",
+            self.name,
+            self.screen.screen().contents()
+        )
+    }
+
+    fn type_bytes(&mut self, bytes: &[u8]) {
+        self.master.write_all(bytes).unwrap_or_else(|e| panic!("{}: typing: {e}", self.name));
+    }
+
+    /// Type one printable key `k` at an empty prompt (`> `) and wait for its
+    /// echo (`> k` on the cursor's row): the key's write and the echo's read,
+    /// as unix µs and as instants. Then a backspace takes it away again.
+    fn key(&mut self, k: u8) -> (Instant, Instant, i64, i64) {
+        assert!(k.is_ascii_alphabetic(), "a printable key");
+        let empty = |t: &Typist| t.cursor_row() == ">";
+        // A prompt that holds something left over is submitted first.
+        if self.within(Duration::from_secs(2), empty).is_none() {
+            self.type_bytes(b"\r");
+            self.until("an empty prompt after Enter", Duration::from_secs(5), empty);
+        }
+        let want = format!("> {}", k as char);
+        let (t, us) = (Instant::now(), unix_us());
+        self.type_bytes(&[k]);
+        let at = self.until("echo of the key", Duration::from_secs(5), |t| t.cursor_row() == want);
+        let echo_us = us + at.duration_since(t).as_micros() as i64;
+        self.type_bytes(&[0x7f]);
+        self.until("the backspace's echo", Duration::from_secs(5), empty);
+        (t, at, us, echo_us)
+    }
+}
+
 // ---------------------------------------------------------------- the namespace lab
 
 /// `/run/sshd` (sshd's privilege separation directory), made for the run if
@@ -667,6 +896,20 @@ impl Drop for PrivsepDir {
 /// deletes its namespaces and temp dir).
 struct Ns {
     stream: tonic::Streaming<v1::HeartbeatEvent>,
+    /// WatchPane of quiet@c (in-process, on a's socket).
+    pane: tonic::Streaming<v1::PaneFrame>,
+    /// What the pane frames brought and no measure took yet.
+    pane_seen: String,
+    /// Lines of a `fleet tail --follow quiet@c` on a, as they came.
+    pane_cli: mpsc::Receiver<(Instant, String)>,
+    /// quiet's pane tty on c: what is written there, the pane shows as output.
+    pane_tty: std::fs::File,
+    /// `fleet attach c00@c` and `ssh -t c tmux attach -t =c01` in PTYs of
+    /// the bench's own, while the keystroke phase and the capture run.
+    typists: Option<(Typist, Typist)>,
+    /// The capture window of the last keystroke (unix µs): from the key's
+    /// write to its echo.
+    key_window: Option<(i64, i64)>,
     client: FleetClient<Channel>,
     rt: tokio::runtime::Runtime,
     lab: Lab,
@@ -865,6 +1108,39 @@ impl Ns {
         let req =
             v1::WatchHeartbeatsRequest { scope: v1::Scope::Mesh as i32, hosts: vec!["c".into()], snapshot: false };
         let stream = rt.block_on(client.watch_heartbeats(req)).expect("WatchHeartbeats").into_inner();
+
+        // Two followers of quiet@c's pane on a: an in-process WatchPane
+        // stream and a `fleet tail --follow` process; the bench prints lines
+        // into that pane by writing to its tty on c.
+        let tty = lab.tmux(c, &["display-message", "-p", "-t", "=quiet:", "#{pane_tty}"]);
+        let pane_tty = std::fs::OpenOptions::new()
+            .write(true)
+            .open(tty.trim())
+            .unwrap_or_else(|e| panic!("quiet's pane tty {tty:?} on c: {e}"));
+        let req = v1::WatchPaneRequest { host: "c".into(), agent: "quiet".into(), lines: 1, ..Default::default() };
+        let mut pane = rt.block_on(client.watch_pane(req)).expect("WatchPane of quiet@c").into_inner();
+        let first = rt.block_on(pane.message()).expect("WatchPane of quiet@c").expect("a first frame");
+        assert!(matches!(first.body, Some(v1::pane_frame::Body::Screen(_))), "{first:?}");
+        let mut follower = lab.command_in(a, FLEET);
+        follower
+            .args(["tail", "quiet@c", "--follow", "-n", "1"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = follower.spawn().expect("fleet tail --follow");
+        let out = child.stdout.take().expect("piped stdout");
+        lab.adopt(child);
+        let (tx, pane_cli) = mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { return };
+                if tx.send((Instant::now(), line)).is_err() {
+                    return;
+                }
+            }
+        });
+        pane_cli.recv_timeout(Duration::from_secs(10)).expect("the follower's first line");
         Ns {
             stream,
             client,
@@ -876,6 +1152,12 @@ impl Ns {
             key,
             ctl,
             sshd_logs,
+            pane,
+            pane_seen: String::new(),
+            pane_cli,
+            pane_tty,
+            typists: None,
+            key_window: None,
             expected,
             seq: 0,
             // Distinct, old timestamps: each rewrite is a new beat of a stale agent.
@@ -899,10 +1181,12 @@ impl Ns {
     }
 
     /// What a polling script runs on each host: every pane, every heartbeat.
+    /// `tmux -u`, as the node runs it: in the C locale the bench's processes
+    /// now have (no LANG to send), tmux 3.3a writes the format's tabs as `_`.
     fn listing_cmd(&self, h: HostId) -> String {
         let run_dir = self.lab.hosts[h].home.join("fleet/run");
         format!(
-            "{} tmux -L {} list-panes -a -F {}; cat {}/*.hb",
+            "{} tmux -u -L {} list-panes -a -F {}; cat {}/*.hb",
             self.tmux_env(),
             q(&self.lab.hosts[h].socket),
             q(fleet_tmux::probe::PANE_FORMAT),
@@ -1042,6 +1326,153 @@ impl Ns {
                 timed(&mut cmd, Some(text.as_bytes()), "ssh send").0
             }
             Op::Hb => self.heartbeat(n),
+            Op::FleetTail => {
+                let mut cmd = self.lab.command_as(a, FLEET);
+                cmd.args(["tail", "-n", "80", "c05@c"]);
+                let (d, o) = timed(&mut cmd, None, "fleet tail");
+                self.check_tail(&o.stdout, "fleet tail");
+                d
+            }
+            Op::GrpcTail => {
+                let req = v1::TailRequest { host: "c".into(), agent: "c05".into(), lines: 80, ..Default::default() };
+                let t = Instant::now();
+                let r = self.rt.block_on(self.client.tail_pane(req)).expect("TailPane").into_inner();
+                let d = t.elapsed();
+                let pane = |l: &String| l.starts_with("accepted: ") || l == "stub agent c05 ready";
+                assert!(r.lines.iter().any(pane), "TailPane of c05@c: {:?}", r.lines);
+                d
+            }
+            Op::SshWarmTail => {
+                let remote = format!(
+                    "{} tmux -L {} capture-pane -p -J -S -80 -t {}",
+                    self.tmux_env(),
+                    q(&self.lab.hosts[c].socket),
+                    q("=c05:")
+                );
+                let (d, o) = timed(&mut self.ssh(c, true, &remote), None, "ssh capture-pane");
+                self.check_tail(&o.stdout, "ssh capture-pane");
+                d
+            }
+            Op::PaneGrpc | Op::PaneCli => self.pane_out(op, n),
+            Op::FleetAttachStart | Op::SshColdAttachStart | Op::SshWarmAttachStart => self.attach_start(op),
+            Op::FleetKey | Op::SshKey => {
+                let k = b'a' + (n % 26) as u8;
+                let (fleet, ssh) = self.typists.as_mut().expect("the typists are started");
+                let typist = if op == Op::FleetKey { fleet } else { ssh };
+                let (t, at, us, echo_us) = typist.key(k);
+                self.key_window = Some((us, echo_us));
+                at.duration_since(t)
+            }
+        }
+    }
+
+    fn check_tail(&self, stdout: &[u8], what: &str) {
+        let text = String::from_utf8_lossy(stdout);
+        let pane = |l: &str| l.starts_with("accepted: ") || l == "stub agent c05 ready";
+        assert!(text.lines().any(pane), "{what} of c05@c:\n{text}");
+    }
+
+    /// Print a line in quiet@c's pane (written to its tty on c, as the
+    /// pane's program would) and wait until it reaches a's follower: the
+    /// WatchPane stream or the `fleet tail --follow` process.
+    fn pane_out(&mut self, op: Op, n: usize) -> Duration {
+        let mark = format!("pane-line-{n}.");
+        let t = Instant::now();
+        self.pane_tty.write_all(format!("{mark}\n").as_bytes()).expect("write to quiet's pane tty");
+        let until = t + Duration::from_secs(3);
+        if op == Op::PaneCli {
+            loop {
+                let left = until.saturating_duration_since(Instant::now());
+                let (at, line) = self
+                    .pane_cli
+                    .recv_timeout(left)
+                    .unwrap_or_else(|_| panic!("{mark} did not reach `fleet tail --follow` on a within 3 s"));
+                if line.contains(&mark) {
+                    return at.duration_since(t);
+                }
+            }
+        }
+        let (rt, pane) = (&self.rt, &mut self.pane);
+        loop {
+            if let Some(at) = self.pane_seen.find(&mark) {
+                self.pane_seen.drain(..at + mark.len());
+                return t.elapsed();
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            let frame = rt.block_on(async { tokio::time::timeout(left, pane.message()).await });
+            let frame = frame
+                .unwrap_or_else(|_| panic!("{mark} did not reach the WatchPane stream on a within 3 s"))
+                .expect("the WatchPane stream")
+                .expect("the WatchPane stream is open");
+            match frame.body {
+                Some(v1::pane_frame::Body::Output(bytes)) => self.pane_seen.push_str(&String::from_utf8_lossy(&bytes)),
+                Some(v1::pane_frame::Body::Screen(s)) => self.pane_seen.push_str(&String::from_utf8_lossy(&s.content)),
+                other => panic!("the WatchPane stream of quiet@c: {other:?}"),
+            }
+        }
+    }
+
+    /// `ssh -t c tmux attach -t =AGENT` from a, over the ControlMaster when `warm`.
+    fn ssh_attach(&self, agent: &str, warm: bool) -> Command {
+        let c = self.c;
+        let mut cmd = self.lab.command_as(self.a, "ssh");
+        cmd.args(ssh_opts(&self.key)).arg("-t");
+        if warm {
+            cmd.arg("-S").arg(&self.ctl[c]);
+        }
+        cmd.arg(format!("root@{}", self.lab.hosts[c].ip));
+        let target = format!("={agent}");
+        cmd.arg(format!("{} tmux -u -L {} attach -t {}", self.tmux_env(), q(&self.lab.hosts[c].socket), q(&target)));
+        cmd
+    }
+
+    /// Attach from a (the calling thread is inside a) to c02 with `fleet
+    /// attach`, or to c03 with `ssh -t ... tmux attach`: from the client's
+    /// start until its terminal shows the pane with the agent's prompt (and
+    /// fleet's status line, or tmux's). Then detach and wait for the client
+    /// to end.
+    fn attach_start(&mut self, op: Op) -> Duration {
+        let (cmd, name, detach): (Command, &str, &[u8]) = match op {
+            Op::FleetAttachStart => {
+                let mut cmd = self.lab.command_as(self.a, FLEET);
+                cmd.args(["attach", "c02@c"]);
+                (cmd, "fleet attach c02@c", &[0x1d])
+            }
+            Op::SshColdAttachStart => (self.ssh_attach("c03", false), "ssh -t c tmux attach -t =c03 (cold)", b"\x02d"),
+            _ => (self.ssh_attach("c03", true), "ssh -t c tmux attach -t =c03 (warm)", b"\x02d"),
+        };
+        let status = if op == Op::FleetAttachStart { "attached to c02@c" } else { "[c03]" };
+        let t = Instant::now();
+        let mut typist = Typist::start(&mut self.lab, cmd, name);
+        let at = typist.until("the pane", Duration::from_secs(10), |t| {
+            t.cursor_row().starts_with('>') && t.screen.screen().contents().contains(status)
+        });
+        typist.leave(detach);
+        at.duration_since(t)
+    }
+
+    /// Start the two typists (the calling thread is inside a): `fleet
+    /// attach c00@c`, and `ssh -t` over c's ControlMaster running `tmux
+    /// attach -t =c01` there; wait until each shows its agent's prompt.
+    fn start_typists(&mut self) {
+        let mut cmd = self.lab.command_as(self.a, FLEET);
+        cmd.args(["attach", "c00@c"]);
+        let mut fleet = Typist::start(&mut self.lab, cmd, "fleet attach c00@c");
+        let cmd = self.ssh_attach("c01", true);
+        let mut ssh = Typist::start(&mut self.lab, cmd, "ssh -t c tmux attach -t =c01");
+        fleet.until("the attached pane", Duration::from_secs(10), |t| {
+            t.screen.screen().contents().contains("attached to c00@c")
+        });
+        ssh.until("tmux's status line", Duration::from_secs(10), |t| t.screen.screen().contents().contains("[c01]"));
+        self.typists = Some((fleet, ssh));
+    }
+
+    /// Detach both typists: fleet's detach key, tmux's `C-b d`.
+    fn stop_typists(&mut self) {
+        if let Some((mut fleet, mut ssh)) = self.typists.take() {
+            fleet.type_bytes(&[0x1d]);
+            ssh.type_bytes(b"\x02d");
+            std::thread::sleep(Duration::from_millis(300));
         }
     }
 
@@ -1073,7 +1504,7 @@ impl Ns {
 
     /// Capture c's switch port while each operation runs [`CAPTURE_RUNS`]
     /// times, one at a time.
-    fn capture(&mut self, ops: &[Op]) -> BTreeMap<Op, FlowSum> {
+    fn capture(&mut self, ops: &[Op]) -> (BTreeMap<Op, FlowSum>, Splits) {
         let port = self.lab.hosts[self.c].port.clone();
         let file = self.lab.root().join("c-port.pcap");
         let log = self.lab.root().join("tcpdump.log");
@@ -1107,11 +1538,16 @@ impl Ns {
         });
         let mut windows = vec![];
         for &op in ops {
-            for _ in 0..plan().capture_runs {
+            // More keystrokes: they also show where the echo's time goes.
+            let runs =
+                if Op::KEYS.contains(&op) { KEY_CAPTURE_RUNS.max(plan().capture_runs) } else { plan().capture_runs };
+            for _ in 0..runs {
                 std::thread::sleep(Duration::from_millis(150));
                 let t0 = unix_us();
+                self.key_window = None;
                 self.run(op);
-                windows.push((op, t0, unix_us()));
+                let (t0, t1) = self.key_window.take().unwrap_or((t0, unix_us()));
+                windows.push((op, t0, t1));
             }
         }
         // Immediate mode hands every packet over at once; give it a moment anyway.
@@ -1123,15 +1559,19 @@ impl Ns {
         let pkts = read_pcap(&file);
         let client = self.lab.hosts[self.a].ip.octets();
         let mut flows: BTreeMap<Op, Vec<Flow>> = BTreeMap::new();
+        let mut splits = Splits::new();
         for (op, t0, t1) in windows {
             flows.entry(op).or_default().push(analyse(&pkts, t0, t1, op.port(), client));
+            if let Some(split) = Op::KEYS.contains(&op).then(|| key_split(&pkts, t0, t1, op.port(), client)).flatten() {
+                splits.entry(op).or_default().push(split);
+            }
         }
         println!(
             "capture: {} TCP packets on c's switch port ({port}), {} runs of each operation",
             pkts.len(),
             plan().capture_runs
         );
-        flows.iter().map(|(op, f)| (*op, FlowSum::of(f))).collect()
+        (flows.iter().map(|(op, f)| (*op, FlowSum::of(f))).collect(), splits)
     }
 
     fn close_masters(&self) {
@@ -1146,6 +1586,7 @@ impl Ns {
 struct NsFigures {
     times: BTreeMap<Op, Stat>,
     flows: BTreeMap<Op, FlowSum>,
+    splits: Splits,
     notes: Vec<String>,
 }
 
@@ -1167,7 +1608,7 @@ fn namespaces() -> NsFigures {
     ns.check_sends();
     // Warm-up, not counted.
     for _ in 0..3 {
-        for op in Op::ALL {
+        for op in Op::ROUNDS {
             ns.run(op);
         }
     }
@@ -1176,8 +1617,8 @@ fn namespaces() -> NsFigures {
     let mut times: BTreeMap<Op, Vec<Duration>> = BTreeMap::new();
     let t = Instant::now();
     for round in 0..plan().runs {
-        for k in 0..Op::ALL.len() {
-            let op = Op::ALL[(round + k) % Op::ALL.len()];
+        for k in 0..Op::ROUNDS.len() {
+            let op = Op::ROUNDS[(round + k) % Op::ROUNDS.len()];
             std::thread::sleep(Duration::from_millis(10));
             let d = ns.run(op);
             times.entry(op).or_default().push(d);
@@ -1197,19 +1638,53 @@ fn namespaces() -> NsFigures {
     if logins_c != want_c || logins_b != want_b {
         notes.push(format!("WARNING: {msg}: a warm operation did not use its ControlMaster"));
     }
-    let on_wire: Vec<Op> = Op::ALL.into_iter().filter(|op| op.on_wire()).collect();
-    let flows = ns.capture(&on_wire);
+    // Keystroke echo: both typists stay attached while the keys phase and the capture run.
+    ns.start_typists();
+    for round in 0..10 + plan().key_runs {
+        for k in 0..Op::KEYS.len() {
+            let op = Op::KEYS[(round + k) % Op::KEYS.len()];
+            std::thread::sleep(Duration::from_millis(10));
+            let d = ns.run(op);
+            // The first 10 of each are warm-up.
+            if round >= 10 {
+                times.entry(op).or_default().push(d);
+            }
+        }
+    }
+    println!("{} keystrokes typed into each of fleet attach and ssh tmux attach", plan().key_runs);
+    let on_wire: Vec<Op> = Op::all().filter(|op| op.on_wire()).collect();
+    // Attaching: a client started until the pane is on its screen, interleaved.
+    let starts = Instant::now();
+    for round in 0..plan().attach_runs {
+        for k in 0..Op::STARTS.len() {
+            let op = Op::STARTS[(round + k) % Op::STARTS.len()];
+            std::thread::sleep(Duration::from_millis(10));
+            let d = ns.run(op);
+            times.entry(op).or_default().push(d);
+        }
+    }
+    println!(
+        "{} attaches of each way in {:.0} s (fleet attach, cold and warm ssh tmux attach)",
+        plan().attach_runs,
+        starts.elapsed().as_secs_f64()
+    );
+    let (flows, splits) = ns.capture(&on_wire);
+    ns.stop_typists();
     ns.close_masters();
-    NsFigures { times: times.iter().map(|(op, v)| (*op, Stat::of(v))).collect(), flows, notes }
+    NsFigures { times: times.iter().map(|(op, v)| (*op, Stat::of(v))).collect(), flows, splits, notes }
 }
 
 /// Comparisons: (fleet, ssh, target, target ratio: at least, or more than when it is 1).
-const VERSUS: [(Op, Op, &str, Option<f64>); 5] = [
+const VERSUS: [(Op, Op, &str, Option<f64>); 9] = [
     (Op::FleetPs, Op::SshColdLs, ">= 20x", Some(20.0)),
     (Op::FleetPs, Op::SshWarmLs, ">= 3x", Some(3.0)),
     (Op::FleetSend, Op::SshColdSend, ">= 10x", Some(10.0)),
     (Op::FleetSend, Op::SshWarmSend, "> 1x (faster)", Some(1.0)),
     (Op::FleetSend, Op::SshWarmSend1, "none (best ssh form)", None),
+    (Op::FleetTail, Op::SshWarmTail, "none (fleet tail <= 5 ms)", None),
+    (Op::FleetKey, Op::SshKey, ">= 2x", Some(2.0)),
+    (Op::FleetAttachStart, Op::SshColdAttachStart, "none", None),
+    (Op::FleetAttachStart, Op::SshWarmAttachStart, "none", None),
 ];
 
 fn short(op: Op) -> &'static str {
@@ -1221,6 +1696,13 @@ fn short(op: Op) -> &'static str {
         Op::SshColdSend => "ssh send (3 tmux calls), cold",
         Op::SshWarmSend => "ssh send (3 tmux calls), warm",
         Op::SshWarmSend1 => "ssh send (1 tmux call), warm",
+        Op::FleetTail => "fleet tail -n 80",
+        Op::SshWarmTail => "ssh capture-pane, warm",
+        Op::FleetKey => "keystroke echo, fleet attach",
+        Op::SshKey => "keystroke echo, ssh tmux attach",
+        Op::FleetAttachStart => "attach start, fleet attach",
+        Op::SshColdAttachStart => "attach start, ssh tmux attach, cold",
+        Op::SshWarmAttachStart => "attach start, ssh tmux attach, warm",
         _ => op.label(),
     }
 }
@@ -1233,7 +1715,7 @@ fn ns_tables(f: &NsFigures) -> Vec<Table> {
         &format!("Mesh vs SSH on 3 namespace hosts, {} interleaved rounds", plan().runs),
         &["measure", "runs", "p50 ms", "p99 ms", "alternations on the wire", "round trips (protocol)"],
     );
-    for op in Op::ALL {
+    for op in Op::all() {
         let s = stat(op);
         let rt = if f.flows.contains_key(&op) { flow(op).rt_text() } else { "-".into() };
         let proto = if op.on_wire() { op.protocol_rts().to_string() } else { "-".into() };
@@ -1359,7 +1841,78 @@ fn ns_tables(f: &NsFigures) -> Vec<Table> {
         "One poll of b and c costs {:.1} ms cold, {:.1} ms warm (p50), every interval, whether anything changed or not.",
         cold.p50, warm.p50
     ));
-    vec![measures, ratios, trips, growth, poll]
+    // The issue's absolute targets for seeing agents. The RTT here is c's
+    // SYN -> SYN/ACK turnaround at its switch port (a lower bound).
+    let rtt = flow(Op::SshColdLs).syn_synack_us.map_or(0.0, |us| us as f64 / 1000.0);
+    let mut targets = Table::new(
+        "Seeing agents on another host: the issue's targets",
+        &["measure", "p50 ms", "p99 ms", "target", "met (p50)", "met (p99)"],
+    );
+    let yes = |ok: bool| if ok { "yes" } else { "**NO**" }.to_string();
+    let key = stat(Op::FleetKey);
+    let bound = rtt + 2.0;
+    targets.row(vec![
+        short(Op::FleetKey).into(),
+        f2(key.p50),
+        f2(key.p99),
+        format!("<= 1 RTT + 2 ms = {bound:.2} ms"),
+        yes(key.p50 <= bound),
+        yes(key.p99 <= bound),
+    ]);
+    let ssh_key = stat(Op::SshKey);
+    targets.row(vec![
+        "keystroke echo, ratio ssh / fleet (in the time columns)".into(),
+        ratio(ssh_key.p50 / key.p50),
+        ratio(ssh_key.p99 / key.p99),
+        ">= 2x faster".into(),
+        yes(ssh_key.p50 >= 2.0 * key.p50),
+        yes(ssh_key.p99 >= 2.0 * key.p99),
+    ]);
+    let tail = stat(Op::FleetTail);
+    targets.row(vec![
+        short(Op::FleetTail).into(),
+        f2(tail.p50),
+        f2(tail.p99),
+        "p50 <= 5 ms".into(),
+        yes(tail.p50 <= 5.0),
+        "-".into(),
+    ]);
+    for op in [Op::PaneGrpc, Op::PaneCli] {
+        let p = stat(op);
+        targets.row(vec![
+            op.label().into(),
+            f2(p.p50),
+            f2(p.p99),
+            "p99 <= 50 ms".into(),
+            "-".into(),
+            yes(p.p99 <= 50.0),
+        ]);
+    }
+    targets.notes.push(format!(
+        "RTT: c's SYN -> SYN/ACK turnaround at its switch port, {:.0} µs (a lower bound of the round trip a-c).",
+        rtt * 1000.0
+    ));
+    let mut split = Table::new(
+        "Where a keystroke's echo time goes (medians over the captured keystrokes; c's switch port as the reference point)",
+        &[
+            "way",
+            "keys",
+            "on a: PTY write -> key on the wire ms",
+            "wire + c: key -> echo on the wire ms",
+            "on a: echo on the wire -> PTY read ms",
+            "window ms",
+        ],
+    );
+    for op in Op::KEYS {
+        let v = f.splits.get(&op).cloned().unwrap_or_default();
+        if v.is_empty() {
+            continue;
+        }
+        let col = |i: usize| f2(pct(&v.iter().map(|s| s[i] as f64 / 1000.0).collect::<Vec<_>>(), 0.5));
+        let total = f2(pct(&v.iter().map(|s| (s[0] + s[1] + s[2]) as f64 / 1000.0).collect::<Vec<_>>(), 0.5));
+        split.row(vec![short(op).into(), v.len().to_string(), col(0), col(1), col(2), total]);
+    }
+    vec![measures, ratios, targets, split, trips, growth, poll]
 }
 
 // ---------------------------------------------------------------- loopback

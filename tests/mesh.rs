@@ -351,6 +351,15 @@ fn the_demo_tours_a_three_node_mesh_and_leaves_nothing_behind() {
         .filter(|s| std::os::unix::net::UnixStream::connect(s.path()).is_ok())
         .collect();
     assert!(live.is_empty(), "tmux servers still answer: {live:?} (of {sockets})");
+    let demo_sockets: Vec<_> = std::fs::read_dir(m.root().join("tmux"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten().flatten())
+        .filter(|s| s.file_name().to_string_lossy().starts_with("fleet-demo-"))
+        .map(|s| s.path())
+        .collect();
+    assert!(demo_sockets.is_empty(), "the demo left its tmux socket files: {demo_sockets:?}");
     // And no process the demo started is left: every node and agent had the demo dir
     // (under our TMPDIR) in its environment or command line.
     std::thread::sleep(Duration::from_millis(500));

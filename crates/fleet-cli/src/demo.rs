@@ -71,7 +71,9 @@ impl Owned {
             }
         }
         for s in self.sockets.drain(..) {
-            let _ = Tmux::new(TmuxSocket::Name(s)).run(["kill-server"], None);
+            let _ = Tmux::new(TmuxSocket::Name(s.clone())).run(["kill-server"], None);
+            // tmux leaves its socket file behind.
+            let _ = std::fs::remove_file(fleet_tmux::tmux::socket_path_of_name(&s));
         }
         if let Some(d) = self.dir.take() {
             // Give the nodes a moment to remove their sockets before the dir goes.

@@ -116,6 +116,13 @@ impl Tmux {
 
 /// The exact target of a session's panes: `=name:` (a bare `=name` is
 /// resolved as a window target and can prefix-match another session).
+/// Where tmux puts the socket of `-L NAME`: `$TMUX_TMPDIR` (else `/tmp`),
+/// `tmux-UID/NAME`. tmux leaves the file behind when its server exits.
+pub fn socket_path_of_name(name: &str) -> std::path::PathBuf {
+    let dir = std::env::var_os("TMUX_TMPDIR").filter(|d| !d.is_empty()).unwrap_or_else(|| "/tmp".into());
+    std::path::PathBuf::from(dir).join(format!("tmux-{}", rustix::process::getuid().as_raw())).join(name)
+}
+
 pub fn exact_session(name: &str) -> String {
     format!("={name}:")
 }

@@ -861,6 +861,12 @@ fn tail_reads_a_pane_on_another_host() {
     let (code, _, err) = m.at(0, &["tail", "nobody@c"]);
     assert_eq!(code, 1);
     assert!(err.contains("no such agent nobody in the roster of host c (known: coder)"), "{err}");
+    let (code, _, err) = m.at(0, &["tail", "codr@c"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no such agent codr in the roster of host c (known: coder; did you mean coder?)"), "{err}");
+    let (code, _, err) = m.at(0, &["tail", "coder@cc"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no node for host cc in the mesh (known: a, c; did you mean c?)"), "{err}");
 }
 
 /// `Mesh.NodeInfo` counts the node's live tokio tasks: open

@@ -103,8 +103,9 @@ impl Local {
     }
 
     /// Names of the roster agents on this host, for "known agents" hints.
-    pub fn known_agents(&self) -> String {
+    /// `known: a, b` (and `did you mean ...?`) for an error about agent `name`.
+    pub fn known_agents(&self, name: &str) -> String {
         let names: Vec<&str> = self.roster.agents_on(&self.host).map(|a| a.name.as_str()).collect();
-        if names.is_empty() { "none".into() } else { names.join(", ") }
+        fleet_core::names::known(name, &names)
     }
 }

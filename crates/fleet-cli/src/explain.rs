@@ -36,13 +36,10 @@ pub fn run(args: ExplainArgs) -> CliResult {
         }
         let agents: Vec<AgentRecord> = resp.agents.into_iter().map(AgentRecord::from).collect();
         let known: Vec<String> = agents.iter().map(|a| a.name.clone()).collect();
+        let known: Vec<&str> = known.iter().map(String::as_str).collect();
+        let known = fleet_core::names::known(addr.agent.as_str(), &known);
         agents.into_iter().find(|a| a.name == addr.agent.as_str()).ok_or_else(|| {
-            exit::failed(anyhow!(
-                "no agent {} on {} (known: {})",
-                addr.agent,
-                host.as_deref().unwrap_or("this host"),
-                if known.is_empty() { "none".into() } else { known.join(", ") }
-            ))
+            exit::failed(anyhow!("no agent {} on {} ({known})", addr.agent, host.as_deref().unwrap_or("this host")))
         })
     })?;
     if args.json {

@@ -49,11 +49,11 @@ pub fn run(verb: Verb, args: LifecycleArgs, g: &GlobalArgs) -> CliResult {
             Some(s) => vec![s],
             None => {
                 return Err(exit::failed(anyhow!(
-                    "no such agent {} in the roster {} for host {} (known: {})",
+                    "no such agent {} in the roster {} for host {} ({})",
                     a.agent,
                     local.roster_path.display(),
                     local.host,
-                    local.known_agents()
+                    local.known_agents(a.agent.as_str())
                 )));
             }
         },

@@ -113,9 +113,9 @@ pub fn run(args: SendArgs, g: &GlobalArgs) -> CliResult {
         }
         Err(SendError::NotFound(_)) => {
             return Err(exit::failed(anyhow!(
-                "no such agent {name} on host {} (known: {})",
+                "no such agent {name} on host {} ({})",
                 local.host,
-                local.known_agents()
+                local.known_agents(name)
             )));
         }
         Err(e @ SendError::Text(_)) => return Err(exit::usage(e)),

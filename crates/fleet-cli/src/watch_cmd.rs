@@ -67,6 +67,14 @@ pub fn heartbeats(args: HeartbeatsArgs) -> CliResult {
             snapshot: args.snapshot,
         };
         let mut stream = client.watch_heartbeats(req).await.map_err(node::status)?.into_inner();
+        // A person at a terminal is told the stream is open: events may be
+        // seconds apart (a heartbeat interval), and nothing is printed till then.
+        if !args.snapshot && std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+            eprintln!(
+                "fleet: following heartbeat, health, activity and host events of the mesh (Ctrl-C stops); \
+                 --snapshot starts with every agent's current state"
+            );
+        }
         loop {
             let msg = tokio::select! {
                 _ = tokio::signal::ctrl_c() => return Ok(()),

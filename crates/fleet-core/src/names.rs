@@ -162,3 +162,68 @@ mod tests {
         assert_eq!(DnsLabel::sanitize("user", "Build_Bot").unwrap().as_str(), "build-bot");
     }
 }
+
+/// `known: a, b` for an error about `input` not being one of `candidates`,
+/// with `; did you mean b?` when one is close: the same but for case, or an
+/// edit or two away (one for inputs of up to four characters).
+pub fn known(input: &str, candidates: &[&str]) -> String {
+    if candidates.is_empty() {
+        return "known: none".into();
+    }
+    let list = candidates.join(", ");
+    match closest(input, candidates) {
+        Some(c) => format!("known: {list}; did you mean {c}?"),
+        None => format!("known: {list}"),
+    }
+}
+
+/// The candidate closest to `input`, if it is close enough to be a typo.
+pub fn closest<'a>(input: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let limit = if input.chars().count() <= 4 { 1 } else { 2 };
+    candidates
+        .iter()
+        .filter(|c| **c != input)
+        .map(|c| (if c.eq_ignore_ascii_case(input) { 0 } else { edit_distance(input, c) }, *c))
+        .filter(|(d, _)| *d <= limit)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod did_you_mean {
+    use super::*;
+
+    #[test]
+    fn a_close_name_is_suggested_and_a_far_one_is_not() {
+        let names = ["coder0-0", "coder0-1", "reviewer", "orch"];
+        assert_eq!(known("reveiwer", &names), "known: coder0-0, coder0-1, reviewer, orch; did you mean reviewer?");
+        assert_eq!(closest("coder0-2", &names), Some("coder0-0"), "the first of equals");
+        assert_eq!(closest("Reviewer", &names), Some("reviewer"), "case");
+        assert_eq!(closest("orc", &names), Some("orch"));
+        assert_eq!(closest("ab", &["orch"]), None, "short inputs get one edit");
+        assert_eq!(closest("orbs", &names), None, "two edits from orch, a short name");
+        assert_eq!(closest("zzzzzzzz", &names), None);
+        assert_eq!(closest("orch", &names), None, "itself is not a suggestion");
+        assert_eq!(known("x", &[]), "known: none");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "ab"), 2);
+        assert_eq!(edit_distance("ab", ""), 2);
+        assert_eq!(edit_distance("été", "ete"), 2);
+    }
+}

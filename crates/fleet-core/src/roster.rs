@@ -258,8 +258,7 @@ impl Roster {
             return Ok(a);
         }
         let known: Vec<&str> = self.agents_on(host).map(|a| a.name.as_str()).collect();
-        let known = if known.is_empty() { "none".to_string() } else { known.join(", ") };
-        Err(format!("no such agent {name} in the roster of host {host} (known: {known})"))
+        Err(format!("no such agent {name} in the roster of host {host} ({})", crate::names::known(name, &known)))
     }
 
     pub fn agent(&self, name: &str) -> Option<&AgentSpec> {

@@ -173,11 +173,6 @@ impl Node {
         socket_in(self.live.current().roster.as_deref(), agent)
     }
 
-    fn known_agents(&self) -> String {
-        let names: Vec<String> = self.live.current().agents.iter().map(|a| a.name.clone()).collect();
-        if names.is_empty() { "none".into() } else { names.join(", ") }
-    }
-
     fn receipt(
         &self,
         agent: &str,
@@ -273,7 +268,16 @@ impl Node {
             Err(SendError::NotFound(a)) => {
                 let detail = match roster.and_then(|r| r.agent_on(&self.info.host, &a).ok()) {
                     Some(_) => fleet_core::message::not_running(&a, &self.info.host),
-                    None => format!("no such agent {a} on host {} (known: {})", self.info.host, self.known_agents()),
+                    None => {
+                        // Every session the probe sees here, roster agent or not.
+                        let names: Vec<String> = self.live.current().agents.iter().map(|r| r.name.clone()).collect();
+                        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                        format!(
+                            "no such agent {a} on host {} ({})",
+                            self.info.host,
+                            fleet_core::names::known(&a, &names)
+                        )
+                    }
                 };
                 self.receipt(&req.agent, v1::DeliveryOutcome::NotFound, detail, start, key)
             }
@@ -539,12 +543,12 @@ impl Node {
             return Err(s);
         }
         self.peers.by_host(host).ok_or_else(|| {
+            let hosts: Vec<String> =
+                std::iter::once(self.info.host.to_string()).chain(self.peers.known_hosts()).collect();
+            let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
             Status::not_found(format!(
-                "no node for host {host} in the mesh (known: {})",
-                std::iter::once(self.info.host.to_string())
-                    .chain(self.peers.known_hosts())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                "no node for host {host} in the mesh ({})",
+                fleet_core::names::known(host, &hosts)
             ))
         })
     }
@@ -631,10 +635,11 @@ impl Fleet for NodeService {
         if let Some(bad) = req.hosts.iter().find(|h| !known.iter().any(|k| k.eq_ignore_ascii_case(h))) {
             known.sort();
             known.dedup();
+            let hosts: Vec<&str> = known.iter().map(String::as_str).collect();
             return Err(Status::invalid_argument(format!(
-                "no host {bad} in the {} (known: {})",
+                "no host {bad} in the {} ({})",
                 if mesh { "mesh" } else { "local scope" },
-                known.join(", ")
+                fleet_core::names::known(bad, &hosts)
             )));
         }
         let view = node.live.current();

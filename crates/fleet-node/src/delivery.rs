@@ -80,6 +80,23 @@ impl Deliverer {
         fleet_tmux::send::send(&tmux, agent, text, opts)
     }
 
+    /// Run `f` with the socket's control-mode client (one command at a time
+    /// through `run`); `None` when there is none (no holder session, or it
+    /// cannot attach): the caller spawns tmux instead.
+    pub fn with_control<T>(
+        &self,
+        socket: &TmuxSocket,
+        holder: Option<&str>,
+        f: impl FnOnce(&mut dyn FnMut(&[&str]) -> Result<Vec<String>, fleet_tmux::tmux::TmuxError>) -> T,
+    ) -> Option<T> {
+        let ctl = self.control(socket, &Tmux::new(socket.clone()), holder?)?;
+        let out = f(&mut |words| lock(&ctl).run(words));
+        if !lock(&ctl).alive() {
+            self.forget(socket, &ctl);
+        }
+        Some(out)
+    }
+
     fn turn(&self, socket: &TmuxSocket, agent: &str) -> Turn {
         let mut turns = lock(&self.turns);
         turns.retain(|_, t| Arc::strong_count(t) > 1);

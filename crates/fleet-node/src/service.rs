@@ -487,12 +487,19 @@ impl Node {
             return Err(Status::failed_precondition(format!("host {} has no valid roster", self.info.host)));
         };
         self.roster_agent(roster, &req.agent)?;
-        let tmux = fleet_tmux::tmux::Tmux::new(self.socket_of(&req.agent));
+        let socket = self.socket_of(&req.agent);
+        let holder = roster.holder_session.clone();
         let lines = if req.lines == 0 { fleet_tmux::tail::DEFAULT_LINES } else { req.lines };
-        let (agent, ansi) = (req.agent.clone(), req.ansi);
-        let tail = tokio::task::spawn_blocking(move || fleet_tmux::tail::tail(&tmux, &agent, lines, ansi))
-            .await
-            .map_err(|e| Status::internal(format!("tail task failed: {e}")))?;
+        let (agent, ansi, delivery) = (req.agent.clone(), req.ansi, self.delivery.clone());
+        // Through the socket's control-mode client (no process spawned), else by spawning tmux.
+        let tail = tokio::task::spawn_blocking(move || {
+            let via = delivery.with_control(&socket, holder.as_deref(), |run| {
+                fleet_tmux::tail::tail_via(|w| run(w), &agent, lines, ansi)
+            });
+            via.unwrap_or_else(|| fleet_tmux::tail::tail(&fleet_tmux::tmux::Tmux::new(socket), &agent, lines, ansi))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("tail task failed: {e}")))?;
         match tail {
             Ok(t) => Ok(Response::new(v1::TailResponse {
                 tenant_id: self.info.tenant.to_string(),

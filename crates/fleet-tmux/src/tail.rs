@@ -40,6 +40,32 @@ pub fn tail(tmux: &Tmux, session: &str, lines: u32, ansi: bool) -> Result<Tail, 
     })
 }
 
+/// [`tail`] through a control-mode client (`run` runs one command and
+/// returns its lines): no process is spawned. The capture and the size are
+/// two commands, so a resize between them may show a size the capture was
+/// not drawn at.
+pub fn tail_via(
+    mut run: impl FnMut(&[&str]) -> Result<Vec<String>, TmuxError>,
+    session: &str,
+    lines: u32,
+    ansi: bool,
+) -> Result<Tail, TmuxError> {
+    let lines = lines.clamp(1, MAX_LINES);
+    let target = exact_session(session);
+    let start = format!("-{lines}");
+    let mut args = vec!["capture-pane", "-p", "-J", "-t", &target, "-S", &start];
+    if ansi {
+        args.push("-e");
+    }
+    let mut out = run(&args)?;
+    out.extend(run(&["display-message", "-p", "-t", &target, "#{pane_width} #{pane_height}"])?);
+    parse(&out.join("\n"), lines).ok_or_else(|| TmuxError::Failed {
+        args: format!("capture-pane -t {target}"),
+        socket: String::new(),
+        stderr: "tmux printed no pane size after the capture".into(),
+    })
+}
+
 /// Split tmux's output into the capture and the size line (the last line,
 /// printed by `display-message` after the capture); keep the last `lines`
 /// lines of the capture without its trailing blank lines.
@@ -87,6 +113,14 @@ mod tests {
         let t = tail(&server.tmux, "t", 1, true).unwrap();
         assert!(t.lines[0].contains("\u{1b}[31m") && t.lines[0].contains("red"), "{:?}", t.lines);
         let e = tail(&server.tmux, "nope", 3, false).unwrap_err();
+        assert!(e.is_no_target(), "{e}");
+        // The same through a control-mode client.
+        server.session("_holder", &["sleep", "30"]);
+        let mut c = crate::control::Control::attach(&server.tmux, "_holder").unwrap();
+        for (n, ansi) in [(3, false), (50, false), (1, true)] {
+            assert_eq!(tail_via(|w| c.run(w), "t", n, ansi).unwrap(), tail(&server.tmux, "t", n, ansi).unwrap());
+        }
+        let e = tail_via(|w| c.run(w), "nope", 3, false).unwrap_err();
         assert!(e.is_no_target(), "{e}");
     }
 }

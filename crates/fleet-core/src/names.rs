@@ -165,7 +165,8 @@ mod tests {
 
 /// `known: a, b` for an error about `input` not being one of `candidates`,
 /// with `; did you mean b?` when one is close: the same but for case, or an
-/// edit or two away (one for inputs of up to four characters).
+/// edit or two away (one for inputs of three or four characters, none for
+/// shorter ones: any one-letter name is one edit from any other).
 pub fn known(input: &str, candidates: &[&str]) -> String {
     if candidates.is_empty() {
         return "known: none".into();
@@ -179,7 +180,11 @@ pub fn known(input: &str, candidates: &[&str]) -> String {
 
 /// The candidate closest to `input`, if it is close enough to be a typo.
 pub fn closest<'a>(input: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    let limit = if input.chars().count() <= 4 { 1 } else { 2 };
+    let limit = match input.chars().count() {
+        0..=2 => 0,
+        3 | 4 => 1,
+        _ => 2,
+    };
     candidates
         .iter()
         .filter(|c| **c != input)
@@ -216,7 +221,9 @@ mod did_you_mean {
         assert_eq!(closest("coder0-2", &names), Some("coder0-0"), "the first of equals");
         assert_eq!(closest("Reviewer", &names), Some("reviewer"), "case");
         assert_eq!(closest("orc", &names), Some("orch"));
-        assert_eq!(closest("ab", &["orch"]), None, "short inputs get one edit");
+        assert_eq!(closest("ab", &["orch"]), None);
+        assert_eq!(closest("b", &["a", "c"]), None, "one letter: no guess");
+        assert_eq!(closest("A", &["a", "c"]), Some("a"), "but case still counts");
         assert_eq!(closest("orbs", &names), None, "two edits from orch, a short name");
         assert_eq!(closest("zzzzzzzz", &names), None);
         assert_eq!(closest("orch", &names), None, "itself is not a suggestion");

@@ -321,10 +321,11 @@ impl State {
         match Roster::parse(&text) {
             Ok(r) if r.tenant_id.as_ref().is_some_and(|t| t.as_str() != self.cfg.tenant_id) => {
                 let problem = format!(
-                    "{}: tenant_id {} is not this node's tenant {} (the last good roster is in use)",
+                    "{}: tenant_id {} is not this node's tenant {} ({})",
                     self.cfg.roster.display(),
                     r.tenant_id.as_ref().map(|t| t.as_str()).unwrap_or(""),
-                    self.cfg.tenant_id
+                    self.cfg.tenant_id,
+                    self.in_use()
                 );
                 tracing::warn!(problem = %problem, "roster refused");
                 self.view.roster_problem = Some(problem);
@@ -339,15 +340,26 @@ impl State {
             Err(e) => {
                 let first = &e.problems[0];
                 let problem = format!(
-                    "{}:{first} ({} problem(s); the last good roster is in use)",
+                    "{}:{first} ({} problem(s); {})",
                     self.cfg.roster.display(),
-                    e.problems.len()
+                    e.problems.len(),
+                    self.in_use()
                 );
                 tracing::warn!(problem = %problem, "roster is invalid");
                 self.view.roster_problem = Some(problem);
             }
         }
         self.tx.send_replace(Arc::new(self.view.clone()));
+    }
+
+    /// What stands in for a roster that is refused: the last good one, or
+    /// none (this node has not read a good one since it started).
+    fn in_use(&self) -> &'static str {
+        if self.view.roster.is_some() {
+            "the last good roster is in use"
+        } else {
+            "no roster is in use: this host lists no agents until it is fixed (`fleet roster check`)"
+        }
     }
 
     fn probe_context(&self) -> ProbeContext {
@@ -551,5 +563,24 @@ mod tests {
         // The next probe answers systemd again: the problem clears.
         st.finish_probe(ProbeReport { rows: Vec::new(), socket_errors: Vec::new(), systemd_error: None }, None);
         assert_eq!((published(&st).probe_hung.clone(), published(&st).systemd_problem.clone()), (None, None));
+    }
+
+    /// A broken roster says what is used instead: the last good one, or none
+    /// when the node never read a good one.
+    #[test]
+    fn a_broken_roster_says_whether_a_last_good_one_is_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = state(dir.path());
+        std::fs::write(dir.path().join("roster.yaml"), "agents: [").unwrap();
+        st.reload_roster();
+        let p = published(&st).roster_problem.clone().unwrap_or_default();
+        assert!(p.contains("no roster is in use: this host lists no agents until it is fixed"), "{p}");
+        std::fs::write(dir.path().join("roster.yaml"), "version: 1\nagents: []\n").unwrap();
+        st.reload_roster();
+        assert_eq!(published(&st).roster_problem, None);
+        std::fs::write(dir.path().join("roster.yaml"), "agents: [").unwrap();
+        st.reload_roster();
+        let p = published(&st).roster_problem.clone().unwrap_or_default();
+        assert!(p.contains("the last good roster is in use"), "{p}");
     }
 }

@@ -51,20 +51,9 @@ pub fn quote(arg: &str) -> Option<String> {
 impl Control {
     /// Attach to `session` (exact name) on the server of `tmux`.
     pub fn attach(tmux: &Tmux, session: &str) -> Result<Control, TmuxError> {
-        Control::attach_with(tmux, session, None)
-    }
-
-    /// [`Control::attach`] with client flags (`ignore-size,no-output`: a
-    /// client on an agent's own session that neither sizes its window nor
-    /// receives its output).
-    pub fn attach_with(tmux: &Tmux, session: &str, flags: Option<&str>) -> Result<Control, TmuxError> {
         let socket = tmux.socket.to_string();
         let mut cmd = tmux.command();
-        cmd.args(["-C", "attach-session"]);
-        if let Some(f) = flags {
-            cmd.args(["-f", f]);
-        }
-        cmd.arg("-t").arg(format!("={session}"));
+        cmd.args(["-C", "attach-session", "-t"]).arg(format!("={session}"));
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
         let mut child =
             cmd.spawn().map_err(|source| TmuxError::Spawn { bin: tmux.bin.display().to_string(), source })?;

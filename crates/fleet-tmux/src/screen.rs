@@ -39,63 +39,151 @@ pub struct Screens {
 impl Screens {
     /// Read and judge the screen of every live roster agent in `rows` whose
     /// runtime has rules: by agent, what was seen, or why it was not.
+    ///
+    /// With a holder session, through a control client attached to it (kept
+    /// from probe to probe). Without one, by one spawned tmux per socket for
+    /// all its agents (a `;` list), so that no client is ever left attached
+    /// to an agent's session.
     pub fn read(
         &mut self,
         roster: &Roster,
         rows: &[AgentRecord],
         rules: &ScreenRules,
     ) -> BTreeMap<String, Result<ScreenSeen, String>> {
-        let mut out = BTreeMap::new();
+        let mut wanted: BTreeMap<TmuxSocket, Vec<(&str, &str, usize)>> = BTreeMap::new();
         for row in rows.iter().filter(|r| r.managed && r.pane == PaneState::Alive) {
             let Some(runtime) = row.runtime.as_deref() else { continue };
-            let lines_wanted = rules.bottom_lines(runtime);
-            if lines_wanted == 0 {
-                continue;
+            let Some(spec) = roster.agent(&row.name) else { continue };
+            let bottom = rules.bottom_lines(runtime);
+            if bottom > 0 {
+                wanted.entry(roster.socket_of(spec).clone()).or_default().push((&row.name, runtime, bottom));
             }
-            let seen = self.client(roster, rows, &row.name).and_then(|ctl| {
-                let (lines, title) = read_one(ctl, &row.name).map_err(|e| e.to_string())?;
-                let matched = rules.judge(runtime, &lines, &title);
-                Ok(ScreenSeen { matched, hash: digest(&lines, lines_wanted, &title) })
-            });
-            if seen.is_err() {
-                // A dead client is attached again next time.
-                let socket = roster.agent(&row.name).map(|a| roster.socket_of(a).clone());
-                if let Some(s) = socket
-                    && self.clients.get_mut(&s).is_some_and(|c| !c.alive())
-                {
-                    self.clients.remove(&s);
-                }
+        }
+        let mut out = BTreeMap::new();
+        for (socket, agents) in wanted {
+            let names: Vec<&str> = agents.iter().map(|a| a.0).collect();
+            let screens = match roster.holder_session.as_deref() {
+                Some(holder) => self.read_via_control(&socket, holder, &names),
+                None => read_spawned(&Tmux::new(socket.clone()), &names),
+            };
+            for ((name, runtime, bottom), screen) in agents.into_iter().zip(screens) {
+                let seen = screen.map(|(lines, title)| ScreenSeen {
+                    matched: rules.judge(runtime, &lines, &title),
+                    hash: digest(&lines, bottom, &title),
+                });
+                out.insert(name.to_string(), seen);
             }
-            out.insert(row.name.clone(), seen);
         }
         out
     }
 
-    /// The socket's client: attached to the roster's holder session, or,
-    /// without one, to a live agent's own session with `ignore-size,no-output`
-    /// (it neither sizes the agent's window nor receives its output; it is
-    /// attached again elsewhere when that session ends).
-    fn client(&mut self, roster: &Roster, rows: &[AgentRecord], agent: &str) -> Result<&mut Control, String> {
-        let spec = roster.agent(agent).ok_or("not a roster agent")?;
-        let socket = roster.socket_of(spec).clone();
-        if !self.clients.contains_key(&socket) {
-            let tmux = Tmux::new(socket.clone());
-            let c = match roster.holder_session.as_deref() {
-                Some(holder) => Control::attach(&tmux, holder),
-                None => {
-                    let host = rows.iter().filter(|r| r.managed && r.pane == PaneState::Alive);
-                    let on_socket = host
-                        .filter(|r| roster.agent(&r.name).is_some_and(|a| roster.socket_of(a) == &socket))
-                        .map(|r| r.name.as_str())
-                        .next()
-                        .unwrap_or(agent);
-                    Control::attach_with(&tmux, on_socket, Some("ignore-size,no-output"))
+    /// Each session's screen through the socket's control client.
+    fn read_via_control(
+        &mut self,
+        socket: &TmuxSocket,
+        holder: &str,
+        sessions: &[&str],
+    ) -> Vec<Result<(Vec<String>, String), String>> {
+        if !self.clients.contains_key(socket) {
+            match Control::attach(&Tmux::new(socket.clone()), holder) {
+                Ok(c) => {
+                    self.clients.insert(socket.clone(), c);
                 }
-            };
-            self.clients.insert(socket.clone(), c.map_err(|e| e.to_string())?);
+                Err(e) => return sessions.iter().map(|_| Err(e.to_string())).collect(),
+            }
         }
-        Ok(self.clients.get_mut(&socket).expect("inserted"))
+        let ctl = self.clients.get_mut(socket).expect("attached");
+        let out: Vec<_> = sessions.iter().map(|s| read_one(ctl, s).map_err(|e| e.to_string())).collect();
+        if !ctl.alive() {
+            // Attached again next time.
+            self.clients.remove(socket);
+        }
+        out
     }
+}
+
+/// Each session's screen by one spawned tmux (a `;` list of commands, the
+/// screens told apart by marker lines holding a per-call nonce), each call
+/// within [`crate::control::COMMAND_TIMEOUT`]. A session that ended since
+/// the listing stops tmux's list there: it is an error, and the sessions
+/// after it are read by another call.
+fn read_spawned(tmux: &Tmux, sessions: &[&str]) -> Vec<Result<(Vec<String>, String), String>> {
+    let mut out = Vec::with_capacity(sessions.len());
+    while out.len() < sessions.len() {
+        let rest = &sessions[out.len()..];
+        match read_list(tmux, rest) {
+            Ok((screens, stopped)) => {
+                out.extend(screens.into_iter().map(Ok));
+                if out.len() < sessions.len() {
+                    // The next one is the one tmux stopped at.
+                    out.push(Err(stopped));
+                }
+            }
+            // tmux could not run, or hung: no other call for the rest.
+            Err(e) => out.extend(rest.iter().map(|_| Err(e.clone()))),
+        }
+    }
+    out
+}
+
+/// A screen's lines and its pane's title.
+type Screen = (Vec<String>, String);
+
+/// The screens of `sessions` in order, as far as tmux got, and why it
+/// stopped if it did not get through; `Err` when tmux did not run or hung.
+fn read_list(tmux: &Tmux, sessions: &[&str]) -> Result<(Vec<Screen>, String), String> {
+    let nonce = format!(
+        "{:x}{:x}",
+        std::process::id(),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos())
+    );
+    let (screen_mark, title_mark) = (format!("@@fleet-screen-{nonce}@@"), format!("@@fleet-title-{nonce}@@"));
+    let targets: Vec<String> = sessions.iter().map(|s| exact_session(s)).collect();
+    let mut args: Vec<&str> = Vec::new();
+    for t in &targets {
+        if !args.is_empty() {
+            args.push(";");
+        }
+        args.extend(["display-message", "-p", &screen_mark, ";", "capture-pane", "-p", "-t", t]);
+        args.extend([
+            ";",
+            "display-message",
+            "-p",
+            &title_mark,
+            ";",
+            "display-message",
+            "-p",
+            "-t",
+            t,
+            "#{pane_title}",
+        ]);
+    }
+    let out = crate::run::run(tmux.command().args(&args), crate::control::COMMAND_TIMEOUT, None)
+        .map_err(|e| e.to_string())?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut screens: Vec<Screen> = Vec::new();
+    let mut in_title = false;
+    for line in text.lines() {
+        if line == screen_mark {
+            screens.push((Vec::new(), String::new()));
+            in_title = false;
+        } else if line == title_mark {
+            in_title = true;
+        } else if let Some(last) = screens.last_mut() {
+            if in_title {
+                last.1 = line.to_string();
+            } else {
+                last.0.push(line.to_string());
+            }
+        }
+    }
+    // Where tmux stopped, the screen begun last is the failed one.
+    if !out.status.success() {
+        screens.pop();
+    }
+    screens.truncate(sessions.len());
+    let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    Ok((screens, if why.is_empty() { "tmux stopped before this screen".into() } else { why }))
 }
 
 fn digest(lines: &[String], bottom: usize, title: &str) -> u64 {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Mutation testing of the decision functions: does any test fail when the code
 # that decides (verify, health, authorization, idempotency, revocation, the
-# send rules, membership identity) is changed? Prints, per file: mutants,
-# caught, missed, unviable, timeouts, and every missed mutant.
+# send rules, membership identity, agent activity) is changed? Prints, per
+# file: mutants, caught, missed, unviable, timeouts, and every missed mutant.
 #
 # Not part of CI (it rebuilds once per mutant: about 30 minutes on 2 cores).
 # Figures and the equivalent mutants: docs/quality.md.
@@ -23,6 +23,11 @@ filter=${1:-}
 # Timestamp::parts (formatting: 741 mutants of its six-number tuple).
 # send.rs: the send decisions (not found or an error, Enter once and after the
 # pause, verify until the timeout, the outcome words); not buffer_name, capture.
+# activity.rs: the activity decision and the parsing it rests on (hook files,
+# screen rules, the bottom lines they look at); not the Display and render
+# helpers. notify.rs: control-mode lines read as events, octal escapes.
+# screen.rs: the screen hash, "unchanged since" and the activity of a row;
+# not read_one, Screens, read_hook, load_rules (reading, not deciding).
 targets=(
   "fleet-core|crates/fleet-core/src/verify.rs|"
   "fleet-core|crates/fleet-core/src/message.rs|"
@@ -33,6 +38,9 @@ targets=(
   "fleet-node|crates/fleet-node/src/revocation.rs|"
   "fleet-tmux|crates/fleet-tmux/src/send.rs|Outcome::|find_pane|send_via_control|in send$|replace send ->"
   "fleet-node|crates/fleet-node/src/membership.rs|claim_holds|is_placeholder|believable|believes"
+  "fleet-core|crates/fleet-core/src/activity.rs|decide|Verdict::since|HookState::parse|ScreenRules::(parse|judge)|bottom_lines|State::parse|Source::parse"
+  "fleet-tmux|crates/fleet-tmux/src/notify.rs|Reader::feed|unescape"
+  "fleet-tmux|crates/fleet-tmux/src/screen.rs|remember|digest|judge"
 )
 
 out_root=target/mutants

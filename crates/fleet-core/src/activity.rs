@@ -500,6 +500,19 @@ mod tests {
     }
 
     #[test]
+    fn states_and_sources_read_back_from_their_words() {
+        for st in State::ALL {
+            assert_eq!(State::parse(st.as_str()), Some(st));
+        }
+        for src in [Source::Hook, Source::Screen, Source::Process] {
+            assert_eq!(Source::parse(src.as_str()), Some(src));
+        }
+        assert_eq!(State::parse("busy"), None);
+        assert_eq!(Source::parse("tmux"), None);
+        assert_eq!(Source::parse("Hook"), None, "the words are lower case");
+    }
+
+    #[test]
     fn since_is_kept_while_the_state_holds() {
         let prev = Activity { since_unix_ms: 5, ..Activity::unknown("x", 0) };
         let prev = Activity { state: State::Idle, ..prev };

@@ -289,3 +289,208 @@ pub fn load_rules(mosaic_home: &Path) -> (ScreenRules, Option<String>) {
 
 /// framework/fleet/activity.yaml, built in.
 pub const BUILTIN_RULES: &str = include_str!("../../../framework/fleet/activity.yaml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::probe::{DEFAULT_CALL_TIMEOUT, ProbeContext, probe};
+    use crate::testutil::TestServer;
+    use fleet_core::activity::{HOOK_TTL_SECS, Source, State};
+    use fleet_core::heartbeat::{HealthReport, Timestamp};
+    use fleet_core::names::DnsLabel;
+    use fleet_core::record::SystemdState;
+
+    const NOW_MS: i64 = 1_800_000_000_000;
+    const NOW: i64 = NOW_MS / 1000;
+
+    const RULES: &str = r#"
+runtimes:
+  claude:
+    bottom_lines: 3
+    rules:
+      - { state: working, name: its work line, screen: ["working on"] }
+      - { state: idle, name: its prompt, last_line: [">"] }
+"#;
+
+    fn rules() -> ScreenRules {
+        ScreenRules::parse(RULES).unwrap()
+    }
+
+    fn lines(s: &[&str]) -> Vec<String> {
+        s.iter().map(|l| l.to_string()).collect()
+    }
+
+    fn row(runtime: Option<&str>, pane: PaneState) -> AgentRecord {
+        AgentRecord {
+            tenant_id: "t".into(),
+            host: "h".into(),
+            name: "ag".into(),
+            class: None,
+            runtime: runtime.map(String::from),
+            managed: true,
+            socket: String::new(),
+            systemd: SystemdState::unavailable(),
+            pane,
+            pane_pid: None,
+            current_command: None,
+            idle_seconds: None,
+            in_copy_mode: false,
+            heartbeat: HealthReport::unknown("none", 15),
+            drift: false,
+            boot_enable: false,
+            activity: Activity::unknown("not judged yet", 0),
+        }
+    }
+
+    fn write_hook(run_dir: &Path, state: State, unix: i64) {
+        let h = HookState { unix, state, event: "prompt_submitted".into() };
+        std::fs::write(activity::state_path(run_dir, "ag"), h.render()).unwrap();
+    }
+
+    /// The prompt on the screen, unchanged since `since_ms`.
+    fn idle_since(since_ms: i64) -> Seen {
+        let matched = Some(ScreenMatch { state: State::Idle, rule: "its prompt".into() });
+        Seen { screen: Ok(ScreenSeen { matched, hash: 7 }), unchanged_since_ms: since_ms }
+    }
+
+    #[test]
+    fn the_digest_is_of_the_bottom_lines_and_the_title() {
+        let d = |screen: &[&str], title: &str| digest(&lines(screen), 2, title);
+        assert_eq!(d(&["a", "b"], "t"), d(&["a", "b", "", "  "], "t"), "a blank bottom is left out");
+        assert_ne!(d(&["a", "b"], "t"), d(&["a", "c"], "t"), "the last line counts");
+        assert_ne!(d(&["a", "b"], "t"), d(&["c", "b"], "t"), "so does the one above it");
+        assert_eq!(d(&["x", "a", "b"], "t"), d(&["y", "a", "b"], "t"), "lines above the bottom 2 do not");
+        assert_ne!(d(&["a", "b"], "t"), d(&["a", "b"], "u"), "the title counts");
+    }
+
+    #[test]
+    fn unchanged_since_holds_while_the_hash_does() {
+        let seen = |hash: u64| Ok(ScreenSeen { matched: None, hash });
+        let mut memo = BTreeMap::new();
+        let since = |memo: &BTreeMap<String, Seen>, a: &str| memo.get(a).map(|s| s.unchanged_since_ms);
+        remember(&mut memo, BTreeMap::from([("a".into(), seen(1)), ("b".into(), Err("gone".into()))]), 1000);
+        assert_eq!((since(&memo, "a"), since(&memo, "b")), (Some(1000), Some(1000)));
+        remember(&mut memo, BTreeMap::from([("a".into(), seen(1)), ("b".into(), Err("gone".into()))]), 2000);
+        assert_eq!((since(&memo, "a"), since(&memo, "b")), (Some(1000), Some(2000)), "an unread screen is no change");
+        remember(&mut memo, BTreeMap::from([("a".into(), seen(2))]), 3000);
+        assert_eq!((since(&memo, "a"), since(&memo, "b")), (Some(3000), None), "a new hash; b is forgotten");
+        assert_eq!(memo["a"].screen, seen(2));
+        remember(&mut memo, BTreeMap::from([("a".into(), seen(2))]), 4000);
+        assert_eq!(since(&memo, "a"), Some(3000));
+    }
+
+    #[test]
+    fn a_hook_file_counts_until_its_ttl_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = row(Some("claude"), PaneState::Alive);
+        let at = |ago: i64| {
+            write_hook(dir.path(), State::Working, NOW - ago);
+            judge(&r, dir.path(), None, &rules(), None, NOW_MS)
+        };
+        for ago in [5, HOOK_TTL_SECS] {
+            let a = at(ago);
+            let ts = Timestamp::from_unix(NOW - ago).to_rfc3339();
+            assert_eq!(a.hook, format!("working by prompt_submitted at {ts}"), "{ago} s old");
+            assert_eq!((a.state, a.source), (State::Working, Source::Hook), "{ago} s old");
+        }
+        let a = at(HOOK_TTL_SECS + 1);
+        assert_eq!(a.hook, "working by prompt_submitted (expired)");
+        assert_eq!((a.state, a.source), (State::Unknown, Source::Screen));
+        assert_eq!(a.screen, "not read yet");
+        // An unmanaged session's file is not read.
+        write_hook(dir.path(), State::Working, NOW);
+        let a = judge(&AgentRecord { managed: false, ..r }, dir.path(), None, &rules(), None, NOW_MS);
+        assert_eq!((a.state, a.hook.as_str()), (State::Unknown, "none"));
+    }
+
+    #[test]
+    fn an_idle_prompt_unchanged_for_the_interrupt_window_overrules_a_working_hook() {
+        let dir = tempfile::tempdir().unwrap();
+        write_hook(dir.path(), State::Working, NOW - 5);
+        let r = row(Some("claude"), PaneState::Alive);
+        let at = |since_ms: i64| judge(&r, dir.path(), Some(&idle_since(since_ms)), &rules(), None, NOW_MS);
+        let a = at(NOW_MS - 20_000);
+        assert_eq!((a.state, a.source), (State::Idle, Source::Screen), "{a:?}");
+        assert_eq!(a.screen, "its prompt (idle), unchanged for 20 s");
+        let a = at(NOW_MS - 19_999);
+        assert_eq!((a.state, a.source), (State::Working, Source::Hook), "{a:?}");
+        assert_eq!(a.screen, "its prompt (idle), unchanged for 19 s");
+        assert_eq!(at(NOW_MS + 5_000).screen, "its prompt (idle), unchanged for 0 s", "a clock that stepped back");
+        // `since` is carried over while the state holds.
+        let b = judge(&r, dir.path(), Some(&idle_since(NOW_MS - 10_000)), &rules(), Some(&a), NOW_MS + 1);
+        assert_eq!((b.state, b.since_unix_ms), (State::Working, a.since_unix_ms));
+    }
+
+    #[test]
+    fn without_screen_rules_the_process_decides() {
+        let dir = tempfile::tempdir().unwrap();
+        let rules = rules();
+        let a = judge(&row(Some("claude"), PaneState::Alive), dir.path(), None, &rules, None, NOW_MS);
+        assert_eq!((a.state, a.source, a.detail.as_str()), (State::Unknown, Source::Screen, "no screen rule matched"));
+        assert_eq!(a.hook, "none");
+        for (runtime, says) in [(Some("codex"), "codex"), (None, "?")] {
+            let a = judge(&row(runtime, PaneState::Alive), dir.path(), None, &rules, None, NOW_MS);
+            assert_eq!((a.state, a.source), (State::Unknown, Source::Process), "{runtime:?}");
+            assert_eq!(a.screen, format!("no screen rules for runtime {says}"));
+        }
+        let a = judge(&row(Some("claude"), PaneState::Dead), dir.path(), Some(&idle_since(0)), &rules, None, NOW_MS);
+        assert_eq!((a.state, a.screen.as_str()), (State::Exited, "not read: no live pane"));
+        let failed = Seen { screen: Err("no client".into()), unchanged_since_ms: 0 };
+        let a = judge(&row(Some("claude"), PaneState::Alive), dir.path(), Some(&failed), &rules, None, NOW_MS);
+        assert_eq!((a.state, a.screen.as_str()), (State::Unknown, "not read: no client"));
+    }
+
+    /// A real pane: its prompt is read, judged and hashed the same while it
+    /// sits there; the hook's `working` gives way once it has sat 20 s (by
+    /// the clock the caller gives); the pane printing changes the hash.
+    #[test]
+    fn a_real_pane_is_read_judged_and_its_stillness_tracked() {
+        let server = TestServer::new();
+        let run_dir = server.dir.path().join("run");
+        std::fs::create_dir_all(&run_dir).unwrap();
+        server.session("holder", &["sleep", "1000"]);
+        server.session("ag", &["sh", "-c", "printf 'ready\\n> '; read x; echo \"working on $x\"; sleep 1000"]);
+        server.wait_for("the prompt", || server.capture("ag").contains("> "));
+        let roster = Roster::parse(&format!(
+            "tmux: {{ socket_path: \"{}\", holder_session: holder }}\nagents:\n  - {{ name: ag, runtime: claude }}\n",
+            server.socket().spec()
+        ))
+        .unwrap();
+        let cx = ProbeContext {
+            tenant_id: "t".into(),
+            host: DnsLabel::parse_as("host", "h").unwrap(),
+            run_dir: run_dir.clone(),
+            interval_secs: 15,
+            now: NOW,
+            systemd: false,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            helpers: None,
+        };
+        let rows = probe(&roster, &cx).unwrap();
+        let ag = rows.iter().find(|r| r.name == "ag").expect("a row for ag");
+        let (rules, mut screens, mut memo) = (rules(), Screens::default(), BTreeMap::new());
+        let first = screens.read(&roster, &rows, &rules);
+        assert_eq!(first.keys().collect::<Vec<_>>(), ["ag"], "{first:?}");
+        let seen = first["ag"].clone().unwrap();
+        assert_eq!(seen.matched.as_ref().map(|m| m.state), Some(State::Idle), "{seen:?}");
+        remember(&mut memo, first, NOW_MS);
+        let again = screens.read(&roster, &rows, &rules);
+        assert_eq!(again["ag"].as_ref().unwrap().hash, seen.hash, "an unchanged pane hashes alike");
+        remember(&mut memo, again, NOW_MS + 25_000);
+        write_hook(&run_dir, State::Working, NOW + 20);
+        let a = judge(ag, &run_dir, memo.get("ag"), &rules, None, NOW_MS + 25_000);
+        assert_eq!((a.state, a.source), (State::Idle, Source::Screen), "{a:?}");
+        assert_eq!(a.screen, "its prompt (idle), unchanged for 25 s");
+
+        server.tmux.run(["send-keys", "-t", "=ag:", "x", "Enter"], None).unwrap();
+        server.wait_for("the work line", || server.capture("ag").contains("working on x"));
+        let changed = screens.read(&roster, &rows, &rules);
+        let now = changed["ag"].as_ref().unwrap();
+        assert_ne!(now.hash, seen.hash, "the pane printed: a new hash");
+        assert_eq!(now.matched.as_ref().map(|m| m.state), Some(State::Working));
+        remember(&mut memo, changed, NOW_MS + 26_000);
+        let a = judge(ag, &run_dir, memo.get("ag"), &rules, Some(&a), NOW_MS + 26_000);
+        assert_eq!((a.state, a.source, a.since_unix_ms), (State::Working, Source::Screen, NOW_MS + 26_000));
+        assert_eq!(a.screen, "its work line (working), unchanged for 0 s");
+    }
+}

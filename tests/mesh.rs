@@ -1057,3 +1057,38 @@ fn an_ipv4_node_does_not_dial_ipv6_seeds() {
     assert_eq!(log.matches("static peer cannot be dialled").count(), 1, "{log}");
     assert!(log.contains("an IPv6 address, and this node listens on IPv4"), "{log}");
 }
+
+/// `fleet doctor` on a host with a node: every check named with its state;
+/// a private key others can read, and a node that is down, fail it with the
+/// next step.
+#[test]
+fn doctor_checks_this_host_and_names_the_next_step() {
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
+    m.start_agents(0);
+    m.start_node(0, "127.0.0.1:0", &[]);
+    let (code, out, err) = m.at(0, &["doctor", "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let checks: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let status = |name: &str| {
+        checks
+            .iter()
+            .filter(|c| c["check"] == name)
+            .map(|c| c["status"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    for ok in ["tmux", "roster", "certificates", "node", "activity rules"] {
+        assert_eq!(status(ok), ["ok"], "{ok}: {checks:#?}");
+    }
+    assert_eq!(status("peers"), ["warn"], "alone in its mesh: {checks:#?}");
+    let key = m.nodes[0].home.join("fleet/certs/node.key");
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    m.kill_node(0);
+    let (code, out, _) = m.at(0, &["doctor"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("chmod 600 {}", key.display())), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("node") && l.contains("FAIL") && l.contains("start one: `fleet node`")),
+        "{out}"
+    );
+}

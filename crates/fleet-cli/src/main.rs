@@ -15,6 +15,7 @@
 mod certs;
 mod context;
 mod demo;
+mod doctor;
 mod exit;
 mod explain;
 mod hook;
@@ -61,6 +62,8 @@ enum Command {
     /// The last lines of an agent's pane (screen and scrollback), on any host;
     /// with --follow, then its new output.
     Tail(tail::TailArgs),
+    /// What this host needs for the mesh, checked, each with the next step.
+    Doctor(doctor::DoctorArgs),
     /// Why an agent's activity is what `fleet ps` says: the rule, the hook, the screen.
     Explain(explain::ExplainArgs),
     /// A live, read-only view of an agent's pane, full screen (q leaves).
@@ -121,6 +124,7 @@ fn main() -> ExitCode {
         Command::Send(a) => send::run(a, g),
         Command::Tail(a) => tail::run(a, g),
         Command::Explain(a) => explain::run(a),
+        Command::Doctor(a) => doctor::run(a, g),
         Command::Watch(a) => view::watch(a),
         Command::Attach(a) => view::attach(a),
         Command::Start(a) => lifecycle::run(lifecycle::Verb::Start, a, g),

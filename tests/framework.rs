@@ -391,3 +391,24 @@ fn node_example_explains_exactly_the_nodes_keys() {
         assert!(shipped.contains(var), "{key}: its variable {var} is not named");
     }
 }
+
+/// `fleet completions SHELL` prints a script the shell accepts, naming the commands.
+#[test]
+fn completion_scripts_parse_in_their_shells_and_name_the_commands() {
+    let script = |shell: &str| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_fleet")).args(["completions", shell]).output().unwrap();
+        assert!(o.status.success(), "{shell}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let bash = script("bash");
+    for cmd in ["ps", "send", "tail", "watch", "attach", "explain", "doctor"] {
+        assert!(bash.contains(cmd), "bash completion lacks {cmd}");
+    }
+    let path = std::env::temp_dir().join(format!("fleet-completion-{}.bash", std::process::id()));
+    std::fs::write(&path, &bash).unwrap();
+    let checked = std::process::Command::new("bash").arg("-n").arg(&path).status().unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(checked.success(), "bash -n refuses the script");
+    assert!(script("zsh").starts_with("#compdef fleet"));
+    assert!(script("fish").contains("complete -c fleet"));
+}

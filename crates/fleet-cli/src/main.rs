@@ -62,6 +62,11 @@ enum Command {
     /// The last lines of an agent's pane (screen and scrollback), on any host;
     /// with --follow, then its new output.
     Tail(tail::TailArgs),
+    /// Print a shell completion script: `fleet completions bash > /etc/bash_completion.d/fleet`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// What this host needs for the mesh, checked, each with the next step.
     Doctor(doctor::DoctorArgs),
     /// Why an agent's activity is what `fleet ps` says: the rule, the hook, the screen.
@@ -125,6 +130,14 @@ fn main() -> ExitCode {
         Command::Tail(a) => tail::run(a, g),
         Command::Explain(a) => explain::run(a),
         Command::Doctor(a) => doctor::run(a, g),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "fleet", &mut script);
+            // A closed stdout (`| head`) is no error.
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            Ok(())
+        }
         Command::Watch(a) => view::watch(a),
         Command::Attach(a) => view::attach(a),
         Command::Start(a) => lifecycle::run(lifecycle::Verb::Start, a, g),

@@ -37,9 +37,18 @@ mod watch_cmd;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
-/// Operate a fleet of AI-agent tmux sessions across hosts.
+/// Operate a fleet of AI coding agents, each in a tmux session, across hosts: list
+/// them, see them, type into them, start and stop them.
 #[derive(Debug, Parser)]
-#[command(name = "fleet", version, about, propagate_version = true)]
+#[command(
+    name = "fleet",
+    version,
+    propagate_version = true,
+    after_help = "Which node: on a node's host the CLI uses its local socket ($MOSAIC_HOME/fleet/node.sock, or \
+FLEET_SOCKET); elsewhere set FLEET_NODE=https://HOST:7420 and FLEET_CERTS_DIR to a dir with ca.pem, \
+client.pem and client.key (an operator or viewer certificate: `fleet certs issue`).\n\
+Start here: `fleet demo` (a three-host mesh on this machine), `fleet doctor` (is this host ready?)."
+)]
 struct Cli {
     #[command(flatten)]
     global: context::GlobalArgs,

@@ -146,11 +146,34 @@ pub const HEADERS: &[&str] = &[
 /// `working 2m hook`: the state, for how long (as this machine's clock sees
 /// the node's `since`), and its source.
 pub fn activity_cell(a: &fleet_core::activity::Activity, now_ms: i64) -> String {
+    activity_cell_in(a, now_ms, false)
+}
+
+fn activity_cell_in(a: &fleet_core::activity::Activity, now_ms: i64, colour: bool) -> String {
+    use fleet_core::activity::State;
+    let code = match a.state {
+        State::Working => "36",
+        State::Waiting => "1;33",
+        State::Idle => "32",
+        State::Exited => "31",
+        State::Unknown => "2",
+    };
+    let state = table::paint(a.state.as_str(), code, colour);
     if a.since_unix_ms <= 0 {
-        return format!("{} {}", a.state, a.source.as_str());
+        return format!("{state} {}", a.source.as_str());
     }
     let age = table::duration(((now_ms - a.since_unix_ms) / 1000).max(0));
-    format!("{} {age} {}", a.state, a.source.as_str())
+    format!("{state} {age} {}", a.source.as_str())
+}
+
+fn health_cell(h: fleet_core::heartbeat::Health, colour: bool) -> String {
+    use fleet_core::heartbeat::Health;
+    let code = match h {
+        Health::Healthy => "32",
+        Health::Stale => "33",
+        Health::Unknown => "2",
+    };
+    table::paint(h.as_str(), code, colour)
 }
 
 fn flags(r: &AgentRecord) -> String {
@@ -174,6 +197,7 @@ fn flags(r: &AgentRecord) -> String {
 pub fn render(rows: &[AgentRecord]) -> String {
     let dash = || "-".to_string();
     let now = fleet_node::live::now_ms();
+    let colour = table::colour();
     let cells: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
@@ -188,9 +212,9 @@ pub fn render(rows: &[AgentRecord]) -> String {
                 r.pane_pid.map(|p| p.to_string()).unwrap_or_else(dash),
                 r.current_command.clone().unwrap_or_else(dash),
                 r.idle_seconds.map(|s| table::duration(s as i64)).unwrap_or_else(dash),
-                r.heartbeat.health.to_string(),
+                health_cell(r.heartbeat.health, colour),
                 r.heartbeat.age_seconds.map(table::duration).unwrap_or_else(dash),
-                activity_cell(&r.activity, now),
+                activity_cell_in(&r.activity, now, colour),
                 flags(r),
             ]
         })
@@ -215,6 +239,7 @@ pub fn stale_note(as_of_unix_ms: Option<i64>, now_ms: i64) -> Option<String> {
 /// The table of host rows.
 pub fn render_hosts(hosts: &[HostStatus]) -> String {
     let now = fleet_node::live::now_ms();
+    let colour = table::colour();
     let cells: Vec<Vec<String>> = hosts
         .iter()
         .map(|h| {
@@ -227,11 +252,13 @@ pub fn render_hosts(hosts: &[HostStatus]) -> String {
             let stale = stale_note(h.as_of_unix_ms, now);
             let detail =
                 [&h.detail, &h.roster_problem, &stale].into_iter().flatten().cloned().collect::<Vec<_>>().join("; ");
+            let ok = h.state == HostState::Ok;
             vec![
                 h.host.clone(),
                 h.tenant_id.clone(),
-                state.to_string(),
-                format!("{} ms", h.latency_ms),
+                table::paint(state, if ok { "32" } else { "31" }, colour),
+                // A host that did not answer has no latency to show.
+                if ok { format!("{} ms", h.latency_ms) } else { "-".into() },
                 h.agent_count.to_string(),
                 detail,
             ]

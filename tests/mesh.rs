@@ -1092,3 +1092,55 @@ fn doctor_checks_this_host_and_names_the_next_step() {
         "{out}"
     );
 }
+
+/// `fleet context`: a saved remote node and certs dir, used by every command
+/// until another is chosen; `FLEET_CONTEXT` picks one for one command.
+#[test]
+fn a_saved_context_reaches_a_remote_node_until_local_is_chosen_again() {
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
+    m.start_agents(0);
+    m.start_node(0, "127.0.0.1:0", &[]);
+    let ops = m.root().join("ops");
+    let (code, _, err) = m.run(
+        &[
+            "certs",
+            "issue",
+            "operator",
+            "--name",
+            "olga",
+            "--dir",
+            m.ca_dir().to_str().unwrap(),
+            "--out",
+            ops.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    // A laptop: a home of its own, no node.
+    let laptop = m.root().join("laptop");
+    std::fs::create_dir_all(&laptop).unwrap();
+    let home = [("MOSAIC_HOME", laptop.to_str().unwrap())];
+    let url = format!("https://{}", m.addr(0));
+    let (code, out, err) = m.run(&["context", "add", "lab", "--node", &url, "--certs", ops.to_str().unwrap()], &home);
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, _, _) = m.run(&["ps", "--json"], &home);
+    assert_eq!(code, 3, "not current yet: the laptop's own socket, no node there");
+    let (code, _, err) = m.run(&["context", "use", "lba"], &home);
+    assert_eq!(code, 2);
+    assert!(err.contains("no context lba (known: lab; did you mean lab?)"), "{err}");
+    assert_eq!(m.run(&["context", "use", "lab"], &home).0, 0);
+    assert_eq!(m.run(&["context", "current"], &home).1.trim(), "lab");
+    let (code, out, err) = m.run(&["ps", "--json"], &home);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"orch\""), "{out}");
+    let (code, _, _) = m.run(&["ps", "--json"], &[home[0], ("FLEET_CONTEXT", "local")]);
+    assert_eq!(code, 3, "FLEET_CONTEXT=local: the socket again");
+    let (_, list, _) = m.run(&["context", "list"], &home);
+    assert!(list.lines().any(|l| l.starts_with('*') && l.contains("lab") && l.contains(&url)), "{list}");
+    assert_eq!(m.run(&["context", "remove", "lab"], &home).0, 0);
+    assert_eq!(m.run(&["context", "current"], &home).1.trim(), "local");
+    let (code, _, err) = m.run(&["context", "add", "x", "--node", &url, "--certs", laptop.to_str().unwrap()], &home);
+    assert_eq!(code, 2);
+    assert!(err.contains("lacks ca.pem, client.pem, client.key"), "{err}");
+}

@@ -30,6 +30,7 @@ mod send;
 mod stub;
 mod table;
 mod tail;
+mod targets;
 mod term;
 mod view;
 mod watch_cmd;
@@ -93,6 +94,9 @@ enum Command {
     /// Roster tools.
     #[command(subcommand)]
     Roster(RosterCmd),
+    /// Saved remote nodes to talk to (kubectl style): add, use, list, current, remove.
+    #[command(subcommand)]
+    Context(targets::ContextCmd),
     /// Mesh CA and certificates.
     #[command(subcommand)]
     Certs(certs::CertsCmd),
@@ -153,6 +157,7 @@ fn main() -> ExitCode {
         Command::Stop(a) => lifecycle::run(lifecycle::Verb::Stop, a, g),
         Command::Restart(a) => lifecycle::run(lifecycle::Verb::Restart, a, g),
         Command::Roster(RosterCmd::Check(a)) => roster_check::run(a, g),
+        Command::Context(c) => targets::run(c),
         Command::Certs(c) => certs::run(c, &context::Paths::from_env().certs_dir()),
         Command::Demo(a) => demo::run(a),
         Command::Init(a) => init::init(a, g),

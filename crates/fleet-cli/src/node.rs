@@ -21,12 +21,26 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 }
 
 /// Where the node is: `FLEET_NODE=https://host:port` (with the operator
-/// certificate in the certs dir), else the local socket.
+/// certificate in the certs dir), else a saved context (`FLEET_CONTEXT`, or
+/// the current one: `fleet context`), else the local socket. A broken
+/// contexts file or an unknown context is said on stderr, and the local
+/// socket is used.
 pub fn target() -> Target {
     let paths = Paths::from_env();
     let certs_dir = std::env::var_os("FLEET_CERTS_DIR").map(PathBuf::from).unwrap_or_else(|| paths.certs_dir());
+    let saved = match crate::targets::chosen(&paths) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fleet: {e}; using this host's node socket");
+            None
+        }
+    };
     match std::env::var("FLEET_NODE").ok().filter(|s| !s.is_empty()) {
         Some(url) => Target::Remote { url, certs_dir },
+        None if saved.is_some() => {
+            let s = saved.expect("some");
+            Target::Remote { url: s.node, certs_dir: s.certs }
+        }
         None => Target::Socket(
             std::env::var_os("FLEET_SOCKET")
                 .map(PathBuf::from)

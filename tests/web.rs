@@ -390,21 +390,40 @@ fn events_reach_a_browser_resume_by_id_and_metrics_parse() {
     assert!(r.body.contains("fleet_rpc_duration_seconds_count{method=\"/fleet.v1.Mesh/ListPeers\"}"), "{}", r.body);
 }
 
+/// `fleet node` with `env`: its exit code and stderr; a node still running after 10 s
+/// (it did not refuse) is killed (by the harness) and reported as -1.
+fn node_exit(m: &mut Mesh, env: &[(&str, &str)]) -> (i32, String) {
+    let err_file = m.root().join("node-refused.err");
+    let mut cmd = m.command(&["node"], env);
+    cmd.stderr(std::fs::File::create(&err_file).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let start = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code().unwrap_or(-1);
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            m.adopt(child);
+            break -1;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (code, std::fs::read_to_string(&err_file).unwrap())
+}
+
 #[test]
 fn a_web_door_off_loopback_without_tls_is_refused_at_start() {
     let mut m = Mesh::new("acme");
     m.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
     let home = m.nodes[0].home.display().to_string();
     let start = Instant::now();
-    let (code, _, err) = m.run(
-        &["node"],
-        &[
-            ("MOSAIC_HOME", &home),
-            ("FLEET_LISTEN", "127.0.0.1:0"),
-            ("FLEET_MDNS", "false"),
-            ("FLEET_WEB_LISTEN", "0.0.0.0:0"),
-        ],
-    );
+    let env = [
+        ("MOSAIC_HOME", home.as_str()),
+        ("FLEET_LISTEN", "127.0.0.1:0"),
+        ("FLEET_MDNS", "false"),
+        ("FLEET_WEB_LISTEN", "0.0.0.0:0"),
+    ];
+    let (code, err) = node_exit(&mut m, &env);
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains(
@@ -416,7 +435,8 @@ fn a_web_door_off_loopback_without_tls_is_refused_at_start() {
     assert!(!m.nodes[0].home.join("fleet/node.sock").exists(), "nothing was bound");
     // The same in node.yaml names the file, line and key.
     std::fs::write(m.nodes[0].home.join("fleet/node.yaml"), "web_listen: 0.0.0.0:7421\n").unwrap();
-    let (code, _, err) = m.run(&["node"], &[("MOSAIC_HOME", &home), ("FLEET_LISTEN", "127.0.0.1:0")]);
+    let (code, err) =
+        node_exit(&mut m, &[("MOSAIC_HOME", &home), ("FLEET_LISTEN", "127.0.0.1:0"), ("FLEET_MDNS", "false")]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("node.yaml:1:13: web_listen: the web door on 0.0.0.0:7421 (not loopback) needs TLS"), "{err}");
 }

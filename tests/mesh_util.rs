@@ -172,6 +172,7 @@ agents:
             .env("FLEET_LISTEN", listen)
             .env("FLEET_PEERS", peers.join(","))
             .env("FLEET_MDNS", "false")
+            .env("FLEET_WEB_LISTEN", "127.0.0.1:0")
             .env("FLEET_PROBE_INTERVAL_MS", "500")
             .env("FLEET_FANOUT_DEADLINE_MS", "1000")
             .env("FLEET_SHUTDOWN_GRACE_MS", "1000")

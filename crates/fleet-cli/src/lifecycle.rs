@@ -133,16 +133,12 @@ fn via_node(verb: Verb, args: &LifecycleArgs, addr: Option<&fleet_core::address:
     let mut failed = 0;
     let mut out = Vec::new();
     for r in &results {
-        let outcome = v1::LifecycleOutcome::try_from(r.outcome)
-            .map(|o| o.as_str_name().trim_start_matches("LIFECYCLE_OUTCOME_").to_ascii_lowercase())
-            .unwrap_or_else(|_| "unknown".into());
+        let outcome = fleet_node::json::lifecycle_outcome(r.outcome);
         if outcome == "failed" {
             failed += 1;
         }
         if args.json {
-            out.push(serde_json::json!({
-                "tenant_id": r.tenant_id, "host": r.host, "agent": r.agent, "outcome": outcome, "detail": r.detail,
-            }));
+            out.push(fleet_node::json::lifecycle(r));
         } else if r.detail.is_empty() {
             println!("{}@{}: {outcome}", r.agent, r.host);
         } else {

@@ -10,6 +10,7 @@
 //! - `demo`: the self-contained tour; `init`: `fleet init` and `fleet install`.
 //! - `stub`: the stub agent; `launcher`: the hidden session helpers.
 //! - `hook`: `fleet hook`, what runtimes' hooks run; `hook_install`: `fleet install --hooks`.
+//! - `web`: `fleet web pair|sessions`, browser identities of the node's web door.
 //! - `table`: aligned tables for people.
 
 mod certs;
@@ -34,6 +35,7 @@ mod targets;
 mod term;
 mod view;
 mod watch_cmd;
+mod web;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -91,6 +93,9 @@ enum Command {
     Stop(lifecycle::LifecycleArgs),
     /// Stop, then start, a roster agent's session.
     Restart(lifecycle::LifecycleArgs),
+    /// The node's web door: pair a browser, list or end browser sessions.
+    #[command(subcommand)]
+    Web(web::WebCmd),
     /// Roster tools.
     #[command(subcommand)]
     Roster(RosterCmd),
@@ -156,6 +161,7 @@ fn main() -> ExitCode {
         Command::Start(a) => lifecycle::run(lifecycle::Verb::Start, a, g),
         Command::Stop(a) => lifecycle::run(lifecycle::Verb::Stop, a, g),
         Command::Restart(a) => lifecycle::run(lifecycle::Verb::Restart, a, g),
+        Command::Web(c) => web::run(c),
         Command::Roster(RosterCmd::Check(a)) => roster_check::run(a, g),
         Command::Context(c) => targets::run(c),
         Command::Certs(c) => certs::run(c, &context::Paths::from_env().certs_dir()),

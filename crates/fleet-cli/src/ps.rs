@@ -27,14 +27,6 @@ pub struct PsArgs {
     pub deadline: Option<u32>,
 }
 
-/// One object of `fleet ps --json`: `"record": "agent"` or `"record": "host"`.
-#[derive(serde::Serialize)]
-#[serde(tag = "record", rename_all = "snake_case")]
-enum Row<'a> {
-    Agent(&'a AgentRecord),
-    Host(&'a HostStatus),
-}
-
 fn local_rows(g: &GlobalArgs, hosts: &[String]) -> CliResult<(Vec<AgentRecord>, Vec<HostStatus>)> {
     let local = Local::load(g)?;
     if let Some(other) = hosts.iter().find(|h| !h.eq_ignore_ascii_case(local.host.as_str())) {
@@ -121,7 +113,7 @@ pub fn run(args: PsArgs, g: &GlobalArgs) -> CliResult {
     }
     let (agents, hosts) = fetch()?;
     if args.json {
-        let rows: Vec<Row> = agents.iter().map(Row::Agent).chain(hosts.iter().map(Row::Host)).collect();
+        let rows = fleet_node::json::rows(&agents, &hosts);
         println!("{}", serde_json::to_string_pretty(&rows).map_err(exit::failed)?);
     } else {
         print!("{}", render_all(&agents, &hosts));

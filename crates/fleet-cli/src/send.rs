@@ -216,13 +216,7 @@ fn via_node(args: &SendArgs, addr: &AgentAddr) -> CliResult {
     let outcome = v1::DeliveryOutcome::try_from(receipt.outcome).unwrap_or(v1::DeliveryOutcome::Unspecified);
     let name = fleet_proto::convert::outcome_word(outcome);
     if args.json {
-        let v = serde_json::json!({
-            "tenant_id": receipt.tenant_id, "host": receipt.host, "agent": receipt.agent,
-            "outcome": name, "detail": receipt.detail, "elapsed_ms": receipt.elapsed_ms,
-            "idempotency_key": receipt.idempotency_key, "duplicate": receipt.duplicate,
-            "waited_ms": receipt.waited_ms,
-        });
-        println!("{v}");
+        println!("{}", fleet_node::json::receipt(&receipt));
     } else if outcome == v1::DeliveryOutcome::NotFound {
         eprintln!("fleet: {}", receipt.detail);
     } else {

@@ -41,12 +41,7 @@ pub fn run(args: TailArgs, g: &GlobalArgs) -> CliResult {
     }
     let tail = if args.local { local(&args, &addr, g)? } else { via_node(&args, &addr)? };
     if args.json {
-        let v = serde_json::json!({
-            "tenant_id": tail.tenant_id, "host": tail.host, "agent": tail.agent, "lines": tail.lines,
-            "pane_width": tail.pane_width, "pane_height": tail.pane_height,
-            "captured_unix_ms": tail.captured_unix_ms,
-        });
-        println!("{v}");
+        println!("{}", fleet_node::json::tail(&tail));
     } else {
         for line in &tail.lines {
             println!("{line}");

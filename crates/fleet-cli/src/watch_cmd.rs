@@ -107,19 +107,7 @@ pub fn peers(args: PeersArgs) -> CliResult {
             client.list_peers(v1::ListPeersRequest {}).await.map_err(node::status)?.into_inner().peers,
         )
     })?;
-    let name = |s: &str, prefix: &str| s.trim_start_matches(prefix).to_ascii_lowercase();
-    let rows: Vec<serde_json::Value> = peers
-        .iter()
-        .map(|p| {
-            let state = v1::PeerState::try_from(p.state).map(|s| name(s.as_str_name(), "PEER_STATE_")).unwrap_or_default();
-            let found = v1::Discovery::try_from(p.found_by).map(|d| name(d.as_str_name(), "DISCOVERY_")).unwrap_or_default();
-            serde_json::json!({
-                "tenant_id": p.tenant_id, "host": p.host, "grpc_address": p.grpc_address, "quic_address": p.quic_address,
-                "state": state, "incarnation": p.incarnation, "generation": p.generation, "found_by": found,
-                "last_seen_unix_ms": p.last_seen_unix_ms,
-            })
-        })
-        .collect();
+    let rows: Vec<serde_json::Value> = peers.iter().map(fleet_node::json::peer).collect();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows).map_err(exit::failed)?);
         return Ok(());

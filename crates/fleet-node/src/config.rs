@@ -62,7 +62,27 @@ pub struct NodeConfig {
     pub heartbeat_interval_secs: u64,
     pub mosaic_home: PathBuf,
     pub timings: Timings,
+    /// The web door (`web`, `web_listen`, `web_tls`); `None` when `web: false`.
+    pub web: Option<WebConfig>,
 }
+
+/// The web door's listener (docs/protocol.md "Web door").
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebConfig {
+    /// Default `127.0.0.1:7421`.
+    pub listen: SocketAddr,
+    /// Serve HTTPS with the node certificate (no client certificate asked). Required for
+    /// an address other than loopback.
+    pub tls: bool,
+    /// Whether `web_listen` was given: a default address that is taken (a second node on
+    /// the host) only costs the web door, a given one that is taken stops the node.
+    pub explicit: bool,
+    /// Where the browser sessions are kept across restarts (0600): `$MOSAIC_HOME/fleet/web-sessions.json`.
+    pub sessions_file: PathBuf,
+}
+
+/// The web door's default address.
+pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:7421";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -91,6 +111,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("roster", "FLEET_ROSTER"),
     ("socket", "FLEET_SOCKET"),
     ("audit_log", "FLEET_AUDIT_LOG"),
+    ("web", "FLEET_WEB"),
+    ("web_listen", "FLEET_WEB_LISTEN"),
+    ("web_tls", "FLEET_WEB_TLS"),
     ("timings.probe_interval_ms", "FLEET_PROBE_INTERVAL_MS"),
     ("timings.sweep_interval_ms", "FLEET_SWEEP_INTERVAL_MS"),
     ("timings.fanout_deadline_ms", "FLEET_FANOUT_DEADLINE_MS"),
@@ -250,6 +273,19 @@ impl NodeConfig {
             heartbeat_interval_secs: interval,
             mosaic_home,
             timings: Timings::default(),
+            web: None,
+        };
+        let mut web = WebConfig {
+            listen: DEFAULT_WEB_LISTEN.parse().expect("default web address"),
+            tls: false,
+            explicit: false,
+            sessions_file: fleet.join("web-sessions.json"),
+        };
+        let (mut web_on, mut web_origin) = (true, None);
+        let flag = |text: &str| match text {
+            "true" | "1" | "yes" | "on" => Some(true),
+            "false" | "0" | "no" | "off" => Some(false),
+            _ => None,
         };
         for (key, value, origin) in raw.values {
             let text = match &value {
@@ -285,12 +321,13 @@ impl NodeConfig {
                         }
                     }
                 }
-                "mdns" => {
-                    cfg.mdns = match text.as_str() {
-                        "true" | "1" | "yes" | "on" => true,
-                        "false" | "0" | "no" | "off" => false,
-                        _ => return Err(bad("expected true or false")),
-                    }
+                "mdns" => cfg.mdns = flag(&text).ok_or_else(|| bad("expected true or false"))?,
+                "web" => web_on = flag(&text).ok_or_else(|| bad("expected true or false"))?,
+                "web_tls" => web.tls = flag(&text).ok_or_else(|| bad("expected true or false"))?,
+                "web_listen" => {
+                    web.listen = text.parse().map_err(|_| bad("expected IP:PORT, e.g. 127.0.0.1:7421"))?;
+                    web.explicit = true;
+                    web_origin = Some((origin.clone(), text.clone()));
                 }
                 "mdns_allow_interfaces" | "mdns_deny_interfaces" => {
                     let list = match value {
@@ -316,6 +353,21 @@ impl NodeConfig {
                 "timings.swim_suspect_to_down_ms" => cfg.timings.swim.suspect_to_down = ms(&text)?,
                 _ => unreachable!("keys are checked against KEYS"),
             }
+        }
+        if web_on {
+            // Browsers' session cookies and pairing codes cross the network in the clear without TLS.
+            if !web.tls && !web.listen.ip().is_loopback() {
+                let message = format!(
+                    "the web door on {} (not loopback) needs TLS: set web_tls: true (FLEET_WEB_TLS=1) to serve \
+                     HTTPS with the node certificate, or listen on 127.0.0.1",
+                    web.listen
+                );
+                return Err(match web_origin {
+                    Some((origin, text)) => origin.error("web_listen", &text, message),
+                    None => ConfigError::Env { var: "FLEET_WEB_LISTEN", value: web.listen.to_string(), message },
+                });
+            }
+            cfg.web = Some(web);
         }
         Ok(cfg)
     }
@@ -344,6 +396,25 @@ mod tests {
         assert!(c.mdns);
         assert!(c.socket.ends_with("fleet/node.sock"));
         assert_eq!(c.timings, Timings::default());
+        let web = c.web.unwrap();
+        assert_eq!(web.listen.to_string(), DEFAULT_WEB_LISTEN);
+        assert!(!web.tls && !web.explicit);
+    }
+
+    #[test]
+    fn the_web_door_off_on_and_only_on_loopback_without_tls() {
+        assert!(load(Some("web: false\n"), &[]).unwrap().web.is_none());
+        assert!(load(None, &[("FLEET_WEB", "off")]).unwrap().web.is_none());
+        let w = load(Some("web_listen: 127.0.0.2:0\n"), &[]).unwrap().web.unwrap();
+        assert!(w.explicit && w.listen.port() == 0);
+        let e = load(Some("web_listen: 0.0.0.0:7421\n"), &[]).unwrap_err().to_string();
+        assert!(e.contains("node.yaml:1:13: web_listen: the web door on 0.0.0.0:7421 (not loopback) needs TLS"), "{e}");
+        let e = load(None, &[("FLEET_WEB_LISTEN", "10.1.2.3:80")]).unwrap_err().to_string();
+        assert!(e.starts_with("FLEET_WEB_LISTEN=\"10.1.2.3:80\": the web door on 10.1.2.3:80"), "{e}");
+        let w = load(Some("web_listen: 0.0.0.0:7421\nweb_tls: true\n"), &[]).unwrap().web.unwrap();
+        assert!(w.tls);
+        // Off, the address does not matter.
+        assert!(load(Some("web: false\nweb_listen: 0.0.0.0:1\n"), &[]).unwrap().web.is_none());
     }
 
     #[test]

@@ -15,6 +15,9 @@
 //! - [`server`]: both doors (mTLS TCP, uid-checked Unix socket), health, reflection, shutdown.
 //! - [`client`]: how the CLI reaches a node.
 //! - [`authority`]: the local door accepts the `:authority` stock gRPC clients send for unix sockets.
+//! - [`web`]: the web door: JSON API, Server-Sent Events, `/metrics`, browser pairing and sessions.
+//! - [`json`]: the `--json` objects, shared by the CLI and the web door.
+//! - [`metrics`]: latency histograms and counters for `/metrics`.
 
 pub mod activity;
 pub mod authority;
@@ -23,12 +26,15 @@ pub mod config;
 pub mod delivery;
 pub mod idem;
 pub mod idle;
+pub mod json;
 pub mod live;
 pub mod mdns;
 pub mod membership;
+pub mod metrics;
 pub mod pane;
 pub mod peers;
 pub mod revocation;
 pub mod server;
 pub mod service;
 pub mod terminal;
+pub mod web;

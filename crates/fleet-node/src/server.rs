@@ -229,6 +229,7 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
             run_dir: cfg.run_dir.clone(),
             interval_secs: cfg.heartbeat_interval_secs,
             fanout_deadline: cfg.timings.fanout_deadline,
+            web_url: doors.web.as_ref().map(|w| w.url.clone()).unwrap_or_default(),
         },
         live,
         peers,
@@ -241,6 +242,7 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
         cancel: cancel.clone(),
         uid: rustix::process::getuid().as_raw(),
         tls_refusals: doors.tls.refusals(),
+        metrics: Default::default(),
     });
     let serving = serve(&cfg, me, doors, node, &members, client_tls_tx, &cancel, &tracker).await?;
     shut_down(&cfg, serving, mdns, &cancel, &tracker).await
@@ -287,6 +289,8 @@ struct Doors {
     endpoint: quinn::Endpoint,
     unix: UnixListener,
     socket_file: RemoveOnDrop,
+    /// The web door, unless it is off.
+    web: Option<crate::web::Bound>,
 }
 
 /// `nofile`: the open files limit in force, which bounds the TLS handshakes in flight.
@@ -305,7 +309,11 @@ async fn bind_doors(cfg: &NodeConfig, me: &Me, nofile: u64) -> Result<Doors, Nod
     let tls =
         fleet_tls::net::TlsIncoming::with_limits(tcp, tls_rx, limits).map_err(|e| NodeError::Serve(e.to_string()))?;
     let grpc_address = advertise(tcp_addr).to_string();
-    Ok(Doors { tls, tls_config, tcp_addr, grpc_address, endpoint, unix, socket_file })
+    let web = match &cfg.web {
+        Some(w) => crate::web::bind(w, &me.identity).await.map_err(NodeError::Serve)?,
+        None => None,
+    };
+    Ok(Doors { tls, tls_config, tcp_addr, grpc_address, endpoint, unix, socket_file, web })
 }
 
 /// The live view of this host: roster, tmux, heartbeats.
@@ -443,7 +451,12 @@ fn start_peer_feeds(
 
 /// The services both doors serve: Fleet and Mesh, health and reflection (v1 and, for older
 /// tools, v1alpha), the last two behind the same authorization as the others.
-fn build_router(node: &Arc<Node>, health: HealthServer<impl Health>) -> Result<Router, NodeError> {
+fn build_router(
+    node: &Arc<Node>,
+    health: HealthServer<impl Health>,
+    web: &crate::web::admin::WebAdmin,
+) -> Result<Router<tower::layer::util::Stack<crate::metrics::RpcTimingLayer, tower::layer::util::Identity>>, NodeError>
+{
     let svc = NodeService(node.clone());
     let reflection = || {
         tonic_reflection::server::Builder::configure()
@@ -452,8 +465,10 @@ fn build_router(node: &Arc<Node>, health: HealthServer<impl Health>) -> Result<R
     };
     let err = |e| NodeError::Serve(format!("reflection: {e}"));
     Ok(Server::builder()
+        .layer(crate::metrics::RpcTimingLayer(node.metrics.clone()))
         .add_service(FleetServer::new(svc.clone()))
         .add_service(MeshServer::new(svc))
+        .add_service(fleet_proto::v1::web_server::WebServer::new(web.clone()))
         .add_service(guarded(node.clone(), HEALTH, health))
         .add_service(guarded(node.clone(), REFLECTION, reflection().build_v1().map_err(err)?))
         .add_service(guarded(node.clone(), REFLECTION_V1ALPHA, reflection().build_v1alpha().map_err(err)?)))
@@ -502,9 +517,11 @@ async fn serve(
         let cancel = cancel.clone();
         async move { cancel.cancelled().await }
     };
-    let net = build_router(&node, health_svc.clone())?.serve_with_incoming_shutdown(tls_incoming, shutdown());
+    let door = doors.web.map(|bound| crate::web::start(bound, node.clone(), cancel, tracker));
+    let web = crate::web::admin::WebAdmin { node: node.clone(), door };
+    let net = build_router(&node, health_svc.clone(), &web)?.serve_with_incoming_shutdown(tls_incoming, shutdown());
     let local_door = local_incoming(doors.unix, node.uid, me.audit);
-    let local = build_router(&node, health_svc)?.serve_with_incoming_shutdown(local_door, shutdown());
+    let local = build_router(&node, health_svc, &web)?.serve_with_incoming_shutdown(local_door, shutdown());
     let (net, local) = (tokio::spawn(net), tokio::spawn(local));
     tracing::info!(
         tenant = %me.tenant, host = %me.host, listen = %doors.grpc_address, socket = %cfg.socket.display(),

@@ -53,6 +53,8 @@ pub struct NodeInfo {
     pub run_dir: std::path::PathBuf,
     pub interval_secs: u64,
     pub fanout_deadline: Duration,
+    /// The web door's base URL, empty when it is off.
+    pub web_url: String,
 }
 
 pub struct Node {
@@ -71,6 +73,8 @@ pub struct Node {
     pub uid: u32,
     /// TLS handshakes refused on the network door, by reason.
     pub tls_refusals: Arc<fleet_tls::net::Refusals>,
+    /// Latencies and counters for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 #[derive(Clone)]
@@ -87,6 +91,22 @@ impl Node {
     /// Identify and authorize the caller of `req` for `verb`.
     pub(crate) fn authorize<T>(&self, req: &Request<T>, verb: Verb, target: &str) -> Result<Caller, Status> {
         let tenant = &self.info.tenant;
+        // A browser's call through the web door, made in this process (never read from the wire).
+        if let Some(web) = req.extensions().get::<crate::web::WebCaller>() {
+            let caller =
+                Caller { principal: format!("web:{}@{tenant}", web.label), peer: web.peer.clone(), node_host: None };
+            if !fleet_tls::authz::role_allows(web.role.kind(), verb) {
+                let why = format!(
+                    "{} may not {}: a {} may only list, watch, peers and info",
+                    caller.principal,
+                    verb.as_str(),
+                    web.role.as_str()
+                );
+                self.audit(&caller, verb, target, fleet_tls::audit::DENIED, Some(&why));
+                return Err(Status::permission_denied(why));
+            }
+            return Ok(caller);
+        }
         if let Some(uds) = req.extensions().get::<tonic::transport::server::UdsConnectInfo>() {
             let uid = uds.peer_cred.map(|c| c.uid());
             let caller = Caller {
@@ -163,6 +183,20 @@ impl Node {
             roster_problem: view.roster_problem.clone(),
             as_of_unix_ms: view.as_of_unix_ms,
         }
+    }
+
+    /// The events that describe the fleet as it is now: an `agent_appeared` per agent of
+    /// this host and, for `mesh`, of every peer whose rows this node follows.
+    pub(crate) fn snapshot_events(&self, mesh: bool) -> Vec<Event> {
+        let mut evs = event::snapshot(&self.live.current().agents, now_ms());
+        if mesh {
+            let known = self.peers.known.lock().expect("known").clone();
+            for rows in known.values() {
+                let rows: Vec<_> = rows.values().cloned().collect();
+                evs.extend(event::snapshot(&rows, now_ms()));
+            }
+        }
+        evs
     }
 
     pub(crate) fn is_self(&self, host: &str) -> bool {
@@ -690,17 +724,8 @@ impl Fleet for NodeService {
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<v1::HeartbeatEvent, Status>>(STREAM_BUFFER);
         let cancel = node.cancel.clone();
         tokio::spawn(async move {
-            let snapshot = |node: &Node| -> Vec<Event> {
-                let mut evs = event::snapshot(&node.live.current().agents, now_ms());
-                if mesh {
-                    let known = node.peers.known.lock().expect("known").clone();
-                    for rows in known.values() {
-                        let rows: Vec<_> = rows.values().cloned().collect();
-                        evs.extend(event::snapshot(&rows, now_ms()));
-                    }
-                }
-                evs.into_iter().filter(|e| want(e)).collect()
-            };
+            let snapshot =
+                |node: &Node| -> Vec<Event> { node.snapshot_events(mesh).into_iter().filter(|e| want(e)).collect() };
             // Snapshots go out with back-pressure (the subscriber asked for them);
             // one that is not read within the timeout ends the stream.
             let send_all = |evs: Vec<Event>, tx: tokio::sync::mpsc::Sender<Result<v1::HeartbeatEvent, Status>>| async move {
@@ -776,6 +801,7 @@ impl Fleet for NodeService {
                     return Ok(Response::new(v1::SendReceipt { duplicate: true, ..receipt }));
                 }
                 let outcome = fleet_proto::convert::outcome_word_of(receipt.outcome);
+                node.metrics.send(outcome);
                 node.audit(
                     &caller,
                     Verb::Send,
@@ -786,6 +812,7 @@ impl Fleet for NodeService {
                 Ok(Response::new(receipt))
             }
             Err(status) => {
+                node.metrics.send("error");
                 node.audit(&caller, Verb::Send, &target, "error", Some(status.message()));
                 Err(status)
             }
@@ -900,6 +927,7 @@ impl Mesh for NodeService {
             tls_refused_bad_client_cert: node.tls_refusals.count(Refusal::BadClientCert),
             membership_refused_claims: node.members.refused_claims(),
             tasks_alive: tokio::runtime::Handle::current().metrics().num_alive_tasks() as u64,
+            web_url: node.info.web_url.clone(),
         }))
     }
 }

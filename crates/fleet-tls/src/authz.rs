@@ -1,10 +1,10 @@
 //! Authorization: a pure function of the node's tenant, the caller's principal and the verb.
 //!
-//! | kind      | list | watch | peers | info | send | start | stop | attach |
-//! |-----------|------|-------|-------|------|------|-------|------|--------|
-//! | viewer    | yes  | yes   | yes   | yes  | no   | no    | no   | no     |
-//! | operator  | yes  | yes   | yes   | yes  | yes  | yes   | yes  | yes    |
-//! | node      | yes  | yes   | yes   | yes  | yes  | yes   | yes  | yes    |
+//! | kind      | list | watch | peers | info | send | start | stop | attach | pair |
+//! |-----------|------|-------|-------|------|------|-------|------|--------|------|
+//! | viewer    | yes  | yes   | yes   | yes  | no   | no    | no   | no     | no   |
+//! | operator  | yes  | yes   | yes   | yes  | yes  | yes   | yes  | yes    | yes  |
+//! | node      | yes  | yes   | yes   | yes  | yes  | yes   | yes  | yes    | yes  |
 //!
 //! and only when the principal's tenant is the node's tenant. Nothing else grants
 //! anything: a certificate that chains to the mesh CA but names another tenant is denied.
@@ -34,11 +34,22 @@ pub enum Verb {
     Stop,
     /// Interactive takeover of a pane (`fleet attach`).
     Attach,
+    /// The web door's browser identities: pairing links, listing and revoking sessions.
+    Pair,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 8] =
-        [Verb::List, Verb::Watch, Verb::Peers, Verb::Info, Verb::Send, Verb::Start, Verb::Stop, Verb::Attach];
+    pub const ALL: [Verb; 9] = [
+        Verb::List,
+        Verb::Watch,
+        Verb::Peers,
+        Verb::Info,
+        Verb::Send,
+        Verb::Start,
+        Verb::Stop,
+        Verb::Attach,
+        Verb::Pair,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -50,6 +61,7 @@ impl Verb {
             Verb::Start => "start",
             Verb::Stop => "stop",
             Verb::Attach => "attach",
+            Verb::Pair => "pair",
         }
     }
 
@@ -59,7 +71,7 @@ impl Verb {
     }
 
     /// Whether an allowed request with this verb goes to the audit log (send, start, stop,
-    /// attach). Denied requests are audited whatever the verb.
+    /// attach, pair). Denied requests are audited whatever the verb.
     pub fn is_audited(self) -> bool {
         !self.is_read()
     }
@@ -130,7 +142,7 @@ mod tests {
     use Verb::*;
 
     /// Every (kind, verb) cell within the node's own tenant, written out.
-    const SAME_TENANT: [(Kind, Verb, bool); 24] = [
+    const SAME_TENANT: [(Kind, Verb, bool); 27] = [
         (Viewer, List, true),
         (Viewer, Watch, true),
         (Viewer, Peers, true),
@@ -139,6 +151,7 @@ mod tests {
         (Viewer, Start, false),
         (Viewer, Stop, false),
         (Viewer, Attach, false),
+        (Viewer, Pair, false),
         (Operator, List, true),
         (Operator, Watch, true),
         (Operator, Peers, true),
@@ -147,6 +160,7 @@ mod tests {
         (Operator, Start, true),
         (Operator, Stop, true),
         (Operator, Attach, true),
+        (Operator, Pair, true),
         (Node, List, true),
         (Node, Watch, true),
         (Node, Peers, true),
@@ -155,6 +169,7 @@ mod tests {
         (Node, Start, true),
         (Node, Stop, true),
         (Node, Attach, true),
+        (Node, Pair, true),
     ];
 
     fn label(s: &str) -> DnsLabel {
@@ -201,6 +216,6 @@ mod tests {
     #[test]
     fn audited_verbs() {
         let audited: Vec<_> = Verb::ALL.into_iter().filter(|v| v.is_audited()).collect();
-        assert_eq!(audited, [Send, Start, Stop, Attach]);
+        assert_eq!(audited, [Send, Start, Stop, Attach, Pair]);
     }
 }

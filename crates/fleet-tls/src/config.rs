@@ -216,6 +216,17 @@ pub fn server_config(id: &Identity) -> Result<Arc<ServerConfig>> {
     Ok(Arc::new(config))
 }
 
+/// The web door's server side (browsers): the node certificate (and the mesh CA, for a browser
+/// that imports it), no client certificate asked (browsers are paired instead), HTTP/1.1.
+pub fn web_server_config(id: &Identity) -> Result<Arc<ServerConfig>> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(vec![id.cert.clone(), id.ca.clone()], id.key.clone_key())?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// The client side: trusts only the mesh CA, presents `id`'s certificate, speaks h2. The
 /// caller picks the server name ([`node_server_name`] or [`any_node_server_name`]).
 pub fn client_config(id: &Identity) -> Result<Arc<ClientConfig>> {

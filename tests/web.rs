@@ -1,0 +1,442 @@
+//! The web door end to end: real nodes on loopback (mutual TLS between them, certificates
+//! made in the test), real tmux and stub agents, and a plain HTTP/1.1 client written on a
+//! TcpStream (what a browser sends: cookies, Origin, Last-Event-ID).
+
+#[path = "mesh_util.rs"]
+mod mesh_util;
+
+use mesh_util::{Mesh, wait_for};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// a (orch) and c (coder), a seeded with c.
+fn two() -> Mesh {
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
+    m.add_host("c", "  - { name: coder, runtime: stub }\n");
+    m.start_agents(0);
+    m.start_agents(1);
+    m.start_node(1, "127.0.0.1:0", &[]);
+    let peers = vec![m.addr(1)];
+    m.start_node(0, "127.0.0.1:0", &peers);
+    m
+}
+
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// `http://127.0.0.1:PORT` -> `127.0.0.1:PORT`.
+fn hostport(base: &str) -> &str {
+    base.strip_prefix("http://").expect("an http:// base")
+}
+
+/// One HTTP/1.1 request, `Connection: close`, the whole answer read.
+fn http(base: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+    let mut s = TcpStream::connect(hostport(base)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", hostport(base));
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a header block");
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().into(), v.trim().into())).collect();
+    Reply { status, headers, body: body.to_string() }
+}
+
+/// A pairing link from node `i`: (base URL, code).
+fn pair(m: &Mesh, i: usize, role: &str, label: &str) -> (String, String) {
+    let (code, out, err) = m.at(i, &["web", "pair", "--role", role, "--label", label, "--json"]);
+    assert_eq!(code, 0, "fleet web pair: {err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((v["tenant_id"].as_str(), v["role"].as_str()), (Some("acme"), Some(role)), "{v}");
+    let url = v["url"].as_str().unwrap();
+    let (base, code) = url.split_once("/pair?code=").expect("a pairing link");
+    (base.to_string(), code.to_string())
+}
+
+/// Open a pairing link as a browser does (POST /pair from its own page): the cookie header.
+fn exchange(base: &str, code: &str) -> Reply {
+    http(
+        base,
+        "POST",
+        "/pair",
+        &[("Origin", base), ("Content-Type", "application/x-www-form-urlencoded")],
+        &format!("code={code}"),
+    )
+}
+
+fn session(base: &str, code: &str) -> String {
+    let r = exchange(base, code);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let cookie = r.header("set-cookie").expect("a session cookie");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    assert!(!cookie.contains("Secure"), "no Secure without TLS: {cookie}");
+    cookie.split(';').next().unwrap().to_string()
+}
+
+fn audit(m: &Mesh, i: usize) -> Vec<Value> {
+    let text = std::fs::read_to_string(m.nodes[i].home.join("fleet/audit.log")).unwrap_or_default();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// What `fleet send` at node `i` prints after `fleet: `.
+fn cli_words(m: &Mesh, i: usize, args: &[&str]) -> String {
+    let (code, _, err) = m.at(i, args);
+    assert_ne!(code, 0, "{args:?} should fail");
+    err.trim().strip_prefix("fleet: ").unwrap_or_else(|| panic!("{err}")).to_string()
+}
+
+#[test]
+fn pairing_roles_origin_sends_and_the_clis_words() {
+    let m = two();
+    wait_for("a to see coder@c", Duration::from_secs(15), || {
+        let (_, out, _) = m.at(0, &["ps", "--json", "--host", "c"]);
+        out.contains("\"coder\"")
+    });
+    let (base, viewer_code) = pair(&m, 0, "viewer", "view");
+
+    // Unpaired: 401, for reads and writes.
+    let r = http(&base, "GET", "/api/v1/agents", &[], "");
+    assert_eq!(r.status, 401, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "unauthenticated");
+    assert!(r.json()["error"]["message"].as_str().unwrap().contains("fleet web pair"), "{}", r.body);
+    let send = json!({"target": "coder@c", "text": "from nobody"}).to_string();
+    assert_eq!(http(&base, "POST", "/api/v1/send", &[("Origin", &base)], &send).status, 401);
+    let r = http(&base, "GET", "/api/v1/agents", &[("Cookie", "fleet_session=00ff")], "");
+    assert_eq!(r.status, 401, "a made-up cookie: {}", r.body);
+
+    // A link works once.
+    let viewer = session(&base, &viewer_code);
+    let again = exchange(&base, &viewer_code);
+    assert_eq!(again.status, 403, "{}", again.body);
+    assert_eq!(again.json()["error"]["code"], "pairing_refused");
+    assert!(again.json()["error"]["message"].as_str().unwrap().contains("already used"), "{}", again.body);
+
+    // A viewer lists the mesh and tails a pane on another host...
+    let r = http(&base, "GET", "/api/v1/agents?host=c", &[("Cookie", &viewer)], "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let rows = r.json();
+    let coder = rows.as_array().unwrap().iter().find(|r| r["name"] == "coder").expect("coder@c listed");
+    assert_eq!((coder["tenant_id"].as_str(), coder["host"].as_str()), (Some("acme"), Some("c")), "{coder}");
+    assert!(rows.as_array().unwrap().iter().any(|r| r["record"] == "host" && r["host"] == "c"), "{rows}");
+    let r = http(&base, "GET", "/api/v1/tail?target=coder%40c&lines=5", &[("Cookie", &viewer)], "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!((r.json()["host"].as_str(), r.json()["agent"].as_str()), (Some("c"), Some("coder")));
+    assert!(r.json()["lines"].is_array());
+    let r = http(&base, "GET", "/api/v1/peers", &[("Cookie", &viewer)], "");
+    assert!(r.json().as_array().unwrap().iter().any(|p| p["host"] == "c" && p["tenant_id"] == "acme"), "{}", r.body);
+
+    // ...but its send is 403, in the CLI's words, and audited.
+    let r = http(&base, "POST", "/api/v1/send", &[("Cookie", &viewer), ("Origin", &base)], &send);
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(r.json()["error"]["code"], "permission_denied");
+    assert_eq!(
+        r.json()["error"]["message"],
+        "permission denied: web:view@acme may not send: a viewer may only list, watch, peers and info"
+    );
+    assert!(
+        audit(&m, 0)
+            .iter()
+            .any(|l| l["principal"] == "web:view@acme" && l["verb"] == "send" && l["outcome"] == "denied"),
+        "{:?}",
+        audit(&m, 0)
+    );
+
+    // An operator: a cross-origin or Origin-less POST is refused, and nothing is typed.
+    let (_, op_code) = pair(&m, 0, "operator", "ops");
+    let ops = session(&base, &op_code);
+    let sneaky = json!({"target": "coder@c", "text": "cross origin text"}).to_string();
+    for origin in [Some("http://evil.example"), Some("http://localhost:1"), None] {
+        let mut h = vec![("Cookie", ops.as_str())];
+        if let Some(o) = origin {
+            h.push(("Origin", o));
+        }
+        let r = http(&base, "POST", "/api/v1/send", &h, &sneaky);
+        assert_eq!(r.status, 403, "{origin:?}: {}", r.body);
+        assert_eq!(r.json()["error"]["code"], "bad_origin", "{}", r.body);
+    }
+    assert!(
+        audit(&m, 0).iter().any(|l| l["principal"] == "web:ops@acme" && l["outcome"] == "denied"),
+        "the refused origin is audited"
+    );
+
+    // The operator's send reaches the stub on c, verified, with the receipt JSON.
+    let good = json!({"target": "coder@c", "text": "hello from the web door", "verify": true}).to_string();
+    let r = http(&base, "POST", "/api/v1/send", &[("Cookie", &ops), ("Origin", &base)], &good);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let receipt = r.json();
+    assert_eq!(
+        (receipt["outcome"].as_str(), receipt["host"].as_str(), receipt["tenant_id"].as_str()),
+        (Some("accepted"), Some("c"), Some("acme")),
+        "{receipt}"
+    );
+    assert!(m.capture(1, "coder").contains("hello from the web door"), "{}", m.capture(1, "coder"));
+    assert!(!m.capture(1, "coder").contains("cross origin text"));
+    // Audited here as the browser, and on c as the node acting for it.
+    assert!(audit(&m, 0).iter().any(|l| l["principal"] == "web:ops@acme" && l["outcome"] == "accepted"));
+    assert!(
+        audit(&m, 1).iter().any(|l| l["principal"] == "node:a@acme for web:ops@acme" && l["verb"] == "send"),
+        "{:?}",
+        audit(&m, 1)
+    );
+
+    // Bad input: the CLI's refusal words, word for word.
+    let post =
+        |body: Value| http(&base, "POST", "/api/v1/send", &[("Cookie", &ops), ("Origin", &base)], &body.to_string());
+    let r = post(json!({"target": "nobody@c", "text": "hi"}));
+    assert_eq!(r.status, 404, "{}", r.body);
+    assert_eq!(r.json()["error"]["message"], cli_words(&m, 0, &["send", "nobody@c", "-m", "hi"]));
+    assert_eq!(r.json()["receipt"]["outcome"], "not_found");
+    let r = post(json!({"target": "coder@c", "text": "a\u{1b}[2Jb"}));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"]["message"], cli_words(&m, 0, &["send", "coder@c", "-m", "a\u{1b}[2Jb"]));
+    let big = "x".repeat(fleet_core::message::MAX_MESSAGE_BYTES + 1);
+    let file = m.root().join("big.txt");
+    std::fs::write(&file, &big).unwrap();
+    let r = post(json!({"target": "coder@c", "text": big}));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"]["message"], cli_words(&m, 0, &["send", "coder@c", "-f", file.to_str().unwrap()]));
+    let r = post(json!({"target": "a@b@c", "text": "hi"}));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"]["message"], cli_words(&m, 0, &["send", "a@b@c", "-m", "hi"]));
+    assert!(!m.capture(1, "coder").contains("[2J"));
+
+    // Sessions are listed, and a revoked one is refused at once.
+    let (code, out, err) = m.at(0, &["web", "sessions", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let list: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let labels: Vec<&str> = list.iter().map(|s| s["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["view", "ops"], "{out}");
+    assert!(list.iter().all(|s| s["tenant_id"] == "acme" && s["host"] == "a"));
+    let (code, _, err) = m.at(0, &["web", "sessions", "--revoke", "view"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(http(&base, "GET", "/api/v1/agents", &[("Cookie", &viewer)], "").status, 401);
+    assert_eq!(http(&base, "GET", "/api/v1/info", &[("Cookie", &ops)], "").json()["host"], "a");
+    let (code, _, err) = m.at(0, &["web", "sessions", "--revoke", "nobody"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("no web session with id or label nobody"), "{err}");
+}
+
+/// Write coder's hook file on c as `fleet hook` does (temp file + rename).
+fn hook(m: &Mesh, state: &str, event: &str) {
+    let run = m.nodes[1].home.join("fleet/run");
+    let ts = fleet_core::heartbeat::Timestamp::from_unix(fleet_tmux::hbwriter::now_unix()).to_rfc3339();
+    let tmp = run.join(".coder.state.tmp");
+    std::fs::write(&tmp, format!("ts={ts}\nstate={state}\nevent={event}\n")).unwrap();
+    std::fs::rename(&tmp, run.join("coder.state")).unwrap();
+}
+
+/// An open event stream: its raw text so far (chunk sizes included, events whole).
+struct Sse {
+    s: TcpStream,
+    text: String,
+}
+
+impl Sse {
+    fn open(base: &str, cookie: &str, last_id: Option<&str>) -> Sse {
+        let mut s = TcpStream::connect(hostport(base)).unwrap();
+        let last = last_id.map(|id| format!("Last-Event-ID: {id}\r\n")).unwrap_or_default();
+        let req = format!(
+            "GET /api/v1/events HTTP/1.1\r\nHost: {}\r\nCookie: {cookie}\r\nAccept: text/event-stream\r\n{last}\r\n",
+            hostport(base)
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        Sse { s, text: String::new() }
+    }
+
+    /// Read until an event satisfies `f` (name, id, data) or `within` passes.
+    fn until(
+        &mut self,
+        within: Duration,
+        f: impl Fn(&str, Option<&str>, &Value) -> bool,
+    ) -> Option<(Option<String>, Value)> {
+        let deadline = Instant::now() + within;
+        let mut from = 0;
+        loop {
+            // Whole events only: each ends with a blank line.
+            while let Some(end) = self.text[from..].find("\n\n") {
+                let block = &self.text[from..from + end];
+                from += end + 2;
+                let (mut name, mut id, mut data) = (None, None, None);
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("event: ") {
+                        name = Some(v);
+                    } else if let Some(v) = line.strip_prefix("id: ") {
+                        id = Some(v);
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data = serde_json::from_str::<Value>(v).ok();
+                    }
+                }
+                if let (Some(n), Some(d)) = (name, data)
+                    && f(n, id, &d)
+                {
+                    return Some((id.map(String::from), d));
+                }
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            let mut buf = [0u8; 8192];
+            match self.s.read(&mut buf) {
+                Ok(0) => return None,
+                Ok(n) => self.text.push_str(&String::from_utf8_lossy(&buf[..n])),
+                Err(_) => {}
+            }
+        }
+    }
+}
+
+#[test]
+fn events_reach_a_browser_resume_by_id_and_metrics_parse() {
+    let m = two();
+    let (base, code) = pair(&m, 0, "viewer", "screen");
+    let cookie = session(&base, &code);
+    let mut sse = Sse::open(&base, &cookie, None);
+    assert!(sse.text.is_empty());
+    // The snapshot names c's agent once a knows it, and ends with an id.
+    wait_for("a to follow c's rows", Duration::from_secs(15), || {
+        let (_, out, _) = m.at(0, &["ps", "--json", "--host", "c"]);
+        out.contains("\"coder\"")
+    });
+    let (end_id, _) = sse.until(Duration::from_secs(5), |n, _, _| n == "snapshot_end").expect("snapshot_end");
+    assert!(sse.text.starts_with("HTTP/1.1 200"), "{}", sse.text);
+    assert!(sse.text.to_ascii_lowercase().contains("content-type: text/event-stream"));
+    let end_id = end_id.expect("snapshot_end has an id");
+
+    // A hook written on c reaches the browser on a within a second, as activity_change.
+    std::thread::sleep(Duration::from_millis(300));
+    let t0 = Instant::now();
+    hook(&m, "waiting", "notification");
+    let (id, e) = sse
+        .until(Duration::from_secs(5), |n, _, d| n == "activity_change" && d["host"] == "c" && d["agent"] == "coder")
+        .expect("an activity change of coder@c");
+    let took = t0.elapsed();
+    eprintln!("hook on c -> SSE event on a's web door: {} ms", took.as_millis());
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+    assert_eq!((e["tenant_id"].as_str(), e["activity"]["state"].as_str()), (Some("acme"), Some("waiting")), "{e}");
+    let id = id.expect("live events have ids");
+    drop(sse);
+
+    // Reconnecting with the id before it replays it, under the same id.
+    let mut again = Sse::open(&base, &cookie, Some(&end_id));
+    let (replayed, _) = again
+        .until(Duration::from_secs(3), |n, _, d| n == "activity_change" && d["host"] == "c")
+        .expect("the missed change, replayed");
+    assert_eq!(replayed.as_deref(), Some(id.as_str()));
+    assert!(!again.text.contains("event: snapshot_end"), "a resumed stream has no snapshot: {}", again.text);
+    // An id from another run of the node: told so, then a fresh snapshot.
+    let mut stale = Sse::open(&base, &cookie, Some("0-5"));
+    let (_, lag) = stale.until(Duration::from_secs(3), |n, _, _| n == "lagged").expect("lagged");
+    assert!(lag["reason"].as_str().unwrap().contains("restarted"), "{lag}");
+    assert!(stale.until(Duration::from_secs(3), |n, _, d| n == "agent_appeared" && d["host"] == "c").is_some());
+    assert!(stale.until(Duration::from_secs(3), |n, _, _| n == "snapshot_end").is_some());
+
+    // /metrics: Prometheus text, every sample line `name{labels} value`.
+    let r = http(&base, "GET", "/metrics", &[], "");
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    let mut names = std::collections::BTreeSet::new();
+    for line in r.body.lines() {
+        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("not a sample: {line:?}"));
+        value.parse::<f64>().unwrap_or_else(|_| panic!("not a number in {line:?}"));
+        let name = series.split('{').next().unwrap();
+        assert!(name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{line:?}");
+        if let Some(labels) = series.strip_prefix(name).filter(|l| !l.is_empty()) {
+            assert!(labels.starts_with('{') && labels.ends_with('}'), "{line:?}");
+            for pair in labels[1..labels.len() - 1].split("\",") {
+                let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("label {pair:?} in {line:?}"));
+                assert!(!k.is_empty() && !v.contains('"') || v.ends_with('"'), "{line:?}");
+            }
+        }
+        names.insert(name.to_string());
+    }
+    for want in [
+        "fleet_peers",
+        "fleet_tls_handshakes_refused_total",
+        "fleet_audit_write_failures_total",
+        "fleet_web_request_duration_seconds_bucket",
+        "fleet_rpc_duration_seconds_count",
+        "fleet_heartbeat_lag_seconds",
+    ] {
+        assert!(names.contains(want), "{want} missing from:\n{}", r.body);
+    }
+    assert!(r.body.contains("fleet_peers{state=\"alive\"} 1\n"), "{}", r.body);
+    assert!(r.body.contains("fleet_rpc_duration_seconds_count{method=\"/fleet.v1.Mesh/ListPeers\"}"), "{}", r.body);
+}
+
+/// `fleet node` with `env`: its exit code and stderr; a node still running after 10 s
+/// (it did not refuse) is killed (by the harness) and reported as -1.
+fn node_exit(m: &mut Mesh, env: &[(&str, &str)]) -> (i32, String) {
+    let err_file = m.root().join("node-refused.err");
+    let mut cmd = m.command(&["node"], env);
+    cmd.stderr(std::fs::File::create(&err_file).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let start = Instant::now();
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code().unwrap_or(-1);
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            m.adopt(child);
+            break -1;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (code, std::fs::read_to_string(&err_file).unwrap())
+}
+
+#[test]
+fn a_web_door_off_loopback_without_tls_is_refused_at_start() {
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
+    let home = m.nodes[0].home.display().to_string();
+    let start = Instant::now();
+    let env = [
+        ("MOSAIC_HOME", home.as_str()),
+        ("FLEET_LISTEN", "127.0.0.1:0"),
+        ("FLEET_MDNS", "false"),
+        ("FLEET_WEB_LISTEN", "0.0.0.0:0"),
+    ];
+    let (code, err) = node_exit(&mut m, &env);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(
+            "FLEET_WEB_LISTEN=\"0.0.0.0:0\": the web door on 0.0.0.0:0 (not loopback) needs TLS: set web_tls: true"
+        ),
+        "{err}"
+    );
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(!m.nodes[0].home.join("fleet/node.sock").exists(), "nothing was bound");
+    // The same in node.yaml names the file, line and key.
+    std::fs::write(m.nodes[0].home.join("fleet/node.yaml"), "web_listen: 0.0.0.0:7421\n").unwrap();
+    let (code, err) =
+        node_exit(&mut m, &[("MOSAIC_HOME", &home), ("FLEET_LISTEN", "127.0.0.1:0"), ("FLEET_MDNS", "false")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("node.yaml:1:13: web_listen: the web door on 0.0.0.0:7421 (not loopback) needs TLS"), "{err}");
+}

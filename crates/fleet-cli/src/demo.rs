@@ -225,6 +225,9 @@ agents:
             .env("FLEET_LISTEN", listen)
             .env("FLEET_PEERS", peers.join(","))
             .env("FLEET_MDNS", "false")
+            // Three nodes on one machine would contend for the web door's default
+            // port: the tour does not use it (yet).
+            .env("FLEET_WEB", "false")
             .env("FLEET_FANOUT_DEADLINE_MS", "1000")
             .env("FLEET_PROBE_INTERVAL_MS", "1000")
             .env_remove("FLEET_NODE")

@@ -165,22 +165,7 @@ fn another_tenant_is_refused_and_a_viewer_may_list_but_not_send() {
     assert!(!peers.contains("\"d\""), "{peers}");
 
     // A viewer, off-host, through the network door.
-    let viewer = m.root().join("viewer");
-    let (code, _, err) = m.run(
-        &[
-            "certs",
-            "issue",
-            "viewer",
-            "--name",
-            "vera",
-            "--dir",
-            m.ca_dir().to_str().unwrap(),
-            "--out",
-            viewer.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{err}");
+    let viewer = m.client_certs("viewer", "vera");
     let url = format!("https://{}", m.addr(0));
     let env = [("FLEET_NODE", url.as_str()), ("FLEET_CERTS_DIR", viewer.to_str().unwrap())];
     let (code, out, err) = m.run(&["ps", "--json"], &env);
@@ -1101,22 +1086,7 @@ fn a_saved_context_reaches_a_remote_node_until_local_is_chosen_again() {
     m.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
     m.start_agents(0);
     m.start_node(0, "127.0.0.1:0", &[]);
-    let ops = m.root().join("ops");
-    let (code, _, err) = m.run(
-        &[
-            "certs",
-            "issue",
-            "operator",
-            "--name",
-            "olga",
-            "--dir",
-            m.ca_dir().to_str().unwrap(),
-            "--out",
-            ops.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{err}");
+    let ops = m.client_certs("operator", "olga");
     // A laptop: a home of its own, no node.
     let laptop = m.root().join("laptop");
     std::fs::create_dir_all(&laptop).unwrap();

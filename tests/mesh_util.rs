@@ -77,6 +77,18 @@ impl Mesh {
         self.root().join("ca")
     }
 
+    /// A `viewer` or `operator` certificate for `name` from the mesh CA, in
+    /// the certs dir `<root>/<name>` (ca.pem, client.pem, client.key), for
+    /// `FLEET_CERTS_DIR`.
+    pub fn client_certs(&self, kind: &str, name: &str) -> PathBuf {
+        let out = self.root().join(name);
+        let (ca, dir) = (self.ca_dir(), out.display().to_string());
+        let (code, _, err) =
+            self.run(&["certs", "issue", kind, "--name", name, "--dir", ca.to_str().unwrap(), "--out", &dir], &[]);
+        assert_eq!(code, 0, "issue {kind} {name}: {err}");
+        out
+    }
+
     fn base_env(&self, cmd: &mut Command) {
         sandbox_env::clean_env(cmd, self.root(), &self.interval.to_string());
     }

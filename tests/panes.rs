@@ -180,22 +180,7 @@ fn attach_types_into_a_pane_on_another_host_and_a_killed_client_leaves_no_tmux_c
 #[test]
 fn a_viewer_may_watch_but_not_attach() {
     let m = two();
-    let viewer = m.root().join("viewer");
-    let (code, _, err) = m.run(
-        &[
-            "certs",
-            "issue",
-            "viewer",
-            "--name",
-            "vera",
-            "--dir",
-            m.ca_dir().to_str().unwrap(),
-            "--out",
-            viewer.to_str().unwrap(),
-        ],
-        &[],
-    );
-    assert_eq!(code, 0, "{err}");
+    let viewer = m.client_certs("viewer", "vera");
     let url = format!("https://{}", m.addr(1));
     let env = [("FLEET_NODE", url.as_str()), ("FLEET_CERTS_DIR", viewer.to_str().unwrap())];
     let (code, out, err) = m.run(&["tail", "coder", "-n", "2"], &env);

@@ -35,6 +35,7 @@ targets=(
   "fleet-tls|crates/fleet-tls/src/authz.rs|"
   "fleet-tls|crates/fleet-tls/src/principal.rs|"
   "fleet-node|crates/fleet-node/src/idem.rs|"
+  "fleet-node|crates/fleet-node/src/idle.rs|"
   "fleet-node|crates/fleet-node/src/revocation.rs|"
   "fleet-tmux|crates/fleet-tmux/src/send.rs|Outcome::|find_pane|send_via_control|in send$|replace send ->"
   "fleet-node|crates/fleet-node/src/membership.rs|claim_holds|is_placeholder|believable|believes"

@@ -96,6 +96,20 @@ pub enum ConfigError {
     File { path: String, line: usize, col: usize, key: String, message: String },
     #[error("{var}={value:?}: {message}")]
     Env { var: &'static str, value: String, message: String },
+    /// Several problems, all reported at once (like `fleet roster check`).
+    #[error("{} problems in the node configuration:\n  {}", .0.len(), .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Many(Vec<ConfigError>),
+}
+
+impl ConfigError {
+    /// One problem as itself, several as [`ConfigError::Many`].
+    fn all(mut problems: Vec<ConfigError>) -> Result<(), ConfigError> {
+        match problems.len() {
+            0 => Ok(()),
+            1 => Err(problems.remove(0)),
+            _ => Err(ConfigError::Many(problems)),
+        }
+    }
 }
 
 /// The keys of node.yaml and the variables that override them, declared once.
@@ -168,7 +182,8 @@ fn snake(key: &str) -> String {
     })
 }
 
-fn read_file(path: &Path, text: &str) -> Result<Raw, ConfigError> {
+/// The file's values, and the problems of its keys (a syntax error is `Err`).
+fn read_file(path: &Path, text: &str) -> Result<(Raw, Vec<ConfigError>), ConfigError> {
     let shown = path.display().to_string();
     let err = |line: usize, col: usize, key: &str, message: String| ConfigError::File {
         path: shown.clone(),
@@ -180,7 +195,7 @@ fn read_file(path: &Path, text: &str) -> Result<Raw, ConfigError> {
     let root = yaml::parse(text).map_err(|e| err(e.pos.line, e.pos.col, "", format!("YAML syntax: {}", e.message)))?;
     let mut raw = Raw { values: Vec::new() };
     if root.is_null() {
-        return Ok(raw);
+        return Ok((raw, Vec::new()));
     }
     let walk = |prefix: &str, node: &Node| -> Result<Vec<(String, Node, Node)>, ConfigError> {
         let Value::Map(entries) = &node.value else {
@@ -195,32 +210,42 @@ fn read_file(path: &Path, text: &str) -> Result<Raw, ConfigError> {
             .collect())
     };
     let mut entries = walk("", &root)?;
+    let mut problems = Vec::new();
     if let Some(i) = entries.iter().position(|(k, _, _)| k == "timings") {
         let (_, _, v) = entries.remove(i);
-        entries.extend(walk("timings", &v)?);
+        match walk("timings", &v) {
+            Ok(more) => entries.extend(more),
+            Err(e) => problems.push(e),
+        }
     }
     for (key, k, v) in entries {
         if !KEYS.iter().any(|(name, _)| *name == key) {
-            let known: Vec<&str> = KEYS.iter().map(|(n, _)| *n).collect();
-            return Err(err(
+            let names: Vec<&str> = KEYS.iter().map(|(n, _)| *n).collect();
+            let guess =
+                fleet_core::names::closest(&key, &names).map(|g| format!(" (did you mean {g}?)")).unwrap_or_default();
+            problems.push(err(
                 k.pos.line,
                 k.pos.col,
                 &key,
-                format!("unknown key; expected one of: {}", known.join(", ")),
+                format!("unknown key{guess}; expected one of: {}", names.join(", ")),
             ));
+            continue;
         }
         let origin = Origin::File { path: shown.clone(), line: v.pos.line, col: v.pos.col };
         let value = match &v.value {
             Value::Scalar { text, .. } => RawValue::Text(text.clone()),
             Value::Seq(items) => RawValue::List(items.iter().filter_map(|i| i.as_str().map(str::to_string)).collect()),
-            Value::Map(_) => return Err(err(v.pos.line, v.pos.col, &key, "expected a value, found a map".into())),
+            Value::Map(_) => {
+                problems.push(err(v.pos.line, v.pos.col, &key, "expected a value, found a map".into()));
+                continue;
+            }
         };
         if v.is_null() {
             continue;
         }
         raw.values.push((key, value, origin));
     }
-    Ok(raw)
+    Ok((raw, problems))
 }
 
 impl NodeConfig {
@@ -234,9 +259,9 @@ impl NodeConfig {
             Some(p) => (p.to_path_buf(), true),
             None => (default_file, false),
         };
-        let mut raw = match fleet_core::file::read_to_string(&path, fleet_core::file::CONFIG_MAX) {
+        let (mut raw, mut problems) = match fleet_core::file::read_to_string(&path, fleet_core::file::CONFIG_MAX) {
             Ok(text) => read_file(&path, &text)?,
-            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Raw { values: Vec::new() },
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => (Raw { values: Vec::new() }, Vec::new()),
             Err(source) => return Err(ConfigError::Read { path: path.display().to_string(), source }),
         };
         for (key, var) in KEYS {
@@ -287,73 +312,82 @@ impl NodeConfig {
             "false" | "0" | "no" | "off" => Some(false),
             _ => None,
         };
+        // Each key's problem is kept and the next key read: all are reported at once.
         for (key, value, origin) in raw.values {
-            let text = match &value {
-                RawValue::Text(t) => t.clone(),
-                RawValue::List(l) => l.join(","),
-            };
-            let bad = |m: &str| origin.error(&key, &text, m.to_string());
-            let ms = |t: &str| -> Result<Duration, ConfigError> {
-                match t.trim().parse::<u64>() {
-                    Ok(n) if n > 0 => Ok(Duration::from_millis(n)),
-                    _ => Err(bad("expected a positive whole number")),
-                }
-            };
-            match key.as_str() {
-                "tenant_id" => {
-                    cfg.tenant_id = Some(DnsLabel::parse_as("tenant id", &text).map_err(|e| bad(&e.to_string()))?)
-                }
-                "host" => cfg.host = Some(DnsLabel::parse_as("host name", &text).map_err(|e| bad(&e.to_string()))?),
-                "listen" => {
-                    cfg.listen = text.parse().map_err(|_| bad("expected IP:PORT, e.g. 0.0.0.0:7420 or [::]:7420"))?
-                }
-                "certs_dir" => cfg.certs_dir = PathBuf::from(text),
-                "peers" => {
-                    cfg.peers = match value {
-                        RawValue::List(l) => l,
-                        RawValue::Text(t) => vec![t],
-                    };
-                    for p in &cfg.peers {
-                        let ok =
-                            p.rsplit_once(':').is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok());
-                        if !ok {
-                            return Err(origin.error(&key, p, "expected HOST:PORT or IP:PORT"));
+            if let Err(e) = (|| -> Result<(), ConfigError> {
+                let text = match &value {
+                    RawValue::Text(t) => t.clone(),
+                    RawValue::List(l) => l.join(","),
+                };
+                let bad = |m: &str| origin.error(&key, &text, m.to_string());
+                let ms = |t: &str| -> Result<Duration, ConfigError> {
+                    match t.trim().parse::<u64>() {
+                        Ok(n) if n > 0 => Ok(Duration::from_millis(n)),
+                        _ => Err(bad("expected a positive whole number")),
+                    }
+                };
+                match key.as_str() {
+                    "tenant_id" => {
+                        cfg.tenant_id = Some(DnsLabel::parse_as("tenant id", &text).map_err(|e| bad(&e.to_string()))?)
+                    }
+                    "host" => cfg.host = Some(DnsLabel::parse_as("host name", &text).map_err(|e| bad(&e.to_string()))?),
+                    "listen" => {
+                        cfg.listen =
+                            text.parse().map_err(|_| bad("expected IP:PORT, e.g. 0.0.0.0:7420 or [::]:7420"))?
+                    }
+                    "certs_dir" => cfg.certs_dir = PathBuf::from(text),
+                    "peers" => {
+                        cfg.peers = match value {
+                            RawValue::List(l) => l,
+                            RawValue::Text(t) => vec![t],
+                        };
+                        for p in &cfg.peers {
+                            let ok = p
+                                .rsplit_once(':')
+                                .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok());
+                            if !ok {
+                                return Err(origin.error(&key, p, "expected HOST:PORT or IP:PORT"));
+                            }
                         }
                     }
-                }
-                "mdns" => cfg.mdns = flag(&text).ok_or_else(|| bad("expected true or false"))?,
-                "web" => web_on = flag(&text).ok_or_else(|| bad("expected true or false"))?,
-                "web_tls" => web.tls = flag(&text).ok_or_else(|| bad("expected true or false"))?,
-                "web_listen" => {
-                    web.listen = text.parse().map_err(|_| bad("expected IP:PORT, e.g. 127.0.0.1:7421"))?;
-                    web.explicit = true;
-                    web_origin = Some((origin.clone(), text.clone()));
-                }
-                "mdns_allow_interfaces" | "mdns_deny_interfaces" => {
-                    let list = match value {
-                        RawValue::List(l) => l,
-                        RawValue::Text(t) => vec![t],
-                    };
-                    if key == "mdns_allow_interfaces" {
-                        cfg.mdns_allow_interfaces = list;
-                    } else {
-                        cfg.mdns_deny_interfaces = list;
+                    "mdns" => cfg.mdns = flag(&text).ok_or_else(|| bad("expected true or false"))?,
+                    "web" => web_on = flag(&text).ok_or_else(|| bad("expected true or false"))?,
+                    "web_tls" => web.tls = flag(&text).ok_or_else(|| bad("expected true or false"))?,
+                    "web_listen" => {
+                        web.listen = text.parse().map_err(|_| bad("expected IP:PORT, e.g. 127.0.0.1:7421"))?;
+                        web.explicit = true;
+                        web_origin = Some((origin.clone(), text.clone()));
                     }
+                    "mdns_allow_interfaces" | "mdns_deny_interfaces" => {
+                        let list = match value {
+                            RawValue::List(l) => l,
+                            RawValue::Text(t) => vec![t],
+                        };
+                        if key == "mdns_allow_interfaces" {
+                            cfg.mdns_allow_interfaces = list;
+                        } else {
+                            cfg.mdns_deny_interfaces = list;
+                        }
+                    }
+                    "roster" => cfg.roster = PathBuf::from(text),
+                    "socket" => cfg.socket = PathBuf::from(text),
+                    "audit_log" => cfg.audit_log = PathBuf::from(text),
+                    "timings.probe_interval_ms" => cfg.timings.probe_interval = ms(&text)?,
+                    "timings.sweep_interval_ms" => cfg.timings.sweep_interval = ms(&text)?,
+                    "timings.fanout_deadline_ms" => cfg.timings.fanout_deadline = ms(&text)?,
+                    "timings.shutdown_grace_ms" => cfg.timings.shutdown_grace = ms(&text)?,
+                    "timings.idempotency_ttl_s" => cfg.timings.idempotency_ttl = ms(&text)? * 1000,
+                    "timings.swim_probe_period_ms" => cfg.timings.swim.probe_period = ms(&text)?,
+                    "timings.swim_probe_rtt_ms" => cfg.timings.swim.probe_rtt = ms(&text)?,
+                    "timings.swim_suspect_to_down_ms" => cfg.timings.swim.suspect_to_down = ms(&text)?,
+                    _ => unreachable!("keys are checked against KEYS"),
                 }
-                "roster" => cfg.roster = PathBuf::from(text),
-                "socket" => cfg.socket = PathBuf::from(text),
-                "audit_log" => cfg.audit_log = PathBuf::from(text),
-                "timings.probe_interval_ms" => cfg.timings.probe_interval = ms(&text)?,
-                "timings.sweep_interval_ms" => cfg.timings.sweep_interval = ms(&text)?,
-                "timings.fanout_deadline_ms" => cfg.timings.fanout_deadline = ms(&text)?,
-                "timings.shutdown_grace_ms" => cfg.timings.shutdown_grace = ms(&text)?,
-                "timings.idempotency_ttl_s" => cfg.timings.idempotency_ttl = ms(&text)? * 1000,
-                "timings.swim_probe_period_ms" => cfg.timings.swim.probe_period = ms(&text)?,
-                "timings.swim_probe_rtt_ms" => cfg.timings.swim.probe_rtt = ms(&text)?,
-                "timings.swim_suspect_to_down_ms" => cfg.timings.swim.suspect_to_down = ms(&text)?,
-                _ => unreachable!("keys are checked against KEYS"),
+                Ok(())
+            })() {
+                problems.push(e);
             }
         }
+        ConfigError::all(problems)?;
         if web_on {
             // Browsers' session cookies and pairing codes cross the network in the clear without TLS.
             if !web.tls && !web.listen.ip().is_loopback() {
@@ -495,5 +529,26 @@ mod tests {
                 check(&lines.join("\n"))?;
             }
         }
+    }
+
+    /// Every problem of a node.yaml at once, each with its line, like `fleet roster check`.
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = "listen: nowhere\nmdsn: true\npeers: [a:1, b]\ntimings:\n  probe_interval_ms: 0\n";
+        let err = load(Some(text), &[]).unwrap_err();
+        let ConfigError::Many(all) = &err else { panic!("{err}") };
+        assert_eq!(all.len(), 4, "{err}");
+        let shown = err.to_string();
+        assert!(shown.starts_with("4 problems in the node configuration:\n  "), "{shown}");
+        for want in [
+            ":1:9: listen: expected IP:PORT",
+            ":2:1: mdsn: unknown key (did you mean mdns?)",
+            ":3:8: peers: expected HOST:PORT or IP:PORT",
+            ":5:22: timings.probe_interval_ms: expected a positive whole number",
+        ] {
+            assert!(shown.contains(want), "missing {want:?} in {shown}");
+        }
+        // One problem is itself, not a list of one.
+        assert!(matches!(load(Some("listen: nowhere\n"), &[]), Err(ConfigError::File { line: 1, .. })));
     }
 }

@@ -348,5 +348,29 @@ impl Drop for Mesh {
             cmd.args(["-L", socket, "kill-server"]).stderr(Stdio::null());
             let _ = cmd.status();
         }
+        // A node killed with SIGKILL can leave its control-mode clients behind,
+        // and tmux 3.3a's server then waits for them after kill-server (seen:
+        // one server per run of this file). Every tmux process of this mesh
+        // has its TMUX_TMPDIR in its environment: end those that are left.
+        let mark = format!("TMUX_TMPDIR={}", self.root().join("tmux").display());
+        for pid in tmux_processes_with(&mark) {
+            if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
     }
+}
+
+/// Pids of tmux processes whose environment holds `var` (`NAME=value`).
+fn tmux_processes_with(var: &str) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|pid| {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            comm.starts_with("tmux")
+                && std::fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|b| *b == 0).any(|kv| kv == var.as_bytes()))
+        })
+        .collect()
 }

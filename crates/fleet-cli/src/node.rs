@@ -28,24 +28,23 @@ pub fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 pub fn target() -> Target {
     let paths = Paths::from_env();
     let certs_dir = std::env::var_os("FLEET_CERTS_DIR").map(PathBuf::from).unwrap_or_else(|| paths.certs_dir());
-    let saved = match crate::targets::chosen(&paths) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("fleet: {e}; using this host's node socket");
-            None
-        }
-    };
-    match std::env::var("FLEET_NODE").ok().filter(|s| !s.is_empty()) {
-        Some(url) => Target::Remote { url, certs_dir },
-        None if saved.is_some() => {
-            let s = saved.expect("some");
-            Target::Remote { url: s.node, certs_dir: s.certs }
-        }
-        None => Target::Socket(
+    if let Some(url) = std::env::var("FLEET_NODE").ok().filter(|s| !s.is_empty()) {
+        return Target::Remote { url, certs_dir };
+    }
+    let socket = || {
+        Target::Socket(
             std::env::var_os("FLEET_SOCKET")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| paths.mosaic_home.join("fleet/node.sock")),
-        ),
+        )
+    };
+    match crate::targets::chosen(&paths) {
+        Ok(Some(s)) => Target::Remote { url: s.node, certs_dir: s.certs },
+        Ok(None) => socket(),
+        Err(e) => {
+            eprintln!("fleet: {e}; using this host's node socket");
+            socket()
+        }
     }
 }
 

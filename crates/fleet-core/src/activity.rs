@@ -308,7 +308,7 @@ impl ScreenRules {
     pub fn judge(&self, runtime: &str, screen: &[String], title: &str) -> Option<ScreenMatch> {
         let rr = self.runtimes.get(runtime)?;
         let bottom = bottom_lines(screen, rr.bottom_lines);
-        let last = bottom.last().map_or("", |l| l.trim_end());
+        let last = bottom.last().map_or("", |l| l.as_str().trim_end());
         rr.rules
             .iter()
             .find(|r| {
@@ -321,8 +321,8 @@ impl ScreenRules {
 }
 
 /// The last `n` lines of a screen, its blank bottom left out.
-fn bottom_lines(screen: &[String], n: usize) -> &[String] {
-    let end = screen.iter().rposition(|l| !l.trim().is_empty()).map_or(0, |i| i + 1);
+pub fn bottom_lines<S: AsRef<str>>(screen: &[S], n: usize) -> &[S] {
+    let end = screen.iter().rposition(|l| !l.as_ref().trim().is_empty()).map_or(0, |i| i + 1);
     &screen[end.saturating_sub(n)..end]
 }
 

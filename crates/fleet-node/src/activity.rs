@@ -4,7 +4,7 @@
 //! (at once: inotify), and at each sweep (a hook expires, an interrupted
 //! turn's idle prompt stays unchanged long enough).
 
-use fleet_core::activity::{Activity, ScreenRules};
+use fleet_core::activity::{Activity, HookState, ScreenRules};
 use fleet_core::record::AgentRecord;
 use fleet_core::roster::Roster;
 use fleet_tmux::screen::{self, ScreenSeen, Screens, Seen};
@@ -42,6 +42,8 @@ impl Looker {
 /// The live loop's side: the screens as last seen, and the judgement.
 pub struct Judge {
     seen: BTreeMap<String, Seen>,
+    /// Each roster agent's hook file as last read (`Err`: none, or why not).
+    hooks: BTreeMap<String, Result<HookState, String>>,
     rules: Arc<ScreenRules>,
     rules_problem: Option<String>,
     run_dir: PathBuf,
@@ -50,7 +52,7 @@ pub struct Judge {
 impl Judge {
     pub fn new(run_dir: PathBuf) -> Judge {
         let rules = ScreenRules::parse(screen::BUILTIN_RULES).unwrap_or_default();
-        Judge { seen: BTreeMap::new(), rules: Arc::new(rules), rules_problem: None, run_dir }
+        Judge { seen: BTreeMap::new(), hooks: BTreeMap::new(), rules: Arc::new(rules), rules_problem: None, run_dir }
     }
 
     /// Take in what a probe saw at `now_ms`.
@@ -66,6 +68,20 @@ impl Judge {
         screen::remember(&mut self.seen, looked.screens, now_ms);
     }
 
+    /// Read the hook files of `rows`' roster agents again (after a probe).
+    pub fn read_hooks(&mut self, rows: &[AgentRecord]) {
+        self.hooks = rows
+            .iter()
+            .filter(|r| r.managed)
+            .map(|r| (r.name.clone(), screen::read_hook(&self.run_dir, &r.name)))
+            .collect();
+    }
+
+    /// Read `agent`'s hook file again (it changed).
+    pub fn read_hook(&mut self, agent: &str) {
+        self.hooks.insert(agent.to_string(), screen::read_hook(&self.run_dir, agent));
+    }
+
     /// Judge every row of `rows`, `since` carried over from `prev`'s rows.
     pub fn judge_all(&self, rows: &mut [AgentRecord], prev: &[AgentRecord], now_ms: i64) {
         let before: BTreeMap<&str, &Activity> = prev.iter().map(|r| (r.name.as_str(), &r.activity)).collect();
@@ -77,6 +93,8 @@ impl Judge {
 
     /// The activity of one row, `since` carried over from `prev`.
     pub fn judge(&self, row: &AgentRecord, prev: Option<&Activity>, now_ms: i64) -> Activity {
-        screen::judge(row, &self.run_dir, self.seen.get(&row.name), &self.rules, prev, now_ms)
+        let none = Err("none".to_string());
+        let hook = if row.managed { self.hooks.get(&row.name).unwrap_or(&none) } else { &none };
+        screen::judge_with(row, hook, self.seen.get(&row.name), &self.rules, prev, now_ms)
     }
 }

@@ -424,6 +424,7 @@ impl State {
             self.judge.looked(looked, now);
         }
         let mut rows = report.rows;
+        self.judge.read_hooks(&rows);
         self.judge.judge_all(&mut rows, &self.view.agents, now);
         self.publish(rows);
     }
@@ -431,6 +432,7 @@ impl State {
     /// An agent's hook file changed: judge its activity again, now.
     fn hook(&mut self, agent: &str) {
         let Some(i) = self.view.agents.iter().position(|r| r.name == agent) else { return };
+        self.judge.read_hook(agent);
         let mut next = self.view.agents.clone();
         next[i].activity = self.judge.judge(&next[i], Some(&self.view.agents[i].activity), now_ms());
         if next != self.view.agents {

@@ -364,9 +364,4 @@ impl Panes {
         feeds.insert(key, Arc::downgrade(&feed));
         Ok(feed)
     }
-
-    /// Feeds open now (each is one tmux control client).
-    pub async fn open_count(&self) -> usize {
-        self.feeds.lock().await.values().filter(|f| f.strong_count() > 0).count()
-    }
 }

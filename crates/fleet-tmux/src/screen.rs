@@ -187,9 +187,8 @@ fn read_list(tmux: &Tmux, sessions: &[&str]) -> Result<(Vec<Screen>, String), St
 }
 
 fn digest(lines: &[String], bottom: usize, title: &str) -> u64 {
-    let end = lines.iter().rposition(|l| !l.trim().is_empty()).map_or(0, |i| i + 1);
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    lines[end.saturating_sub(bottom)..end].hash(&mut h);
+    activity::bottom_lines(lines, bottom).hash(&mut h);
     title.hash(&mut h);
     h.finish()
 }
@@ -236,15 +235,27 @@ pub fn judge(
     prev: Option<&Activity>,
     now_ms: i64,
 ) -> Activity {
-    let now_unix = now_ms.div_euclid(1000);
     let hook = if row.managed { read_hook(run_dir, &row.name) } else { Err("none".into()) };
+    judge_with(row, &hook, seen, rules, prev, now_ms)
+}
+
+/// [`judge`] with the hook file already read (`Err`: none, or why not).
+pub fn judge_with(
+    row: &AgentRecord,
+    hook: &Result<HookState, String>,
+    seen: Option<&Seen>,
+    rules: &ScreenRules,
+    prev: Option<&Activity>,
+    now_ms: i64,
+) -> Activity {
+    let now_unix = now_ms.div_euclid(1000);
     let has_rules = row.runtime.as_deref().is_some_and(|r| rules.bottom_lines(r) > 0);
     let screen = seen.and_then(|s| s.screen.as_ref().ok()).and_then(|s| s.matched.as_ref());
     let still = seen.filter(|s| s.screen.is_ok()).map(|s| (now_ms - s.unchanged_since_ms).max(0) / 1000);
     let inputs =
         Inputs { pane: row.pane, hook: hook.as_ref().ok(), screen, has_rules, screen_still_secs: still, now_unix };
     let mut a = activity::decide(&inputs).since(prev, now_ms);
-    a.hook = match &hook {
+    a.hook = match hook {
         Ok(h) if now_unix - h.unix > activity::HOOK_TTL_SECS => format!("{} by {} (expired)", h.state, h.event),
         Ok(h) => format!(
             "{} by {} at {}",

@@ -26,18 +26,27 @@ pub struct Tail {
 /// escape sequences for colours and attributes when `ansi`.
 pub fn tail(tmux: &Tmux, session: &str, lines: u32, ansi: bool) -> Result<Tail, TmuxError> {
     let lines = lines.clamp(1, MAX_LINES);
-    let target = exact_session(session);
-    let start = format!("-{lines}");
-    let mut args = vec!["capture-pane", "-p", "-J", "-t", &target, "-S", &start];
-    if ansi {
-        args.push("-e");
-    }
-    args.extend([";", "display-message", "-p", "-t", &target, "#{pane_width} #{pane_height}"]);
+    let (target, start) = (exact_session(session), format!("-{lines}"));
+    let mut args = capture(&target, &start, ansi);
+    args.extend([";", "display-message", "-p", "-t", &target, SIZE]);
     parse(&tmux.run(&args, None)?, lines).ok_or_else(|| TmuxError::Failed {
         args: format!("capture-pane -t {target}"),
         socket: tmux.socket.to_string(),
         stderr: "tmux printed no pane size after the capture".into(),
     })
+}
+
+/// The pane's size, printed after the capture.
+const SIZE: &str = "#{pane_width} #{pane_height}";
+
+/// `capture-pane` of `target` from line `start`, joined wrapped lines, with
+/// colours when `ansi`.
+fn capture<'a>(target: &'a str, start: &'a str, ansi: bool) -> Vec<&'a str> {
+    let mut args = vec!["capture-pane", "-p", "-J", "-t", target, "-S", start];
+    if ansi {
+        args.push("-e");
+    }
+    args
 }
 
 /// [`tail`] through a control-mode client (`run` runs one command and
@@ -51,14 +60,9 @@ pub fn tail_via(
     ansi: bool,
 ) -> Result<Tail, TmuxError> {
     let lines = lines.clamp(1, MAX_LINES);
-    let target = exact_session(session);
-    let start = format!("-{lines}");
-    let mut args = vec!["capture-pane", "-p", "-J", "-t", &target, "-S", &start];
-    if ansi {
-        args.push("-e");
-    }
-    let mut out = run(&args)?;
-    out.extend(run(&["display-message", "-p", "-t", &target, "#{pane_width} #{pane_height}"])?);
+    let (target, start) = (exact_session(session), format!("-{lines}"));
+    let mut out = run(&capture(&target, &start, ansi))?;
+    out.extend(run(&["display-message", "-p", "-t", &target, SIZE])?);
     parse(&out.join("\n"), lines).ok_or_else(|| TmuxError::Failed {
         args: format!("capture-pane -t {target}"),
         socket: String::new(),
@@ -77,9 +81,7 @@ fn parse(out: &str, lines: u32) -> Option<Tail> {
 
 /// The last `lines` lines of a capture, its blank bottom left out.
 pub fn last_lines<S: AsRef<str>>(text: &[S], lines: u32) -> Vec<String> {
-    let end = text.iter().rposition(|l| !l.as_ref().trim().is_empty()).map_or(0, |i| i + 1);
-    let start = end.saturating_sub(lines as usize);
-    text[start..end].iter().map(|l| l.as_ref().to_string()).collect()
+    fleet_core::activity::bottom_lines(text, lines as usize).iter().map(|l| l.as_ref().to_string()).collect()
 }
 
 #[cfg(test)]

@@ -323,6 +323,16 @@ fn without_a_node_commands_say_how_to_go_on() {
 }
 
 #[test]
+fn a_missing_config_file_is_named_once_with_the_next_step() {
+    let h = host_with("  - { name: a, runtime: stub }\n");
+    let missing = h.root().join("nope.yaml");
+    let (code, _, err) = h.run(&["node", "--config", missing.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(err.matches("os error 2").count(), 1, "the reason is said once: {err}");
+    assert!(err.contains("nope.yaml") && err.contains("leave it out"), "{err}");
+}
+
+#[test]
 fn roster_check_reports_every_problem_or_one_line() {
     let h = Host::new();
     let bad = h.root().join("bad.yaml");

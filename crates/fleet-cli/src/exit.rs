@@ -28,9 +28,29 @@ impl CliError {
     }
 }
 
+impl CliError {
+    /// The message and its causes, each said once: an error that already
+    /// quotes its source (`cannot read X: No such file`) does not get the
+    /// source appended again, as anyhow's `{:#}` would.
+    pub fn message(&self) -> String {
+        let mut out = String::new();
+        for cause in self.error.chain() {
+            let text = cause.to_string();
+            if out.contains(&text) {
+                continue;
+            }
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+        out
+    }
+}
+
 impl fmt::Debug for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}: {:#}", self.code, self.error)
+        write!(f, "{:?}: {}", self.code, self.message())
     }
 }
 
@@ -50,3 +70,33 @@ pub fn unreachable(e: impl Into<anyhow::Error>) -> CliError {
 }
 
 pub type CliResult<T = ()> = Result<T, CliError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Like a thiserror variant `#[error("cannot read x.yaml: {source}")]`.
+    #[derive(Debug)]
+    struct Quoting {
+        source: std::io::Error,
+    }
+    impl fmt::Display for Quoting {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "cannot read x.yaml: {}", self.source)
+        }
+    }
+    impl std::error::Error for Quoting {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn a_cause_already_quoted_is_not_repeated_and_new_context_is_kept() {
+        let io = || std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let e = failed(anyhow::Error::new(Quoting { source: io() }).context("starting the node"));
+        assert_eq!(e.message(), "starting the node: cannot read x.yaml: no such file");
+        let plain = failed(anyhow::Error::new(io()).context("reading the roster"));
+        assert_eq!(plain.message(), "reading the roster: no such file");
+    }
+}

@@ -180,7 +180,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if !e.quiet {
-                eprintln!("fleet: {:#}", e.error);
+                eprintln!("fleet: {}", e.message());
             }
             ExitCode::from(e.code as u8)
         }

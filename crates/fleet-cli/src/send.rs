@@ -169,9 +169,9 @@ fn may_have_arrived(first: &tonic::Status) -> bool {
 fn maybe_delivered(target: &str, first: &tonic::Status, retry: exit::CliError) -> exit::CliError {
     exit::unreachable(anyhow!(
         "the message may have been delivered to {target}: the first attempt was cut ({}) and the retry \
-         failed: {:#}; look at the pane (`fleet tail {target}`) before sending it again",
+         failed: {}; look at the pane (`fleet tail {target}`) before sending it again",
         first.message(),
-        retry.error
+        retry.message()
     ))
 }
 

@@ -86,12 +86,10 @@ pub const DEFAULT_WEB_LISTEN: &str = "127.0.0.1:7421";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The reason is in the message, not a `#[source]`: the CLI prints an
+    /// error's chain, which would say it twice.
+    #[error("cannot read the node configuration {path}: {reason}: {next}")]
+    Read { path: String, reason: std::io::Error, next: String },
     #[error("{path}:{line}:{col}: {key}: {message}")]
     File { path: String, line: usize, col: usize, key: String, message: String },
     #[error("{var}={value:?}: {message}")]
@@ -257,12 +255,22 @@ impl NodeConfig {
         let default_file = mosaic_home.join("fleet/node.yaml");
         let (path, required) = match file {
             Some(p) => (p.to_path_buf(), true),
-            None => (default_file, false),
+            None => (default_file.clone(), false),
         };
         let (mut raw, mut problems) = match fleet_core::file::read_to_string(&path, fleet_core::file::CONFIG_MAX) {
             Ok(text) => read_file(&path, &text)?,
             Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => (Raw { values: Vec::new() }, Vec::new()),
-            Err(source) => return Err(ConfigError::Read { path: path.display().to_string(), source }),
+            Err(reason) => {
+                let next = if required {
+                    format!(
+                        "check the --config path, or leave it out to use {} (every key is optional)",
+                        default_file.display()
+                    )
+                } else {
+                    "fix its permissions or remove it (every key is optional)".to_string()
+                };
+                return Err(ConfigError::Read { path: path.display().to_string(), reason, next });
+            }
         };
         for (key, var) in KEYS {
             if let Some(v) = env(var).filter(|v| !v.is_empty()) {

@@ -178,6 +178,15 @@ fn install_dry_run_lists_exactly_what_it_would_write_and_writes_nothing() {
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(listed(&out, "would write"), install_list(&mh, &xdg.join("systemd/user")), "{out}");
     assert_eq!(files_under(h.dir.path()), Vec::<PathBuf>::new(), "nothing written");
+    assert!(out.contains("no roster at") && out.contains("`fleet init`"), "a missing roster: {out}");
+
+    // A roster that is there but broken is not called missing.
+    std::fs::create_dir_all(mh.join("fleet")).unwrap();
+    std::fs::write(mh.join("fleet/roster.yaml"), "agents:\n  - { name: a, runtime: stub\n").unwrap();
+    let (code, out, err) = h.fleet(&["install", "--dry-run"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!out.contains("no roster at"), "{out}");
+    assert!(out.contains("is not valid: `fleet roster check` shows why"), "{out}");
 }
 
 #[test]

@@ -338,9 +338,19 @@ pub fn install(args: InstallArgs, g: &GlobalArgs) -> CliResult {
 fn print_next_steps(g: &GlobalArgs, mosaic_home: &Path, dry_run: bool) {
     let paths = Paths::from_env();
     let roster_path = g.roster.clone().unwrap_or_else(|| paths.default_roster());
-    let roster = fleet_core::file::read_to_string(&roster_path, fleet_core::file::ROSTER_MAX)
-        .ok()
-        .and_then(|t| Roster::parse(&t).ok());
+    // Missing and broken are different next steps: `fleet init` makes a roster, a broken one is fixed.
+    let (roster, why_none) = match fleet_core::file::read_to_string(&roster_path, fleet_core::file::ROSTER_MAX) {
+        Ok(text) => match Roster::parse(&text) {
+            Ok(r) => (Some(r), String::new()),
+            Err(_) => {
+                (None, format!("the roster {} is not valid: `fleet roster check` shows why", roster_path.display()))
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            (None, format!("no roster at {} yet: `fleet init`", roster_path.display()))
+        }
+        Err(e) => (None, format!("cannot read the roster {}: {e}", roster_path.display())),
+    };
     let host = g
         .hostname
         .clone()
@@ -359,10 +369,8 @@ fn print_next_steps(g: &GlobalArgs, mosaic_home: &Path, dry_run: bool) {
     println!("  systemctl --user daemon-reload");
     println!("  systemctl --user enable --now mosaic-tmux-holder.service fleet-node.service");
     if agents.is_empty() {
-        println!(
-            "  systemctl --user enable --now mosaic-agent@NAME.service   # per agent (no roster at {} yet: `fleet init`)",
-            roster_path.display()
-        );
+        let why = if why_none.is_empty() { "no agent of this host in the roster".to_string() } else { why_none };
+        println!("  systemctl --user enable --now mosaic-agent@NAME.service   # per agent ({why})");
     } else {
         println!("  systemctl --user enable --now {}", agents.join(" "));
     }

@@ -139,6 +139,12 @@ fn init_writes_the_default_roster_and_refuses_to_overwrite_without_force() {
 /// What `fleet install` writes, in its order: the framework files under
 /// `mosaic_home/framework`, then the units under `unit_dir`.
 fn install_list(mosaic_home: &Path, unit_dir: &Path) -> Vec<PathBuf> {
+    let home = mosaic_home.parent().unwrap().parent().unwrap();
+    install_list_in(mosaic_home, unit_dir, &home.join(".local/share"), &home.join(".config"))
+}
+
+/// [`install_list`], then the completion scripts and the man page under the XDG data and config dirs.
+fn install_list_in(mosaic_home: &Path, unit_dir: &Path, data: &Path, config: &Path) -> Vec<PathBuf> {
     let fw = mosaic_home.join("framework");
     let mut list = vec![fw.join("fleet/roster.schema.json")];
     list.extend(PRESETS.iter().map(|p| fw.join(format!("fleet/presets/{p}.yaml"))));
@@ -146,6 +152,37 @@ fn install_list(mosaic_home: &Path, unit_dir: &Path) -> Vec<PathBuf> {
     let units = ["fleet-node.service", "mosaic-agent@.service", "mosaic-tmux-holder.service"];
     list.extend(units.iter().map(|u| fw.join("systemd").join(u)));
     list.extend(units.iter().map(|u| unit_dir.join(u)));
+    list.push(data.join("bash-completion/completions/fleet"));
+    list.push(data.join("zsh/site-functions/_fleet"));
+    list.push(config.join("fish/completions/fleet.fish"));
+    list.push(data.join("man/man1/fleet.1"));
+    // One page per command, in `fleet --help`'s order.
+    let verbs = [
+        "node",
+        "ps",
+        "send",
+        "heartbeats",
+        "peers",
+        "tail",
+        "completions",
+        "doctor",
+        "explain",
+        "watch",
+        "attach",
+        "start",
+        "stop",
+        "restart",
+        "web",
+        "roster",
+        "context",
+        "certs",
+        "demo",
+        "init",
+        "install",
+        "stub-agent",
+        "hook",
+    ];
+    list.extend(verbs.iter().map(|v| data.join(format!("man/man1/fleet-{v}.1"))));
     list
 }
 
@@ -176,7 +213,8 @@ fn install_dry_run_lists_exactly_what_it_would_write_and_writes_nothing() {
     h.set("XDG_CONFIG_HOME", &xdg);
     let (code, out, err) = h.fleet(&["install", "--dry-run"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(listed(&out, "would write"), install_list(&mh, &xdg.join("systemd/user")), "{out}");
+    let data = h.home().join(".local/share");
+    assert_eq!(listed(&out, "would write"), install_list_in(&mh, &xdg.join("systemd/user"), &data, &xdg), "{out}");
     assert_eq!(files_under(h.dir.path()), Vec::<PathBuf>::new(), "nothing written");
     assert!(out.contains("no roster at") && out.contains("`fleet init`"), "a missing roster: {out}");
 
@@ -239,6 +277,15 @@ fn install_writes_the_files_with_their_modes_and_refuses_to_clobber() {
     for u in ["fleet-node.service", "mosaic-agent@.service", "mosaic-tmux-holder.service"] {
         assert_eq!(mode(&units.join(u)), 0o644, "{u}");
     }
+
+    // The completions and the man page come from this binary: a changed one is replaced without --force.
+    let bash = home.join(".local/share/bash-completion/completions/fleet");
+    assert!(std::fs::read_to_string(&bash).unwrap().contains("_fleet_with_targets"));
+    assert!(std::fs::read_to_string(home.join(".local/share/man/man1/fleet.1")).unwrap().starts_with(".ie \\n(.g"));
+    std::fs::write(&bash, "# old\n").unwrap();
+    let (code, out, err) = h.fleet(&["install"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(listed(&out, "replaced"), std::slice::from_ref(&bash), "{out}");
 
     // Again: nothing to do.
     let (code, out, err) = h.fleet(&["install"]);
@@ -317,7 +364,8 @@ fn install_writes_a_custom_mosaic_home_into_the_units() {
     h.set("XDG_CONFIG_HOME", &xdg);
     let (code, out, err) = h.fleet(&["install"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert_eq!(listed(&out, "wrote"), install_list(&mh, &xdg.join("systemd/user")), "{out}");
+    let data = h.home().join(".local/share");
+    assert_eq!(listed(&out, "wrote"), install_list_in(&mh, &xdg.join("systemd/user"), &data, &xdg), "{out}");
     let agent = std::fs::read_to_string(xdg.join("systemd/user/mosaic-agent@.service")).unwrap();
     let mh = mh.display().to_string();
     assert!(agent.contains(&format!("\nExecStart={mh}/framework/tools/fleet/start-agent-session.sh %i\n")), "{agent}");

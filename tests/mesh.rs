@@ -32,6 +32,29 @@ fn ps_json(m: &Mesh, i: usize) -> Vec<serde_json::Value> {
     serde_json::from_str(&out).unwrap()
 }
 
+/// What bash completion offers for the last word of `words`, with the CLI of node `i`.
+fn complete_in_bash(m: &Mesh, i: usize, words: &[&str]) -> Vec<String> {
+    let home = m.nodes[i].home.display().to_string();
+    let (code, script, err) = m.at(i, &["completions", "bash"]);
+    assert_eq!(code, 0, "{err}");
+    let file = m.root().join("completion.bash");
+    std::fs::write(&file, script).unwrap();
+    let fleet = std::path::Path::new(env!("CARGO_BIN_EXE_fleet"));
+    let line = words.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>().join(" ");
+    let probe = format!(
+        "source '{}'; COMP_WORDS=({line}); COMP_CWORD={}; _fleet_with_targets; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        file.display(),
+        words.len() - 1
+    );
+    let fleet_cmd = m.command(&[], &[("MOSAIC_HOME", &home)]);
+    let mut bash = std::process::Command::new("bash");
+    bash.env_clear().envs(fleet_cmd.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    let path = format!("{}:{}", fleet.parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
+    let out = bash.env("PATH", path).args(["--norc", "-c", &probe]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().lines().filter(|l| !l.is_empty()).map(String::from).collect()
+}
+
 fn host_row<'a>(rows: &'a [serde_json::Value], host: &str) -> Option<&'a serde_json::Value> {
     rows.iter().find(|r| r["record"] == "host" && r["host"] == host)
 }
@@ -58,6 +81,10 @@ fn merged_ps_send_heartbeats_and_a_host_that_dies_and_returns() {
     for h in ["a", "b", "c"] {
         assert_eq!(host_row(&rows, h).unwrap()["state"], "ok", "{rows:#?}");
     }
+    // Tab after a verb that takes an agent offers the mesh's agents, asked of the node.
+    assert_eq!(complete_in_bash(&m, 0, &["fleet", "send", "co"]), ["coder@c"]);
+    assert_eq!(complete_in_bash(&m, 0, &["fleet", "send", "or"]), ["orch", "orch@a"], "bare: this host's roster");
+    assert!(complete_in_bash(&m, 0, &["fleet", "watch", ""]).contains(&"rev@b".to_string()));
 
     // A watcher on a sees a heartbeat written on c.
     let events = m.follow(0);

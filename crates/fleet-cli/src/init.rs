@@ -164,6 +164,15 @@ struct Item {
     path: PathBuf,
     text: String,
     mode: u32,
+    /// Made from this binary and never edited by hand (completions, the man
+    /// page): replaced when it differs, without --force.
+    generated: bool,
+}
+
+impl Item {
+    fn file(path: PathBuf, text: &str, mode: u32) -> Item {
+        Item { path, text: text.into(), mode, generated: false }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,25 +282,28 @@ pub fn install(args: InstallArgs, g: &GlobalArgs) -> CliResult {
     let custom_home =
         if mosaic_home == home.join(".config/mosaic") { None } else { Some(unit_path("MOSAIC_HOME", &mosaic_home)?) };
 
-    let mut items = vec![Item { path: framework.join("fleet/roster.schema.json"), text: SCHEMA.into(), mode: 0o644 }];
+    let mut items = vec![Item::file(framework.join("fleet/roster.schema.json"), SCHEMA, 0o644)];
     for p in Preset::ALL {
         let path = framework.join(format!("fleet/presets/{}.yaml", p.name()));
-        items.push(Item { path, text: p.text().into(), mode: 0o644 });
+        items.push(Item::file(path, p.text(), 0o644));
     }
-    items.push(Item { path: framework.join("tools/fleet/start-agent-session.sh"), text: LAUNCHER.into(), mode: 0o755 });
+    items.push(Item::file(framework.join("tools/fleet/start-agent-session.sh"), LAUNCHER, 0o755));
     for (name, text) in UNITS {
-        items.push(Item { path: framework.join("systemd").join(name), text: text.into(), mode: 0o644 });
+        items.push(Item::file(framework.join("systemd").join(name), text, 0o644));
     }
     for (name, text) in UNITS {
         let text = render_unit(text, &exe, custom_home.as_deref());
-        items.push(Item { path: unit_dir.join(name), text, mode: 0o644 });
+        items.push(Item::file(unit_dir.join(name), &text, 0o644));
+    }
+    for (path, text) in crate::completions::install_paths(&home) {
+        items.push(Item { path, text, mode: 0o644, generated: true });
     }
 
     let states: Vec<State> = items.iter().map(state_of).collect::<CliResult<_>>()?;
     let differing: Vec<String> = items
         .iter()
         .zip(&states)
-        .filter(|(_, s)| **s == State::Differs)
+        .filter(|(i, s)| **s == State::Differs && !i.generated)
         .map(|(i, _)| format!("  {}", i.path.display()))
         .collect();
     if !differing.is_empty() && !args.force {
@@ -375,6 +387,10 @@ fn print_next_steps(g: &GlobalArgs, mosaic_home: &Path, dry_run: bool) {
         println!("  systemctl --user enable --now {}", agents.join(" "));
     }
     println!("  loginctl enable-linger \"$USER\"   # keep them running without a login session");
+    println!(
+        "shell completion (agent@host names too) and `man fleet` / `man fleet-send` are in place for bash and fish; \
+         zsh needs `fpath+=(~/.local/share/zsh/site-functions)` before compinit"
+    );
     println!(
         "mosaic-agent@NAME reads {}/fleet/agents/NAME.env (see start-agent-session.sh); without one it runs `fleet start --local NAME`.",
         mosaic_home.display()

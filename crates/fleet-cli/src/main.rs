@@ -14,6 +14,7 @@
 //! - `table`: aligned tables for people.
 
 mod certs;
+mod completions;
 mod context;
 mod demo;
 mod doctor;
@@ -52,7 +53,7 @@ FLEET_SOCKET); elsewhere set FLEET_NODE=https://HOST:7420 and FLEET_CERTS_DIR to
 client.pem and client.key (an operator or viewer certificate: `fleet certs issue`).\n\
 Start here: `fleet demo` (a three-host mesh on this machine), `fleet doctor` (is this host ready?)."
 )]
-struct Cli {
+pub struct Cli {
     #[command(flatten)]
     global: context::GlobalArgs,
     #[command(subcommand)]
@@ -119,6 +120,9 @@ enum Command {
     AgentExec(launcher::AgentExecArgs),
     #[command(hide = true)]
     HeartbeatWriter(launcher::WriterArgs),
+    /// Agent names for shell completion (`fleet completions`).
+    #[command(name = "__targets", hide = true)]
+    Targets,
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,13 +153,11 @@ fn main() -> ExitCode {
         Command::Explain(a) => explain::run(a),
         Command::Doctor(a) => doctor::run(a, g),
         Command::Completions { shell } => {
-            let mut cmd = <Cli as clap::CommandFactory>::command();
-            let mut script = Vec::new();
-            clap_complete::generate(shell, &mut cmd, "fleet", &mut script);
             // A closed stdout (`| head`) is no error.
-            let _ = std::io::Write::write_all(&mut std::io::stdout(), &script);
+            let _ = std::io::Write::write_all(&mut std::io::stdout(), completions::script(shell).as_bytes());
             Ok(())
         }
+        Command::Targets => completions::print_targets(g),
         Command::Watch(a) => view::watch(a),
         Command::Attach(a) => view::attach(a),
         Command::Start(a) => lifecycle::run(lifecycle::Verb::Start, a, g),

@@ -830,3 +830,145 @@ fn attach_across_namespaces_types_and_echoes_and_a_cut_link_leaves_no_tmux_clien
     drop(lab);
     fp.assert_gone();
 }
+
+/// A shell block of docs/operations.md's two-host section: where it runs, what it says.
+struct DocBlock {
+    hosts: Vec<&'static str>,
+    script: String,
+}
+
+/// The ```sh blocks between "## Two hosts, step by step" and the next section, each opening
+/// with `# on w-jarvis`, `# on dragon-lin` or `# on both hosts`.
+fn two_host_blocks() -> Vec<DocBlock> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/operations.md")).unwrap();
+    let start = doc.find("## Two hosts, step by step").expect("operations.md has the two-host section");
+    let section = &doc[start..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |i| i + 3)];
+    let mut blocks = vec![];
+    let mut lines = section.lines();
+    while let Some(line) = lines.next() {
+        if line.trim() != "```sh" {
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let body: Vec<&str> =
+            lines.by_ref().take_while(|l| l.trim() != "```").map(|l| l.get(indent..).unwrap_or("")).collect();
+        let hosts = match body.first().copied() {
+            Some("# on both hosts") => vec!["w-jarvis", "dragon-lin"],
+            Some("# on w-jarvis") => vec!["w-jarvis"],
+            Some("# on dragon-lin") => vec!["dragon-lin"],
+            other => panic!("a block of the two-host section does not say where it runs: {other:?}"),
+        };
+        blocks.push(DocBlock { hosts, script: body.join("\n") + "\n" });
+    }
+    blocks
+}
+
+/// PROGRAM on doc host `name` as its user would run it: HOME is the host's own, no
+/// MOSAIC_HOME or FLEET_* but FLEET_HOST (the namespaces share one hostname), its own tmux and
+/// runtime dirs (they share one filesystem), `fleet` and the lab's `scp` on the PATH.
+fn as_doc_host(lab: &Lab, name: &str, program: &str) -> std::process::Command {
+    let h = lab.host(name);
+    let dir = lab.root().join(name);
+    let bin_dirs = format!(
+        "{}:{}",
+        lab.root().join("bin").display(),
+        std::path::Path::new(netns_util::FLEET).parent().unwrap().display()
+    );
+    let mut cmd = std::process::Command::new("ip");
+    cmd.env_clear()
+        .env("PATH", format!("{bin_dirs}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"))
+        .env("HOME", dir.join("home"))
+        .env("USER", "root")
+        .env("FLEET_HOST", name)
+        .env("TMUX_TMPDIR", dir.join("tmux"))
+        .env("XDG_RUNTIME_DIR", dir.join("run"))
+        .args(["netns", "exec", &lab.hosts[h].ns, program])
+        .stdin(std::process::Stdio::null());
+    cmd
+}
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn the_two_host_steps_of_operations_md_work_as_written() {
+    let blocks = two_host_blocks();
+    assert!(blocks.len() >= 5, "the section's blocks: {}", blocks.len());
+    let mut lab = Lab::new("acme");
+    for name in ["w-jarvis", "dragon-lin"] {
+        lab.add_bare_host(name, "acme");
+        for sub in ["home", "tmux", "run"] {
+            let d = lab.root().join(name).join(sub);
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+        }
+    }
+    // `scp HOST:PATH DEST`: PATH under that host's home (the hosts share this machine's disk).
+    let bin = lab.root().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let scp = format!(
+        "#!/bin/bash\nset -e\nsrcs=()\nfor a in \"${{@:1:$#-1}}\"; do\n  if [[ $a == *:* ]]; then\n    \
+         p=${{a#*:}}; [[ $p == /* ]] || p={}/${{a%%:*}}/home/$p\n    for f in $p; do srcs+=(\"$f\"); done\n  \
+         else srcs+=(\"$a\"); fi\ndone\ncp \"${{srcs[@]}}\" \"${{@: -1}}\"\n",
+        lab.root().display()
+    );
+    std::fs::write(bin.join("scp"), scp).unwrap();
+    std::fs::set_permissions(bin.join("scp"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    let last = blocks.len() - 1;
+    let mut final_output = String::new();
+    for (i, block) in blocks.iter().enumerate() {
+        for &name in &block.hosts {
+            let commands: Vec<&str> =
+                block.script.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).collect();
+            if commands == ["fleet node"] {
+                // A foreground node: left running, as in a terminal of its own.
+                let log = std::fs::File::create(lab.root().join(format!("{name}.log"))).unwrap();
+                let child = as_doc_host(&lab, name, "fleet")
+                    .arg("node")
+                    .stdout(log.try_clone().unwrap())
+                    .stderr(log)
+                    .spawn()
+                    .unwrap();
+                lab.adopt(child);
+                let until = Instant::now() + Duration::from_secs(15);
+                let mut answer = as_doc_host(&lab, name, "fleet").arg("peers").output().unwrap();
+                while !answer.status.success() && Instant::now() < until {
+                    std::thread::sleep(Duration::from_millis(200));
+                    answer = as_doc_host(&lab, name, "fleet").arg("peers").output().unwrap();
+                }
+                let log = std::fs::read_to_string(lab.root().join(format!("{name}.log"))).unwrap_or_default();
+                assert!(
+                    answer.status.success(),
+                    "the node on {name} does not answer: {}\nits log:\n{log}",
+                    String::from_utf8_lossy(&answer.stderr)
+                );
+                continue;
+            }
+            let run = || as_doc_host(&lab, name, "bash").args(["-e", "-c", &block.script]).output().unwrap();
+            let mut out = run();
+            // The last step reads the mesh: a person looks again while the nodes find each other.
+            let until = Instant::now() + Duration::from_secs(30);
+            while i == last && !out.status.success() && Instant::now() < until {
+                std::thread::sleep(Duration::from_secs(1));
+                out = run();
+            }
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            let logs: String = ["w-jarvis", "dragon-lin"]
+                .iter()
+                .map(|n| {
+                    format!(
+                        "--- {n}.log\n{}",
+                        std::fs::read_to_string(lab.root().join(format!("{n}.log"))).unwrap_or_default()
+                    )
+                })
+                .collect();
+            assert!(out.status.success(), "block {i} on {name} failed:\n{}\n{text}\n{logs}", block.script);
+            if i == last {
+                final_output = text;
+            }
+        }
+    }
+    for want in ["orchestrator", "coder0-0", "dragon-lin", "w-jarvis", "accepted"] {
+        assert!(final_output.contains(want), "the last step does not show {want}:\n{final_output}");
+    }
+}

@@ -547,6 +547,31 @@ impl Lab {
     }
 
     fn add_host_of(&mut self, name: &str, tenant: &str, ca: &Path, agents: &str) -> HostId {
+        let i = self.add_bare_host(name, tenant);
+        let home = self.hosts[i].home.clone();
+        let certs = home.join("fleet/certs");
+        let (ca, out) = (ca.display().to_string(), certs.display().to_string());
+        let o = self.fleet_outside(&["certs", "issue", "node", "--host", name, "--dir", &ca, "--out", &out], &[]);
+        assert!(o.ok(), "issue node {name}: {}", o.stderr);
+        let socket = &self.hosts[i].socket;
+        let roster = format!(
+            "version: 1
+tenant_id: {tenant}
+tmux: {{ socket_name: {socket} }}
+runtimes:
+  stub: {{ command: \"{FLEET} stub-agent\", heartbeat: self }}
+  drafty: {{ command: \"{FLEET} stub-agent --draft\", process_names: [fleet], heartbeat: self }}
+  quiet: {{ command: \"{FLEET} stub-agent --no-heartbeat\", process_names: [fleet], heartbeat: self }}
+agents:
+{agents}"
+        );
+        std::fs::write(home.join("fleet/roster.yaml"), roster).unwrap();
+        i
+    }
+
+    /// Host `name` as a new machine: its namespace on the bridge, its address, an
+    /// empty `<lab>/<name>/fleet` dir as its MOSAIC_HOME; no certificate, no roster.
+    pub fn add_bare_host(&mut self, name: &str, tenant: &str) -> HostId {
         let i = self.hosts.len();
         assert!(i < 250, "a lab holds at most 250 hosts");
         let ns = format!("{}-{name}", self.id);
@@ -567,23 +592,7 @@ impl Lab {
 
         let home = self.root().join(name);
         std::fs::create_dir_all(home.join("fleet")).unwrap();
-        let certs = home.join("fleet/certs");
-        let (ca, out) = (ca.display().to_string(), certs.display().to_string());
-        let o = self.fleet_outside(&["certs", "issue", "node", "--host", name, "--dir", &ca, "--out", &out], &[]);
-        assert!(o.ok(), "issue node {name}: {}", o.stderr);
         let socket = format!("{}-{name}", self.id);
-        let roster = format!(
-            "version: 1
-tenant_id: {tenant}
-tmux: {{ socket_name: {socket} }}
-runtimes:
-  stub: {{ command: \"{FLEET} stub-agent\", heartbeat: self }}
-  drafty: {{ command: \"{FLEET} stub-agent --draft\", process_names: [fleet], heartbeat: self }}
-  quiet: {{ command: \"{FLEET} stub-agent --no-heartbeat\", process_names: [fleet], heartbeat: self }}
-agents:
-{agents}"
-        );
-        std::fs::write(home.join("fleet/roster.yaml"), roster).unwrap();
         self.hosts.push(LabHost {
             name: name.into(),
             tenant: tenant.into(),

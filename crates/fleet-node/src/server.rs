@@ -83,7 +83,14 @@ async fn follow_static_peers(names: Vec<String>, members: Membership, retry: Dur
     }
 }
 
-/// Who this node is, from its certificate (or a fresh one-host mesh).
+/// The roster's `tenant_id`, when the roster is there, valid, and says one.
+fn roster_tenant(cfg: &NodeConfig) -> Option<DnsLabel> {
+    let text = fleet_core::file::read_to_string(&cfg.roster, fleet_core::file::ROSTER_MAX).ok()?;
+    fleet_core::roster::Roster::parse(&text).ok()?.tenant_id
+}
+
+/// Who this node is, from its certificate (or a fresh one-host mesh, for the
+/// configured tenant, else the roster's, else the user name).
 fn resolve_identity(cfg: &NodeConfig) -> Result<(DnsLabel, DnsLabel), NodeError> {
     let bad = |e: fleet_tls::Error| NodeError::Config(e.to_string());
     match fleet_tls::setup::node_principal(&cfg.certs_dir).map_err(bad)? {
@@ -103,8 +110,8 @@ fn resolve_identity(cfg: &NodeConfig) -> Result<(DnsLabel, DnsLabel), NodeError>
             Ok((p.tenant, host))
         }
         None => {
-            let tenant = match &cfg.tenant_id {
-                Some(t) => t.clone(),
+            let tenant = match cfg.tenant_id.clone().or_else(|| roster_tenant(cfg)) {
+                Some(t) => t,
                 None => DnsLabel::sanitize("user name", &user_name())
                     .map_err(|e| NodeError::Config(format!("{e}; set tenant_id in node.yaml or FLEET_TENANT_ID")))?,
             };
@@ -261,10 +268,8 @@ struct Me {
 
 fn load_identity(cfg: &NodeConfig) -> Result<Me, NodeError> {
     let (tenant, host) = resolve_identity(cfg)?;
-    if let Ok(text) = fleet_core::file::read_to_string(&cfg.roster, fleet_core::file::ROSTER_MAX)
-        && let Ok(roster) = fleet_core::roster::Roster::parse(&text)
-        && let Some(t) = &roster.tenant_id
-        && t != &tenant
+    if let Some(t) = roster_tenant(cfg)
+        && t != tenant
     {
         return Err(NodeError::Config(format!(
             "the roster {} says tenant_id {t}, but this node's certificate says {tenant}: fix the roster or the certs dir",

@@ -160,6 +160,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_roster_and_host_overrides_are_taken_only_by_commands_that_read_the_roster() {
+        use clap::Parser;
+        for args in
+            [&["ps", "--local"][..], &["send", "a", "-m", "x"], &["start", "a"], &["doctor"], &["roster", "check"]]
+        {
+            let line = [&["fleet"][..], args, &["--roster", "r.yaml", "--hostname", "h"]].concat();
+            assert!(crate::Cli::try_parse_from(&line).is_ok(), "{line:?}");
+        }
+        for args in [&["web", "pair"][..], &["peers"], &["watch", "a"], &["demo"], &["context", "list"]] {
+            let line = [&["fleet"][..], args, &["--roster", "r.yaml"]].concat();
+            assert!(crate::Cli::try_parse_from(&line).is_err(), "{line:?} takes --roster, which it never reads");
+        }
+    }
+
+    #[test]
     fn every_command_that_takes_an_agent_completes_agent_names() {
         let verbs = target_verbs(&crate::Cli::command());
         for v in ["send", "tail", "watch", "attach", "start", "stop", "restart", "explain"] {

@@ -8,17 +8,28 @@ use fleet_core::names::DnsLabel;
 use fleet_core::roster::Roster;
 use std::path::{Path, PathBuf};
 
+/// A command's own arguments, and the overrides of this host's roster and
+/// names: only the commands that read the roster take them (`fleet ps --help`
+/// shows them, `fleet web pair --help` does not).
+#[derive(Debug, clap::Args)]
+pub struct WithHost<A: clap::Args> {
+    #[command(flatten)]
+    pub args: A,
+    #[command(flatten)]
+    pub host: GlobalArgs,
+}
+
 /// Overrides given on the command line (or by `FLEET_*` variables through clap).
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct GlobalArgs {
     /// The roster file [default: $MOSAIC_HOME/fleet/roster.yaml].
-    #[arg(long, global = true, env = "FLEET_ROSTER", value_name = "FILE")]
+    #[arg(long, env = "FLEET_ROSTER", value_name = "FILE")]
     pub roster: Option<PathBuf>,
     /// The tenant id on records [default: the roster's tenant_id, else the user name].
-    #[arg(long, global = true, env = "FLEET_TENANT_ID", value_name = "TENANT")]
+    #[arg(long, env = "FLEET_TENANT_ID", value_name = "TENANT")]
     pub tenant: Option<String>,
     /// This host's name on records [default: the short hostname].
-    #[arg(long = "hostname", global = true, env = "FLEET_HOST", value_name = "HOST")]
+    #[arg(long = "hostname", env = "FLEET_HOST", value_name = "HOST")]
     pub hostname: Option<String>,
 }
 

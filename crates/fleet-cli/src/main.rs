@@ -39,6 +39,7 @@ mod watch_cmd;
 mod web;
 
 use clap::{Parser, Subcommand};
+use context::WithHost;
 use std::process::ExitCode;
 
 /// Operate a fleet of AI coding agents, each in a tmux session, across hosts: list
@@ -54,8 +55,6 @@ client.pem and client.key (an operator or viewer certificate: `fleet certs issue
 Start here: `fleet demo` (a three-host mesh on this machine), `fleet doctor` (is this host ready?)."
 )]
 pub struct Cli {
-    #[command(flatten)]
-    global: context::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -65,23 +64,23 @@ enum Command {
     /// Run the peer node in the foreground.
     Node(node::NodeArgs),
     /// List agents: one row per agent, with pane, systemd and heartbeat state.
-    Ps(ps::PsArgs),
+    Ps(WithHost<ps::PsArgs>),
     /// Deliver a message into an agent's pane.
-    Send(send::SendArgs),
+    Send(WithHost<send::SendArgs>),
     /// Follow heartbeat and health events across the mesh (until Ctrl-C).
     Heartbeats(watch_cmd::HeartbeatsArgs),
     /// The membership view: peers, their state and how they were found.
     Peers(watch_cmd::PeersArgs),
     /// The last lines of an agent's pane (screen and scrollback), on any host;
     /// with --follow, then its new output.
-    Tail(tail::TailArgs),
+    Tail(WithHost<tail::TailArgs>),
     /// Print a shell completion script: `fleet completions bash > /etc/bash_completion.d/fleet`.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
     },
     /// What this host needs for the mesh, checked, each with the next step.
-    Doctor(doctor::DoctorArgs),
+    Doctor(WithHost<doctor::DoctorArgs>),
     /// Why an agent's activity is what `fleet ps` says: the rule, the hook, the screen.
     Explain(explain::ExplainArgs),
     /// A live, read-only view of an agent's pane, full screen (q leaves).
@@ -89,11 +88,11 @@ enum Command {
     /// Type into an agent's pane and see it, full screen (operator role).
     Attach(view::AttachArgs),
     /// Start a roster agent's session (idempotent).
-    Start(lifecycle::LifecycleArgs),
+    Start(WithHost<lifecycle::LifecycleArgs>),
     /// Stop a roster agent's session (idempotent).
-    Stop(lifecycle::LifecycleArgs),
+    Stop(WithHost<lifecycle::LifecycleArgs>),
     /// Stop, then start, a roster agent's session.
-    Restart(lifecycle::LifecycleArgs),
+    Restart(WithHost<lifecycle::LifecycleArgs>),
     /// The node's web door: pair a browser, list or end browser sessions.
     #[command(subcommand)]
     Web(web::WebCmd),
@@ -109,9 +108,9 @@ enum Command {
     /// A self-contained tour on this machine (no setup, no root).
     Demo(demo::DemoArgs),
     /// Write a roster from a preset (without --write: print it).
-    Init(init::InitArgs),
+    Init(WithHost<init::InitArgs>),
     /// Put the framework files and systemd user units in place.
-    Install(init::InstallArgs),
+    Install(WithHost<init::InstallArgs>),
     /// A stub agent REPL for tests and demos.
     StubAgent(stub::StubArgs),
     /// Record what this agent is doing (run by a runtime's hooks; always exits 0).
@@ -122,13 +121,13 @@ enum Command {
     HeartbeatWriter(launcher::WriterArgs),
     /// Agent names for shell completion (`fleet completions`).
     #[command(name = "__targets", hide = true)]
-    Targets,
+    Targets(context::GlobalArgs),
 }
 
 #[derive(Debug, Subcommand)]
 enum RosterCmd {
     /// Validate a roster; every problem with line and column.
-    Check(roster_check::CheckArgs),
+    Check(WithHost<roster_check::CheckArgs>),
 }
 
 fn main() -> ExitCode {
@@ -142,34 +141,33 @@ fn main() -> ExitCode {
         }
         Err(e) => e.exit(),
     };
-    let g = &cli.global;
     let result = match cli.command {
         Command::Node(a) => node::run(a),
-        Command::Ps(a) => ps::run(a, g),
+        Command::Ps(w) => ps::run(w.args, &w.host),
         Command::Heartbeats(a) => watch_cmd::heartbeats(a),
         Command::Peers(a) => watch_cmd::peers(a),
-        Command::Send(a) => send::run(a, g),
-        Command::Tail(a) => tail::run(a, g),
+        Command::Send(w) => send::run(w.args, &w.host),
+        Command::Tail(w) => tail::run(w.args, &w.host),
         Command::Explain(a) => explain::run(a),
-        Command::Doctor(a) => doctor::run(a, g),
+        Command::Doctor(w) => doctor::run(w.args, &w.host),
         Command::Completions { shell } => {
             // A closed stdout (`| head`) is no error.
             let _ = std::io::Write::write_all(&mut std::io::stdout(), completions::script(shell).as_bytes());
             Ok(())
         }
-        Command::Targets => completions::print_targets(g),
+        Command::Targets(g) => completions::print_targets(&g),
         Command::Watch(a) => view::watch(a),
         Command::Attach(a) => view::attach(a),
-        Command::Start(a) => lifecycle::run(lifecycle::Verb::Start, a, g),
-        Command::Stop(a) => lifecycle::run(lifecycle::Verb::Stop, a, g),
-        Command::Restart(a) => lifecycle::run(lifecycle::Verb::Restart, a, g),
+        Command::Start(w) => lifecycle::run(lifecycle::Verb::Start, w.args, &w.host),
+        Command::Stop(w) => lifecycle::run(lifecycle::Verb::Stop, w.args, &w.host),
+        Command::Restart(w) => lifecycle::run(lifecycle::Verb::Restart, w.args, &w.host),
         Command::Web(c) => web::run(c),
-        Command::Roster(RosterCmd::Check(a)) => roster_check::run(a, g),
+        Command::Roster(RosterCmd::Check(w)) => roster_check::run(w.args, &w.host),
         Command::Context(c) => targets::run(c),
         Command::Certs(c) => certs::run(c, &context::Paths::from_env().certs_dir()),
         Command::Demo(a) => demo::run(a),
-        Command::Init(a) => init::init(a, g),
-        Command::Install(a) => init::install(a, g),
+        Command::Init(w) => init::init(w.args, &w.host),
+        Command::Install(w) => init::install(w.args, &w.host),
         Command::StubAgent(a) => stub::run(a),
         Command::Hook(a) => {
             hook::run(a);

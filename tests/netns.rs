@@ -409,6 +409,15 @@ fn a_node_of_another_tenant_on_the_lan_is_seen_by_mdns_and_never_joined_or_merge
         let lines = log_mentions_as_member(&lab, h, other);
         assert!(lines.is_empty(), "{}'s log names {other} as a member: {lines:#?}", lab.hosts[h].name);
     }
+    // `fleet doctor` on a names x as a node of another mesh on the LAN, and b as one of its own.
+    let o = lab.fleet(a, &["doctor", "--json"]);
+    let checks: Vec<serde_json::Value> = serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("{e}: {o:?}"));
+    let find = |name: &str| checks.iter().find(|c| c["check"] == name).cloned().unwrap_or_default();
+    let other = find("other meshes");
+    assert_eq!(other["status"], "warn", "{checks:#?}");
+    assert!(other["detail"].as_str().unwrap().contains("x (tenant globex, mesh CA "), "{other}");
+    assert!(find("mdns")["detail"].as_str().unwrap().contains("this mesh's nodes on the LAN: b"), "{checks:#?}");
+    assert_eq!(find("membership")["status"], "ok", "{checks:#?}");
     drop(lab);
     fp.assert_gone();
 }

@@ -45,7 +45,8 @@ pub fn run(args: DoctorArgs, g: &GlobalArgs) -> CliResult {
     let mut checks = vec![tmux()];
     let roster = roster(g, &paths, &mut checks);
     certificates(&paths, roster.as_ref().and_then(|r| r.tenant_id.as_ref()).map(|t| t.as_str()), &mut checks);
-    node_and_peers(&mut checks);
+    let node = node_and_peers(&mut checks);
+    lan(&paths, node.as_ref(), &mut checks);
     let (_, problem) = fleet_tmux::screen::load_rules(&paths.mosaic_home);
     checks.push(match problem {
         None => check("activity rules", Status::Ok, "the screen rules parse", ""),
@@ -99,7 +100,7 @@ fn tmux() -> Check {
         }
     };
     match tmux_version(&version) {
-        Some(v) if v >= (3, 2) => check("tmux", Status::Ok, version, ""),
+        Some(v) if v >= (3, 2) => check("tmux", Status::Ok, format!("{version}; {}", locale()), ""),
         Some(_) => check(
             "tmux",
             Status::Fail,
@@ -113,6 +114,14 @@ fn tmux() -> Check {
             "make sure it is tmux 3.2 or later",
         ),
     }
+}
+
+/// The locale tmux would see, and why it does not matter to fleet: a unit
+/// started by systemd often has no LANG, and tmux then draws non-ASCII as `_`.
+fn locale() -> String {
+    let var = ["LC_ALL", "LC_CTYPE", "LANG"].into_iter().find_map(|k| std::env::var(k).ok().filter(|v| !v.is_empty()));
+    let shown = var.map_or("no locale set (LANG unset)".to_string(), |v| format!("locale {v}"));
+    format!("{shown}: fleet runs tmux with -u, so panes are UTF-8 whatever the locale")
 }
 
 /// `tmux 3.3a` -> (3, 3); `tmux next-3.4` -> (3, 4).
@@ -272,16 +281,17 @@ fn revoked(dir: &CertsDir, cert: &Path) -> Option<(Status, String, String)> {
     }
 }
 
-fn node_and_peers(checks: &mut Vec<Check>) {
+/// The node and its peers; the node's answer, when it answered.
+fn node_and_peers(checks: &mut Vec<Check>) -> Option<(v1::NodeInfoResponse, v1::ListPeersResponse)> {
     let target = node::target();
-    let Ok(rt) = node::runtime() else { return };
+    let Ok(rt) = node::runtime() else { return None };
     let r: Result<(v1::NodeInfoResponse, v1::ListPeersResponse), String> = rt.block_on(async {
         let mut mesh = fleet_node::client::mesh(&target).await.map_err(|e| e.to_string())?;
         let info = mesh.node_info(v1::NodeInfoRequest {}).await.map_err(|s| s.message().to_string())?.into_inner();
         let peers = mesh.list_peers(v1::ListPeersRequest {}).await.map_err(|s| s.message().to_string())?.into_inner();
         Ok((info, peers))
     });
-    match r {
+    match &r {
         Ok((info, peers)) => {
             checks.push(check(
                 "node",
@@ -289,6 +299,7 @@ fn node_and_peers(checks: &mut Vec<Check>) {
                 format!("{} of tenant {} answers at {}", info.host, info.tenant_id, target.describe()),
                 "",
             ));
+            checks.push(membership(info, peers));
             let others: Vec<&v1::Peer> = peers.peers.iter().filter(|p| p.host != info.host).collect();
             let down: Vec<String> =
                 others.iter().filter(|p| p.state != v1::PeerState::Alive as i32).map(|p| p.host.clone()).collect();
@@ -310,12 +321,91 @@ fn node_and_peers(checks: &mut Vec<Check>) {
                 )
             });
         }
-        Err(e) => checks.push(check(
-            "node",
+        Err(e) => {
+            // The client's own words usually carry the next step already.
+            let next = if e.contains("`fleet node`") { "" } else { "start one: `fleet node`" };
+            checks.push(check("node", Status::Fail, e.clone(), next))
+        }
+    }
+    r.ok()
+}
+
+/// The QUIC plane (UDP, the gRPC port number): SWIM hears the members that gRPC knows, or a
+/// firewall drops UDP.
+fn membership(info: &v1::NodeInfoResponse, peers: &v1::ListPeersResponse) -> Check {
+    let known = peers.peers.iter().filter(|p| p.host != info.host).count();
+    if known > 0 && info.members_alive == 0 {
+        check(
+            "membership",
             Status::Fail,
-            format!("no node answers at {}: {e}", target.describe()),
-            "start one: `fleet node`",
-        )),
+            format!("QUIC on {} hears none of {known} known peer(s)", info.quic_address),
+            "let UDP through to that port on every host (the gRPC port number, over UDP)",
+        )
+    } else {
+        check(
+            "membership",
+            Status::Ok,
+            format!("QUIC on {}: {} member(s), {} alive", info.quic_address, info.members, info.members_alive),
+            "",
+        )
+    }
+}
+
+/// Other fleet nodes announced on the LAN by mDNS (two seconds of listening): this mesh's, and
+/// nodes of another tenant or mesh CA, which the node ignores (a host given the wrong certs).
+fn lan(paths: &Paths, node: Option<&(v1::NodeInfoResponse, v1::ListPeersResponse)>, checks: &mut Vec<Check>) {
+    let ours = fleet_tls::show::read_single_cert(&CertsDir::new(paths.certs_dir()).ca_cert())
+        .ok()
+        .map(|ca| fleet_tls::show::mesh_fingerprint(ca.as_ref()));
+    let seen = match fleet_node::mdns::look_around(std::time::Duration::from_secs(2)) {
+        Ok(seen) => seen,
+        Err(e) => {
+            checks.push(check(
+                "mdns",
+                Status::Warn,
+                e.to_string(),
+                "peers must then be given as `peers:` in node.yaml",
+            ));
+            return;
+        }
+    };
+    let me = node.map(|(info, _)| info.host.as_str());
+    let (mut same, mut other) = (vec![], vec![]);
+    for s in &seen {
+        let addrs: Vec<String> = s.addrs.iter().map(ToString::to_string).collect();
+        match &s.record {
+            Ok((_, host, mesh)) if Some(mesh) == ours.as_ref() => {
+                if Some(host.as_str()) != me {
+                    same.push(host.clone());
+                }
+            }
+            Ok((tenant, host, mesh)) => {
+                other.push(format!("{host} (tenant {tenant}, mesh CA {mesh}) at {}", addrs.join(" ")))
+            }
+            Err(why) => other.push(format!("{} at {}: {why}", s.instance, addrs.join(" "))),
+        }
+    }
+    checks.push(if same.is_empty() {
+        check(
+            "mdns",
+            Status::Ok,
+            "no other node of this mesh announces itself on this LAN",
+            if node.is_some_and(|(_, p)| p.peers.len() > 1) {
+                ""
+            } else {
+                "peers on other subnets: `peers:` in node.yaml"
+            },
+        )
+    } else {
+        check("mdns", Status::Ok, format!("this mesh's nodes on the LAN: {}", same.join(", ")), "")
+    });
+    if !other.is_empty() {
+        checks.push(check(
+            "other meshes",
+            Status::Warn,
+            format!("nodes of another tenant or mesh CA on the LAN, ignored: {}", other.join("; ")),
+            "if one should be in this mesh, give it a certificate of this mesh's CA (`fleet certs issue node`)",
+        ));
     }
 }
 

@@ -537,6 +537,37 @@ fn forward(events: Receiver<ServiceEvent>, own: &Own, keep_loopback: bool, found
     tracing::debug!("mdns: browse ended");
 }
 
+/// A fleet node's record as a bystander sees it (`fleet doctor`): whoever it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub instance: String,
+    /// Its tenant, host and short mesh CA fingerprint; `Err` why the record does not parse.
+    pub record: Result<(String, String, String), String>,
+    pub addrs: Vec<IpAddr>,
+}
+
+/// Browse the LAN for `wait` without announcing anything: every fleet record resolved by then,
+/// of any tenant or mesh, so `fleet doctor` can say which nodes of another mesh are about.
+pub fn look_around(wait: std::time::Duration) -> Result<Vec<Seen>, MdnsError> {
+    let daemon = ServiceDaemon::new().map_err(daemon_err("start the mDNS daemon"))?;
+    let events = daemon.browse(SERVICE_TYPE).map_err(daemon_err("browse"))?;
+    let until = std::time::Instant::now() + wait;
+    let mut seen: HashMap<String, Seen> = HashMap::new();
+    while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+        let Ok(event) = events.recv_timeout(left) else { break };
+        if let ServiceEvent::ServiceResolved(rs) = event {
+            let record = parse_txt(|k| rs.get_property_val_str(k)).map(|r| (r.tenant, r.host, r.mesh));
+            let addrs = scoped_ips(&rs).into_iter().map(|(ip, _)| ip).collect();
+            let instance = rs.fullname.clone();
+            seen.insert(instance.clone(), Seen { instance, record: record.map_err(|e| e.to_string()), addrs });
+        }
+    }
+    let _ = daemon.shutdown();
+    let mut out: Vec<Seen> = seen.into_values().collect();
+    out.sort_by(|a, b| a.instance.cmp(&b.instance));
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -331,3 +331,57 @@ fn a_pushed_list_not_signed_by_the_mesh_ca_is_refused() {
     let (code, _, _) = m.at(h1, &["peers"]);
     assert_eq!(code, 0, "h1 still serves");
 }
+
+/// The enrollment door serves `Enroll.Join` and nothing else: every other service there is
+/// UNIMPLEMENTED, even to a client that verified the door as the joiner does; the network door
+/// still refuses a client without a certificate.
+#[test]
+fn the_enrollment_door_serves_join_only_and_the_network_door_stays_mutual() {
+    use fleet_proto::v1;
+    let mut m = Mesh::new("acme");
+    let ca = ca_host(&mut m, "h1");
+    m.start_node_with(ca, "127.0.0.1:0", &[], &[ENROLL]);
+    let (token, door) = invite(&m, ca, &[]);
+    let token: fleet_tls::enroll::JoinToken = token.parse().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let net = m.addr(ca);
+    rt.block_on(async {
+        fleet_tls::install_crypto_provider();
+        let dial = |addr: String| {
+            let tls = fleet_tls::enroll::pinned_client_config(token.ca_fingerprint).unwrap();
+            let name = fleet_tls::config::any_node_server_name(&token.tenant);
+            async move { fleet_node::client::tls_channel(&addr, &addr, name, tls).await }
+        };
+        let channel = dial(door.clone()).await.expect("the door verifies as the token says");
+        let code = v1::fleet_client::FleetClient::new(channel.clone())
+            .list_agents(v1::ListAgentsRequest::default())
+            .await
+            .unwrap_err()
+            .code();
+        assert_eq!(code, tonic::Code::Unimplemented);
+        let code = v1::certs_client::CertsClient::new(channel.clone())
+            .invite(v1::InviteRequest::default())
+            .await
+            .unwrap_err()
+            .code();
+        assert_eq!(code, tonic::Code::Unimplemented);
+        let code = v1::mesh_client::MeshClient::new(channel.clone())
+            .node_info(v1::NodeInfoRequest {})
+            .await
+            .unwrap_err()
+            .code();
+        assert_eq!(code, tonic::Code::Unimplemented);
+        // Join itself answers there (here: a malformed secret, refused as any bad token).
+        let s = v1::enroll_client::EnrollClient::new(channel)
+            .join(v1::JoinRequest { secret: "x".into(), host: "h9".into(), csr_der: vec![] })
+            .await
+            .unwrap_err();
+        assert_eq!((s.code(), s.message()), (tonic::Code::PermissionDenied, INVALID));
+        // The network door: the same client (no certificate) gets no call through.
+        let refused = match dial(net).await {
+            Err(_) => true,
+            Ok(ch) => v1::mesh_client::MeshClient::new(ch).node_info(v1::NodeInfoRequest {}).await.is_err(),
+        };
+        assert!(refused, "the network door answered a client without a certificate");
+    });
+}

@@ -173,7 +173,7 @@ fn certificates(paths: &Paths, roster_tenant: Option<&str>, checks: &mut Vec<Che
                 "certificates",
                 Status::Fail,
                 format!("no mesh CA certificate: {e}"),
-                "`fleet node` makes a one-host mesh on first start; to join a mesh, copy ca.pem and this host's node.pem/node.key from the CA's host (docs/operations.md)",
+                "`fleet node` makes a one-host mesh on first start; to join a mesh, `fleet certs invite` on the CA's host, then the `fleet join ADDR TOKEN` it prints here (docs/operations.md)",
             ));
             return;
         }
@@ -190,7 +190,7 @@ fn certificates(paths: &Paths, roster_tenant: Option<&str>, checks: &mut Vec<Che
                 "certificates",
                 Status::Fail,
                 format!("{e}"),
-                "issue one: `fleet certs issue node --host HOST` on the CA's host",
+                "join the mesh: `fleet certs invite --host HOST` on the CA's host, then `fleet join` here",
             ));
             return;
         }
@@ -218,13 +218,14 @@ fn certificates(paths: &Paths, roster_tenant: Option<&str>, checks: &mut Vec<Che
         problems.push((
             Status::Fail,
             format!("{} is not valid now (not after {})", cert.display(), fleet_tls::show::rfc3339(leaf.not_after)),
-            "issue a new one: `fleet certs issue`".into(),
+            "re-enroll: `fleet certs invite --host HOST` on the CA's host, then `fleet join ... --force` here".into(),
         ));
     } else if days < 14 {
         problems.push((
             Status::Warn,
             format!("{} expires in {days} days", cert.display()),
-            "issue a new one before then: `fleet certs issue`".into(),
+            "a node renews it by itself (is the CA host's node running?); operators and viewers: `fleet certs renew`"
+                .into(),
         ));
     }
     match std::fs::metadata(&key) {

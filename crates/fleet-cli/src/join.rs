@@ -181,7 +181,9 @@ fn refused_to_talk(addr: &str, e: client::ClientError) -> CliError {
         _ => text.clone(),
     };
     if detail.contains("not the mesh the token is for") || detail.contains("sent no CA certificate") {
-        let why = detail.rsplit("General(\"").next().unwrap_or(&detail).trim_end_matches("\")");
+        // From our verifier's own words on (rustls wraps them in "TLS handshake: unexpected error: ").
+        let at = detail.find("the server").unwrap_or(0);
+        let why = &detail[at..];
         return CliError::new(
             Code::Failed,
             anyhow!(

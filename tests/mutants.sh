@@ -28,6 +28,9 @@ filter=${1:-}
 # helpers. notify.rs: control-mode lines read as events, octal escapes.
 # screen.rs: the screen hash, "unchanged since" and the activity of a row;
 # not read_one, Screens, read_hook, load_rules (reading, not deciding).
+# enroll.rs: the join token's verification (parse, constant-time compare, once, until
+# its expiry, bound host) and the renewal decision (when, which state, when to look
+# again); not the store's file I/O, CSR signing or the TLS verifier.
 targets=(
   "fleet-core|crates/fleet-core/src/verify.rs|"
   "fleet-core|crates/fleet-core/src/message.rs|"
@@ -42,6 +45,7 @@ targets=(
   "fleet-core|crates/fleet-core/src/activity.rs|decide|Verdict::since|HookState::parse|ScreenRules::(parse|judge)|bottom_lines|State::parse|Source::parse"
   "fleet-tmux|crates/fleet-tmux/src/notify.rs|Reader::feed|unescape"
   "fleet-tmux|crates/fleet-tmux/src/screen.rs|remember|digest|judge"
+  "fleet-tls|crates/fleet-tls/src/enroll.rs|check_token|ct_eq|JoinToken::from_str|unhex32|TokenStore::consume|renew_at|cert_state|next_look"
 )
 
 out_root=target/mutants

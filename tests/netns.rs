@@ -875,18 +875,14 @@ fn two_host_blocks() -> Vec<DocBlock> {
 
 /// PROGRAM on doc host `name` as its user would run it: HOME is the host's own, no
 /// MOSAIC_HOME or FLEET_* but FLEET_HOST (the namespaces share one hostname), its own tmux and
-/// runtime dirs (they share one filesystem), `fleet` and the lab's `scp` on the PATH.
+/// runtime dirs (they share one filesystem), `fleet` on the PATH.
 fn as_doc_host(lab: &Lab, name: &str, program: &str) -> std::process::Command {
     let h = lab.host(name);
     let dir = lab.root().join(name);
-    let bin_dirs = format!(
-        "{}:{}",
-        lab.root().join("bin").display(),
-        std::path::Path::new(netns_util::FLEET).parent().unwrap().display()
-    );
+    let bin_dir = std::path::Path::new(netns_util::FLEET).parent().unwrap().display().to_string();
     let mut cmd = std::process::Command::new("ip");
     cmd.env_clear()
-        .env("PATH", format!("{bin_dirs}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"))
+        .env("PATH", format!("{bin_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"))
         .env("HOME", dir.join("home"))
         .env("USER", "root")
         .env("FLEET_HOST", name)
@@ -911,24 +907,26 @@ fn the_two_host_steps_of_operations_md_work_as_written() {
             std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
         }
     }
-    // `scp HOST:PATH DEST`: PATH under that host's home (the hosts share this machine's disk).
-    let bin = lab.root().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let scp = format!(
-        "#!/bin/bash\nset -e\nsrcs=()\nfor a in \"${{@:1:$#-1}}\"; do\n  if [[ $a == *:* ]]; then\n    \
-         p=${{a#*:}}; [[ $p == /* ]] || p={}/${{a%%:*}}/home/$p\n    for f in $p; do srcs+=(\"$f\"); done\n  \
-         else srcs+=(\"$a\"); fi\ndone\ncp \"${{srcs[@]}}\" \"${{@: -1}}\"\n",
-        lab.root().display()
-    );
-    std::fs::write(bin.join("scp"), scp).unwrap();
-    std::fs::set_permissions(bin.join("scp"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-
     let last = blocks.len() - 1;
-    let mut final_output = String::new();
+    let (mut final_output, mut previous_output) = (String::new(), String::new());
     for (i, block) in blocks.iter().enumerate() {
+        // "Paste that line": a line marked so is the `fleet join` line the previous block printed.
+        let script: String = block
+            .script
+            .lines()
+            .map(|l| match l.contains("# the line invite printed") {
+                true => previous_output
+                    .lines()
+                    .map(str::trim)
+                    .find(|p| p.starts_with("fleet join "))
+                    .unwrap_or_else(|| panic!("block {i} pastes a `fleet join` line; none in:\n{previous_output}"))
+                    .to_string(),
+                false => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
         for &name in &block.hosts {
-            let commands: Vec<&str> =
-                block.script.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).collect();
+            let commands: Vec<&str> = script.lines().filter(|l| !l.trim().is_empty() && !l.starts_with('#')).collect();
             if commands == ["fleet node"] {
                 // A foreground node: left running, as in a terminal of its own.
                 let log = std::fs::File::create(lab.root().join(format!("{name}.log"))).unwrap();
@@ -953,7 +951,7 @@ fn the_two_host_steps_of_operations_md_work_as_written() {
                 );
                 continue;
             }
-            let run = || as_doc_host(&lab, name, "bash").args(["-e", "-c", &block.script]).output().unwrap();
+            let run = || as_doc_host(&lab, name, "bash").args(["-e", "-c", &script]).output().unwrap();
             let mut out = run();
             // The last step reads the mesh: a person looks again while the nodes find each other.
             let until = Instant::now() + Duration::from_secs(30);
@@ -971,10 +969,11 @@ fn the_two_host_steps_of_operations_md_work_as_written() {
                     )
                 })
                 .collect();
-            assert!(out.status.success(), "block {i} on {name} failed:\n{}\n{text}\n{logs}", block.script);
+            assert!(out.status.success(), "block {i} on {name} failed:\n{script}\n{text}\n{logs}");
             if i == last {
-                final_output = text;
+                final_output = text.clone();
             }
+            previous_output = text;
         }
     }
     for want in ["orchestrator", "coder0-0", "dragon-lin", "w-jarvis", "accepted"] {

@@ -1,4 +1,4 @@
-//! Compiles `proto/fleet/v1/fleet.proto` with protox (pure Rust), so the build
+//! Compiles `proto/fleet/v1/fleet.proto` and `enroll.proto` with protox (pure Rust), so the build
 //! needs no system `protoc`. The encoded descriptor set is kept in OUT_DIR for
 //! server reflection.
 use prost::Message;
@@ -6,10 +6,12 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let file = root.join("fleet/v1/fleet.proto");
-    println!("cargo:rerun-if-changed={}", file.display());
+    let files = [root.join("fleet/v1/fleet.proto"), root.join("fleet/v1/enroll.proto")];
+    for file in &files {
+        println!("cargo:rerun-if-changed={}", file.display());
+    }
 
-    let fds = protox::compile([&file], [&root])?;
+    let fds = protox::compile(&files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("fleet_descriptor.bin"), fds.encode_to_vec())?;
 

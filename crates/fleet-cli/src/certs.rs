@@ -1,4 +1,5 @@
-//! `fleet certs`: the mesh CA and its certificates (`init`, `issue`, `show`, `revoke`).
+//! `fleet certs`: the mesh CA and its certificates (`init`, `issue`, `show`, `revoke`;
+//! `invite` and `renew` are in [`crate::join`]).
 //!
 //! Thin: arguments in, `fleet_tls` does the work, paths and facts out. Bad names and
 //! refused overwrites exit 2 before anything is written; I/O failures exit 1.
@@ -31,6 +32,12 @@ pub enum CertsCmd {
         #[command(subcommand)]
         what: IssueCmd,
     },
+    /// A single-use join token for a new host, from this host's node (the CA host), and the
+    /// `fleet join` command to run there
+    Invite(crate::join::InviteArgs),
+    /// Renew an operator's or viewer's certificate (client.pem/client.key) at the node of
+    /// FLEET_NODE, with the current one; nodes renew their own
+    Renew(crate::join::RenewArgs),
     /// Show what certificates say and whether they chain to the mesh CA
     Show {
         /// A PEM certificate [default: ca.pem, node.pem and client.pem of the certs dir]
@@ -121,6 +128,8 @@ pub fn run(cmd: CertsCmd, default_dir: &Path) -> CliResult {
             issue_leaf(&dir, kind, &name, opts.days, opts.out.as_deref(), opts.force)
         }
         CertsCmd::Show { file, dir, json } => show_certs(&dir_or_default(dir), file, json),
+        CertsCmd::Invite(a) => crate::join::invite(a),
+        CertsCmd::Renew(a) => crate::join::renew(a),
         CertsCmd::Revoke { cert, serial, dir, json } => {
             let target = match (&cert, &serial) {
                 (Some(c), _) => revoke::Target::Cert(c),

@@ -182,7 +182,7 @@ fn certificates(paths: &Paths, roster_tenant: Option<&str>, checks: &mut Vec<Che
                 "certificates",
                 Status::Fail,
                 format!("no mesh CA certificate: {e}"),
-                "`fleet node` makes a one-host mesh on first start; to join a mesh, copy ca.pem and this host's node.pem/node.key from the CA's host (docs/operations.md)",
+                "`fleet node` makes a one-host mesh on first start; to join a mesh, `fleet certs invite` on the CA's host, then the `fleet join ADDR TOKEN` it prints here (docs/operations.md)",
             ));
             return;
         }
@@ -199,7 +199,7 @@ fn certificates(paths: &Paths, roster_tenant: Option<&str>, checks: &mut Vec<Che
                 "certificates",
                 Status::Fail,
                 format!("{e}"),
-                "issue one: `fleet certs issue node --host HOST` on the CA's host",
+                "join the mesh: `fleet certs invite --host HOST` on the CA's host, then `fleet join` here",
             ));
             return;
         }
@@ -227,13 +227,14 @@ fn certificates(paths: &Paths, roster_tenant: Option<&str>, checks: &mut Vec<Che
         problems.push((
             Status::Fail,
             format!("{} is not valid now (not after {})", cert.display(), fleet_tls::show::rfc3339(leaf.not_after)),
-            "issue a new one: `fleet certs issue`".into(),
+            "re-enroll: `fleet certs invite --host HOST` on the CA's host, then `fleet join ... --force` here".into(),
         ));
     } else if days < 14 {
         problems.push((
             Status::Warn,
             format!("{} expires in {days} days", cert.display()),
-            "issue a new one before then: `fleet certs issue`".into(),
+            "a node renews it by itself (is the CA host's node running?); operators and viewers: `fleet certs renew`"
+                .into(),
         ));
     }
     match std::fs::metadata(&key) {
@@ -285,14 +286,21 @@ fn revoked(dir: &CertsDir, cert: &Path) -> Option<(Status, String, String)> {
 fn node_and_peers(checks: &mut Vec<Check>) -> Option<(v1::NodeInfoResponse, v1::ListPeersResponse)> {
     let target = node::target();
     let Ok(rt) = node::runtime() else { return None };
-    let r: Result<(v1::NodeInfoResponse, v1::ListPeersResponse), String> = rt.block_on(async {
-        let mut mesh = fleet_node::client::mesh(&target).await.map_err(|e| e.to_string())?;
+    type Answers = (v1::NodeInfoResponse, v1::ListPeersResponse, Option<Vec<v1::HostCert>>);
+    let r: Result<Answers, String> = rt.block_on(async {
+        let channel = fleet_node::client::connect(&target).await.map_err(|e| e.to_string())?;
+        let mut mesh = v1::mesh_client::MeshClient::new(channel.clone());
         let info = mesh.node_info(v1::NodeInfoRequest {}).await.map_err(|s| s.message().to_string())?.into_inner();
         let peers = mesh.list_peers(v1::ListPeersRequest {}).await.map_err(|s| s.message().to_string())?.into_inner();
-        Ok((info, peers))
+        let mut certs = v1::certs_client::CertsClient::new(channel);
+        let certs = certs.cert_status(v1::CertStatusRequest { mesh: true }).await.ok().map(|r| r.into_inner().hosts);
+        Ok((info, peers, certs))
     });
     match &r {
-        Ok((info, peers)) => {
+        Ok((info, peers, certs)) => {
+            if let Some(certs) = certs {
+                checks.push(renewal(certs));
+            }
             checks.push(check(
                 "node",
                 Status::Ok,
@@ -327,7 +335,7 @@ fn node_and_peers(checks: &mut Vec<Check>) -> Option<(v1::NodeInfoResponse, v1::
             checks.push(check("node", Status::Fail, e.clone(), next))
         }
     }
-    r.ok()
+    r.ok().map(|(info, peers, _)| (info, peers))
 }
 
 /// The QUIC plane (UDP, the gRPC port number): SWIM hears the members that gRPC knows, or a
@@ -407,6 +415,42 @@ fn lan(paths: &Paths, node: Option<&(v1::NodeInfoResponse, v1::ListPeersResponse
             "if one should be in this mesh, give it a certificate of this mesh's CA (`fleet certs issue node`)",
         ));
     }
+}
+
+/// Every node's certificate renews before it expires: a node past its renewal time whose
+/// renewal fails warns, one in the last tenth of its lifetime (or expired) fails.
+fn renewal(certs: &[v1::HostCert]) -> Check {
+    let now = fleet_node::live::now_ms();
+    let mut worst = Status::Ok;
+    let mut said = Vec::new();
+    for c in certs {
+        if let Some(w) = crate::watch_cmd::cert_warning(c, now) {
+            let status = if matches!(c.state.as_str(), "expiring" | "expired") { Status::Fail } else { Status::Warn };
+            if status == Status::Fail || worst == Status::Ok {
+                worst = status;
+            }
+            said.push(w);
+        }
+    }
+    if said.is_empty() {
+        let signers: Vec<&str> = certs.iter().filter(|c| c.can_sign).map(|c| c.host.as_str()).collect();
+        return check(
+            "certificate renewal",
+            Status::Ok,
+            format!(
+                "{} node(s) renew on time; signer: {}",
+                certs.len(),
+                if signers.is_empty() { "none reachable".into() } else { signers.join(", ") }
+            ),
+            "",
+        );
+    }
+    check(
+        "certificate renewal",
+        worst,
+        said.join("; "),
+        "start the CA host's node (it signs renewals), or re-enroll the host: `fleet certs invite --host H` there, `fleet join --force` on H",
+    )
 }
 
 fn hooks() -> Check {

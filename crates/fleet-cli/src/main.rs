@@ -23,6 +23,7 @@ mod explain;
 mod hook;
 mod hook_install;
 mod init;
+mod join;
 mod launcher;
 mod lifecycle;
 mod node;
@@ -105,6 +106,8 @@ enum Command {
     /// Mesh CA and certificates.
     #[command(subcommand)]
     Certs(certs::CertsCmd),
+    /// Enter a mesh with a join token from `fleet certs invite` (makes this host's key here).
+    Join(join::JoinArgs),
     /// A self-contained tour on this machine (no setup, no root).
     Demo(demo::DemoArgs),
     /// Write a roster from a preset (without --write: print it).
@@ -165,6 +168,7 @@ fn main() -> ExitCode {
         Command::Roster(RosterCmd::Check(w)) => roster_check::run(w.args, &w.host),
         Command::Context(c) => targets::run(c),
         Command::Certs(c) => certs::run(c, &context::Paths::from_env().certs_dir()),
+        Command::Join(a) => join::join(a),
         Command::Demo(a) => demo::run(a),
         Command::Init(w) => init::init(w.args, &w.host),
         Command::Install(w) => init::install(w.args, &w.host),

@@ -101,13 +101,27 @@ pub fn heartbeats(args: HeartbeatsArgs) -> CliResult {
 
 pub fn peers(args: PeersArgs) -> CliResult {
     let rt = node::runtime()?;
-    let peers = rt.block_on(async {
-        let mut client = fleet_node::client::mesh(&node::target()).await.map_err(node::unreachable)?;
-        Ok::<_, exit::CliError>(
-            client.list_peers(v1::ListPeersRequest {}).await.map_err(node::status)?.into_inner().peers,
-        )
+    let (peers, certs) = rt.block_on(async {
+        let channel = fleet_node::client::connect(&node::target()).await.map_err(node::unreachable)?;
+        let mut client = v1::mesh_client::MeshClient::new(channel.clone());
+        let peers = client.list_peers(v1::ListPeersRequest {}).await.map_err(node::status)?.into_inner().peers;
+        // Each node's certificate; a node without the Certs service (older) leaves it out.
+        let mut certs = v1::certs_client::CertsClient::new(channel);
+        let certs = match certs.cert_status(v1::CertStatusRequest { mesh: true }).await {
+            Ok(r) => r.into_inner().hosts,
+            Err(_) => Vec::new(),
+        };
+        Ok::<_, exit::CliError>((peers, certs))
     })?;
-    let rows: Vec<serde_json::Value> = peers.iter().map(fleet_node::json::peer).collect();
+    let cert_of = |host: &str| certs.iter().find(|c| c.host == host);
+    let rows: Vec<serde_json::Value> = peers
+        .iter()
+        .map(|p| {
+            let mut row = fleet_node::json::peer(p);
+            row["certificate"] = cert_of(&p.host).map(fleet_node::json::host_cert).unwrap_or(serde_json::Value::Null);
+            row
+        })
+        .collect();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows).map_err(exit::failed)?);
         return Ok(());
@@ -126,10 +140,47 @@ pub fn peers(args: PeersArgs) -> CliResult {
                 r["incarnation"].to_string(),
                 r["found_by"].as_str().unwrap_or("").to_string(),
                 if seen > 0 { format!("{} ago", table::duration((now - seen) / 1000)) } else { "never".into() },
+                cert_cell(cert_of(r["host"].as_str().unwrap_or("")), now),
             ]
         })
         .collect();
-    let head = ["HOST", "TENANT", "GRPC (TCP)", "QUIC (UDP)", "STATE", "INCARNATION", "FOUND BY", "LAST SEEN"];
+    let head =
+        ["HOST", "TENANT", "GRPC (TCP)", "QUIC (UDP)", "STATE", "INCARNATION", "FOUND BY", "LAST SEEN", "CERTIFICATE"];
     print!("{}", table::render(&head, &cells));
+    for c in &certs {
+        if let Some(w) = cert_warning(c, now) {
+            eprintln!("warning: {w}");
+        }
+    }
     Ok(())
+}
+
+/// `ok, 59d left`, `due, 2m left, renewal failing`, `?` when unknown.
+fn cert_cell(c: Option<&v1::HostCert>, now: i64) -> String {
+    let Some(c) = c.filter(|c| c.state != "unknown") else { return "?".into() };
+    let left = table::duration((c.not_after_unix_ms - now).max(0) / 1000);
+    let mut cell = if c.state == "expired" { "expired".to_string() } else { format!("{}, {left} left", c.state) };
+    if !c.renew_error.is_empty() {
+        cell.push_str(", renewal failing");
+    }
+    cell
+}
+
+/// A node whose certificate is past its renewal time and whose renewal fails, or that
+/// expires soon: said well before it breaks.
+pub fn cert_warning(c: &v1::HostCert, now: i64) -> Option<String> {
+    let left = table::duration((c.not_after_unix_ms - now).max(0) / 1000);
+    match (c.state.as_str(), c.renew_error.is_empty()) {
+        ("expired", _) => Some(format!(
+            "{}'s certificate has expired: it is out of the mesh until it has a new one (`fleet certs invite --host {}`              on the CA host, then `fleet join --force` there)",
+            c.host, c.host
+        )),
+        ("expiring", _) | ("due", false) => Some(format!(
+            "{}'s certificate expires in {left} and {}: {}",
+            c.host,
+            if c.renew_error.is_empty() { "is not renewed yet" } else { "renewal fails" },
+            if c.renew_error.is_empty() { "is the CA host's node running?" } else { &c.renew_error }
+        )),
+        _ => None,
+    }
 }

@@ -51,7 +51,7 @@ pub struct SessionsArgs {
 }
 
 /// `90s`, `10m`, `12h`, `2d`, or seconds: in seconds.
-fn parse_duration(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<u64, String> {
     let (n, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => s.split_at(i),
         None => (s, "s"),

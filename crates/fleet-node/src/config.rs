@@ -64,6 +64,39 @@ pub struct NodeConfig {
     pub timings: Timings,
     /// The web door (`web`, `web_listen`, `web_tls`); `None` when `web: false`.
     pub web: Option<WebConfig>,
+    /// Enrollment, renewal and revocation lists (`enroll_listen`, `cert_lifetime_s`,
+    /// `cert_renew_fraction`).
+    pub certs: CertsConfig,
+}
+
+/// Enrollment and renewal (docs/operations.md "Adding a host", docs/security.md "Enrollment").
+#[derive(Clone, Debug, PartialEq)]
+pub struct CertsConfig {
+    /// The enrollment door (`fleet join`), bound only on a node that holds the CA key;
+    /// `None` when `enroll_listen: off`. Default: the IP of `listen`, port
+    /// [`DEFAULT_ENROLL_PORT`] (port 0 when `listen`'s port is 0).
+    pub enroll_listen: Option<SocketAddr>,
+    /// Whether `enroll_listen` was given (a taken default costs only the door).
+    pub enroll_explicit: bool,
+    /// The lifetime of the certificates this node signs (joins and renewals), when it holds
+    /// the CA key. Default 90 days.
+    pub lifetime: Duration,
+    /// The fraction of its lifetime after which this node renews its own certificate.
+    pub renew_fraction: f64,
+}
+
+/// The enrollment door's default port.
+pub const DEFAULT_ENROLL_PORT: u16 = 7422;
+
+impl Default for CertsConfig {
+    fn default() -> Self {
+        CertsConfig {
+            enroll_listen: Some(SocketAddr::from(([0, 0, 0, 0], DEFAULT_ENROLL_PORT))),
+            enroll_explicit: false,
+            lifetime: Duration::from_secs(u64::from(fleet_tls::issue::DEFAULT_LEAF_DAYS) * 86400),
+            renew_fraction: fleet_tls::enroll::DEFAULT_RENEW_FRACTION,
+        }
+    }
 }
 
 /// The web door's listener (docs/protocol.md "Web door").
@@ -126,6 +159,9 @@ pub const KEYS: &[(&str, &str)] = &[
     ("web", "FLEET_WEB"),
     ("web_listen", "FLEET_WEB_LISTEN"),
     ("web_tls", "FLEET_WEB_TLS"),
+    ("enroll_listen", "FLEET_ENROLL_LISTEN"),
+    ("cert_lifetime_s", "FLEET_CERT_LIFETIME_S"),
+    ("cert_renew_fraction", "FLEET_CERT_RENEW_FRACTION"),
     ("timings.probe_interval_ms", "FLEET_PROBE_INTERVAL_MS"),
     ("timings.sweep_interval_ms", "FLEET_SWEEP_INTERVAL_MS"),
     ("timings.fanout_deadline_ms", "FLEET_FANOUT_DEADLINE_MS"),
@@ -307,6 +343,7 @@ impl NodeConfig {
             mosaic_home,
             timings: Timings::default(),
             web: None,
+            certs: CertsConfig::default(),
         };
         let mut web = WebConfig {
             listen: DEFAULT_WEB_LISTEN.parse().expect("default web address"),
@@ -377,6 +414,27 @@ impl NodeConfig {
                             cfg.mdns_deny_interfaces = list;
                         }
                     }
+                    "enroll_listen" => {
+                        cfg.certs.enroll_explicit = true;
+                        cfg.certs.enroll_listen = match text.as_str() {
+                            "off" | "false" | "no" => None,
+                            _ => Some(text.parse().map_err(|_| bad("expected IP:PORT (e.g. 0.0.0.0:7422) or off"))?),
+                        };
+                    }
+                    "cert_lifetime_s" => {
+                        let secs = ms(&text)?.as_millis() as u64;
+                        let max = u64::from(fleet_tls::issue::MAX_LEAF_DAYS) * 86400;
+                        if secs > max {
+                            return Err(bad(&format!("at most {max} ({} days)", fleet_tls::issue::MAX_LEAF_DAYS)));
+                        }
+                        cfg.certs.lifetime = Duration::from_secs(secs);
+                    }
+                    "cert_renew_fraction" => {
+                        cfg.certs.renew_fraction = match text.trim().parse::<f64>() {
+                            Ok(f) if (0.05..=0.95).contains(&f) => f,
+                            _ => return Err(bad("expected a fraction of the lifetime from 0.05 to 0.95, e.g. 0.67")),
+                        }
+                    }
                     "roster" => cfg.roster = PathBuf::from(text),
                     "socket" => cfg.socket = PathBuf::from(text),
                     "audit_log" => cfg.audit_log = PathBuf::from(text),
@@ -396,6 +454,10 @@ impl NodeConfig {
             }
         }
         ConfigError::all(problems)?;
+        if !cfg.certs.enroll_explicit {
+            let port = if cfg.listen.port() == 0 { 0 } else { DEFAULT_ENROLL_PORT };
+            cfg.certs.enroll_listen = Some(SocketAddr::new(cfg.listen.ip(), port));
+        }
         if web_on {
             // Browsers' session cookies and pairing codes cross the network in the clear without TLS.
             if !web.tls && !web.listen.ip().is_loopback() {
@@ -457,6 +519,24 @@ mod tests {
         assert!(w.tls);
         // Off, the address does not matter.
         assert!(load(Some("web: false\nweb_listen: 0.0.0.0:1\n"), &[]).unwrap().web.is_none());
+    }
+
+    #[test]
+    fn enrollment_and_renewal_settings() {
+        let c = load(None, &[]).unwrap().certs;
+        assert_eq!(c.enroll_listen.unwrap().to_string(), "0.0.0.0:7422");
+        assert_eq!(c.lifetime, Duration::from_secs(90 * 86400));
+        assert!((c.renew_fraction - 2.0 / 3.0).abs() < 1e-9);
+        let c = load(Some("listen: 127.0.0.1:0\n"), &[]).unwrap().certs;
+        assert_eq!(c.enroll_listen.unwrap().to_string(), "127.0.0.1:0", "follows listen");
+        let c = load(Some("enroll_listen: off\ncert_lifetime_s: 20\ncert_renew_fraction: 0.5\n"), &[]).unwrap().certs;
+        assert_eq!((c.enroll_listen, c.lifetime, c.renew_fraction), (None, Duration::from_secs(20), 0.5));
+        let c = load(None, &[("FLEET_ENROLL_LISTEN", "127.0.0.1:9"), ("FLEET_CERT_LIFETIME_S", "60")]).unwrap().certs;
+        assert_eq!((c.enroll_listen.unwrap().port(), c.lifetime.as_secs()), (9, 60));
+        let e = load(Some("cert_renew_fraction: 1.5\n"), &[]).unwrap_err().to_string();
+        assert!(e.contains("cert_renew_fraction: expected a fraction"), "{e}");
+        let e = load(Some("enroll_listen: x\ncert_lifetime_s: 0\n"), &[]).unwrap_err().to_string();
+        assert!(e.contains("enroll_listen") && e.contains("cert_lifetime_s"), "{e}");
     }
 
     #[test]

@@ -70,6 +70,17 @@ pub fn peer(p: &v1::Peer) -> Value {
     })
 }
 
+/// A node's certificate (`Certs.CertStatus`), every field under its proto name but the
+/// host's names (the peer row that holds it has them).
+pub fn host_cert(c: &v1::HostCert) -> Value {
+    json!({
+        "principal": c.principal, "state": c.state, "not_before_unix_ms": c.not_before_unix_ms,
+        "not_after_unix_ms": c.not_after_unix_ms, "renew_at_unix_ms": c.renew_at_unix_ms,
+        "renew_error": c.renew_error, "last_renewed_unix_ms": c.last_renewed_unix_ms, "can_sign": c.can_sign,
+        "crl_number": c.crl_number, "problem": c.problem,
+    })
+}
+
 /// The node's own identity and counters (`Mesh.NodeInfo`), every field under its proto name.
 pub fn node_info(i: &v1::NodeInfoResponse) -> Value {
     json!({

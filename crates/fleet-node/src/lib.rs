@@ -13,6 +13,7 @@
 //! - [`pane`]: pane feeds: one control-mode client per viewed pane, its output shared by all viewers.
 //! - [`terminal`]: `WatchPane` and `AttachPane`, served from the feeds or forwarded to the agent's host.
 //! - [`revocation`]: following `crl.pem`: new handshakes refuse, open connections of revoked certificates are cut.
+//! - [`enroll`]: `fleet join` (the enrollment door), `Certs` (invite, renew, CRL push/pull, status), renewal and CRL spreading.
 //! - [`server`]: both doors (mTLS TCP, uid-checked Unix socket), health, reflection, shutdown.
 //! - [`client`]: how the CLI reaches a node.
 //! - [`authority`]: the local door accepts the `:authority` stock gRPC clients send for unix sockets.
@@ -25,6 +26,7 @@ pub mod authority;
 pub mod client;
 pub mod config;
 pub mod delivery;
+pub mod enroll;
 pub mod idem;
 pub mod idle;
 pub mod json;

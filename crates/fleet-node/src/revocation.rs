@@ -14,6 +14,13 @@
 //!   ([`Cuttable`] streams, registered by [`Registry`]);
 //! - open QUIC (membership) connections with a revoked node are closed; new
 //!   ones are refused, so SWIM declares that node down within seconds.
+//!
+//! The files change by hand (`fleet certs revoke` on the CA host, a copied
+//! `crl.pem`) or by the node itself: a renewed certificate or a revocation list
+//! that arrived from a peer (`crate::enroll`) is written under [`Reloads::files`]
+//! and applied at once through [`Reloads::kick`], not at the next check. Each
+//! applied list's number is published on [`Reloads::applied`], which the
+//! revocation list's spreading follows.
 
 use fleet_tls::config::{Identity, client_config, server_config};
 use fleet_tls::revoke::{Crl, serial_of};
@@ -82,8 +89,13 @@ impl Registry {
     }
 
     /// The CRL number in force (0 without a list).
-    fn number(&self) -> u128 {
+    pub fn number(&self) -> u128 {
         self.0.lock().expect("registry").crl.as_ref().map_or(0, |c| c.number)
+    }
+
+    /// The list in force.
+    pub fn current(&self) -> Option<Crl> {
+        self.0.lock().expect("registry").crl.clone()
     }
 }
 
@@ -142,8 +154,28 @@ pub struct Targets {
     pub certs_dir: PathBuf,
     pub server_tls: watch::Sender<Arc<ServerConfig>>,
     pub client_tls: watch::Sender<Arc<ClientConfig>>,
+    /// The enrollment door's config, when the door is open.
+    pub enroll_tls: Option<watch::Sender<Arc<ServerConfig>>>,
     pub registry: Registry,
     pub membership: crate::membership::Membership,
+    pub reloads: Arc<Reloads>,
+}
+
+/// What the node's own writers of the certs dir share with [`follow`].
+pub struct Reloads {
+    /// Reload now (a file was just written).
+    pub kick: tokio::sync::Notify,
+    /// Held while files are written and while they are loaded, so a load never sees a new
+    /// key beside the old certificate.
+    pub files: Mutex<()>,
+    /// The CRL number of the last applied load.
+    pub applied: watch::Sender<u128>,
+}
+
+impl Reloads {
+    pub fn new(number: u128) -> Arc<Reloads> {
+        Arc::new(Reloads { kick: tokio::sync::Notify::new(), files: Mutex::new(()), applied: watch::channel(number).0 })
+    }
 }
 
 type Stamp = Vec<Option<(u64, i64, i64, u64)>>;
@@ -165,12 +197,17 @@ pub async fn follow(t: Targets, cancel: CancellationToken) {
         tokio::select! {
             () = cancel.cancelled() => return,
             () = tokio::time::sleep(CHECK_EVERY) => {}
+            () = t.reloads.kick.notified() => {}
         }
-        let now = stamp(&dir);
-        if now == applied {
-            continue;
-        }
-        match reload(&t) {
+        let (now, result) = {
+            let _files = t.reloads.files.lock().expect("files");
+            let now = stamp(&dir);
+            if now == applied {
+                continue;
+            }
+            (now, reload(&t))
+        };
+        match result {
             Ok(()) => {
                 applied = now;
                 last_error = None;
@@ -196,12 +233,20 @@ fn reload(t: &Targets) -> Result<(), String> {
     }
     let server = server_config(&id).map_err(|e| e.to_string())?;
     let client = client_config(&id).map_err(|e| e.to_string())?;
+    let enroll = match &t.enroll_tls {
+        Some(_) => Some(fleet_tls::config::enroll_server_config(&id).map_err(|e| e.to_string())?),
+        None => None,
+    };
     t.membership.set_tls(&server, &client)?;
+    if let (Some(tx), Some(config)) = (&t.enroll_tls, enroll) {
+        tx.send_replace(config);
+    }
     t.server_tls.send_replace(server);
     t.client_tls.send_replace(client);
     let crl = id.crl;
     let quic = t.membership.apply(crl.clone());
     let grpc = t.registry.apply(crl.clone());
+    t.reloads.applied.send_replace(number);
     tracing::info!(
         crl_number = number,
         revoked = crl.as_ref().map_or(0, |c| c.revoked.len()),
@@ -356,8 +401,10 @@ mod tests {
             certs_dir: node_dir.to_path_buf(),
             server_tls: watch::channel(server).0,
             client_tls: watch::channel(client).0,
+            enroll_tls: None,
             registry: Registry::default(),
             membership,
+            reloads: Reloads::new(0),
         }
     }
 

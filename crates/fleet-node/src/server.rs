@@ -296,6 +296,46 @@ struct Doors {
     socket_file: RemoveOnDrop,
     /// The web door, unless it is off.
     web: Option<crate::web::Bound>,
+    /// The enrollment door, on a node that holds the CA key, unless it is off.
+    enroll: Option<EnrollDoor>,
+}
+
+/// The enrollment door, bound: TLS without client certificates, serving `Enroll` only.
+struct EnrollDoor {
+    tls: fleet_tls::net::TlsIncoming,
+    config: watch::Sender<Arc<rustls::ServerConfig>>,
+    /// As the joiner dials it.
+    address: String,
+}
+
+/// Bind the enrollment door when this node holds the mesh CA key and `enroll_listen` is not
+/// off. A default address that is taken only costs the door (logged); a given one stops the
+/// node.
+async fn bind_enroll_door(cfg: &NodeConfig, me: &Me) -> Result<Option<EnrollDoor>, NodeError> {
+    let Some(addr) = cfg.certs.enroll_listen else { return Ok(None) };
+    if !fleet_tls::CertsDir::new(&cfg.certs_dir).ca_key().exists() {
+        return Ok(None);
+    }
+    let config = fleet_tls::config::enroll_server_config(&me.identity).map_err(|e| NodeError::Config(e.to_string()))?;
+    let tcp = match TcpListener::bind(addr).await {
+        Ok(t) => t,
+        Err(e) if !cfg.certs.enroll_explicit => {
+            tracing::warn!(address = %addr, error = %e, "the enrollment door is closed: its default address is taken (set enroll_listen)");
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(NodeError::Serve(format!(
+                "cannot listen on {addr} for the enrollment door: {e} (set enroll_listen or FLEET_ENROLL_LISTEN, or off)"
+            )));
+        }
+    };
+    let bound = tcp.local_addr().map_err(|e| NodeError::Serve(e.to_string()))?;
+    let (tx, rx) = watch::channel(config);
+    // A small door: few handshakes at once, from few sources.
+    let limits = fleet_tls::net::Limits { max_in_flight: 64, per_source: 8, ..Default::default() };
+    let tls = fleet_tls::net::TlsIncoming::with_limits(tcp, rx, limits).map_err(|e| NodeError::Serve(e.to_string()))?;
+    tracing::info!(address = %bound, "enrollment door open (fleet join)");
+    Ok(Some(EnrollDoor { tls, config: tx, address: advertise(bound).to_string() }))
 }
 
 /// `nofile`: the open files limit in force, which bounds the TLS handshakes in flight.
@@ -318,7 +358,8 @@ async fn bind_doors(cfg: &NodeConfig, me: &Me, nofile: u64) -> Result<Doors, Nod
         Some(w) => crate::web::bind(w, &me.identity).await.map_err(NodeError::Serve)?,
         None => None,
     };
-    Ok(Doors { tls, tls_config, tcp_addr, grpc_address, endpoint, unix, socket_file, web })
+    let enroll = bind_enroll_door(cfg, me).await?;
+    Ok(Doors { tls, tls_config, tcp_addr, grpc_address, endpoint, unix, socket_file, web, enroll })
 }
 
 /// The live view of this host: roster, tmux, heartbeats.
@@ -460,6 +501,7 @@ fn build_router(
     node: &Arc<Node>,
     health: HealthServer<impl Health>,
     web: &crate::web::admin::WebAdmin,
+    certs: &crate::enroll::CertsService,
 ) -> Result<Router<tower::layer::util::Stack<crate::metrics::RpcTimingLayer, tower::layer::util::Identity>>, NodeError>
 {
     let svc = NodeService(node.clone());
@@ -474,6 +516,7 @@ fn build_router(
         .add_service(FleetServer::new(svc.clone()))
         .add_service(MeshServer::new(svc))
         .add_service(fleet_proto::v1::web_server::WebServer::new(web.clone()))
+        .add_service(fleet_proto::v1::certs_server::CertsServer::new(certs.clone()))
         .add_service(guarded(node.clone(), HEALTH, health))
         .add_service(guarded(node.clone(), REFLECTION, reflection().build_v1().map_err(err)?))
         .add_service(guarded(node.clone(), REFLECTION_V1ALPHA, reflection().build_v1alpha().map_err(err)?)))
@@ -506,6 +549,21 @@ async fn serve(
     let registry = crate::revocation::Registry::default();
     registry.apply(me.identity.crl.clone());
     members.apply(me.identity.crl.clone());
+    let reloads = crate::revocation::Reloads::new(me.identity.crl.as_ref().map_or(0, |c| c.number));
+    let (enroll_incoming, enroll_tls, enroll_address) = match doors.enroll {
+        Some(d) => (Some(d.tls), Some(d.config), Some(d.address)),
+        None => (None, None, None),
+    };
+    let enrollment = crate::enroll::Enrollment::new(
+        cfg.certs_dir.clone(),
+        me.tenant.clone(),
+        me.host.clone(),
+        &cfg.certs,
+        doors.grpc_address.clone(),
+        enroll_address,
+        reloads.clone(),
+        registry.clone(),
+    );
     let wrap = registry.clone();
     let tls_incoming = doors.tls.map(move |accepted| accepted.map(|tls| wrap.wrap(tls)));
     tracker.spawn(crate::revocation::follow(
@@ -513,20 +571,43 @@ async fn serve(
             certs_dir: cfg.certs_dir.clone(),
             server_tls: doors.tls_config,
             client_tls,
+            enroll_tls,
             registry,
             membership: members.clone(),
+            reloads,
         },
         cancel.clone(),
     ));
+    tracker.spawn(crate::enroll::renew_loop(enrollment.clone(), node.peers.clone(), cancel.clone()));
+    tracker.spawn(crate::enroll::spread_crl(enrollment.clone(), node.peers.clone(), cancel.clone()));
     let shutdown = || {
         let cancel = cancel.clone();
         async move { cancel.cancelled().await }
     };
+    if let Some(incoming) = enroll_incoming {
+        let svc = fleet_proto::v1::enroll_server::EnrollServer::new(crate::enroll::EnrollService(
+            node.clone(),
+            enrollment.clone(),
+        ))
+        .max_decoding_message_size(crate::enroll::ENROLL_MAX_MESSAGE);
+        let door = Server::builder()
+            .timeout(Duration::from_secs(10))
+            .concurrency_limit_per_connection(4)
+            .add_service(svc)
+            .serve_with_incoming_shutdown(incoming, shutdown());
+        tracker.spawn(async move {
+            if let Err(e) = door.await {
+                tracing::error!(error = %e, "the enrollment door stopped");
+            }
+        });
+    }
+    let certs = crate::enroll::CertsService(node.clone(), enrollment);
     let door = doors.web.map(|bound| crate::web::start(bound, node.clone(), cancel, tracker));
     let web = crate::web::admin::WebAdmin { node: node.clone(), door };
-    let net = build_router(&node, health_svc.clone(), &web)?.serve_with_incoming_shutdown(tls_incoming, shutdown());
+    let net =
+        build_router(&node, health_svc.clone(), &web, &certs)?.serve_with_incoming_shutdown(tls_incoming, shutdown());
     let local_door = local_incoming(doors.unix, node.uid, me.audit);
-    let local = build_router(&node, health_svc, &web)?.serve_with_incoming_shutdown(local_door, shutdown());
+    let local = build_router(&node, health_svc, &web, &certs)?.serve_with_incoming_shutdown(local_door, shutdown());
     let (net, local) = (tokio::spawn(net), tokio::spawn(local));
     tracing::info!(
         tenant = %me.tenant, host = %me.host, listen = %doors.grpc_address, socket = %cfg.socket.display(),

@@ -1,10 +1,13 @@
 //! Authorization: a pure function of the node's tenant, the caller's principal and the verb.
 //!
-//! | kind      | list | watch | peers | info | send | start | stop | attach | pair |
-//! |-----------|------|-------|-------|------|------|-------|------|--------|------|
-//! | viewer    | yes  | yes   | yes   | yes  | no   | no    | no   | no     | no   |
-//! | operator  | yes  | yes   | yes   | yes  | yes  | yes   | yes  | yes    | yes  |
-//! | node      | yes  | yes   | yes   | yes  | yes  | yes   | yes  | yes    | yes  |
+//! | kind      | list | watch | peers | info | send | start | stop | attach | pair | invite | renew |
+//! |-----------|------|-------|-------|------|------|-------|------|--------|------|--------|-------|
+//! | viewer    | yes  | yes   | yes   | yes  | no   | no    | no   | no     | no   | no     | yes   |
+//! | operator  | yes  | yes   | yes   | yes  | yes  | yes   | yes  | yes    | yes  | yes    | yes   |
+//! | node      | yes  | yes   | yes   | yes  | yes  | yes   | yes  | yes    | yes  | yes    | yes   |
+//!
+//! `renew` only ever renews the caller's own certificate (the signer reads the principal
+//! from the certificate the caller presents), so a viewer may renew as a viewer.
 //!
 //! and only when the principal's tenant is the node's tenant. Nothing else grants
 //! anything: a certificate that chains to the mesh CA but names another tenant is denied.
@@ -36,10 +39,14 @@ pub enum Verb {
     Attach,
     /// The web door's browser identities: pairing links, listing and revoking sessions.
     Pair,
+    /// Join tokens (`fleet certs invite`); also the verb of a join's audit lines.
+    Invite,
+    /// Renewing the caller's own certificate (`Certs.Renew`).
+    Renew,
 }
 
 impl Verb {
-    pub const ALL: [Verb; 9] = [
+    pub const ALL: [Verb; 11] = [
         Verb::List,
         Verb::Watch,
         Verb::Peers,
@@ -49,6 +56,8 @@ impl Verb {
         Verb::Stop,
         Verb::Attach,
         Verb::Pair,
+        Verb::Invite,
+        Verb::Renew,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -62,6 +71,8 @@ impl Verb {
             Verb::Stop => "stop",
             Verb::Attach => "attach",
             Verb::Pair => "pair",
+            Verb::Invite => "invite",
+            Verb::Renew => "renew",
         }
     }
 
@@ -108,6 +119,7 @@ impl fmt::Display for Denied {
             DenyReason::OtherTenant { node_tenant } => {
                 write!(f, "it belongs to tenant {}, and this node serves tenant {node_tenant}", self.principal.tenant)
             }
+            // (A viewer may also renew its own certificate; the message names what it asked for.)
             DenyReason::Role => write!(f, "a {} may only list, watch, peers and info", self.principal.kind),
         }
     }
@@ -118,7 +130,7 @@ impl std::error::Error for Denied {}
 /// Whether `kind` may use `verb` within its own tenant.
 pub fn role_allows(kind: Kind, verb: Verb) -> bool {
     match kind {
-        Kind::Viewer => verb.is_read(),
+        Kind::Viewer => verb.is_read() || verb == Verb::Renew,
         Kind::Operator | Kind::Node => true,
     }
 }
@@ -142,7 +154,7 @@ mod tests {
     use Verb::*;
 
     /// Every (kind, verb) cell within the node's own tenant, written out.
-    const SAME_TENANT: [(Kind, Verb, bool); 27] = [
+    const SAME_TENANT: [(Kind, Verb, bool); 33] = [
         (Viewer, List, true),
         (Viewer, Watch, true),
         (Viewer, Peers, true),
@@ -152,6 +164,8 @@ mod tests {
         (Viewer, Stop, false),
         (Viewer, Attach, false),
         (Viewer, Pair, false),
+        (Viewer, Invite, false),
+        (Viewer, Renew, true),
         (Operator, List, true),
         (Operator, Watch, true),
         (Operator, Peers, true),
@@ -161,6 +175,8 @@ mod tests {
         (Operator, Stop, true),
         (Operator, Attach, true),
         (Operator, Pair, true),
+        (Operator, Invite, true),
+        (Operator, Renew, true),
         (Node, List, true),
         (Node, Watch, true),
         (Node, Peers, true),
@@ -170,6 +186,8 @@ mod tests {
         (Node, Stop, true),
         (Node, Attach, true),
         (Node, Pair, true),
+        (Node, Invite, true),
+        (Node, Renew, true),
     ];
 
     fn label(s: &str) -> DnsLabel {
@@ -216,6 +234,6 @@ mod tests {
     #[test]
     fn audited_verbs() {
         let audited: Vec<_> = Verb::ALL.into_iter().filter(|v| v.is_audited()).collect();
-        assert_eq!(audited, [Send, Start, Stop, Attach, Pair]);
+        assert_eq!(audited, [Send, Start, Stop, Attach, Pair, Invite, Renew]);
     }
 }

@@ -227,6 +227,19 @@ pub fn web_server_config(id: &Identity) -> Result<Arc<ServerConfig>> {
     Ok(Arc::new(config))
 }
 
+/// The enrollment door's server side (`fleet join`, docs/security.md "Enrollment"): the node
+/// certificate *and the mesh CA certificate*, so a joining host that knows only the CA's
+/// fingerprint (from its token) can check the chain; no client certificate asked, since a
+/// joining host has none yet; h2. Only the `Enroll` service is served behind it.
+pub fn enroll_server_config(id: &Identity) -> Result<Arc<ServerConfig>> {
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(vec![id.cert.clone(), id.ca.clone()], id.key.clone_key())?;
+    config.alpn_protocols = vec![ALPN_H2.to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// The client side: trusts only the mesh CA, presents `id`'s certificate, speaks h2. The
 /// caller picks the server name ([`node_server_name`] or [`any_node_server_name`]).
 pub fn client_config(id: &Identity) -> Result<Arc<ClientConfig>> {

@@ -47,6 +47,15 @@ impl Validity {
         let now = OffsetDateTime::now_utc();
         Validity { not_before: now - BACKDATE, not_after: now + Duration::days(i64::from(days)) }
     }
+
+    /// From a little before now until `lifetime` from now: backdated by [`BACKDATE`], or a
+    /// quarter of the lifetime when that is shorter (a test's 20 s certificate is not valid
+    /// for 5 minutes in the past, which would put its renewal time before its issue).
+    pub fn lifetime_from_now(lifetime: std::time::Duration) -> Self {
+        let now = OffsetDateTime::now_utc();
+        let life = Duration::try_from(lifetime).unwrap_or(Duration::days(i64::from(MAX_LEAF_DAYS)));
+        Validity { not_before: now - BACKDATE.min(life / 4), not_after: now + life }
+    }
 }
 
 /// A loaded or new mesh CA: its certificate, key and tenant.
@@ -147,25 +156,7 @@ impl Ca {
     /// is not the CA's: [`issue`] always uses the CA's tenant; tests use this to show that a
     /// certificate which chains to the CA grants nothing by itself.
     pub fn issue(&self, principal: &Principal, validity: Validity) -> Result<Leaf> {
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, principal.to_string());
-        dn.push(DnType::OrganizationName, "fleet mesh");
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-        params.use_authority_key_identifier_extension = true;
-        let mut sans = vec![SanType::URI(principal.uri().try_into()?)];
-        if principal.kind == Kind::Node {
-            let host = DnsLabel::parse_as("host name", &principal.name)?;
-            sans.push(SanType::DnsName(principal::node_dns_name(&principal.tenant, &host).try_into()?));
-            sans.push(SanType::DnsName(principal::any_node_dns_name(&principal.tenant).try_into()?));
-        }
-        params.subject_alt_names = sans;
-        params.serial_number = Some(random_serial()?);
-        params.not_before = validity.not_before;
-        params.not_after = validity.not_after;
+        let params = leaf_params(principal, validity)?;
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
         let issuer = Issuer::from_ca_cert_der(&self.cert_der, &self.key)?;
         let cert = params.signed_by(&key, &issuer)?;
@@ -176,6 +167,46 @@ impl Ca {
             cert_der: cert.der().clone(),
         })
     }
+
+    /// Sign a certificate for `principal` over `public_key` (from a CSR the signer has
+    /// checked): the same certificate [`Ca::issue`] makes, but the key was made elsewhere and
+    /// never seen here. `not_after` is capped at the CA's own expiry.
+    pub fn issue_for_key(
+        &self,
+        principal: &Principal,
+        validity: Validity,
+        public_key: &impl rcgen::PublicKeyData,
+    ) -> Result<(String, CertificateDer<'static>)> {
+        let validity = Validity { not_after: validity.not_after.min(self.not_after), ..validity };
+        let params = leaf_params(principal, validity)?;
+        let issuer = Issuer::from_ca_cert_der(&self.cert_der, &self.key)?;
+        let cert = params.signed_by(public_key, &issuer)?;
+        Ok((cert.pem(), cert.der().clone()))
+    }
+}
+
+/// The parameters of a leaf for `principal`: everything but its key.
+fn leaf_params(principal: &Principal, validity: Validity) -> Result<CertificateParams> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, principal.to_string());
+    dn.push(DnType::OrganizationName, "fleet mesh");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    let mut sans = vec![SanType::URI(principal.uri().try_into()?)];
+    if principal.kind == Kind::Node {
+        let host = DnsLabel::parse_as("host name", &principal.name)?;
+        sans.push(SanType::DnsName(principal::node_dns_name(&principal.tenant, &host).try_into()?));
+        sans.push(SanType::DnsName(principal::any_node_dns_name(&principal.tenant).try_into()?));
+    }
+    params.subject_alt_names = sans;
+    params.serial_number = Some(random_serial()?);
+    params.not_before = validity.not_before;
+    params.not_after = validity.not_after;
+    Ok(params)
 }
 
 /// A positive 127-bit random serial (RFC 5280: at most 20 octets, positive).

@@ -11,6 +11,7 @@
 //! - [`issue`]: the mesh CA and leaf issuance (`fleet certs init` / `fleet certs issue`).
 //! - [`show`]: what a certificate says (`fleet certs show`), fingerprints.
 //! - [`revoke`]: the mesh CA's revocation list (`fleet certs revoke`), read and checked.
+//! - [`enroll`]: join tokens, CSRs, renewal times, pinning the CA of a token (`fleet join`).
 //! - [`setup`]: the zero-setup first run of a node (a one-host mesh), the node's own identity.
 //! - [`config`]: the ring crypto provider, rustls server and client configs, server names.
 //! - [`net`]: accepting and dialing mutual-TLS connections over TCP (tokio-rustls).
@@ -23,6 +24,7 @@
 pub mod audit;
 pub mod authz;
 pub mod config;
+pub mod enroll;
 pub mod issue;
 pub mod layout;
 pub mod net;

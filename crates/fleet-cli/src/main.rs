@@ -4,7 +4,7 @@
 //!
 //! - `context`: MOSAIC_HOME, roster, tenant and host, resolved once.
 //! - `exit`: exit codes (0 ok, 1 failed, 2 usage, 3 unreachable).
-//! - `ps`, `send`, `lifecycle`, `roster_check`, `certs`, `watch_cmd`, `tail`: the commands.
+//! - `ps`, `send`, `queue_cmd` (`fleet queue`), `lifecycle`, `roster_check`, `certs`, `watch_cmd`, `tail`: the commands.
 //! - `view`: `fleet watch` and `fleet attach`; `term`: the terminal they draw in.
 //! - `node`: `fleet node`, and reaching a node (local socket or FLEET_NODE).
 //! - `demo`: the self-contained tour; `init`: `fleet init` and `fleet install`.
@@ -26,6 +26,7 @@ mod launcher;
 mod lifecycle;
 mod node;
 mod ps;
+mod queue_cmd;
 mod roster_check;
 mod send;
 mod stub;
@@ -67,6 +68,8 @@ enum Command {
     Ps(ps::PsArgs),
     /// Deliver a message into an agent's pane.
     Send(send::SendArgs),
+    /// The queued messages of the mesh (`fleet send --queue`); `fleet queue cancel ID@HOST`.
+    Queue(queue_cmd::QueueArgs),
     /// Follow heartbeat and health events across the mesh (until Ctrl-C).
     Heartbeats(watch_cmd::HeartbeatsArgs),
     /// The membership view: peers, their state and how they were found.
@@ -145,6 +148,7 @@ fn main() -> ExitCode {
         Command::Heartbeats(a) => watch_cmd::heartbeats(a),
         Command::Peers(a) => watch_cmd::peers(a),
         Command::Send(a) => send::run(a, g),
+        Command::Queue(a) => queue_cmd::run(a),
         Command::Tail(a) => tail::run(a, g),
         Command::Explain(a) => explain::run(a),
         Command::Doctor(a) => doctor::run(a, g),

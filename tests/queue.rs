@@ -207,7 +207,7 @@ fn queued_messages_survive_kill_9_and_arrive_exactly_once_in_order() {
 }
 
 /// The soak defect: a node that dies between paste and Enter left the text on
-/// the input line, and the next message was glued to it. Here the node aborts
+/// the input line, and the next message was glued to it. Here the node kills itself
 /// (on purpose, FLEET_QUEUE_CRASH_AT) after the paste, once before and once
 /// after recording it; after a restart each message is submitted once, alone.
 #[test]
@@ -324,6 +324,13 @@ fn cancelled_and_expired_messages_are_never_typed() {
     let rows = queue_json(&m, 0);
     assert_eq!(message(&rows, &gone)["state"], "cancelled");
     assert_eq!(message(&rows, &kept)["state"], "queued");
+    let (code, _, err) = m.at(0, &["queue", "--host", "nosuch"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no host nosuch in the mesh (known: a, c)"), "{err}");
+    let (code, out, _) = m.at(0, &["queue", "--json", "--host", "a"]);
+    assert_eq!(code, 0);
+    let only_a: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    assert!(only_a.iter().all(|r| r["host"] == "a") && only_a.iter().all(|r| r["record"] == "host"), "{out}");
     let (code, table, _) = m.at(0, &["queue"]);
     assert_eq!(code, 0);
     assert!(table.lines().any(|l| l.starts_with(&format!("{kept}@c")) && l.contains("queued")), "{table}");

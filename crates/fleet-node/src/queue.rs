@@ -49,8 +49,8 @@ pub const MAX_EXPIRE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How long a finished message (its final receipt) is kept for `fleet queue`
 /// and for idempotency keys.
 pub const KEEP_FINISHED: Duration = Duration::from_secs(24 * 3600);
-/// Test-only fault injection: `typing` aborts the node after the paste and
-/// before `pasted` is recorded; `pasted` after it is recorded and before Enter.
+/// Test-only fault injection: `typing` kills the node (SIGKILL to itself) after
+/// the paste and before `pasted` is recorded; `pasted` after it is recorded and before Enter.
 pub const CRASH_ENV: &str = "FLEET_QUEUE_CRASH_AT";
 
 /// Where a message is. Written in the file as a snake_case word.
@@ -396,6 +396,15 @@ impl Store {
         })?)
     }
 
+    /// The unfinished messages whose typing began: id, agent and the pane it began in.
+    fn marked(&self) -> Vec<(String, String, PaneMark)> {
+        lock(&self.entries)
+            .values()
+            .filter(|e| !e.state.finished())
+            .filter_map(|e| e.pane.clone().map(|m| (e.id.clone(), e.agent.clone(), m)))
+            .collect()
+    }
+
     /// The first unfinished message of each agent without a delivery running.
     fn heads(&self) -> Vec<Entry> {
         let busy = lock(&self.busy).clone();
@@ -451,7 +460,9 @@ impl Store {
     /// Test hook: abort the process at `at` if [`CRASH_ENV`] asks for it.
     fn crash_point(&self, at: &str) {
         if self.crash_at.as_deref() == Some(at) {
-            tracing::error!(at, "queue: crashing on purpose ({CRASH_ENV})");
+            tracing::error!(at, "queue: crashing on purpose ({CRASH_ENV}): SIGKILL to itself");
+            // As `kill -9`: no destructor, no flush, no core.
+            let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
             std::process::abort();
         }
     }
@@ -486,15 +497,19 @@ impl Node {
         }
     }
 
-    /// Is the pane typing began in for `e` still there (the live view's row
-    /// of its agent has that pane's pid, alive)?
-    fn pane_there(&self, e: &Entry) -> bool {
-        let Some(mark) = &e.pane else { return false };
-        self.live
-            .current()
-            .agents
-            .iter()
-            .any(|r| r.name == e.agent && r.pane == PaneState::Alive && r.pane_pid == mark.pid)
+    /// The unfinished messages whose typing began into a pane that is still
+    /// there: the live view's row of their agent is alive with that pane's pid.
+    /// (Only these; the texts are not copied.)
+    fn panes_there(&self) -> HashSet<String> {
+        let view = self.live.current();
+        self.queue
+            .marked()
+            .into_iter()
+            .filter(|(_, agent, mark)| {
+                view.agents.iter().any(|r| &r.name == agent && r.pane == PaneState::Alive && r.pane_pid == mark.pid)
+            })
+            .map(|(id, _, _)| id)
+            .collect()
     }
 
     /// `QueueMessage` for an agent of this host: checked like a send, then kept on disk.
@@ -607,6 +622,22 @@ impl Node {
 
     /// `ListQueue`: this host's messages, and for MESH every peer's, under one deadline.
     pub(crate) async fn list_queue(&self, req: v1::ListQueueRequest) -> Result<v1::ListQueueResponse, Status> {
+        let mesh = req.scope == v1::Scope::Mesh as i32;
+        // A host filter that names no host this node knows is a mistake (a typo), not an empty queue.
+        let mut known = vec![self.info.host.to_string()];
+        if mesh {
+            known.extend(self.peers.known_hosts());
+        }
+        if let Some(bad) = req.hosts.iter().find(|h| !known.iter().any(|k| k.eq_ignore_ascii_case(h))) {
+            known.sort();
+            known.dedup();
+            let hosts: Vec<&str> = known.iter().map(String::as_str).collect();
+            return Err(Status::invalid_argument(format!(
+                "no host {bad} in the {} ({})",
+                if mesh { "mesh" } else { "local scope" },
+                fleet_core::names::known(bad, &hosts)
+            )));
+        }
         let want = |h: &str| req.hosts.is_empty() || req.hosts.iter().any(|x| x.eq_ignore_ascii_case(h));
         let mut messages = Vec::new();
         let mut hosts = Vec::new();
@@ -623,7 +654,7 @@ impl Node {
                 as_of_unix_ms: None,
             });
         }
-        if req.scope == v1::Scope::Mesh as i32 {
+        if mesh {
             let deadline = if req.deadline_ms == 0 {
                 self.info.fanout_deadline
             } else {
@@ -711,8 +742,7 @@ impl Node {
             forward_meta(&mut fwd, caller);
             return client.cancel_queued(fwd).await.map(|r| r.into_inner()).map_err(|s| peer_error(&peer, s));
         }
-        let pane_there: HashSet<String> =
-            self.queue.list().into_iter().filter(|e| self.pane_there(e)).map(|e| e.id).collect();
+        let pane_there = self.panes_there();
         let store = self.queue.clone();
         let id = req.id.clone();
         let res = tokio::task::spawn_blocking(move || store.cancel(&id, |e| pane_there.contains(&e.id)))
@@ -746,8 +776,7 @@ impl Node {
     async fn queue_pass(self: &Arc<Self>) {
         let view = self.live.current();
         let now = now_ms();
-        let there: HashSet<String> =
-            self.queue.list().into_iter().filter(|e| self.pane_there(e)).map(|e| e.id).collect();
+        let there = self.panes_there();
         let store = self.queue.clone();
         let expired = tokio::task::spawn_blocking(move || store.expire_and_prune(now, |e| there.contains(&e.id)))
             .await

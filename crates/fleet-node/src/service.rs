@@ -1,4 +1,4 @@
-//! The gRPC services `fleet.v1.Fleet` and `fleet.v1.Mesh`, behind one
+//! The gRPC services `fleet.v1.Fleet`, `fleet.v1.Mesh` and `fleet.v1.Queue` (durable delivery), behind one
 //! authorization check per call: who is calling (the local door's uid, or the
 //! network door's certificate), and may they do this verb.
 

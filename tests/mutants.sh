@@ -26,6 +26,8 @@ filter=${1:-}
 # activity.rs: the activity decision and the parsing it rests on (hook files,
 # screen rules, the bottom lines they look at); not the Display and render
 # helpers. notify.rs: control-mode lines read as events, octal escapes.
+# queue.rs: the durable queue's decisions: when a message may be typed (release), how a
+# delivery begins after a crash (begin), what may be cancelled or expired (may_drop).
 # screen.rs: the screen hash, "unchanged since" and the activity of a row;
 # not read_one, Screens, read_hook, load_rules (reading, not deciding).
 # enroll.rs: the join token's verification (parse, constant-time compare, once, until
@@ -39,6 +41,7 @@ targets=(
   "fleet-tls|crates/fleet-tls/src/principal.rs|"
   "fleet-node|crates/fleet-node/src/idem.rs|"
   "fleet-node|crates/fleet-node/src/idle.rs|"
+  "fleet-node|crates/fleet-node/src/queue.rs|release|begin|may_drop|State::finished|parse_duration"
   "fleet-node|crates/fleet-node/src/revocation.rs|"
   "fleet-tmux|crates/fleet-tmux/src/send.rs|Outcome::|find_pane|send_via_control|in send$|replace send ->"
   "fleet-node|crates/fleet-node/src/membership.rs|claim_holds|is_placeholder|believable|believes"

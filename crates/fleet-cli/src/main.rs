@@ -4,7 +4,7 @@
 //!
 //! - `context`: MOSAIC_HOME, roster, tenant and host, resolved once.
 //! - `exit`: exit codes (0 ok, 1 failed, 2 usage, 3 unreachable).
-//! - `ps`, `send`, `lifecycle`, `roster_check`, `certs`, `watch_cmd`, `tail`: the commands.
+//! - `ps`, `send`, `queue_cmd` (`fleet queue`), `lifecycle`, `roster_check`, `certs`, `watch_cmd`, `tail`: the commands.
 //! - `view`: `fleet watch` and `fleet attach`; `term`: the terminal they draw in.
 //! - `node`: `fleet node`, and reaching a node (local socket or FLEET_NODE).
 //! - `demo`: the self-contained tour; `init`: `fleet init` and `fleet install`.
@@ -28,6 +28,7 @@ mod launcher;
 mod lifecycle;
 mod node;
 mod ps;
+mod queue_cmd;
 mod roster_check;
 mod send;
 mod stub;
@@ -68,6 +69,8 @@ enum Command {
     Ps(WithHost<ps::PsArgs>),
     /// Deliver a message into an agent's pane.
     Send(WithHost<send::SendArgs>),
+    /// The queued messages of the mesh (`fleet send --queue`); `fleet queue cancel ID@HOST`.
+    Queue(queue_cmd::QueueArgs),
     /// Follow heartbeat and health events across the mesh (until Ctrl-C).
     Heartbeats(watch_cmd::HeartbeatsArgs),
     /// The membership view: peers, their state and how they were found.
@@ -150,6 +153,7 @@ fn main() -> ExitCode {
         Command::Heartbeats(a) => watch_cmd::heartbeats(a),
         Command::Peers(a) => watch_cmd::peers(a),
         Command::Send(w) => send::run(w.args, &w.host),
+        Command::Queue(a) => queue_cmd::run(a),
         Command::Tail(w) => tail::run(w.args, &w.host),
         Command::Explain(a) => explain::run(a),
         Command::Doctor(w) => doctor::run(w.args, &w.host),

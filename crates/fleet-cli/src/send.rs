@@ -40,6 +40,15 @@ pub struct SendArgs {
     /// How long --when-idle waits, in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 600, requires = "when_idle")]
     pub wait_timeout: u64,
+    /// Keep the message on the agent's node (on disk) until the agent can take
+    /// it: its pane alive and it neither working nor waiting. The receipt is
+    /// `queued` with an id (`fleet queue` lists them, `fleet queue cancel ID@HOST`
+    /// cancels). Survives restarts of the node and of the host.
+    #[arg(long, conflicts_with_all = ["local", "verify", "when_idle"])]
+    pub queue: bool,
+    /// How long a --queue message may wait before it expires (90s, 10m, 1h, 2d; at most 7d).
+    #[arg(long, value_name = "DURATION", default_value = "1h", requires = "queue")]
+    pub expire: String,
     /// Also type into a session the roster does not name (never the holder session).
     #[arg(long)]
     pub unmanaged: bool,
@@ -194,6 +203,9 @@ fn via_node(args: &SendArgs, addr: &AgentAddr) -> CliResult {
         when_idle: args.when_idle,
         wait_timeout_ms: args.wait_timeout.saturating_mul(1000).clamp(1, u64::from(u32::MAX)) as u32,
     };
+    if args.queue {
+        return via_queue(args, req);
+    }
     let rt = node::runtime()?;
     let receipt = rt.block_on(async {
         let mut client = fleet_node::client::fleet(&node::target()).await.map_err(node::unreachable)?;
@@ -229,6 +241,52 @@ fn via_node(args: &SendArgs, addr: &AgentAddr) -> CliResult {
     }
     match outcome {
         v1::DeliveryOutcome::Delivered | v1::DeliveryOutcome::Accepted => Ok(()),
+        _ => Err(exit::CliError::quiet(exit::Code::Failed)),
+    }
+}
+
+/// `fleet send --queue`: hand the message to the agent's node to keep (`QueueMessage`).
+fn via_queue(args: &SendArgs, send: v1::SendRequest) -> CliResult {
+    let expire = fleet_node::queue::parse_duration(&args.expire).map_err(|e| exit::usage(anyhow!("--expire: {e}")))?;
+    if expire > fleet_node::queue::MAX_EXPIRE {
+        return Err(exit::usage(anyhow!("--expire {}: the longest is 7d", args.expire)));
+    }
+    let req = v1::QueueRequest { send: Some(send), expire_s: expire.as_secs() as u32 };
+    let rt = node::runtime()?;
+    let receipt = rt.block_on(async {
+        let mut client = fleet_node::client::queue(&node::target()).await.map_err(node::unreachable)?;
+        // One retry with the same key if the call was cut: the target keeps it once.
+        match client.queue_message(req.clone()).await {
+            Err(first) if matches!(first.code(), tonic::Code::Unavailable | tonic::Code::Unknown) => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                client.queue_message(req).await.map_err(|s| {
+                    if may_have_arrived(&first) {
+                        exit::unreachable(anyhow!(
+                            "the message may have been queued on {}: the first attempt was cut ({}) and the retry \
+                             failed: {}; `fleet queue` shows it if it was",
+                            args.target,
+                            first.message(),
+                            s.message()
+                        ))
+                    } else {
+                        node::status(s)
+                    }
+                })
+            }
+            r => r.map_err(node::status),
+        }
+    })?;
+    let receipt = receipt.into_inner();
+    let outcome = v1::DeliveryOutcome::try_from(receipt.outcome).unwrap_or(v1::DeliveryOutcome::Unspecified);
+    if args.json {
+        println!("{}", fleet_node::json::receipt(&receipt));
+    } else if outcome == v1::DeliveryOutcome::Queued {
+        println!("queued: {}@{} ({})", receipt.agent, receipt.host, receipt.detail);
+    } else {
+        eprintln!("fleet: {}", receipt.detail);
+    }
+    match outcome {
+        v1::DeliveryOutcome::Queued => Ok(()),
         _ => Err(exit::CliError::quiet(exit::Code::Failed)),
     }
 }

@@ -8,7 +8,8 @@
 //! - `--draft`: Enter is ignored; input stays unsubmitted on the prompt line;
 //! - `--deaf`: input is read and thrown away; the screen never changes;
 //! - `--no-heartbeat`, or typing `/stop-heartbeat`: no (more) heartbeats;
-//! - typing `/exit` (or Ctrl-D on an empty line): the program exits.
+//! - typing `/exit` (or Ctrl-D on an empty line): the program exits;
+//! - Ctrl-U clears the input (all of it, a multi-line paste too).
 //!
 //! It can also look busy, like a runtime in a turn, matching the `stub` rules
 //! of `framework/fleet/activity.yaml`:
@@ -424,6 +425,13 @@ impl Repl {
             b'\r' | b'\n' if self.draft => {}
             b'\r' | b'\n' => return Action::Submit(std::mem::take(&mut self.line)),
             0x04 if self.line.is_empty() => return Action::Eof,
+            // Ctrl-U: the whole input goes (a multi-line paste too), as readline's unix-line-discard.
+            0x15 => {
+                for _ in 0..self.line.chars().count() {
+                    let _ = out.write_all(b"\x08 \x08");
+                }
+                self.line.clear();
+            }
             0x7f | 0x08 => {
                 if self.line.pop().is_some() {
                     let _ = out.write_all(b"\x08 \x08");
@@ -461,6 +469,13 @@ mod tests {
         let (s, echo) = feed_all(&mut r, "\x1b[200~one\ntwo ü\x1b[201~\r".as_bytes());
         assert_eq!(s, ["one\ntwo ü"]);
         assert!(echo.contains("two ü"));
+    }
+
+    #[test]
+    fn ctrl_u_clears_the_whole_input_even_a_multi_line_paste() {
+        let mut r = Repl::new(false);
+        let (s, _) = feed_all(&mut r, b"\x1b[200~one\ntwo\x1b[201~\x15three\r");
+        assert_eq!(s, ["three"]);
     }
 
     #[test]

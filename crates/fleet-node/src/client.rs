@@ -372,6 +372,10 @@ pub async fn fleet(target: &Target) -> Result<FleetClient<Channel>, ClientError>
     Ok(FleetClient::new(connect(target).await?))
 }
 
+pub async fn queue(target: &Target) -> Result<fleet_proto::v1::queue_client::QueueClient<Channel>, ClientError> {
+    Ok(fleet_proto::v1::queue_client::QueueClient::new(connect(target).await?))
+}
+
 pub async fn mesh(target: &Target) -> Result<MeshClient<Channel>, ClientError> {
     Ok(MeshClient::new(connect(target).await?))
 }

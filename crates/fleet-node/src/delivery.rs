@@ -80,6 +80,39 @@ impl Deliverer {
         fleet_tmux::send::send(&tmux, agent, text, opts)
     }
 
+    /// Deliver in phases ([`fleet_tmux::send::send_phased`]), in the agent's
+    /// turn, without verify: through the socket's control-mode client when
+    /// there is one, else by spawning tmux for each step. For the durable
+    /// queue, which records each phase before going on.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_phased(
+        &self,
+        socket: &TmuxSocket,
+        holder: Option<&str>,
+        agent: &str,
+        text: &str,
+        opts: &SendOptions,
+        scratch: &Path,
+        begin: impl FnOnce(&fleet_tmux::probe::Pane) -> fleet_tmux::send::Begin,
+        phase: impl FnMut(fleet_tmux::send::Phase<'_>) -> Result<(), SendError>,
+    ) -> Result<Delivery, SendError> {
+        let turn = self.turn(socket, agent);
+        let _turn = lock(&turn);
+        let tmux = Tmux::new(socket.clone());
+        let _ = std::fs::create_dir_all(scratch);
+        if let Some(holder) = holder
+            && let Some(ctl) = self.control(socket, &tmux, holder)
+        {
+            let result = fleet_tmux::send::send_phased(|w| lock(&ctl).run(w), agent, text, opts, scratch, begin, phase);
+            if result.is_err() && !lock(&ctl).alive() {
+                self.forget(socket, &ctl);
+            }
+            return result;
+        }
+        let run = |words: &[&str]| tmux.run(words, None).map(|out| out.lines().map(str::to_string).collect());
+        fleet_tmux::send::send_phased(run, agent, text, opts, scratch, begin, phase)
+    }
+
     /// Run `f` with the socket's control-mode client (one command at a time
     /// through `run`); `None` when there is none (no holder session, or it
     /// cannot attach): the caller spawns tmux instead.

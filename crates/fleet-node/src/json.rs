@@ -30,7 +30,17 @@ pub fn receipt(r: &v1::SendReceipt) -> Value {
         "tenant_id": r.tenant_id, "host": r.host, "agent": r.agent,
         "outcome": fleet_proto::convert::outcome_word_of(r.outcome), "detail": r.detail, "elapsed_ms": r.elapsed_ms,
         "idempotency_key": r.idempotency_key, "duplicate": r.duplicate,
-        "waited_ms": r.waited_ms,
+        "waited_ms": r.waited_ms, "queue_id": r.queue_id,
+    })
+}
+
+/// One message of `fleet queue --json` (`"record": "message"`; host rows are `fleet ps --json`'s).
+pub fn queued(m: &v1::QueuedMessage) -> Value {
+    json!({
+        "record": "message", "tenant_id": m.tenant_id, "host": m.host, "id": m.id, "agent": m.agent,
+        "state": m.state, "seq": m.seq, "created_unix_ms": m.created_unix_ms, "expires_unix_ms": m.expires_unix_ms,
+        "finished_unix_ms": m.finished_unix_ms, "source": m.source, "preview": m.preview, "bytes": m.bytes,
+        "attempts": m.attempts, "detail": m.detail,
     })
 }
 

@@ -8,6 +8,7 @@
 //! - [`service`]: the `Fleet` and `Mesh` gRPC services and per-call authorization.
 //! - [`sending`]: `SendMessage` here (preamble, refusals, `--when-idle`, delivery, receipt) or forwarded.
 //! - [`idem`]: idempotency keys of sends.
+//! - [`queue`]: durable delivery: messages kept on disk until the agent can take them, typed in recorded phases.
 //! - [`idle`]: `--when-idle` sends: wait for an idle agent, one turn per agent.
 //! - [`delivery`]: sends into this host's panes: one turn per agent, shared control-mode clients.
 //! - [`pane`]: pane feeds: one control-mode client per viewed pane, its output shared by all viewers.
@@ -36,6 +37,7 @@ pub mod membership;
 pub mod metrics;
 pub mod pane;
 pub mod peers;
+pub mod queue;
 pub mod revocation;
 pub mod sending;
 pub mod server;

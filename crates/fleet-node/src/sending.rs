@@ -28,6 +28,7 @@ impl Node {
             idempotency_key: key.into(),
             duplicate: false,
             waited_ms: 0,
+            queue_id: String::new(),
         }
     }
 

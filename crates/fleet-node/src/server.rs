@@ -223,6 +223,13 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
     let members = start_membership(&cfg, &me, &doors, generation, &cancel, &tracker);
     let mdns = start_mdns_seeding(&cfg, &me, &doors, generation, &members, &cancel, &tracker);
     let (peers, client_tls_tx) = start_peer_feeds(&me, &members, &cancel, &tracker);
+    let queue_dir = cfg.mosaic_home.join("fleet/queue");
+    let queue = Arc::new(crate::queue::Store::open(&queue_dir).map_err(|e| {
+        NodeError::Serve(format!(
+            "cannot open the message queue {}: {e} (it must be a directory this user can write)",
+            queue_dir.display()
+        ))
+    })?);
     let node = Arc::new(Node {
         info: NodeInfo {
             tenant: me.tenant.clone(),
@@ -243,6 +250,7 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
         members: members.clone(),
         panes: Default::default(),
         idle: Default::default(),
+        queue,
         audit: me.audit.clone(),
         idem: Idempotency::new(cfg.timings.idempotency_ttl),
         delivery: Default::default(),
@@ -251,6 +259,7 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
         tls_refusals: doors.tls.refusals(),
         metrics: Default::default(),
     });
+    tracker.spawn(crate::queue::run(node.clone(), cancel.clone()));
     let serving = serve(&cfg, me, doors, node, &members, client_tls_tx, &cancel, &tracker).await?;
     shut_down(&cfg, serving, mdns, &cancel, &tracker).await
 }
@@ -514,7 +523,8 @@ fn build_router(
     Ok(Server::builder()
         .layer(crate::metrics::RpcTimingLayer(node.metrics.clone()))
         .add_service(FleetServer::new(svc.clone()))
-        .add_service(MeshServer::new(svc))
+        .add_service(MeshServer::new(svc.clone()))
+        .add_service(fleet_proto::v1::queue_server::QueueServer::new(svc))
         .add_service(fleet_proto::v1::web_server::WebServer::new(web.clone()))
         .add_service(fleet_proto::v1::certs_server::CertsServer::new(certs.clone()))
         .add_service(guarded(node.clone(), HEALTH, health))
@@ -546,6 +556,7 @@ async fn serve(
     let (health, health_svc) = tonic_health::server::health_reporter();
     health.set_serving::<FleetServer<NodeService>>().await;
     health.set_serving::<MeshServer<NodeService>>().await;
+    health.set_serving::<fleet_proto::v1::queue_server::QueueServer<NodeService>>().await;
     let registry = crate::revocation::Registry::default();
     registry.apply(me.identity.crl.clone());
     members.apply(me.identity.crl.clone());
@@ -642,6 +653,7 @@ async fn shut_down(
     }
     health.set_not_serving::<FleetServer<NodeService>>().await;
     health.set_not_serving::<MeshServer<NodeService>>().await;
+    health.set_not_serving::<fleet_proto::v1::queue_server::QueueServer<NodeService>>().await;
     cancel.cancel();
     tracker.close();
     let grace = cfg.timings.shutdown_grace;

@@ -1,4 +1,4 @@
-//! The gRPC services `fleet.v1.Fleet` and `fleet.v1.Mesh`, behind one
+//! The gRPC services `fleet.v1.Fleet`, `fleet.v1.Mesh` and `fleet.v1.Queue` (durable delivery), behind one
 //! authorization check per call: who is calling (the local door's uid, or the
 //! network door's certificate), and may they do this verb.
 
@@ -10,7 +10,7 @@ use fleet_core::event::{self, Event, EventKind};
 use fleet_core::names::DnsLabel;
 use fleet_core::record::{HostState, HostStatus};
 use fleet_core::roster::TmuxSocket;
-use fleet_proto::v1::{self, fleet_server::Fleet, mesh_server::Mesh};
+use fleet_proto::v1::{self, fleet_server::Fleet, mesh_server::Mesh, queue_server::Queue};
 use fleet_tls::audit::{AuditEvent, AuditLog};
 use fleet_tls::net::Refusal;
 use fleet_tls::{Principal, Verb, authorize};
@@ -67,6 +67,8 @@ pub struct Node {
     pub panes: crate::pane::Panes,
     /// One turn per agent for `--when-idle` sends.
     pub idle: crate::idle::IdleTurns,
+    /// Durable delivery: the messages kept on disk (`fleet send --queue`).
+    pub queue: Arc<crate::queue::Store>,
     pub cancel: CancellationToken,
     pub uid: u32,
     /// TLS handshakes refused on the network door, by reason.
@@ -741,5 +743,78 @@ impl Mesh for NodeService {
             tasks_alive: tokio::runtime::Handle::current().metrics().num_alive_tasks() as u64,
             web_url: node.info.web_url.clone(),
         }))
+    }
+}
+
+#[tonic::async_trait]
+impl Queue for NodeService {
+    async fn queue_message(&self, request: Request<v1::QueueRequest>) -> Result<Response<v1::SendReceipt>, Status> {
+        let node = self.0.clone();
+        let (agent, host) =
+            request.get_ref().send.as_ref().map(|s| (s.agent.clone(), s.host.clone())).unwrap_or_default();
+        let target = format!("{agent}@{host}");
+        let caller = node.authorize(&request, Verb::Send, &target)?;
+        let req = request.into_inner();
+        let result = if node.is_self(&host) {
+            node.queue_local(&caller, req).await
+        } else {
+            node.forward_queue(&caller, req).await
+        };
+        match result {
+            Ok(receipt) => {
+                let target = format!("{}@{}", receipt.agent, receipt.host);
+                let outcome = if receipt.duplicate {
+                    "duplicate"
+                } else {
+                    fleet_proto::convert::outcome_word_of(receipt.outcome)
+                };
+                node.audit(
+                    &caller,
+                    Verb::Send,
+                    &target,
+                    outcome,
+                    Some(receipt.detail.as_str()).filter(|d| !d.is_empty()),
+                );
+                Ok(Response::new(receipt))
+            }
+            Err(status) => {
+                node.audit(&caller, Verb::Send, &target, "error", Some(status.message()));
+                Err(status)
+            }
+        }
+    }
+
+    async fn list_queue(
+        &self,
+        request: Request<v1::ListQueueRequest>,
+    ) -> Result<Response<v1::ListQueueResponse>, Status> {
+        let node = &self.0;
+        node.authorize(&request, Verb::List, "")?;
+        node.list_queue(request.into_inner()).await.map(Response::new)
+    }
+
+    async fn cancel_queued(
+        &self,
+        request: Request<v1::CancelQueuedRequest>,
+    ) -> Result<Response<v1::CancelQueuedResponse>, Status> {
+        let node = &self.0;
+        let target = format!("queued:{}@{}", request.get_ref().id, request.get_ref().host);
+        let caller = node.authorize(&request, Verb::Send, &target)?;
+        let req = request.into_inner();
+        let result = node.cancel_queued(&caller, req).await;
+        match &result {
+            Ok(r) => {
+                let m = r.message.clone().unwrap_or_default();
+                node.audit(
+                    &caller,
+                    Verb::Send,
+                    &format!("{}@{}", m.agent, m.host),
+                    "cancelled",
+                    Some(&format!("queued message {}", m.id)),
+                );
+            }
+            Err(s) => node.audit(&caller, Verb::Send, &target, "error", Some(s.message())),
+        }
+        result.map(Response::new)
     }
 }

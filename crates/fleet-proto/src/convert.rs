@@ -415,6 +415,7 @@ pub fn outcome_word(outcome: v1::DeliveryOutcome) -> &'static str {
         v1::DeliveryOutcome::NotFound => "not_found",
         v1::DeliveryOutcome::Failed => "failed",
         v1::DeliveryOutcome::Busy => "busy",
+        v1::DeliveryOutcome::Queued => "queued",
     }
 }
 
@@ -439,6 +440,7 @@ mod tests {
             (O::NotFound, "not_found"),
             (O::Failed, "failed"),
             (O::Busy, "busy"),
+            (O::Queued, "queued"),
         ];
         for (o, word) in words {
             assert_eq!(outcome_word(o), word);

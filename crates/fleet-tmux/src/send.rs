@@ -107,11 +107,53 @@ fn capture(tmux: &Tmux, pane: &str) -> Result<String, TmuxError> {
 /// lock it per command, so that other sends go on during this one's pause.
 /// The text goes through a 0600 file in `scratch`.
 pub fn send_via_control(
+    run: impl FnMut(&[&str]) -> Result<Vec<String>, TmuxError>,
+    agent: &str,
+    text: &str,
+    opts: &SendOptions,
+    scratch: &std::path::Path,
+) -> Result<Delivery, SendError> {
+    send_phased(run, agent, text, opts, scratch, |_| Begin::Type, |_| Ok(()))
+}
+
+/// How a [`send_phased`] begins, decided once the pane is found (its id and
+/// pid tell whether it is the pane an earlier, interrupted attempt typed into).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Begin {
+    /// Paste the text, then Enter.
+    Type,
+    /// Clear the input line (`C-u`) first: an earlier attempt's paste may sit
+    /// on it, unsubmitted. Then as `Type`.
+    ClearThenType,
+    /// Only press Enter: the text is on the input line already (an earlier
+    /// attempt pasted it into this very pane).
+    Enter,
+}
+
+/// The steps of a [`send_phased`] that its caller records before going on;
+/// an error from the caller stops the send there.
+#[derive(Debug)]
+pub enum Phase<'a> {
+    /// About to paste into `pane`: from here the text may be on its input line.
+    Pasting { pane: &'a Pane },
+    /// Pasted; Enter comes next: from here the text may have been submitted.
+    Pasted,
+}
+
+/// [`send_via_control`] in phases, for a sender that must survive its own
+/// crash (the node's durable queue): `begin` chooses, given the pane, how to
+/// start; `phase` is called before the paste and between paste and Enter, and
+/// the send goes on only if it returns `Ok` (so what it records on disk is
+/// always at least as far as the pane got). `run` may be a control-mode client
+/// or spawned tmux (one command each).
+pub fn send_phased(
     mut run: impl FnMut(&[&str]) -> Result<Vec<String>, TmuxError>,
     agent: &str,
     text: &str,
     opts: &SendOptions,
     scratch: &std::path::Path,
+    begin: impl FnOnce(&Pane) -> Begin,
+    mut phase: impl FnMut(Phase<'_>) -> Result<(), SendError>,
 ) -> Result<Delivery, SendError> {
     use std::io::Write as _;
     let start = Instant::now();
@@ -131,6 +173,20 @@ pub fn send_via_control(
     if pane.in_mode {
         run(&["copy-mode", "-q", "-t", &pane.id])?;
     }
+    match begin(&pane) {
+        Begin::Enter => {
+            run(&["send-keys", "-t", &pane.id, "Enter"])?;
+            return Ok(Delivery {
+                outcome: Outcome::Delivered,
+                detail: "submitted (it had been pasted before)".into(),
+                elapsed: start.elapsed(),
+            });
+        }
+        Begin::ClearThenType => {
+            run(&["send-keys", "-t", &pane.id, "C-u"])?;
+        }
+        Begin::Type => {}
+    }
     let mut file = tempfile::Builder::new()
         .prefix(".fleet-send-")
         .tempfile_in(scratch)
@@ -143,10 +199,15 @@ pub fn send_via_control(
     let loaded = run(&["load-buffer", "-b", &buffer, &path]);
     drop(file);
     loaded?;
+    if let Err(e) = phase(Phase::Pasting { pane: &pane }) {
+        let _ = run(&["delete-buffer", "-b", &buffer]);
+        return Err(e);
+    }
     if let Err(e) = run(&["paste-buffer", "-d", "-p", "-b", &buffer, "-t", &pane.id]) {
         let _ = run(&["delete-buffer", "-b", &buffer]);
         return Err(e.into());
     }
+    phase(Phase::Pasted)?;
     std::thread::sleep(opts.enter_delay);
     run(&["send-keys", "-t", &pane.id, "Enter"])?;
     Ok(Delivery { outcome: Outcome::Delivered, detail: "pasted and submitted".into(), elapsed: start.elapsed() })

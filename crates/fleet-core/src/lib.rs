@@ -7,6 +7,7 @@
 //! - [`address`]: `agent@host` addresses.
 //! - [`yaml`]: a YAML tree with positions, for error messages with line and column.
 //! - [`roster`]: `roster.yaml`, parsed and validated, with the fleet invariants.
+//! - [`roster_edit`]: the fleet's guards (one orchestrator, an enhancer) and roster text edits.
 //! - [`heartbeat`]: protocol v1 files, timestamps, the 3x health rule, paths.
 //! - [`runtime`]: which processes a runtime's pane may show (drift).
 //! - [`record`]: the `fleet ps` rows for agents and hosts.
@@ -24,6 +25,7 @@ pub mod message;
 pub mod names;
 pub mod record;
 pub mod roster;
+pub mod roster_edit;
 pub mod runtime;
 pub mod verify;
 pub mod yaml;

@@ -4,6 +4,7 @@
 //!
 //! - `context`: MOSAIC_HOME, roster, tenant and host, resolved once.
 //! - `exit`: exit codes (0 ok, 1 failed, 2 usage, 3 unreachable).
+//! - `verbs`: `add`, `remove`, `reset`, `verify`, `comms`, through the node.
 //! - `ps`, `send`, `lifecycle`, `roster_check`, `certs`, `watch_cmd`, `tail`: the commands.
 //! - `view`: `fleet watch` and `fleet attach`; `term`: the terminal they draw in.
 //! - `node`: `fleet node`, and reaching a node (local socket or FLEET_NODE).
@@ -33,6 +34,7 @@ mod table;
 mod tail;
 mod targets;
 mod term;
+mod verbs;
 mod view;
 mod watch_cmd;
 mod web;
@@ -93,6 +95,16 @@ enum Command {
     Stop(lifecycle::LifecycleArgs),
     /// Stop, then start, a roster agent's session.
     Restart(lifecycle::LifecycleArgs),
+    /// Add an agent to a host's roster, enable its unit, start it.
+    Add(verbs::AddArgs),
+    /// Stop an agent and remove it from its host's roster (its env file, heartbeat, unit too).
+    Remove(verbs::RemoveArgs),
+    /// Type the runtime's reset command (/clear, /new) into an agent's pane, verified.
+    Reset(verbs::ResetArgs),
+    /// Check the fleet, mesh-wide: holder sessions, agent sessions, units, heartbeats.
+    Verify(verbs::VerifyArgs),
+    /// The "Fleet Comms" block an agent reads to reach its peers (--write: into its context file).
+    Comms(verbs::CommsArgs),
     /// The node's web door: pair a browser, list or end browser sessions.
     #[command(subcommand)]
     Web(web::WebCmd),
@@ -161,6 +173,11 @@ fn main() -> ExitCode {
         Command::Start(a) => lifecycle::run(lifecycle::Verb::Start, a, g),
         Command::Stop(a) => lifecycle::run(lifecycle::Verb::Stop, a, g),
         Command::Restart(a) => lifecycle::run(lifecycle::Verb::Restart, a, g),
+        Command::Add(a) => verbs::add(a),
+        Command::Remove(a) => verbs::remove(a),
+        Command::Reset(a) => verbs::reset(a),
+        Command::Verify(a) => verbs::verify(a),
+        Command::Comms(a) => verbs::comms(a, g),
         Command::Web(c) => web::run(c),
         Command::Roster(RosterCmd::Check(a)) => roster_check::run(a, g),
         Command::Context(c) => targets::run(c),

@@ -8,7 +8,9 @@
 //! - `--draft`: Enter is ignored; input stays unsubmitted on the prompt line;
 //! - `--deaf`: input is read and thrown away; the screen never changes;
 //! - `--no-heartbeat`, or typing `/stop-heartbeat`: no (more) heartbeats;
-//! - typing `/exit` (or Ctrl-D on an empty line): the program exits.
+//! - typing `/exit` (or Ctrl-D on an empty line): the program exits;
+//! - typing `/clear` or `/new` (the reset commands of claude, pi, codex): the
+//!   screen is cleared and says `context cleared (/clear)`.
 //!
 //! It can also look busy, like a runtime in a turn, matching the `stub` rules
 //! of `framework/fleet/activity.yaml`:
@@ -319,6 +321,11 @@ impl Stub {
                 return Flow::Exit;
             }
             "/stop-heartbeat" if rest.is_empty() => self.beating.store(false, Ordering::Relaxed),
+            // The reset commands of claude (/clear) and pi and codex (/new): the screen is cleared.
+            "/clear" | "/new" if rest.is_empty() => {
+                let _ = write!(out, "\x1b[H\x1b[2Jcontext cleared ({verb}): a fresh conversation\r\n> ");
+                return Flow::Go;
+            }
             "/work" => match rest.trim().parse::<f64>() {
                 Ok(secs) if secs.is_finite() && secs >= 0.0 => {
                     let now = Instant::now();

@@ -14,10 +14,14 @@
 //! - [`event`]: heartbeat-stream events derived from successive host views.
 //! - [`message`]: agent-send text validation and the preamble.
 //! - [`file`]: read a regular file of at most N bytes, never a device or FIFO.
+//! - [`comms`]: the "Fleet Comms" block agents read to reach their peers.
+//! - [`check`]: `fleet verify`'s problems of a host, each with its next step.
 //! - [`verify`]: the accepted / draft / unverifiable decision from pane captures.
 
 pub mod activity;
 pub mod address;
+pub mod check;
+pub mod comms;
 pub mod event;
 pub mod file;
 pub mod heartbeat;

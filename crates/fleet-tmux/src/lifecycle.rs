@@ -62,7 +62,7 @@ pub struct StartEnv {
     pub host: String,
 }
 
-fn expand_home(dir: &str, home: Option<&Path>) -> PathBuf {
+pub(crate) fn expand_home(dir: &str, home: Option<&Path>) -> PathBuf {
     match (dir.strip_prefix("~"), home) {
         (Some(rest), Some(h)) if rest.is_empty() || rest.starts_with('/') => h.join(rest.trim_start_matches('/')),
         _ => PathBuf::from(dir),

@@ -8,7 +8,8 @@
 //! - `ps`, `send`, `lifecycle`, `roster_check`, `certs`, `watch_cmd`, `tail`: the commands.
 //! - `view`: `fleet watch` and `fleet attach`; `term`: the terminal they draw in.
 //! - `node`: `fleet node`, and reaching a node (local socket or FLEET_NODE).
-//! - `demo`: the self-contained tour; `init`: `fleet init` and `fleet install`.
+//! - `demo`: the self-contained tour; `init`: `fleet init` and `fleet install`;
+//!   `wizard`: `fleet init`'s questions on a terminal.
 //! - `stub`: the stub agent; `launcher`: the hidden session helpers.
 //! - `hook`: `fleet hook`, what runtimes' hooks run; `hook_install`: `fleet install --hooks`.
 //! - `web`: `fleet web pair|sessions`, browser identities of the node's web door.
@@ -38,6 +39,7 @@ mod verbs;
 mod view;
 mod watch_cmd;
 mod web;
+mod wizard;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -119,7 +121,7 @@ enum Command {
     Certs(certs::CertsCmd),
     /// A self-contained tour on this machine (no setup, no root).
     Demo(demo::DemoArgs),
-    /// Write a roster from a preset (without --write: print it).
+    /// Write a roster from a preset (without --write: print it); with no preset, on a terminal, ask.
     Init(init::InitArgs),
     /// Put the framework files and systemd user units in place.
     Install(init::InstallArgs),

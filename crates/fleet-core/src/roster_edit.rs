@@ -498,6 +498,129 @@ pub fn remove_agent(text: &str, name: &str) -> Result<String, EditError> {
     Ok(new_text)
 }
 
+/// The byte span of the scalar `node` in `text` (quoted or plain).
+fn scalar_span(lines: &Lines<'_>, node: &Node) -> Option<(usize, usize)> {
+    let text = lines.text;
+    let start = lines.offset(node.pos);
+    let rest = &text[start..];
+    let len = match rest.chars().next()? {
+        '"' => {
+            let mut esc = false;
+            let end = rest[1..].char_indices().find(|(_, c)| {
+                let hit = *c == '"' && !esc;
+                esc = *c == '\\' && !esc;
+                hit
+            })?;
+            end.0 + 2
+        }
+        '\'' => rest[1..].find('\'').map(|i| i + 2)?,
+        '|' | '>' | '[' | '{' | '&' | '*' | '!' => return None,
+        _ => {
+            let stop = rest
+                .char_indices()
+                .find(|(i, c)| matches!(c, ',' | '}' | ']' | '\n' | '\r') || (*c == '#' && rest[..*i].ends_with(' ')))
+                .map_or(rest.len(), |(i, _)| i);
+            rest[..stop].trim_end().len()
+        }
+    };
+    Some((start, start + len))
+}
+
+/// What an answer of `fleet init` changes in a roster's text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Setting {
+    /// A top-level key (`profile`, `tenant_id`): replaced, or added after `version`/`transport`.
+    Top { key: &'static str, value: String },
+    /// `tmux.socket_name`.
+    Socket(String),
+    /// The `runtime` of agent `agent` (an agent without its own `runtime:` is left alone).
+    AgentRuntime { agent: String, runtime: String },
+}
+
+fn map_get<'a>(node: &'a Node, key: &str) -> Option<(&'a Node, &'a Node)> {
+    match &node.value {
+        Value::Map(entries) => entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(k, v)| (k, v)),
+        _ => None,
+    }
+}
+
+/// `text` with `setting` applied, everything else as it was; checked by parsing.
+pub fn apply(text: &str, setting: &Setting) -> Result<String, EditError> {
+    let (root, roster) = parse(text)?;
+    let lines = Lines::new(text);
+    let replace = |node: &Node, value: &str| -> Result<String, EditError> {
+        let (a, b) =
+            scalar_span(&lines, node).ok_or_else(|| EditError::Unsafe("the value is not a plain scalar".into()))?;
+        Ok(format!("{}{}{}", &text[..a], scalar(value), &text[b..]))
+    };
+    let out = match setting {
+        Setting::Top { key, value } => match map_get(&root, key) {
+            Some((_, v)) if !v.is_null() => replace(v, value)?,
+            Some((k, _)) => {
+                // `key:` with no value: put it after the colon.
+                let at = lines.offset(k.pos) + key.len();
+                format!("{}: {}{}", &text[..at], scalar(value), &text[at + 1..])
+            }
+            None => {
+                let Value::Map(entries) = &root.value else { return Err(EditError::Unsafe("not a map".into())) };
+                let after = entries
+                    .iter()
+                    .filter(|(k, _)| {
+                        matches!(k.as_str(), Some("version" | "transport" | "profile" | "tenant_id" | "tenantId"))
+                    })
+                    .map(|(k, _)| k.pos.line)
+                    .max();
+                let line = match after {
+                    Some(l) => l,
+                    None => entries.first().map(|(k, _)| k.pos.line - 1).unwrap_or(0),
+                };
+                let at = lines.starts[line.min(lines.count())];
+                let mut t = text[..at].to_string();
+                if !t.is_empty() && !t.ends_with('\n') {
+                    t.push_str(lines.eol());
+                }
+                format!("{t}{key}: {}{}{}", scalar(value), lines.eol(), &text[at..])
+            }
+        },
+        Setting::Socket(name) => {
+            let tmux = map_get(&root, "tmux").map(|(_, v)| v);
+            match tmux.and_then(|t| map_get(t, "socket_name").or_else(|| map_get(t, "socketName"))) {
+                Some((_, v)) => replace(v, name)?,
+                None => return Err(EditError::Unsafe("the roster has no tmux.socket_name to set".into())),
+            }
+        }
+        Setting::AgentRuntime { agent, runtime } => {
+            let index = roster
+                .agents
+                .iter()
+                .position(|a| a.name.as_str() == agent.as_str())
+                .ok_or_else(|| EditError::Missing { name: agent.clone(), known: String::new() })?;
+            let items = match map_get(&root, "agents").map(|(_, v)| &v.value) {
+                Some(Value::Seq(items)) if items.len() == roster.agents.len() => items,
+                _ => return Err(EditError::Unsafe("the agents list has items the parser skipped".into())),
+            };
+            match map_get(&items[index], "runtime") {
+                Some((_, v)) => replace(v, runtime)?,
+                None => return Ok(text.to_string()),
+            }
+        }
+    };
+    let after = Roster::parse(&out).map_err(|e| EditError::Unsafe(format!("the result does not parse: {e}")))?;
+    let holds = match setting {
+        Setting::Top { key: "profile", value } => after.profile.as_deref() == Some(value.as_str()),
+        Setting::Top { key: "tenant_id", value } => {
+            after.tenant_id.as_ref().map(|t| t.as_str()) == Some(value.as_str())
+        }
+        Setting::Top { .. } => true,
+        Setting::Socket(name) => after.socket == crate::roster::TmuxSocket::Name(name.clone()),
+        Setting::AgentRuntime { agent, runtime } => after.agent(agent).is_some_and(|a| &a.runtime == runtime),
+    };
+    if !holds || after.agents.len() != roster.agents.len() {
+        return Err(EditError::Unsafe(format!("the result does not hold {setting:?}")));
+    }
+    Ok(out)
+}
+
 impl fmt::Display for Member {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}@{}", self.name, self.host)
@@ -665,6 +788,30 @@ mod tests {
                 text.lines().filter(|l| l.starts_with('#')).count()
             );
         }
+    }
+
+    #[test]
+    fn settings_change_one_value_and_keep_the_rest() {
+        let text = include_str!("../../../framework/fleet/presets/coding.yaml");
+        let t = apply(text, &Setting::Top { key: "tenant_id", value: "acme".into() }).unwrap();
+        assert_eq!(t, text.replace("profile: coding\n", "profile: coding\ntenant_id: acme\n"));
+        let t2 = apply(&t, &Setting::Top { key: "tenant_id", value: "ops".into() }).unwrap();
+        assert_eq!(t2, t.replace("tenant_id: acme", "tenant_id: ops"));
+        let t3 = apply(&t2, &Setting::Socket("my-fleet".into())).unwrap();
+        assert_eq!(t3, t2.replace("socket_name: mosaic-fleet,", "socket_name: my-fleet,"));
+        let t4 = apply(&t3, &Setting::AgentRuntime { agent: "coder0-0".into(), runtime: "pi".into() }).unwrap();
+        assert_eq!(Roster::parse(&t4).unwrap().agent("coder0-0").unwrap().runtime, "pi");
+        assert_eq!(t4.lines().count(), t3.lines().count());
+        let t5 = apply(&t4, &Setting::Top { key: "profile", value: "mine".into() }).unwrap();
+        assert!(t5.contains("profile: mine\n") && t5.starts_with("# Preset \"coding\""));
+        assert_eq!(apply(&t5, &Setting::Top { key: "profile", value: "mine".into() }).unwrap(), t5, "idempotent");
+        let bare = apply("agents: []\n", &Setting::Top { key: "profile", value: "minimal".into() }).unwrap();
+        assert_eq!(bare, "profile: minimal\nagents: []\n");
+        let quoted =
+            apply("tenant_id: \"a\"  # x\nagents: []\n", &Setting::Top { key: "tenant_id", value: "b".into() })
+                .unwrap();
+        assert_eq!(quoted, "tenant_id: b  # x\nagents: []\n");
+        assert!(matches!(apply("agents: []\n", &Setting::Socket("s".into())), Err(EditError::Unsafe(_))));
     }
 
     #[test]

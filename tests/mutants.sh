@@ -26,6 +26,8 @@ filter=${1:-}
 # activity.rs: the activity decision and the parsing it rests on (hook files,
 # screen rules, the bottom lines they look at); not the Display and render
 # helpers. notify.rs: control-mode lines read as events, octal escapes.
+# roster_edit.rs: the guards of fleet add/remove (guard and its two helpers), not the text
+# edits (checked by parsing their result). check.rs: fleet verify's findings.
 # screen.rs: the screen hash, "unchanged since" and the activity of a row;
 # not read_one, Screens, read_hook, load_rules (reading, not deciding).
 targets=(
@@ -42,6 +44,8 @@ targets=(
   "fleet-core|crates/fleet-core/src/activity.rs|decide|Verdict::since|HookState::parse|ScreenRules::(parse|judge)|bottom_lines|State::parse|Source::parse"
   "fleet-tmux|crates/fleet-tmux/src/notify.rs|Reader::feed|unescape"
   "fleet-tmux|crates/fleet-tmux/src/screen.rs|remember|digest|judge"
+  "fleet-core|crates/fleet-core/src/roster_edit.rs|in guard$|replace guard |in is_class$|replace is_class |in same$|replace same "
+  "fleet-core|crates/fleet-core/src/check.rs|"
 )
 
 out_root=target/mutants

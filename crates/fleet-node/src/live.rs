@@ -74,10 +74,10 @@ impl Live {
         self.roster_changed.notify_one();
     }
 
-    /// Wait (at most `timeout`) until the view's roster satisfies `f`.
-    pub async fn roster_until(&self, timeout: Duration, f: impl Fn(&Roster) -> bool) -> bool {
+    /// Wait (at most `timeout`) until the view satisfies `f`.
+    pub async fn view_until(&self, timeout: Duration, f: impl Fn(&HostView) -> bool) -> bool {
         let mut view = self.view.clone();
-        let wait = view.wait_for(|v| v.roster.as_deref().is_some_and(&f));
+        let wait = view.wait_for(|v| f(v));
         matches!(tokio::time::timeout(timeout, wait).await, Ok(Ok(_)))
     }
 

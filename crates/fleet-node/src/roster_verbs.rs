@@ -139,9 +139,14 @@ impl Node {
         tracing::info!(agent = %req.agent, runtime = %req.runtime, class = %req.class, "roster: agent added");
         self.live.reload_roster();
         let name = req.agent.clone();
-        if !self.live.roster_until(RELOAD_WAIT, |r| r.agent(&name).is_some()).await {
+        // Its row in the view (the probe after the reload), so a listing right after has it.
+        let has = |v: &crate::live::HostView| {
+            v.roster.as_deref().is_some_and(|r| r.agent(&name).is_some())
+                && v.agents.iter().any(|a| a.managed && a.name == name)
+        };
+        if !self.live.view_until(RELOAD_WAIT, has).await {
             return Err(Status::internal(format!(
-                "the roster {} was written, but the node did not read it back within {} s: see the node's log",
+                "the roster {} was written, but the node's view did not show the change within {} s: see the node's log",
                 self.info.roster.display(),
                 RELOAD_WAIT.as_secs()
             )));
@@ -269,14 +274,16 @@ impl Node {
         tracing::info!(agent = %req.agent, keep_files = keep, "roster: agent removed");
         self.live.reload_roster();
         let name = req.agent.clone();
-        if !self.live.roster_until(RELOAD_WAIT, |r| r.agent(&name).is_none()).await {
+        let gone = |v: &crate::live::HostView| {
+            v.roster.as_deref().is_some_and(|r| r.agent(&name).is_none()) && !v.agents.iter().any(|a| a.name == name)
+        };
+        if !self.live.view_until(RELOAD_WAIT, gone).await {
             return Err(Status::internal(format!(
-                "the roster {} was written, but the node did not read it back within {} s: see the node's log",
+                "the roster {} was written, but the node's view did not show the change within {} s: see the node's log",
                 self.info.roster.display(),
                 RELOAD_WAIT.as_secs()
             )));
         }
-        self.live.poke();
         let mut done = done;
         done.insert(0, format!("removed from {}", self.info.roster.display()));
         let outcome = match outcome {

@@ -133,7 +133,7 @@ fn init_writes_the_default_roster_and_refuses_to_overwrite_without_force() {
     let (code, _, err) = h.fleet(&["init", "--preset", "huge"]);
     assert_eq!(code, 2);
     assert!(err.contains("general") && err.contains("minimal"), "the presets are named: {err}");
-    assert_eq!(h.fleet(&["init"]).0, 2, "--preset is required");
+    assert_eq!(h.fleet(&["init"]).0, 2, "--preset is required without a terminal");
 }
 
 /// What `fleet install` writes, in its order: the framework files under
@@ -157,31 +157,17 @@ fn install_list_in(mosaic_home: &Path, unit_dir: &Path, data: &Path, config: &Pa
     list.push(config.join("fish/completions/fleet.fish"));
     list.push(data.join("man/man1/fleet.1"));
     // One page per command, in `fleet --help`'s order.
-    let verbs = [
-        "node",
-        "ps",
-        "send",
-        "heartbeats",
-        "peers",
-        "tail",
-        "completions",
-        "doctor",
-        "explain",
-        "watch",
-        "attach",
-        "start",
-        "stop",
-        "restart",
-        "web",
-        "roster",
-        "context",
-        "certs",
-        "demo",
-        "init",
-        "install",
-        "stub-agent",
-        "hook",
-    ];
+    let help = std::process::Command::new(FLEET).arg("--help").output().unwrap();
+    let help = String::from_utf8(help.stdout).unwrap();
+    let verbs: Vec<&str> = help
+        .lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|v| *v != "help")
+        .collect();
+    assert!(verbs.len() > 20 && verbs.contains(&"send"), "{help}");
     list.extend(verbs.iter().map(|v| data.join(format!("man/man1/fleet-{v}.1"))));
     list
 }
@@ -468,4 +454,109 @@ fn completion_scripts_parse_in_their_shells_and_name_the_commands() {
     assert!(checked.success(), "bash -n refuses the script");
     assert!(script("zsh").starts_with("#compdef fleet"));
     assert!(script("fish").contains("complete -c fleet"));
+}
+
+/// `fleet init` with no preset on a pseudo-terminal: each answer is typed once
+/// its question (the n-th `]: `) is on the screen. The exit code and all it printed.
+fn init_on_a_terminal(h: &Home, answers: &[&str]) -> (i32, String) {
+    use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).unwrap();
+    grantpt(&master).unwrap();
+    unlockpt(&master).unwrap();
+    let name = ptsname(&master, Vec::new()).unwrap();
+    let slave = std::fs::OpenOptions::new().read(true).write(true).open(name.to_str().unwrap()).unwrap();
+    let mut cmd = Command::new(FLEET);
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", h.home())
+        .env("USER", "tester")
+        .env("FLEET_HOST", "testhost")
+        .env("XDG_RUNTIME_DIR", h.dir.path().join("xdg-runtime"))
+        .envs(h.extra.iter().map(|(k, v)| (k, v)))
+        .arg("init")
+        .stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    let mut child = cmd.spawn().unwrap();
+    drop(cmd);
+    let mut master = std::fs::File::from(master);
+    let screen = Arc::new(Mutex::new(String::new()));
+    let reader = {
+        let (mut m, screen) = (master.try_clone().unwrap(), screen.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // EIO once the child (the last holder of the terminal) is gone.
+            while let Ok(n) = m.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                screen.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        })
+    };
+    for (i, answer) in answers.iter().enumerate() {
+        let start = std::time::Instant::now();
+        while screen.lock().unwrap().matches("]: ").count() <= i {
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(10),
+                "question {i} never came:\n{}",
+                screen.lock().unwrap()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        master.write_all(format!("{answer}\n").as_bytes()).unwrap();
+    }
+    let code = child.wait().unwrap().code().unwrap_or(-1);
+    reader.join().unwrap();
+    let out = screen.lock().unwrap().clone();
+    (code, out)
+}
+
+#[test]
+fn init_asks_on_a_terminal_and_a_rerun_keeps_the_operators_edits() {
+    let h = Home::new();
+    let roster = h.home().join(".config/mosaic/fleet/roster.yaml");
+    // Profile, tenant, workers' runtime, socket, install: the defaults show in brackets.
+    let (code, out) = init_on_a_terminal(&h, &["huge", "research", "Bad_Tenant", "acme", "pi", "", "n"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Profile (general, coding, research, hybrid, minimal) [coding]: "), "{out}");
+    assert!(out.contains("\"huge\" is not one of general, coding, research, hybrid, minimal"), "{out}");
+    assert!(out.contains("Tenant id (one per Linux user and mesh) [tester]: "), "{out}");
+    assert!(out.contains("tmux socket name (tmux -L NAME) [mosaic-fleet]: "), "{out}");
+    assert!(out.contains("wrote ") && out.contains("profile research, tenant acme, socket -L mosaic-fleet"), "{out}");
+    assert!(out.contains("next: `fleet install`"), "{out}");
+    let text = std::fs::read_to_string(&roster).unwrap();
+    let preset = repo_file("framework/fleet/presets/research.yaml");
+    assert!(text.starts_with("# Preset \"research\""), "the preset's comments are kept: {text}");
+    assert!(text.contains("profile: research\ntenant_id: acme\n"), "{text}");
+    let (code, out, err) = h.fleet(&["roster", "check", roster.to_str().unwrap(), "--json"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let workers: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with("runtime:")).collect();
+    assert!(workers.iter().any(|l| l.ends_with("runtime: pi")), "{text}");
+    assert_eq!(text.lines().count(), preset.lines().count() + 1, "one line added (tenant_id): {text}");
+
+    // The operator edits what the wizard does not ask about; a re-run keeps it.
+    let edited = text.replace("defaults: {", "# my note\ndefaults: {");
+    std::fs::write(&roster, &edited).unwrap();
+    let (code, out) = init_on_a_terminal(&h, &["", "", "", "", ""]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("Profile (general, coding, research, hybrid, minimal) [research]: "), "{out}");
+    assert!(out.contains("Tenant id (one per Linux user and mesh) [acme]: "), "{out}");
+    assert!(out.contains("Runtime for the workers (") && out.contains(") [pi]: "), "{out}");
+    assert!(out.contains("unchanged "), "the same answers change nothing: {out}");
+    assert_eq!(std::fs::read_to_string(&roster).unwrap(), edited);
+    // Another socket: only that value changes.
+    let (code, out) = init_on_a_terminal(&h, &["", "", "", "my-fleet", "n"]);
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&roster).unwrap(),
+        edited.replace("socket_name: mosaic-fleet", "socket_name: my-fleet")
+    );
+
+    // Without a terminal, --preset is needed, and the error says so.
+    let (code, _, err) = h.fleet(&["init"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("asks its questions on a terminal, and this is none: pass --preset"), "{err}");
 }

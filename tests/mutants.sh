@@ -28,6 +28,8 @@ filter=${1:-}
 # helpers. notify.rs: control-mode lines read as events, octal escapes.
 # queue.rs: the durable queue's decisions: when a message may be typed (release), how a
 # delivery begins after a crash (begin), what may be cancelled or expired (may_drop).
+# roster_edit.rs: the guards of fleet add/remove (guard and its two helpers), not the text
+# edits (checked by parsing their result). check.rs: fleet verify's findings.
 # screen.rs: the screen hash, "unchanged since" and the activity of a row;
 # not read_one, Screens, read_hook, load_rules (reading, not deciding).
 # enroll.rs: the join token's verification (parse, constant-time compare, once, until
@@ -49,6 +51,8 @@ targets=(
   "fleet-tmux|crates/fleet-tmux/src/notify.rs|Reader::feed|unescape"
   "fleet-tmux|crates/fleet-tmux/src/screen.rs|remember|digest|judge"
   "fleet-tls|crates/fleet-tls/src/enroll.rs|check_token|ct_eq|JoinToken::from_str|unhex32|TokenStore::consume|renew_at|cert_state|next_look"
+  "fleet-core|crates/fleet-core/src/roster_edit.rs|in guard$|replace guard |in is_class$|replace is_class |in same$|replace same "
+  "fleet-core|crates/fleet-core/src/check.rs|"
 )
 
 out_root=target/mutants

@@ -137,7 +137,7 @@ pub fn run(args: DemoArgs) -> CliResult {
     let result = demo.tour(args.keep);
     if result.is_err() || !args.keep {
         if result.is_ok() {
-            step(10, "Removing everything the demo started");
+            step(11, "Removing everything the demo started");
         }
         for c in demo.children.iter_mut().flatten() {
             let _ = c.kill();
@@ -406,7 +406,24 @@ agents:
         self.step(3, "fleet ps on w-jarvis: every agent of every host, and a row per host");
         print!("{}\n{}", ps::render(&agents), ps::render_hosts(&hosts));
 
-        self.step(4, "fleet heartbeats: events stream in from every host");
+        self.step(4, "fleet comms coder0-0@dragon-lin: the block coder0-0 reads to reach its peers");
+        let peers: Vec<fleet_core::comms::Peer> = agents
+            .iter()
+            .filter(|a| a.managed)
+            .map(|a| fleet_core::comms::Peer { host: a.host.clone(), name: a.name.clone(), class: a.class.clone() })
+            .collect();
+        let block = fleet_core::comms::render("dragon-lin", "coder0-0", &peers);
+        print!("{}", indent(&block));
+        let rows = block.lines().filter(|l| l.starts_with("| ") && !l.starts_with("| Agent")).count();
+        if rows + 1 != peers.len() || !block.contains("(point of contact)") {
+            return Err(anyhow!(
+                "the comms block lists {rows} peers of {}, or no point of contact:\n{block}",
+                peers.len()
+            ));
+        }
+        println!("  (`fleet comms coder0-0@dragon-lin --write`, on dragon-lin, puts it into its AGENTS.md)");
+
+        self.step(5, "fleet heartbeats: events stream in from every host");
         let events = self.rt.block_on(async {
             let mut c = client::fleet(&self.target(0)).await?;
             let req = v1::WatchHeartbeatsRequest { scope: v1::Scope::Mesh as i32, hosts: vec![], snapshot: false };
@@ -445,7 +462,7 @@ agents:
             println!("  {:<24} {what}", format!("{}@{}", e.agent, e.host));
         }
 
-        self.step(5, "fleet send coder0-0@dragon-lin --verify, from w-jarvis");
+        self.step(6, "fleet send coder0-0@dragon-lin --verify, from w-jarvis");
         let r = self.send("dragon-lin", "coder0-0", "please implement the parser")?;
         let outcome = fleet_proto::convert::outcome_word_of;
         println!("  receipt: {} from {} ({}, {} ms)", outcome(r.outcome), r.host, r.detail, r.elapsed_ms);
@@ -462,14 +479,14 @@ agents:
             return Err(anyhow!("the receipt says accepted, but coder0-0's pane does not show the text"));
         }
 
-        self.step(6, "fleet send reviewer@dragon-lin --verify: this agent keeps its input as a draft");
+        self.step(7, "fleet send reviewer@dragon-lin --verify: this agent keeps its input as a draft");
         let r = self.send("dragon-lin", "reviewer", "please review PR 7")?;
         println!("  receipt: {} ({}): exit 1, never a false \"sent\"", outcome(r.outcome), r.detail);
         if r.outcome != v1::DeliveryOutcome::Draft as i32 {
             return Err(anyhow!("the receipt says {} ({}), not draft", outcome(r.outcome), r.detail));
         }
 
-        self.step(7, "fleet watch coder0-0@dragon-lin, from w-jarvis: the pane live while a message arrives");
+        self.step(8, "fleet watch coder0-0@dragon-lin, from w-jarvis: the pane live while a message arrives");
         let text = "and add tests for the parser";
         let (screen, frames, bytes) = self.watch_while_sending("dragon-lin", "coder0-0", text)?;
         println!("  {frames} frames ({bytes} bytes of output after the first screen); the view now:");
@@ -480,7 +497,7 @@ agents:
             return Err(anyhow!("5 s after the send, the watch view does not show the text accepted"));
         }
 
-        self.step(8, "researcher@lab-3 asks for permission: fleet ps on w-jarvis shows it waiting, and why");
+        self.step(9, "researcher@lab-3 asks for permission: fleet ps on w-jarvis shows it waiting, and why");
         // As if its task needed a person: the stub agent shows a permission prompt.
         Tmux::new(TmuxSocket::Name(self.socket(2))).run(["send-keys", "-t", "=researcher:", "/ask", "Enter"], None)?;
         let t = Instant::now();
@@ -508,7 +525,7 @@ agents:
         );
         println!("    decided by: {}\n    screen:     {}\n    hook file:  {}", a.detail, a.screen, a.hook);
 
-        self.step(9, "lab-3's node is killed: w-jarvis answers at once, with lab-3 as unreachable; then it returns");
+        self.step(10, "lab-3's node is killed: w-jarvis answers at once, with lab-3 as unreachable; then it returns");
         if let Some(mut child) = self.children[2].take() {
             child.kill()?;
             child.wait()?;
@@ -544,7 +561,7 @@ agents:
         }
 
         if keep {
-            self.step(10, "Kept running. Use it with:");
+            self.step(11, "Kept running. Use it with:");
             let tmux = std::env::var("TMUX_TMPDIR").unwrap_or_else(|_| "/tmp".into());
             println!("  export MOSAIC_HOME={}   # the CLI talks to w-jarvis's node", self.home(0).display());
             println!("  fleet ps; fleet heartbeats; fleet send coder0-0@dragon-lin --verify -m hi");

@@ -66,8 +66,10 @@ pub const AGENT_FLOOR: usize = 2;
 pub struct InitArgs {
     /// The preset: general, coding, research, hybrid (an orchestrator, an
     /// enhancer and workers) or minimal (an orchestrator and one worker).
+    /// Without it, on a terminal, `fleet init` asks (profile, tenant, the
+    /// workers' runtime, the tmux socket, install and start) and writes the roster.
     #[arg(long, value_enum, value_name = "PRESET")]
-    pub preset: Preset,
+    pub preset: Option<Preset>,
     /// Write the roster to $MOSAIC_HOME/fleet/roster.yaml (or --roster FILE)
     /// instead of printing it.
     #[arg(long)]
@@ -106,7 +108,17 @@ pub fn checked_preset(name: &str, text: &str) -> CliResult<Roster> {
 }
 
 pub fn init(args: InitArgs, g: &GlobalArgs) -> CliResult {
-    let (name, text) = (args.preset.name(), args.preset.text());
+    let Some(preset) = args.preset else {
+        use std::io::IsTerminal;
+        if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+            return Err(exit::usage(anyhow!(
+                "fleet init asks its questions on a terminal, and this is none: pass --preset \
+                 general|coding|research|hybrid|minimal (with --write to write the roster)"
+            )));
+        }
+        return crate::wizard::run(g);
+    };
+    let (name, text) = (preset.name(), preset.text());
     let roster = checked_preset(name, text)?;
     if !args.write {
         print!("{text}");
@@ -203,7 +215,7 @@ fn state_of(item: &Item) -> CliResult<State> {
 }
 
 /// The content in a temp file beside `path`, with `mode`, flushed to disk.
-fn stage(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<tempfile::NamedTempFile> {
+pub(crate) fn stage(path: &Path, bytes: &[u8], mode: u32) -> anyhow::Result<tempfile::NamedTempFile> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".fleet-install-")

@@ -4,10 +4,12 @@
 //!
 //! - `context`: MOSAIC_HOME, roster, tenant and host, resolved once.
 //! - `exit`: exit codes (0 ok, 1 failed, 2 usage, 3 unreachable).
+//! - `verbs`: `add`, `remove`, `reset`, `verify`, `comms`, through the node.
 //! - `ps`, `send`, `queue_cmd` (`fleet queue`), `lifecycle`, `roster_check`, `certs`, `watch_cmd`, `tail`: the commands.
 //! - `view`: `fleet watch` and `fleet attach`; `term`: the terminal they draw in.
 //! - `node`: `fleet node`, and reaching a node (local socket or FLEET_NODE).
-//! - `demo`: the self-contained tour; `init`: `fleet init` and `fleet install`.
+//! - `demo`: the self-contained tour; `init`: `fleet init` and `fleet install`;
+//!   `wizard`: `fleet init`'s questions on a terminal.
 //! - `stub`: the stub agent; `launcher`: the hidden session helpers.
 //! - `hook`: `fleet hook`, what runtimes' hooks run; `hook_install`: `fleet install --hooks`.
 //! - `web`: `fleet web pair|sessions`, browser identities of the node's web door.
@@ -36,9 +38,11 @@ mod table;
 mod tail;
 mod targets;
 mod term;
+mod verbs;
 mod view;
 mod watch_cmd;
 mod web;
+mod wizard;
 
 use clap::{Parser, Subcommand};
 use context::WithHost;
@@ -97,6 +101,16 @@ enum Command {
     Stop(WithHost<lifecycle::LifecycleArgs>),
     /// Stop, then start, a roster agent's session.
     Restart(WithHost<lifecycle::LifecycleArgs>),
+    /// Add an agent to a host's roster, enable its unit, start it.
+    Add(verbs::AddArgs),
+    /// Stop an agent and remove it from its host's roster (its env file, heartbeat, unit too).
+    Remove(verbs::RemoveArgs),
+    /// Type the runtime's reset command (/clear, /new) into an agent's pane, verified.
+    Reset(verbs::ResetArgs),
+    /// Check the fleet, mesh-wide: holder sessions, agent sessions, units, heartbeats.
+    Verify(verbs::VerifyArgs),
+    /// The "Fleet Comms" block an agent reads to reach its peers (--write: into its context file).
+    Comms(WithHost<verbs::CommsArgs>),
     /// The node's web door: pair a browser, list or end browser sessions.
     #[command(subcommand)]
     Web(web::WebCmd),
@@ -113,7 +127,7 @@ enum Command {
     Join(join::JoinArgs),
     /// A self-contained tour on this machine (no setup, no root).
     Demo(demo::DemoArgs),
-    /// Write a roster from a preset (without --write: print it).
+    /// Write a roster from a preset (without --write: print it); with no preset, on a terminal, ask.
     Init(WithHost<init::InitArgs>),
     /// Put the framework files and systemd user units in place.
     Install(WithHost<init::InstallArgs>),
@@ -168,6 +182,11 @@ fn main() -> ExitCode {
         Command::Start(w) => lifecycle::run(lifecycle::Verb::Start, w.args, &w.host),
         Command::Stop(w) => lifecycle::run(lifecycle::Verb::Stop, w.args, &w.host),
         Command::Restart(w) => lifecycle::run(lifecycle::Verb::Restart, w.args, &w.host),
+        Command::Add(a) => verbs::add(a),
+        Command::Remove(a) => verbs::remove(a),
+        Command::Reset(a) => verbs::reset(a),
+        Command::Verify(a) => verbs::verify(a),
+        Command::Comms(w) => verbs::comms(w.args, &w.host),
         Command::Web(c) => web::run(c),
         Command::Roster(RosterCmd::Check(w)) => roster_check::run(w.args, &w.host),
         Command::Context(c) => targets::run(c),

@@ -10,6 +10,8 @@
 //! - `--no-heartbeat`, or typing `/stop-heartbeat`: no (more) heartbeats;
 //! - typing `/exit` (or Ctrl-D on an empty line): the program exits;
 //! - Ctrl-U clears the input (all of it, a multi-line paste too).
+//! - typing `/clear` or `/new` (the reset commands of claude, pi, codex): the
+//!   screen is cleared and says `context cleared (/clear)`.
 //!
 //! It can also look busy, like a runtime in a turn, matching the `stub` rules
 //! of `framework/fleet/activity.yaml`:
@@ -320,6 +322,11 @@ impl Stub {
                 return Flow::Exit;
             }
             "/stop-heartbeat" if rest.is_empty() => self.beating.store(false, Ordering::Relaxed),
+            // The reset commands of claude (/clear) and pi and codex (/new): the screen is cleared.
+            "/clear" | "/new" if rest.is_empty() => {
+                let _ = write!(out, "\x1b[H\x1b[2Jcontext cleared ({verb}): a fresh conversation\r\n> ");
+                return Flow::Go;
+            }
             "/work" => match rest.trim().parse::<f64>() {
                 Ok(secs) if secs.is_finite() && secs >= 0.0 => {
                     let now = Instant::now();

@@ -80,6 +80,9 @@ pub struct RuntimeSpec {
     pub enter_delay_ms: Option<u64>,
 }
 
+/// The one profile without an enhancer.
+pub const MINIMAL_PROFILE: &str = "minimal";
+
 /// The default pause between paste and Enter.
 pub const DEFAULT_ENTER_DELAY_MS: u64 = 120;
 
@@ -125,6 +128,9 @@ pub struct Defaults {
 pub struct Roster {
     pub version: u64,
     pub tenant_id: Option<DnsLabel>,
+    /// The profile the fleet was made from (`general`, `coding`, `research`,
+    /// `hybrid`, `minimal`, or the operator's own word); `minimal` needs no enhancer.
+    pub profile: Option<String>,
     pub socket: TmuxSocket,
     pub holder_session: Option<String>,
     pub defaults: Defaults,
@@ -230,7 +236,7 @@ impl Roster {
                 ),
             )),
         }
-        if !self.agents.iter().any(|a| a.class.as_deref() == Some("enhancer")) {
+        if !self.is_minimal() && !self.agents.iter().any(|a| a.class.as_deref() == Some("enhancer")) {
             out.push(warn(
                 agents_pos,
                 "agents",
@@ -239,6 +245,11 @@ impl Roster {
             ));
         }
         out
+    }
+
+    /// Whether this is the `minimal` profile, the one that needs no enhancer.
+    pub fn is_minimal(&self) -> bool {
+        self.profile.as_deref() == Some(MINIMAL_PROFILE)
     }
 
     /// The socket an agent lives on.
@@ -415,7 +426,7 @@ fn describe(node: &Node) -> String {
     }
 }
 
-const TOP_KEYS: &[&str] = &["version", "transport", "tenant_id", "tmux", "defaults", "runtimes", "agents"];
+const TOP_KEYS: &[&str] = &["version", "transport", "tenant_id", "profile", "tmux", "defaults", "runtimes", "agents"];
 const TMUX_KEYS: &[&str] = &["socket_name", "socket_path", "holder_session"];
 const DEFAULT_KEYS: &[&str] = &["working_directory", "runtime", "model_hint", "reset_between_tasks"];
 const RUNTIME_KEYS: &[&str] = &["reset_command", "command", "process_names", "heartbeat", "enter_delay_ms"];
@@ -460,6 +471,7 @@ fn read_roster(cx: &mut Cx, root: &Node) -> Option<Roster> {
         cx.error(pos, "transport", format!("unsupported transport {t:?}; only tmux is supported"));
     }
     let tenant_id = f.label(cx, "tenant_id", "tenant id");
+    let profile = f.string(cx, "profile");
 
     let (mut socket, mut holder_session) = (TmuxSocket::Default, None);
     if let Some(node) = f.get("tmux")
@@ -566,7 +578,7 @@ fn read_roster(cx: &mut Cx, root: &Node) -> Option<Roster> {
         Some(node) => cx.error(node.pos, "agents", format!("expected a list of agents, found {}", node.kind())),
         None => {}
     }
-    Some(Roster { version, tenant_id, socket, holder_session, defaults, runtimes, agents })
+    Some(Roster { version, tenant_id, profile, socket, holder_session, defaults, runtimes, agents })
 }
 
 fn read_runtime(cx: &mut Cx, r: &Fields<'_>) -> RuntimeSpec {

@@ -39,6 +39,30 @@ pub fn process_names<'a>(roster: &'a Roster, runtime: &'a str) -> Vec<&'a str> {
     names
 }
 
+/// What resets a runtime's context between tasks when the roster's
+/// `runtimes.<name>.reset_command` does not say.
+pub const KNOWN_RESET_COMMANDS: &[(&str, &str)] = &[("claude", "/clear"), ("pi", "/new"), ("codex", "/new")];
+
+/// The reset command of `runtime`: the roster's `reset_command`, else the
+/// built-in one ([`KNOWN_RESET_COMMANDS`]); `None`: none is known.
+pub fn reset_command<'a>(roster: &'a Roster, runtime: &'a str) -> Option<&'a str> {
+    roster
+        .runtime(runtime)
+        .and_then(|r| r.reset_command.as_deref())
+        .filter(|c| !c.trim().is_empty())
+        .or_else(|| KNOWN_RESET_COMMANDS.iter().find(|(r, _)| *r == runtime).map(|(_, c)| *c))
+}
+
+/// The file in an agent's working directory that its runtime reads as
+/// standing instructions (where `fleet comms --write` puts the comms block).
+pub fn context_file(runtime: &str) -> &'static str {
+    match runtime {
+        "claude" => "CLAUDE.md",
+        "gemini" => "GEMINI.md",
+        _ => "AGENTS.md",
+    }
+}
+
 /// The basename of the program a command line runs: its first word, after an
 /// optional `exec`/`env` and `NAME=value` assignments (`env FOO=1 /usr/bin/node
 /// x.js` runs `node`). Quotes around the word are dropped; nothing else of
@@ -112,6 +136,19 @@ mod tests {
         assert_eq!(command_program("FOO=1"), None);
         assert_eq!(command_program("/usr/local/bin/"), None);
         assert_eq!(command_program("2x=y run"), Some("2x=y"));
+    }
+
+    #[test]
+    fn reset_commands_from_the_roster_else_built_in() {
+        let r = Roster::parse(
+            "runtimes: { claude: { reset_command: /reset }, stub: { reset_command: /clear }, x: {} }\nagents: []\n",
+        )
+        .unwrap();
+        assert_eq!(reset_command(&r, "claude"), Some("/reset"));
+        assert_eq!(reset_command(&r, "stub"), Some("/clear"));
+        assert_eq!(reset_command(&r, "pi"), Some("/new"));
+        assert_eq!(reset_command(&r, "x"), None);
+        assert_eq!((context_file("claude"), context_file("pi")), ("CLAUDE.md", "AGENTS.md"));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! - [`peers`]: the peer list, mTLS channels, the MESH fan-out, per-peer heartbeat feeds.
 //! - [`service`]: the `Fleet` and `Mesh` gRPC services and per-call authorization.
 //! - [`sending`]: `SendMessage` here (preamble, refusals, `--when-idle`, delivery, receipt) or forwarded.
+//! - [`roster_verbs`]: `AddAgent`, `RemoveAgent` (roster rewritten, guards over the mesh), `ResetAgent`, `VerifyHost`.
 //! - [`idem`]: idempotency keys of sends.
 //! - [`queue`]: durable delivery: messages kept on disk until the agent can take them, typed in recorded phases.
 //! - [`idle`]: `--when-idle` sends: wait for an idle agent, one turn per agent.
@@ -39,6 +40,7 @@ pub mod pane;
 pub mod peers;
 pub mod queue;
 pub mod revocation;
+pub mod roster_verbs;
 pub mod sending;
 pub mod server;
 pub mod service;

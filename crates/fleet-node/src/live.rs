@@ -59,12 +59,26 @@ pub struct Live {
     pub view: watch::Receiver<Arc<HostView>>,
     pub events: broadcast::Sender<Event>,
     poke: Arc<Notify>,
+    roster_changed: Arc<Notify>,
 }
 
 impl Live {
     /// Ask for a tmux re-probe now (after a change this node made).
     pub fn poke(&self) {
         self.poke.notify_one();
+    }
+
+    /// Read the roster again now (after this node rewrote it), without
+    /// waiting for the file watcher.
+    pub fn reload_roster(&self) {
+        self.roster_changed.notify_one();
+    }
+
+    /// Wait (at most `timeout`) until the view satisfies `f`.
+    pub async fn view_until(&self, timeout: Duration, f: impl Fn(&HostView) -> bool) -> bool {
+        let mut view = self.view.clone();
+        let wait = view.wait_for(|v| f(v));
+        matches!(tokio::time::timeout(timeout, wait).await, Ok(Ok(_)))
     }
 
     pub fn current(&self) -> Arc<HostView> {
@@ -127,7 +141,8 @@ pub async fn start(cfg: LiveConfig, cancel: CancellationToken, tracker: &tokio_u
     let (events, _) = broadcast::channel(EVENT_CAPACITY);
     let (tx, view) = watch::channel(Arc::new(HostView::default()));
     let poke = Arc::new(Notify::new());
-    let live = Live { view, events: events.clone(), poke: poke.clone() };
+    let roster_changed = Arc::new(Notify::new());
+    let live = Live { view, events: events.clone(), poke: poke.clone(), roster_changed: roster_changed.clone() };
 
     let mut state = State::new(cfg, tx, events);
     state.reload_roster();
@@ -156,7 +171,6 @@ pub async fn start(cfg: LiveConfig, cancel: CancellationToken, tracker: &tokio_u
     };
 
     let (fs_tx, fs_rx) = mpsc::channel(256);
-    let roster_changed = Arc::new(Notify::new());
     let watcher = watch_files(&state.cfg, fs_tx, roster_changed.clone());
     tracker.spawn(async move {
         // The watcher lives as long as the loop.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use tonic::{Request, Status};
 
 impl Node {
-    fn receipt(
+    pub(crate) fn receipt(
         &self,
         agent: &str,
         outcome: v1::DeliveryOutcome,

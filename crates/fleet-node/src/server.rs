@@ -243,6 +243,7 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
             run_dir: cfg.run_dir.clone(),
             interval_secs: cfg.heartbeat_interval_secs,
             fanout_deadline: cfg.timings.fanout_deadline,
+            roster: cfg.roster.clone(),
             web_url: doors.web.as_ref().map(|w| w.url.clone()).unwrap_or_default(),
         },
         live,
@@ -260,6 +261,7 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
         metrics: Default::default(),
     });
     tracker.spawn(crate::queue::run(node.clone(), cancel.clone()));
+    tracker.spawn(crate::roster_verbs::keep_comms_fresh(node.clone(), cancel.clone()));
     let serving = serve(&cfg, me, doors, node, &members, client_tls_tx, &cancel, &tracker).await?;
     shut_down(&cfg, serving, mdns, &cancel, &tracker).await
 }

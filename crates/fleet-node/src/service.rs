@@ -51,6 +51,8 @@ pub struct NodeInfo {
     pub run_dir: std::path::PathBuf,
     pub interval_secs: u64,
     pub fanout_deadline: Duration,
+    /// The roster file this node serves (`fleet add` and `remove` rewrite it).
+    pub roster: std::path::PathBuf,
     /// The web door's base URL, empty when it is off.
     pub web_url: String,
 }
@@ -207,7 +209,7 @@ impl Node {
         socket_in(self.live.current().roster.as_deref(), agent)
     }
 
-    async fn lifecycle_local(
+    pub(crate) async fn lifecycle_local(
         &self,
         start_it: bool,
         req: &v1::LifecycleRequest,
@@ -236,6 +238,10 @@ impl Node {
             host: self.info.host.to_string(),
         };
         let run_dir = self.info.run_dir.clone();
+        // The launcher's part: an agent starts with a fresh comms block (where it has one).
+        if start_it {
+            self.refresh_comms(&names).await;
+        }
         let results = tokio::task::spawn_blocking(move || {
             let agents: Vec<_> = names.iter().filter_map(|n| roster.agent(n)).collect();
             let out: Vec<(String, Result<fleet_tmux::lifecycle::Outcome, String>)> = if start_it {
@@ -667,6 +673,31 @@ impl Fleet for NodeService {
         request: Request<tonic::Streaming<v1::AttachInput>>,
     ) -> Result<Response<Self::AttachPaneStream>, Status> {
         self.0.attach_pane(request).await
+    }
+
+    async fn add_agent(
+        &self,
+        request: Request<v1::AddAgentRequest>,
+    ) -> Result<Response<v1::RosterChangeResponse>, Status> {
+        self.0.add_agent(request).await
+    }
+
+    async fn remove_agent(
+        &self,
+        request: Request<v1::RemoveAgentRequest>,
+    ) -> Result<Response<v1::RosterChangeResponse>, Status> {
+        self.0.remove_agent(request).await
+    }
+
+    async fn reset_agent(&self, request: Request<v1::ResetAgentRequest>) -> Result<Response<v1::SendReceipt>, Status> {
+        self.0.reset_agent(request).await
+    }
+
+    async fn verify_host(
+        &self,
+        request: Request<v1::VerifyHostRequest>,
+    ) -> Result<Response<v1::VerifyHostResponse>, Status> {
+        self.0.verify_host(request).await
     }
 }
 

@@ -139,6 +139,37 @@ impl Fleet for TestFleet {
         self.check(&req, Verb::Attach, "")?;
         Ok(Response::new(tokio_stream::empty()))
     }
+    async fn add_agent(
+        &self,
+        req: Request<fleet_proto::v1::AddAgentRequest>,
+    ) -> Result<Response<fleet_proto::v1::RosterChangeResponse>, Status> {
+        self.check(&req, Verb::Start, "")?;
+        Ok(Response::new(Default::default()))
+    }
+
+    async fn remove_agent(
+        &self,
+        req: Request<fleet_proto::v1::RemoveAgentRequest>,
+    ) -> Result<Response<fleet_proto::v1::RosterChangeResponse>, Status> {
+        self.check(&req, Verb::Stop, "")?;
+        Ok(Response::new(Default::default()))
+    }
+
+    async fn reset_agent(
+        &self,
+        req: Request<fleet_proto::v1::ResetAgentRequest>,
+    ) -> Result<Response<SendReceipt>, Status> {
+        self.check(&req, Verb::Send, "")?;
+        Ok(Response::new(Default::default()))
+    }
+
+    async fn verify_host(
+        &self,
+        req: Request<fleet_proto::v1::VerifyHostRequest>,
+    ) -> Result<Response<fleet_proto::v1::VerifyHostResponse>, Status> {
+        self.check(&req, Verb::List, "")?;
+        Ok(Response::new(Default::default()))
+    }
 }
 
 /// A running gRPC server on 127.0.0.1:0; stops when dropped.

@@ -9,6 +9,8 @@
 //! - [`control`]: a persistent control-mode client (commands in ~0.1 ms).
 //! - [`send`]: paste a message into a pane and verify the agent took it.
 //! - [`lifecycle`]: start and stop roster agents' sessions.
+//! - [`roster_file`]: the roster rewritten atomically under a lock; an agent's
+//!   env file and unit enablement, for `fleet add` and `fleet remove`.
 //! - [`hbwriter`]: protocol-v1 heartbeat writing, for launchers and the stub agent.
 //! - [`tail`]: the last lines of a pane, for `fleet tail`.
 //! - [`notify`]: a control-mode client's output read as events (replies, pane
@@ -22,6 +24,7 @@ pub mod hbwriter;
 pub mod lifecycle;
 pub mod notify;
 pub mod probe;
+pub mod roster_file;
 pub mod run;
 pub mod screen;
 pub mod send;

@@ -62,7 +62,7 @@ pub struct StartEnv {
     pub host: String,
 }
 
-fn expand_home(dir: &str, home: Option<&Path>) -> PathBuf {
+pub(crate) fn expand_home(dir: &str, home: Option<&Path>) -> PathBuf {
     match (dir.strip_prefix("~"), home) {
         (Some(rest), Some(h)) if rest.is_empty() || rest.starts_with('/') => h.join(rest.trim_start_matches('/')),
         _ => PathBuf::from(dir),
@@ -115,8 +115,12 @@ pub fn session_env(roster: &Roster, agent: &AgentSpec, env: &StartEnv) -> Vec<(S
     if let Some(m) = &agent.model_hint {
         vars.push(("MOSAIC_MODEL_HINT".into(), m.clone()));
     }
-    if let Some(r) = roster.runtime(&agent.runtime).and_then(|r| r.reset_command.clone()) {
-        vars.push(("MOSAIC_RESET_COMMAND".into(), r));
+    if let Some(r) = fleet_core::runtime::reset_command(roster, &agent.runtime) {
+        vars.push(("MOSAIC_RESET_COMMAND".into(), r.to_string()));
+    }
+    // For whatever dispatches tasks: reset (`fleet reset`) before the next one.
+    if let Some(b) = agent.reset_between_tasks {
+        vars.push(("MOSAIC_RESET_BETWEEN_TASKS".into(), b.to_string()));
     }
     vars
 }
@@ -300,6 +304,12 @@ mod tests {
         assert_eq!(b, ["sh", "-c", "exec fleet stub-agent --draft"]);
         let vars = session_env(&r, &r.agents[0], &env);
         assert!(vars.contains(&("MOSAIC_AGENT_NAME".into(), "a".into())));
+        assert!(vars.contains(&("MOSAIC_RESET_COMMAND".into(), "/clear".into())), "claude's built-in reset");
+        assert!(!vars.iter().any(|(k, _)| k == "MOSAIC_RESET_BETWEEN_TASKS"));
+        let r2 = Roster::parse("agents:\n  - { name: a, runtime: x, reset_between_tasks: true }\n").unwrap();
+        let vars = session_env(&r2, &r2.agents[0], &env);
+        assert!(vars.contains(&("MOSAIC_RESET_BETWEEN_TASKS".into(), "true".into())));
+        assert!(!vars.iter().any(|(k, _)| k == "MOSAIC_RESET_COMMAND"), "no reset known for runtime x");
     }
 
     use crate::testutil::TestServer;

@@ -10,6 +10,7 @@
 //!   fan-out are the same code as for a CLI.
 //! - `/api/v1/events`: Server-Sent Events of the event stream, resumable by `Last-Event-ID`
 //!   from the last [`JOURNAL`] events ([`journal`]).
+//! - `/api/v1/agents/{host}/{name}/watch|attach`: a WebSocket per pane ([`ws`]).
 //! - `/metrics`: Prometheus text.
 //! - `/pair`: a pairing link's code exchanged, once, for a session cookie ([`sessions`]).
 //!
@@ -20,6 +21,7 @@ pub mod admin;
 pub mod api;
 pub mod journal;
 pub mod sessions;
+pub mod ws;
 
 use crate::config::WebConfig;
 use crate::service::Node;
@@ -169,7 +171,8 @@ where
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HANDSHAKE_TIMEOUT)
-        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {

@@ -138,7 +138,11 @@ pub async fn handle(door: Arc<WebDoor>, req: http::Request<Incoming>, peer: Sock
     let start = Instant::now();
     let route = route_of(req.uri().path());
     let mut reply = route_request(&door, req, peer).await;
-    reply.headers_mut().insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    // `same-origin`, not `no-referrer`: under `no-referrer` a browser sends `Origin: null` on its
+    // own same-origin POSTs (Fetch: "serialize a request origin"), which the Origin check must
+    // refuse; the pairing form and every write of the dashboard then failed. A link's code still
+    // never leaves for another origin in a Referer.
+    reply.headers_mut().insert("referrer-policy", HeaderValue::from_static("same-origin"));
     reply.headers_mut().insert("x-frame-options", HeaderValue::from_static("DENY"));
     door.node.metrics.web(route, reply.status().as_u16(), start.elapsed());
     reply

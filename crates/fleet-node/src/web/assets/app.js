@@ -61,9 +61,19 @@ function activityCell(a) {
     badge(act.state), ' ', el('span', { class: 'dim' }, `${ago(since)} ${act.source || ''}`));
 }
 
+// One row per agent, kept across updates (only its cells are redrawn), so that a click or a
+// reference to the row is never lost to an event that arrived meanwhile.
+const rows = new Map();
 function agentRow(a) {
   const k = key(a.host, a.name);
-  const tr = el('tr', { class: 'agent', 'data-agent': k, tabindex: '0' },
+  let tr = rows.get(k);
+  if (!tr) {
+    tr = el('tr', { class: 'agent', 'data-agent': k, tabindex: '0' });
+    tr.addEventListener('click', () => openPane(a.host, a.name));
+    tr.addEventListener('keydown', (e) => { if (e.key === 'Enter') openPane(a.host, a.name); });
+    rows.set(k, tr);
+  }
+  tr.replaceChildren(
     el('td', { class: 'name' }, a.name, a.managed === false ? el('span', { class: 'dim' }, ' unmanaged') : null),
     el('td', { 'data-label': 'class' }, `${a.class || '-'} / ${a.runtime || '-'}`),
     beatCell(a),
@@ -71,9 +81,7 @@ function agentRow(a) {
     el('td', { 'data-label': 'pane' }, badge(a.pane === 'alive' ? 'alive' : a.pane, a.pane === 'alive' ? 'ok' : a.pane),
       el('span', { class: 'dim' }, ` ${a.current_command || ''}`)),
     el('td', { 'data-label': 'idle' }, ago(a.idle_seconds)));
-  if (st.sel === k) tr.classList.add('selected');
-  tr.addEventListener('click', () => openPane(a.host, a.name));
-  tr.addEventListener('keydown', (e) => { if (e.key === 'Enter') openPane(a.host, a.name); });
+  tr.classList.toggle('selected', st.sel === k);
   return tr;
 }
 
@@ -87,7 +95,7 @@ function render() {
     const agents = [...st.agents.values()].filter((a) => a.host === host).sort((x, y) => x.name.localeCompare(y.name));
     const tb = el('tbody', { 'data-host': host });
     tb.append(el('tr', { class: 'host' }, el('td', { colspan: '6' }, host, ' ', badge(h.state),
-      el('span', { class: 'dim' }, ` ${agents.length} agents${h.latency_ms !== undefined && h.latency_ms !== null ? `, ${h.latency_ms} ms` : ''}${h.detail ? ' · ' + h.detail : ''}${h.roster_problem ? ' · roster: ' + h.roster_problem : ''}`))));
+      el('span', { class: 'dim' }, ` ${agents.length} agent${agents.length === 1 ? '' : 's'}${h.latency_ms !== undefined && h.latency_ms !== null ? `, ${h.latency_ms} ms` : ''}${h.detail ? ' · ' + h.detail : ''}${h.roster_problem ? ' · roster: ' + h.roster_problem : ''}`))));
     for (const a of agents) tb.append(agentRow(a));
     table.append(tb);
   }
@@ -106,8 +114,7 @@ function update(a) {
   a._seen = Date.now();
   const k = key(a.host, a.name);
   st.agents.set(k, a);
-  const old = document.querySelector(`tr[data-agent="${CSS.escape(k)}"]`);
-  if (old) old.replaceWith(agentRow(a)); else soon();
+  if (rows.has(k) && rows.get(k).isConnected) agentRow(a); else soon();
   if (st.sel === k) paneState();
 }
 
@@ -117,10 +124,12 @@ async function loadAgents() {
   if (!r.ok) return banner(`cannot list the fleet: ${r.body && r.body.error ? r.body.error.message : r.status}`);
   st.agents.clear();
   st.hosts.clear();
+  const before = new Set(rows.keys());
   for (const row of r.body) {
     if (row.record === 'host') st.hosts.set(row.host, row);
-    else { row._seen = Date.now(); st.agents.set(key(row.host, row.name), row); }
+    else { row._seen = Date.now(); st.agents.set(key(row.host, row.name), row); before.delete(key(row.host, row.name)); }
   }
+  for (const k of before) rows.delete(k);
   render();
 }
 
@@ -144,7 +153,7 @@ function events() {
   on('health_change', (d) => patch(d, (a) => { a.heartbeat = d.heartbeat; }));
   on('activity_change', (d) => patch(d, (a) => { a.activity = d.activity; }));
   on('agent_appeared', (d) => { if (d.record) update(d.record); });
-  on('agent_gone', (d) => { st.agents.delete(key(d.host, d.agent)); soon(); });
+  on('agent_gone', (d) => { st.agents.delete(key(d.host, d.agent)); rows.delete(key(d.host, d.agent)); soon(); });
   on('host_up', reloadSoon);
   on('host_down', reloadSoon);
   on('snapshot_end', reloadSoon);

@@ -556,6 +556,13 @@ fn pane_websockets_watch_attach_origin_and_the_end_of_an_attachment() {
         out.contains("\"coder\"")
     });
     let (base, v) = pair(&m, 0, "viewer", "view");
+    // `fleet web`: where the door is, and how to pair.
+    let (code, out, err) = m.at(0, &["web"]);
+    assert_eq!((code, out.trim()), (0, format!("{base}/").as_str()), "{err}");
+    assert!(err.contains("fleet web pair --role operator"), "{err}");
+    let (_, out, _) = m.at(0, &["web", "--json"]);
+    let door: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((door["web_url"].as_str(), door["host"].as_str()), (Some(base.as_str()), Some("a")), "{door}");
     let viewer = session(&base, &v);
     let (_, o) = pair(&m, 0, "operator", "ops");
     let ops = session(&base, &o);

@@ -10,7 +10,7 @@
 //! - `demo`: the self-contained tour; `init`: `fleet init` and `fleet install`.
 //! - `stub`: the stub agent; `launcher`: the hidden session helpers.
 //! - `hook`: `fleet hook`, what runtimes' hooks run; `hook_install`: `fleet install --hooks`.
-//! - `web`: `fleet web pair|sessions`, browser identities of the node's web door.
+//! - `web`: `fleet web` (where the door is), `fleet web pair|sessions` (browser identities).
 //! - `table`: aligned tables for people.
 
 mod certs;
@@ -93,9 +93,8 @@ enum Command {
     Stop(lifecycle::LifecycleArgs),
     /// Stop, then start, a roster agent's session.
     Restart(lifecycle::LifecycleArgs),
-    /// The node's web door: pair a browser, list or end browser sessions.
-    #[command(subcommand)]
-    Web(web::WebCmd),
+    /// The node's web door: where it is (no subcommand), pair a browser, list or end sessions.
+    Web(web::WebArgs),
     /// Roster tools.
     #[command(subcommand)]
     Roster(RosterCmd),

@@ -9,6 +9,7 @@ use mesh_util::{Mesh, wait_for};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// a (orch) and c (coder), a seeded with c.
@@ -664,4 +665,58 @@ fn pane_websockets_watch_attach_origin_and_the_end_of_an_attachment() {
         audit(&m, 0).iter().filter(|l| l["verb"] == "attach" && l["outcome"] == "ended").count() == 2
     });
     drop(w);
+}
+
+/// A TLS client on `port` of loopback that trusts only the mesh CA and expects `name`: the
+/// status line of `GET path`, or the handshake's error.
+fn https_get(ca: &std::path::Path, name: &str, port: u16, path: &str) -> Result<String, String> {
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    fleet_tls::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(ca).unwrap()).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(fleet_tls::config::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn = rustls::ClientConnection::new(Arc::new(cfg), ServerName::try_from(name.to_string()).unwrap()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, TcpStream::connect(("127.0.0.1", port)).unwrap());
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {name}:{port}\r\nConnection: close\r\n\r\n");
+    tls.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    match tls.read_to_string(&mut out) {
+        Ok(_) => Ok(out.lines().next().unwrap_or("").to_string()),
+        // Some servers close without close_notify; what was read is enough.
+        Err(_) if !out.is_empty() => Ok(out.lines().next().unwrap_or("").to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[test]
+fn a_tls_door_links_by_the_name_its_certificate_covers() {
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
+    m.start_agents(0);
+    m.start_node_with(0, "127.0.0.1:0", &[], &[("FLEET_WEB_TLS", "true")]);
+    let (code, out, err) = m.at(0, &["web", "pair", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let url = v["url"].as_str().unwrap();
+    let rest = url.strip_prefix("https://").unwrap_or_else(|| panic!("{url}"));
+    let (hostport, path) = rest.split_once('/').unwrap();
+    let (name, port) = hostport.rsplit_once(':').unwrap();
+    let port: u16 = port.parse().unwrap();
+    // The link names the node as its certificate does, and a browser that trusts the mesh CA
+    // and resolves that name to the node opens it.
+    assert_eq!(name, "a.acme.fleet.internal", "{url}");
+    let ca = m.nodes[0].home.join("fleet/certs/ca.pem");
+    let status = https_get(&ca, name, port, &format!("/{path}")).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    // By the address it is bound to, the certificate does not match (no IP SANs): what the
+    // link named before.
+    let by_ip = https_get(&ca, "127.0.0.1", port, "/");
+    assert!(by_ip.is_err(), "{by_ip:?}");
+    let (code, _, err) = m.at(0, &["web", "pair"]);
+    assert_eq!(code, 0);
+    assert!(err.contains("a hosts line `<node address> a.acme.fleet.internal`"), "{err}");
 }

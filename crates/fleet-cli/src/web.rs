@@ -100,6 +100,16 @@ fn session_json(s: &v1::WebSession) -> serde_json::Value {
     })
 }
 
+/// With `web_tls` the door's URL names the node by its certificate's DNS name: say what a
+/// browser needs for it.
+fn tls_hint(url: &str) {
+    let Some(name) = url.strip_prefix("https://").and_then(|u| u.split([':', '/']).next()) else { return };
+    eprintln!(
+        "fleet: the browser must reach {name} (the node certificate's name; a hosts line `<node address> {name}` \
+         or DNS) and trust the mesh CA (ca.pem in the certs dir)"
+    );
+}
+
 /// `fleet web`: the local node's door and how to pair a browser with it.
 async fn door(channel: tonic::transport::Channel, json: bool) -> CliResult {
     let mut mesh = fleet_proto::v1::mesh_client::MeshClient::new(channel);
@@ -117,6 +127,7 @@ async fn door(channel: tonic::transport::Channel, json: bool) -> CliResult {
         println!("{v}");
     } else {
         println!("{}/", info.web_url);
+        tls_hint(&info.web_url);
         eprintln!(
             "fleet: the dashboard of {} (tenant {}) for the whole mesh; pair a browser with `fleet web pair` \
              (viewer) or `fleet web pair --role operator`, and open the link it prints",
@@ -154,6 +165,7 @@ pub fn run(args: WebArgs) -> CliResult {
                     println!("{v}");
                 } else {
                     println!("{}", r.url);
+                    tls_hint(&r.url);
                     eprintln!(
                         "fleet: open this link once, within {} s, in the browser to pair as web:{}@{} ({}); \
                          it works once. `fleet web sessions` lists sessions.",

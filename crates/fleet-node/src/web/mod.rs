@@ -86,7 +86,17 @@ pub async fn bind(cfg: &WebConfig, identity: &fleet_tls::Identity) -> Result<Opt
         }
     };
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let url = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
+    let url = if tls.is_some() {
+        // The node certificate names the node only by DNS names (no IP SANs): a browser
+        // accepts it under `<host>.<tenant>.fleet.internal`, never under the address the door
+        // is bound to (which may be 0.0.0.0). That name must resolve to the node for the
+        // browser (a hosts line, or DNS): `fleet web pair` says so.
+        let p = &identity.principal;
+        let host = fleet_core::names::DnsLabel::parse_as("host", &p.name).map_err(|e| format!("web_tls: {e}"))?;
+        format!("https://{}:{}", fleet_tls::principal::node_dns_name(&p.tenant, &host), addr.port())
+    } else {
+        format!("http://{addr}")
+    };
     Ok(Some(Bound { listener, tls, addr, url, cfg: cfg.clone() }))
 }
 

@@ -337,6 +337,8 @@ fn the_demo_tours_a_three_node_mesh_and_leaves_nothing_behind() {
     let (code, out, err) = m.run(&["demo"], &[("TMPDIR", tmpdir.to_str().unwrap())]);
     assert_eq!(code, 0, "{out}{err}");
     for line in [
+        "the dashboard (w-jarvis's web door; the whole mesh), operator pairing link, works once:",
+        "/pair?code=",
         "3. fleet ps on w-jarvis",
         "receipt: accepted from dragon-lin",
         "accepted: [w-jarvis:orchestrator -> dragon-lin:coder0-0] please implement the parser",

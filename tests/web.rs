@@ -9,6 +9,7 @@ use mesh_util::{Mesh, wait_for};
 use serde_json::{Value, json};
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// a (orch) and c (coder), a seeded with c.
@@ -439,4 +440,283 @@ fn a_web_door_off_loopback_without_tls_is_refused_at_start() {
         node_exit(&mut m, &[("MOSAIC_HOME", &home), ("FLEET_LISTEN", "127.0.0.1:0"), ("FLEET_MDNS", "false")]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("node.yaml:1:13: web_listen: the web door on 0.0.0.0:7421 (not loopback) needs TLS"), "{err}");
+}
+
+/// A WebSocket client (RFC 6455) on a TcpStream: what a browser does, written out.
+struct Ws {
+    s: TcpStream,
+}
+
+enum Msg {
+    Text(String),
+    Binary(Vec<u8>),
+    Ping,
+    Close(u16),
+}
+
+impl Ws {
+    /// Upgrade `path`; `Err(reply)` when the door answers anything but 101.
+    fn open(base: &str, path: &str, cookie: &str, origin: &str) -> Result<Ws, Reply> {
+        let mut s = TcpStream::connect(hostport(base)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+             Cookie: {cookie}\r\nOrigin: {origin}\r\n\r\n",
+            hostport(base)
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        // The head, byte by byte (frames follow it at once).
+        let mut head = Vec::new();
+        let mut b = [0u8];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut b).unwrap(), 1, "the door closed during the handshake: {head:?}");
+            head.push(b[0]);
+        }
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
+        let headers: Vec<(String, String)> = text
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().into(), v.trim().into()))
+            .collect();
+        let mut r = Reply { status, headers, body: String::new() };
+        if status != 101 {
+            let len: usize = r.header("content-length").unwrap_or("0").parse().unwrap();
+            let mut body = vec![0u8; len];
+            s.read_exact(&mut body).unwrap();
+            r.body = String::from_utf8_lossy(&body).into_owned();
+            return Err(r);
+        }
+        // RFC 6455's example key and its accept value.
+        assert_eq!(r.header("sec-websocket-accept"), Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+        Ok(Ws { s })
+    }
+
+    fn recv(&mut self) -> Msg {
+        let mut h = [0u8; 2];
+        self.s.read_exact(&mut h).unwrap();
+        assert_eq!(h[1] & 0x80, 0, "a server frame is never masked");
+        let len = match h[1] & 0x7f {
+            126 => {
+                let mut l = [0u8; 2];
+                self.s.read_exact(&mut l).unwrap();
+                u16::from_be_bytes(l) as usize
+            }
+            127 => {
+                let mut l = [0u8; 8];
+                self.s.read_exact(&mut l).unwrap();
+                u64::from_be_bytes(l) as usize
+            }
+            n => n as usize,
+        };
+        let mut p = vec![0u8; len];
+        self.s.read_exact(&mut p).unwrap();
+        assert_ne!(h[0] & 0x80, 0, "the server sends whole messages");
+        match h[0] & 0x0f {
+            1 => Msg::Text(String::from_utf8(p).unwrap()),
+            2 => Msg::Binary(p),
+            8 => Msg::Close(u16::from_be_bytes([p[0], p[1]])),
+            9 => Msg::Ping,
+            op => panic!("unexpected opcode {op}"),
+        }
+    }
+
+    fn send(&mut self, op: u8, payload: &[u8]) {
+        let mask = [0x37u8, 0xfa, 0x21, 0x3d];
+        let mut f = vec![0x80 | op];
+        assert!(payload.len() < 126);
+        f.push(0x80 | payload.len() as u8);
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.s.write_all(&f).unwrap();
+    }
+
+    /// Read until `f` is true of a message, answering pings (a browser's network stack does).
+    fn until(&mut self, what: &str, mut f: impl FnMut(&Msg) -> bool) -> Msg {
+        let start = Instant::now();
+        loop {
+            assert!(start.elapsed() < Duration::from_secs(15), "timed out waiting for {what}");
+            let m = self.recv();
+            if matches!(m, Msg::Ping) {
+                self.send(0xA, b"");
+            }
+            if f(&m) {
+                return m;
+            }
+        }
+    }
+}
+
+#[test]
+fn pane_websockets_watch_attach_origin_and_the_end_of_an_attachment() {
+    let m = two();
+    wait_for("a to see coder@c", Duration::from_secs(15), || {
+        let (_, out, _) = m.at(0, &["ps", "--json", "--host", "c"]);
+        out.contains("\"coder\"")
+    });
+    let (base, v) = pair(&m, 0, "viewer", "view");
+    // `fleet web`: where the door is, and how to pair.
+    let (code, out, err) = m.at(0, &["web"]);
+    assert_eq!((code, out.trim()), (0, format!("{base}/").as_str()), "{err}");
+    assert!(err.contains("fleet web pair --role operator"), "{err}");
+    let (_, out, _) = m.at(0, &["web", "--json"]);
+    let door: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((door["web_url"].as_str(), door["host"].as_str()), (Some(base.as_str()), Some("a")), "{door}");
+    let viewer = session(&base, &v);
+    let (_, o) = pair(&m, 0, "operator", "ops");
+    let ops = session(&base, &o);
+
+    // Unpaired: 401; another page's socket: 403, audited; a viewer may not attach: 403, audited.
+    let watch = "/api/v1/agents/c/coder/watch";
+    let attach = "/api/v1/agents/c/coder/attach";
+    let Err(r) = Ws::open(&base, watch, "fleet_session=00", &base) else { panic!("unpaired socket opened") };
+    assert_eq!(r.status, 401, "{}", r.body);
+    let Err(r) = Ws::open(&base, watch, &viewer, "http://evil.example") else { panic!("cross-origin socket") };
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("bad_origin"), "{}", r.body);
+    let Err(r) = Ws::open(&base, attach, &viewer, &base) else { panic!("a viewer attached") };
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("web:view@acme may not attach"), "{}", r.body);
+    assert!(
+        audit(&m, 0)
+            .iter()
+            .any(|l| l["principal"] == "web:view@acme" && l["verb"] == "attach" && l["outcome"] == "denied"),
+        "{:?}",
+        audit(&m, 0)
+    );
+    let Err(r) = Ws::open(&base, "/api/v1/agents/c/nobody/watch", &viewer, &base) else { panic!() };
+    assert_eq!(r.status, 404, "{}", r.body);
+
+    // A viewer watches coder@c through a's door: the size first, then the screen, then output.
+    let mut w = Ws::open(&base, watch, &viewer, &base).unwrap_or_else(|r| panic!("{}: {}", r.status, r.body));
+    let Msg::Text(first) = w.recv() else { panic!("the first frame is JSON") };
+    let first: Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(
+        (first["type"].as_str(), first["host"].as_str(), first["agent"].as_str()),
+        (Some("screen"), Some("c"), Some("coder"))
+    );
+    assert!(first["width"].as_u64().unwrap() > 0 && first["height"].as_u64().unwrap() > 0, "{first}");
+    let Msg::Binary(screen) = w.recv() else { panic!("the screen's bytes follow") };
+    assert!(
+        String::from_utf8_lossy(&screen).contains("stub agent coder ready"),
+        "the stub's screen: {:?}",
+        String::from_utf8_lossy(&screen)
+    );
+    // Keys a viewer sends go nowhere.
+    w.send(1, b"viewer keys\r");
+
+    // An operator attaches through a's door and types; the watcher sees it.
+    let mut a = Ws::open(&base, attach, &ops, &base).unwrap_or_else(|r| panic!("{}: {}", r.status, r.body));
+    a.until("the attach screen", |m| matches!(m, Msg::Text(t) if t.contains("\"screen\"")));
+    a.send(1, b"typed in a browser\r");
+    w.until(
+        "the typed line in the watcher",
+        |m| matches!(m, Msg::Binary(b) if String::from_utf8_lossy(b).contains("accepted: typed in a browser")),
+    );
+    wait_for("the typed line in the pane", Duration::from_secs(5), || {
+        m.capture(1, "coder").contains("accepted: typed in a browser")
+    });
+    assert!(!m.capture(1, "coder").contains("viewer keys"), "{}", m.capture(1, "coder"));
+    assert!(
+        audit(&m, 0)
+            .iter()
+            .any(|l| l["principal"] == "web:ops@acme" && l["verb"] == "attach" && l["outcome"] == "started"),
+        "{:?}",
+        audit(&m, 0)
+    );
+    assert!(
+        audit(&m, 1).iter().any(|l| l["principal"] == "node:a@acme for web:ops@acme"
+            && l["verb"] == "attach"
+            && l["outcome"] == "started"),
+        "{:?}",
+        audit(&m, 1)
+    );
+    // The browser closes: the attachment ends, audited with the bytes typed.
+    a.send(8, &1000u16.to_be_bytes());
+    drop(a);
+    let ended = |i: usize| {
+        audit(&m, i).into_iter().find(|l| {
+            l["verb"] == "attach"
+                && l["outcome"] == "ended"
+                && l["principal"].as_str().is_some_and(|p| p.ends_with("web:ops@acme"))
+        })
+    };
+    wait_for("the attachment's end in a's audit", Duration::from_secs(10), || ended(0).is_some());
+    assert!(ended(0).unwrap()["detail"].as_str().unwrap().contains("19 bytes typed"), "{:?}", ended(0));
+    wait_for("the attachment's end in c's audit", Duration::from_secs(10), || ended(1).is_some());
+
+    // A browser that goes silent (answers no ping) loses its attachment within seconds.
+    let mut quiet = Ws::open(&base, attach, &ops, &base).unwrap_or_else(|r| panic!("{}: {}", r.status, r.body));
+    let started = Instant::now();
+    let why = loop {
+        // Read without answering pings.
+        match quiet.recv() {
+            Msg::Text(t) if t.contains("\"ended\"") => break t,
+            Msg::Close(c) => panic!("closed ({c}) without saying why"),
+            _ => {}
+        }
+    };
+    assert!(why.contains("no input or keepalive"), "{why}");
+    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    assert!(matches!(quiet.recv(), Msg::Close(1000)));
+    wait_for("two ended attachments audited", Duration::from_secs(5), || {
+        audit(&m, 0).iter().filter(|l| l["verb"] == "attach" && l["outcome"] == "ended").count() == 2
+    });
+    drop(w);
+}
+
+/// A TLS client on `port` of loopback that trusts only the mesh CA and expects `name`: the
+/// status line of `GET path`, or the handshake's error.
+fn https_get(ca: &std::path::Path, name: &str, port: u16, path: &str) -> Result<String, String> {
+    use rustls::pki_types::{CertificateDer, ServerName, pem::PemObject};
+    fleet_tls::install_crypto_provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_file(ca).unwrap()).unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(fleet_tls::config::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn = rustls::ClientConnection::new(Arc::new(cfg), ServerName::try_from(name.to_string()).unwrap()).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, TcpStream::connect(("127.0.0.1", port)).unwrap());
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {name}:{port}\r\nConnection: close\r\n\r\n");
+    tls.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    match tls.read_to_string(&mut out) {
+        Ok(_) => Ok(out.lines().next().unwrap_or("").to_string()),
+        // Some servers close without close_notify; what was read is enough.
+        Err(_) if !out.is_empty() => Ok(out.lines().next().unwrap_or("").to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[test]
+fn a_tls_door_links_by_the_name_its_certificate_covers() {
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
+    m.start_agents(0);
+    m.start_node_with(0, "127.0.0.1:0", &[], &[("FLEET_WEB_TLS", "true")]);
+    let (code, out, err) = m.at(0, &["web", "pair", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let url = v["url"].as_str().unwrap();
+    let rest = url.strip_prefix("https://").unwrap_or_else(|| panic!("{url}"));
+    let (hostport, path) = rest.split_once('/').unwrap();
+    let (name, port) = hostport.rsplit_once(':').unwrap();
+    let port: u16 = port.parse().unwrap();
+    // The link names the node as its certificate does, and a browser that trusts the mesh CA
+    // and resolves that name to the node opens it.
+    assert_eq!(name, "a.acme.fleet.internal", "{url}");
+    let ca = m.nodes[0].home.join("fleet/certs/ca.pem");
+    let status = https_get(&ca, name, port, &format!("/{path}")).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    // By the address it is bound to, the certificate does not match (no IP SANs): what the
+    // link named before.
+    let by_ip = https_get(&ca, "127.0.0.1", port, "/");
+    assert!(by_ip.is_err(), "{by_ip:?}");
+    let (code, _, err) = m.at(0, &["web", "pair"]);
+    assert_eq!(code, 0);
+    assert!(err.contains("a hosts line `<node address> a.acme.fleet.internal`"), "{err}");
 }

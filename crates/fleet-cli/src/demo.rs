@@ -6,6 +6,8 @@
 //! The tour: the merged `fleet ps`, heartbeat events from several hosts, a
 //! cross-host send with its verified receipt and the text in the target pane,
 //! a draft caught by verify, a host killed and shown unreachable, then back.
+//! w-jarvis's node opens its web door on a free loopback port (the others keep theirs
+//! off) and the tour prints an operator pairing link of it: the dashboard of the whole mesh.
 //! Everything it started (node processes by pid, tmux servers by their own
 //! sockets, the temp dir) is removed at the end, on a failure halfway, and on
 //! Ctrl-C or SIGTERM. `--keep` leaves the mesh up and says how to use it.
@@ -225,9 +227,10 @@ agents:
             .env("FLEET_LISTEN", listen)
             .env("FLEET_PEERS", peers.join(","))
             .env("FLEET_MDNS", "false")
-            // Three nodes on one machine would contend for the web door's default
-            // port: the tour does not use it (yet).
-            .env("FLEET_WEB", "false")
+            // One web door (w-jarvis's, on a free port) shows the whole mesh; three on the
+            // default port would contend for it.
+            .env("FLEET_WEB", if i == 0 { "true" } else { "false" })
+            .env("FLEET_WEB_LISTEN", "127.0.0.1:0")
             .env("FLEET_FANOUT_DEADLINE_MS", "1000")
             .env("FLEET_PROBE_INTERVAL_MS", "1000")
             .env_remove("FLEET_NODE")
@@ -263,6 +266,21 @@ agents:
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// A one-time operator pairing link of w-jarvis's web door, valid `ttl_ms`.
+    fn pair_link(&self, ttl_ms: u32) -> anyhow::Result<String> {
+        self.rt.block_on(async {
+            let channel = client::connect(&self.target(0)).await?;
+            let req = v1::PairRequest {
+                role: v1::WebRole::Operator as i32,
+                label: "demo".into(),
+                link_ttl_ms: ttl_ms,
+                session_ttl_s: 0,
+            };
+            let r = v1::web_client::WebClient::new(channel).pair(req).await.context("pairing link of w-jarvis")?;
+            Ok(r.into_inner().url)
+        })
     }
 
     fn list(&self) -> anyhow::Result<(Vec<AgentRecord>, Vec<HostStatus>)> {
@@ -367,6 +385,9 @@ agents:
         for (i, h) in HOSTS.iter().enumerate() {
             println!("  {:<11} {}  (certificate fleet://{TENANT}/node/{})", h.name, self.addrs[i], h.name);
         }
+        let link = self.pair_link(if keep { 3600 * 1000 } else { 10 * 60 * 1000 })?;
+        println!("  the dashboard (w-jarvis's web door; the whole mesh), operator pairing link, works once:");
+        println!("    {link}");
         let deadline = Instant::now() + Duration::from_secs(10);
         let expected: usize = HOSTS.iter().map(|h| h.agents.lines().count()).sum();
         let (agents, hosts) = loop {
@@ -563,7 +584,9 @@ agents:
         if keep {
             self.step(11, "Kept running. Use it with:");
             let tmux = std::env::var("TMUX_TMPDIR").unwrap_or_else(|_| "/tmp".into());
+            println!("  the dashboard, operator, one hour to open once: {}", self.pair_link(3600 * 1000)?);
             println!("  export MOSAIC_HOME={}   # the CLI talks to w-jarvis's node", self.home(0).display());
+            println!("  fleet web (where the dashboard is); fleet web pair --role operator (another link)");
             println!("  fleet ps; fleet heartbeats; fleet send coder0-0@dragon-lin --verify -m hi");
             println!("  off-host style: FLEET_NODE=https://{} with an operator certificate:", self.addrs[0]);
             println!(

@@ -12,7 +12,7 @@
 //!   `wizard`: `fleet init`'s questions on a terminal.
 //! - `stub`: the stub agent; `launcher`: the hidden session helpers.
 //! - `hook`: `fleet hook`, what runtimes' hooks run; `hook_install`: `fleet install --hooks`.
-//! - `web`: `fleet web pair|sessions`, browser identities of the node's web door.
+//! - `web`: `fleet web` (where the door is), `fleet web pair|sessions` (browser identities).
 //! - `table`: aligned tables for people.
 
 mod certs;
@@ -111,9 +111,8 @@ enum Command {
     Verify(verbs::VerifyArgs),
     /// The "Fleet Comms" block an agent reads to reach its peers (--write: into its context file).
     Comms(WithHost<verbs::CommsArgs>),
-    /// The node's web door: pair a browser, list or end browser sessions.
-    #[command(subcommand)]
-    Web(web::WebCmd),
+    /// The node's web door: where it is (no subcommand), pair a browser, list or end sessions.
+    Web(web::WebArgs),
     /// Roster tools.
     #[command(subcommand)]
     Roster(RosterCmd),

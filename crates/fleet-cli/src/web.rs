@@ -1,11 +1,25 @@
-//! `fleet web pair` and `fleet web sessions`: browser identities of the node's web door
-//! (docs/security.md "Browser identity").
+//! `fleet web`: where the local node's web door is (its dashboard), and `fleet web pair` and
+//! `fleet web sessions`: browser identities of that door (docs/security.md "Browser identity").
+//!
+//! The door lives in the node (it calls the node's services in process as the browser's
+//! principal), so its address is node configuration (`web_listen`, `FLEET_WEB_LISTEN`), not an
+//! option of this command: `fleet web` reports it rather than running a second listener.
 
 use crate::exit::{self, CliResult};
 use crate::{node, table};
 use anyhow::anyhow;
 use fleet_proto::v1;
 use fleet_proto::v1::web_client::WebClient;
+
+#[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct WebArgs {
+    #[command(subcommand)]
+    pub cmd: Option<WebCmd>,
+    /// Print the door as JSON (`tenant_id`, `host`, `web_url`).
+    #[arg(long)]
+    pub json: bool,
+}
 
 #[derive(Debug, clap::Subcommand)]
 pub enum WebCmd {
@@ -86,10 +100,48 @@ fn session_json(s: &v1::WebSession) -> serde_json::Value {
     })
 }
 
-pub fn run(cmd: WebCmd) -> CliResult {
+/// With `web_tls` the door's URL names the node by its certificate's DNS name: say what a
+/// browser needs for it.
+fn tls_hint(url: &str) {
+    let Some(name) = url.strip_prefix("https://").and_then(|u| u.split([':', '/']).next()) else { return };
+    eprintln!(
+        "fleet: the browser must reach {name} (the node certificate's name; a hosts line `<node address> {name}` \
+         or DNS) and trust the mesh CA (ca.pem in the certs dir)"
+    );
+}
+
+/// `fleet web`: the local node's door and how to pair a browser with it.
+async fn door(channel: tonic::transport::Channel, json: bool) -> CliResult {
+    let mut mesh = fleet_proto::v1::mesh_client::MeshClient::new(channel);
+    let info = mesh.node_info(v1::NodeInfoRequest {}).await.map_err(node::status)?.into_inner();
+    if info.web_url.is_empty() {
+        return Err(exit::failed(anyhow!(
+            "the web door of {} is off (web: false in node.yaml or FLEET_WEB=false, or its default address \
+             127.0.0.1:7421 was taken by another node: see the node's log); set web: true and web_listen \
+             (FLEET_WEB_LISTEN) and restart the node",
+            info.host
+        )));
+    }
+    if json {
+        let v = serde_json::json!({"tenant_id": info.tenant_id, "host": info.host, "web_url": info.web_url});
+        println!("{v}");
+    } else {
+        println!("{}/", info.web_url);
+        tls_hint(&info.web_url);
+        eprintln!(
+            "fleet: the dashboard of {} (tenant {}) for the whole mesh; pair a browser with `fleet web pair` \
+             (viewer) or `fleet web pair --role operator`, and open the link it prints",
+            info.host, info.tenant_id
+        );
+    }
+    Ok(())
+}
+
+pub fn run(args: WebArgs) -> CliResult {
     let rt = node::runtime()?;
     rt.block_on(async {
         let channel = fleet_node::client::connect(&node::target()).await.map_err(node::unreachable)?;
+        let Some(cmd) = args.cmd else { return door(channel, args.json).await };
         let mut client = WebClient::new(channel);
         match cmd {
             WebCmd::Pair(a) => {
@@ -113,6 +165,7 @@ pub fn run(cmd: WebCmd) -> CliResult {
                     println!("{v}");
                 } else {
                     println!("{}", r.url);
+                    tls_hint(&r.url);
                     eprintln!(
                         "fleet: open this link once, within {} s, in the browser to pair as web:{}@{} ({}); \
                          it works once. `fleet web sessions` lists sessions.",

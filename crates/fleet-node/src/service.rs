@@ -672,7 +672,7 @@ impl Fleet for NodeService {
         &self,
         request: Request<tonic::Streaming<v1::AttachInput>>,
     ) -> Result<Response<Self::AttachPaneStream>, Status> {
-        self.0.attach_pane(request).await
+        self.0.attach_pane(request.map(|s| Box::pin(s) as crate::terminal::InputStream)).await
     }
 
     async fn add_agent(

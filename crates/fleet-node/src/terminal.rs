@@ -20,9 +20,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::{Stream, StreamExt};
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status};
 
 pub type FrameStream = Pin<Box<dyn Stream<Item = Result<v1::PaneFrame, Status>> + Send>>;
+/// An attachment's input: a gRPC stream (`tonic::Streaming`), or a browser's WebSocket
+/// ([`crate::web::ws`]) made into the same messages in this process.
+pub type InputStream = Pin<Box<dyn Stream<Item = Result<v1::AttachInput, Status>> + Send>>;
 
 /// An attachment with no input for this long is ended (its client sends a
 /// keepalive every second).
@@ -86,14 +89,14 @@ impl Node {
     /// `AttachPane`: take over a pane here, or on its host.
     pub(crate) async fn attach_pane(
         self: &Arc<Self>,
-        mut request: Request<Streaming<v1::AttachInput>>,
+        mut request: Request<InputStream>,
     ) -> Result<Response<FrameStream>, Status> {
-        let first = tokio::time::timeout(START_TIMEOUT, request.get_mut().message()).await;
+        let first = tokio::time::timeout(START_TIMEOUT, next_input(request.get_mut())).await;
         let start = match first {
-            Ok(Ok(Some(v1::AttachInput { input: Some(Input::Start(s)) }))) => s,
-            Ok(Err(status)) => return Err(status),
+            Ok(Some(Ok(v1::AttachInput { input: Some(Input::Start(s)) }))) => s,
+            Ok(Some(Err(status))) => return Err(status),
             Err(_) => return Err(Status::invalid_argument("no AttachInput.start within 5 s")),
-            Ok(Ok(_)) => return Err(Status::invalid_argument("the first AttachInput must be `start`")),
+            Ok(_) => return Err(Status::invalid_argument("the first AttachInput must be `start`")),
         };
         let target = format!("{}@{}", start.agent, start.host);
         let caller = self.authorize(&request, Verb::Attach, &target)?;
@@ -138,15 +141,14 @@ impl Node {
         &self,
         caller: &Caller,
         start: v1::AttachStart,
-        input: Streaming<v1::AttachInput>,
+        input: InputStream,
     ) -> Result<Response<FrameStream>, Status> {
         let peer = self.peer_for(&start.host).await?;
         let mut client = v1::fleet_client::FleetClient::new(peer.channel.clone());
         let first = v1::AttachInput { input: Some(Input::Start(start)) };
         // Keystrokes and keepalives pass on as they come; the caller's
         // stream ending (or failing) ends the forwarded one.
-        let rest = input.map_while(Result::ok);
-        let mut fwd = Request::new(tokio_stream::once(first).chain(rest));
+        let mut fwd = Request::new(tokio_stream::once(first).chain(UntilError(input)));
         forward_meta(&mut fwd, caller);
         let frames = client.attach_pane(fwd).await.map_err(|s| peer_error(&peer, s))?.into_inner();
         Ok(Response::new(Box::pin(frames)))
@@ -180,10 +182,31 @@ impl Node {
     }
 }
 
+/// An input stream's messages up to its end or its first error.
+struct UntilError(InputStream);
+
+impl Stream for UntilError {
+    type Item = v1::AttachInput;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<v1::AttachInput>> {
+        self.0.as_mut().poll_next(cx).map(|m| m.and_then(Result::ok))
+    }
+}
+
+/// The next input message (a named future: its type is `Send` for every lifetime).
+fn next_input(
+    input: &mut InputStream,
+) -> impl std::future::Future<Output = Option<Result<v1::AttachInput, Status>>> + Send + '_ {
+    std::future::poll_fn(move |cx| input.as_mut().poll_next(cx))
+}
+
 /// Type what the client sends until it stops: the reason and the bytes typed.
 async fn type_into(
     feed: &Feed,
-    mut input: Streaming<v1::AttachInput>,
+    mut input: InputStream,
     resize: bool,
     mut viewer: tokio::task::JoinHandle<()>,
     cancel: &tokio_util::sync::CancellationToken,
@@ -193,13 +216,13 @@ async fn type_into(
         let next = tokio::select! {
             () = cancel.cancelled() => break "the node is shutting down".to_string(),
             _ = &mut viewer => break "the pane's stream ended".to_string(),
-            next = tokio::time::timeout(ATTACH_IDLE, input.message()) => next,
+            next = tokio::time::timeout(ATTACH_IDLE, next_input(&mut input)) => next,
         };
         let msg = match next {
             Err(_) => break format!("no input or keepalive for {} s", ATTACH_IDLE.as_secs()),
-            Ok(Err(status)) => break format!("the client's stream broke ({})", status.message()),
-            Ok(Ok(None)) => break "the client detached".to_string(),
-            Ok(Ok(Some(m))) => m,
+            Ok(Some(Err(status))) => break format!("the client's stream broke ({})", status.message()),
+            Ok(None) => break "the client detached".to_string(),
+            Ok(Some(Ok(m))) => m,
         };
         match msg.input {
             Some(Input::Keys(bytes)) => {

@@ -51,7 +51,7 @@ fn ok_json(v: &Value) -> Reply {
 }
 
 /// An error: `{"error": {"code": "...", "message": "..."}}` plus `extra` keys.
-fn error(status: StatusCode, code: &str, message: &str, extra: Option<(&str, Value)>) -> Reply {
+pub(super) fn error(status: StatusCode, code: &str, message: &str, extra: Option<(&str, Value)>) -> Reply {
     let mut v = json!({"error": {"code": code, "message": message}});
     if let Some((k, x)) = extra {
         v[k] = x;
@@ -60,7 +60,7 @@ fn error(status: StatusCode, code: &str, message: &str, extra: Option<(&str, Val
 }
 
 /// A node error as the CLI words it (`fleet: <message>`), with its HTTP status.
-fn status_reply(s: &tonic::Status) -> Reply {
+pub(super) fn status_reply(s: &tonic::Status) -> Reply {
     use tonic::Code;
     let (status, prefix) = match s.code() {
         Code::InvalidArgument => (StatusCode::BAD_REQUEST, ""),
@@ -107,6 +107,10 @@ fn usage(message: String) -> Reply {
 fn route_of(path: &str) -> &'static str {
     const ROUTES: &[&str] = &[
         "/",
+        "/assets/app.js",
+        "/assets/app.css",
+        "/assets/vendor/xterm.js",
+        "/assets/vendor/xterm.css",
         "/pair",
         "/metrics",
         "/api/v1/openapi.json",
@@ -122,7 +126,11 @@ fn route_of(path: &str) -> &'static str {
         "/api/v1/tail",
         "/api/v1/events",
     ];
-    ROUTES.iter().find(|r| **r == path).copied().unwrap_or("other")
+    match super::ws::route(path) {
+        Some((_, _, false)) => "/api/v1/agents/{host}/{name}/watch",
+        Some((_, _, true)) => "/api/v1/agents/{host}/{name}/attach",
+        None => ROUTES.iter().find(|r| **r == path).copied().unwrap_or("other"),
+    }
 }
 
 /// Serve one request.
@@ -130,7 +138,11 @@ pub async fn handle(door: Arc<WebDoor>, req: http::Request<Incoming>, peer: Sock
     let start = Instant::now();
     let route = route_of(req.uri().path());
     let mut reply = route_request(&door, req, peer).await;
-    reply.headers_mut().insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    // `same-origin`, not `no-referrer`: under `no-referrer` a browser sends `Origin: null` on its
+    // own same-origin POSTs (Fetch: "serialize a request origin"), which the Origin check must
+    // refuse; the pairing form and every write of the dashboard then failed. A link's code still
+    // never leaves for another origin in a Referer.
+    reply.headers_mut().insert("referrer-policy", HeaderValue::from_static("same-origin"));
     reply.headers_mut().insert("x-frame-options", HeaderValue::from_static("DENY"));
     door.node.metrics.web(route, reply.status().as_u16(), start.elapsed());
     reply
@@ -220,7 +232,7 @@ impl WebDoor {
 
     /// A state-changing request must come from a page of this door: `Origin` is
     /// `<scheme>://<Host>`.
-    fn check_origin(&self, req: &http::Request<Incoming>) -> Result<(), String> {
+    pub(super) fn check_origin(&self, req: &http::Request<Incoming>) -> Result<(), String> {
         let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
         let expected = format!("{}://{host}", self.scheme());
         match req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
@@ -246,14 +258,22 @@ impl WebDoor {
         self.sessions.lock().expect("sessions").check(&token, crate::live::now_ms())
     }
 
-    fn audit(&self, principal: &str, peer: &str, verb: Verb, target: &str, outcome: &str, detail: Option<&str>) {
+    pub(super) fn audit(
+        &self,
+        principal: &str,
+        peer: &str,
+        verb: Verb,
+        target: &str,
+        outcome: &str,
+        detail: Option<&str>,
+    ) {
         let ev = fleet_tls::audit::AuditEvent { principal, peer, verb, target, outcome, detail };
         if let Err(e) = self.node.audit.append(&ev) {
             tracing::error!(error = %e, "audit log write failed");
         }
     }
 
-    fn principal(&self, label: &str) -> String {
+    pub(super) fn principal(&self, label: &str) -> String {
         format!("web:{label}@{}", self.node.info.tenant)
     }
 }
@@ -281,9 +301,9 @@ async fn route_request(door: &Arc<WebDoor>, req: http::Request<Incoming>, peer: 
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let changes = !matches!(method, Method::GET | Method::HEAD);
-    // Public: the landing page, the pairing exchange, the API description, the metrics.
+    // Public: the dashboard's files, the pairing exchange, the API description, the metrics.
     match (&method, path.as_str()) {
-        (&Method::GET, "/") => return landing(door),
+        (&Method::GET, p) if asset(p).is_some() => return asset(p).expect("matched"),
         (&Method::GET, "/pair") => return pair_page(&req),
         (&Method::POST, "/pair") => return pair_exchange(door, req, peer).await,
         (&Method::GET, "/api/v1/openapi.json") => return full(StatusCode::OK, "application/json", OPENAPI),
@@ -355,6 +375,11 @@ async fn route_request(door: &Arc<WebDoor>, req: http::Request<Incoming>, peer: 
         }
         (Method::GET, "/api/v1/tail") => tail(door, &caller, &query(&req)).await,
         (Method::GET, "/api/v1/events") => events(door, &caller, &req),
+        (Method::GET, p) if super::ws::route(p).is_some() => {
+            let (host, name, attach) = super::ws::route(p).expect("matched");
+            let (host, name) = (host.to_string(), name.to_string());
+            super::ws::pane(door, caller, req, &host, &name, attach).await
+        }
         (Method::POST, "/api/v1/send") => match json_body(req).await {
             Ok(b) => send(door, &caller, b).await,
             Err(r) => r,
@@ -372,12 +397,12 @@ async fn route_request(door: &Arc<WebDoor>, req: http::Request<Incoming>, peer: 
     }
 }
 
-fn svc(door: &WebDoor) -> NodeService {
+pub(super) fn svc(door: &WebDoor) -> NodeService {
     NodeService(door.node.clone())
 }
 
 /// A request into the node's own services, as the browser's principal.
-fn call<T>(caller: &WebCaller, msg: T) -> tonic::Request<T> {
+pub(super) fn call<T>(caller: &WebCaller, msg: T) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
     r.extensions_mut().insert(caller.clone());
     r
@@ -395,20 +420,25 @@ impl WebDoor {
     }
 }
 
-fn landing(door: &WebDoor) -> Reply {
-    let me = &door.node.info;
-    full(
-        StatusCode::OK,
-        "text/html; charset=utf-8",
-        format!(
-            "<!doctype html><meta charset=utf-8><title>fleet {host}</title>\
-             <p>fleet web door of {host} (tenant {tenant}). The JSON API is under <code>/api/v1/</code>, described by \
-             <a href=\"/api/v1/openapi.json\">/api/v1/openapi.json</a>; events at <code>/api/v1/events</code>. \
-             Pair this browser with <code>fleet web pair</code> on the node's host.</p>",
-            host = me.host,
-            tenant = me.tenant
-        ),
-    )
+/// The dashboard's files, built into the binary (nothing is fetched at run time): the page,
+/// its script and style, and the vendored terminal emulator (assets/vendor/VERSIONS).
+const ASSETS: &[(&str, &str, &[u8])] = &[
+    ("/", "text/html; charset=utf-8", include_bytes!("assets/index.html")),
+    ("/assets/app.js", "text/javascript; charset=utf-8", include_bytes!("assets/app.js")),
+    ("/assets/app.css", "text/css; charset=utf-8", include_bytes!("assets/app.css")),
+    ("/assets/vendor/xterm.js", "text/javascript; charset=utf-8", include_bytes!("assets/vendor/xterm.js")),
+    ("/assets/vendor/xterm.css", "text/css; charset=utf-8", include_bytes!("assets/vendor/xterm.css")),
+];
+
+/// The page's own scripts and styles only; xterm.js sets styles of its own elements.
+const CSP: &str = "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+                   connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+fn asset(path: &str) -> Option<Reply> {
+    let (_, kind, body) = ASSETS.iter().find(|(p, _, _)| *p == path)?;
+    let mut r = full(StatusCode::OK, kind, Bytes::from_static(body));
+    r.headers_mut().insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    Some(r)
 }
 
 /// The pairing link: a page whose form posts the code (a script submits it at once), so a

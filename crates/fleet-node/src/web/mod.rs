@@ -10,6 +10,7 @@
 //!   fan-out are the same code as for a CLI.
 //! - `/api/v1/events`: Server-Sent Events of the event stream, resumable by `Last-Event-ID`
 //!   from the last [`JOURNAL`] events ([`journal`]).
+//! - `/api/v1/agents/{host}/{name}/watch|attach`: a WebSocket per pane ([`ws`]).
 //! - `/metrics`: Prometheus text.
 //! - `/pair`: a pairing link's code exchanged, once, for a session cookie ([`sessions`]).
 //!
@@ -20,6 +21,7 @@ pub mod admin;
 pub mod api;
 pub mod journal;
 pub mod sessions;
+pub mod ws;
 
 use crate::config::WebConfig;
 use crate::service::Node;
@@ -84,7 +86,17 @@ pub async fn bind(cfg: &WebConfig, identity: &fleet_tls::Identity) -> Result<Opt
         }
     };
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let url = format!("{}://{addr}", if tls.is_some() { "https" } else { "http" });
+    let url = if tls.is_some() {
+        // The node certificate names the node only by DNS names (no IP SANs): a browser
+        // accepts it under `<host>.<tenant>.fleet.internal`, never under the address the door
+        // is bound to (which may be 0.0.0.0). That name must resolve to the node for the
+        // browser (a hosts line, or DNS): `fleet web pair` says so.
+        let p = &identity.principal;
+        let host = fleet_core::names::DnsLabel::parse_as("host", &p.name).map_err(|e| format!("web_tls: {e}"))?;
+        format!("https://{}:{}", fleet_tls::principal::node_dns_name(&p.tenant, &host), addr.port())
+    } else {
+        format!("http://{addr}")
+    };
     Ok(Some(Bound { listener, tls, addr, url, cfg: cfg.clone() }))
 }
 
@@ -169,7 +181,8 @@ where
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HANDSHAKE_TIMEOUT)
-        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .with_upgrades();
     tokio::pin!(conn);
     tokio::select! {
         r = conn.as_mut() => {

@@ -28,8 +28,10 @@
 //! the round time (a few ms per node on a busy machine).
 //!
 //! Run: `cargo bench -p fleet-cli --bench scale` (root for the private network
-//! namespace); `FLEET_SCALE_SIZES=3,100` etc. Load average is printed before
-//! each size: figures taken while other builds run measure them too.
+//! namespace); `FLEET_SCALE_SIZES=3,100`, `FLEET_SCALE_AGENTS=10`,
+//! `FLEET_SCALE_PROBE_MS=2000` (the nodes' probe interval; the harness's 500 ms
+//! by default). Load average is printed with each figure: figures taken while
+//! other builds run measure them too.
 
 #[path = "../../../tests/mesh_util.rs"]
 mod mesh_util;
@@ -176,6 +178,12 @@ fn roster(agents: usize) -> String {
     (0..agents).map(|a| format!("  - {{ name: a{a}, runtime: stub, class: worker }}\n")).collect()
 }
 
+/// `FLEET_SCALE_PROBE_MS`: the nodes' tmux probe interval (the harness's 500 ms by default;
+/// at 100 nodes its tmux and systemctl processes are most of the machine's load).
+fn node_env() -> Vec<(&'static str, String)> {
+    std::env::var("FLEET_SCALE_PROBE_MS").map(|v| vec![("FLEET_PROBE_INTERVAL_MS", v)]).unwrap_or_default()
+}
+
 fn size(n: usize, agents: usize) {
     println!("== {n} nodes, {agents} roster agents each; load average {}", load());
     let mut m = Mesh::new("acme");
@@ -183,11 +191,15 @@ fn size(n: usize, agents: usize) {
         m.add_host(&format!("s{i:03}"), &roster(agents));
     }
     // 1. mass start.
-    m.start_node(0, "127.0.0.1:0", &[]);
+    let env0 = node_env();
+    let env0: Vec<(&str, &str)> = env0.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    m.start_node_with(0, "127.0.0.1:0", &[], &env0);
     let seed = vec![m.addr(0)];
     let t_first = Instant::now();
+    let env = node_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     for i in 1..n {
-        m.spawn_node(i, "127.0.0.1:0", &seed, &[]);
+        m.spawn_node(i, "127.0.0.1:0", &seed, &env);
     }
     let t0 = Instant::now();
     let spawn = t0 - t_first;
@@ -291,7 +303,7 @@ fn size(n: usize, agents: usize) {
     // 4. one join.
     let j = n;
     let t0 = Instant::now();
-    m.spawn_node(j, "127.0.0.1:0", &seed, &[]);
+    m.spawn_node(j, "127.0.0.1:0", &seed, &env);
     cl.push(socket_of(&m.nodes[j].home));
     let everyone: Vec<usize> = (0..=n).collect();
     let joined = cl.until(&everyone, t0, timeout, |c, i| c.info(i).is_some_and(|r| r.members_alive as usize == n));
@@ -320,15 +332,16 @@ fn size(n: usize, agents: usize) {
     );
 }
 
-/// Whether this build has `ListAgentsRequest.fresh` (the fan-out on demand).
-const FRESH: bool = false;
+/// Whether this build has `ListAgentsRequest.fresh` (the fan-out on demand;
+/// false in the bench's first commit, 5a03deb, which measured the code before it).
+const FRESH: bool = true;
 
 fn has_fresh() -> bool {
     FRESH && std::env::var_os("FLEET_SCALE_NO_FRESH").is_none()
 }
 
-fn fresh_req(_fresh: bool) -> v1::ListAgentsRequest {
-    v1::ListAgentsRequest::default()
+fn fresh_req(fresh: bool) -> v1::ListAgentsRequest {
+    v1::ListAgentsRequest { fresh, ..Default::default() }
 }
 
 fn main() {

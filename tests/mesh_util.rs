@@ -168,6 +168,17 @@ agents:
     /// [`Mesh::start_node_with`] through a wrapper that execs the node (e.g. `prlimit
     /// --nofile=1024:20000 --`), so the pid is still the node's.
     pub fn start_node_via(&mut self, i: usize, listen: &str, peers: &[String], env: &[(&str, &str)], via: &[&str]) {
+        self.spawn_node_via(i, listen, peers, env, via);
+        self.wait_answer(i);
+    }
+
+    /// Start node `i` like [`Mesh::start_node_with`] but do not wait for it
+    /// (a mass start); [`Mesh::wait_answer`] later learns its address.
+    pub fn spawn_node(&mut self, i: usize, listen: &str, peers: &[String], env: &[(&str, &str)]) {
+        self.spawn_node_via(i, listen, peers, env, &[]);
+    }
+
+    fn spawn_node_via(&mut self, i: usize, listen: &str, peers: &[String], env: &[(&str, &str)], via: &[&str]) {
         let n = &self.nodes[i];
         let log = std::fs::File::create(self.root().join(format!("{}.log", n.host))).unwrap();
         let mut cmd = match via {
@@ -194,9 +205,12 @@ agents:
             .stdout(Stdio::null())
             .stderr(log);
         let child = cmd.spawn().expect("start fleet node");
-        let pid = child.id();
+        self.nodes[i].pid = Some(child.id());
         self.children.push(child);
-        self.nodes[i].pid = Some(pid);
+    }
+
+    /// Wait until node `i` answers on its local socket; note its gRPC address.
+    pub fn wait_answer(&mut self, i: usize) {
         let mut addr = None;
         wait_for(&format!("node {} to answer", self.nodes[i].host), Duration::from_secs(15), || {
             let (code, out, _) = self.at(i, &["peers", "--json"]);

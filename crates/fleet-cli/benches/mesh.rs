@@ -65,7 +65,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let target = fleet_node::client::Target::Socket(m.nodes[0].home.join("fleet/node.sock"));
     let mut client = rt.block_on(fleet_node::client::fleet(&target)).unwrap();
-    let list = v1::ListAgentsRequest { scope: v1::Scope::Mesh as i32, hosts: vec![], deadline_ms: 0 };
+    let list = v1::ListAgentsRequest { scope: v1::Scope::Mesh as i32, hosts: vec![], deadline_ms: 0, fresh: false };
     mesh_util::wait_for("every agent listed", Duration::from_secs(30), || {
         rt.block_on(client.list_agents(list.clone())).map(|r| r.into_inner().agents.len()).unwrap_or(0) == expected
     });
@@ -99,6 +99,7 @@ fn main() {
             scope: v1::Scope::Mesh as i32,
             hosts: vec!["c".into()],
             snapshot: false,
+            host_tick_ms: 0,
         }))
         .unwrap()
         .into_inner();

@@ -251,7 +251,7 @@ fn roster_agents(prefix: &str, quiet: bool) -> String {
 }
 
 fn mesh_list() -> v1::ListAgentsRequest {
-    v1::ListAgentsRequest { scope: v1::Scope::Mesh as i32, hosts: vec![], deadline_ms: 0 }
+    v1::ListAgentsRequest { scope: v1::Scope::Mesh as i32, hosts: vec![], deadline_ms: 0, fresh: false }
 }
 
 fn ok_hosts(r: &v1::ListAgentsResponse) -> usize {
@@ -1105,8 +1105,12 @@ impl Ns {
                 .map(|r| r.into_inner())
                 .is_ok_and(|r| r.agents.len() == expected && ok_hosts(&r) == 3)
         });
-        let req =
-            v1::WatchHeartbeatsRequest { scope: v1::Scope::Mesh as i32, hosts: vec!["c".into()], snapshot: false };
+        let req = v1::WatchHeartbeatsRequest {
+            scope: v1::Scope::Mesh as i32,
+            hosts: vec!["c".into()],
+            snapshot: false,
+            host_tick_ms: 0,
+        };
         let stream = rt.block_on(client.watch_heartbeats(req)).expect("WatchHeartbeats").into_inner();
 
         // Two followers of quiet@c's pane on a: an in-process WatchPane

@@ -139,6 +139,7 @@ pub fn print_targets(g: &GlobalArgs) -> CliResult {
                 scope: v1::Scope::Mesh as i32,
                 hosts: vec![],
                 deadline_ms: ASK_NODE_FOR.as_millis() as u32,
+                fresh: false,
             };
             client.list_agents(req).await.ok().map(|r| r.into_inner().agents)
         };

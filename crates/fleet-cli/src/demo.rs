@@ -286,7 +286,8 @@ agents:
     fn list(&self) -> anyhow::Result<(Vec<AgentRecord>, Vec<HostStatus>)> {
         self.rt.block_on(async {
             let mut c = client::fleet(&self.target(0)).await?;
-            let req = v1::ListAgentsRequest { scope: v1::Scope::Mesh as i32, hosts: vec![], deadline_ms: 1000 };
+            let req =
+                v1::ListAgentsRequest { scope: v1::Scope::Mesh as i32, hosts: vec![], deadline_ms: 1000, fresh: false };
             let r = c.list_agents(req).await?.into_inner();
             Ok((
                 r.agents.into_iter().map(AgentRecord::from).collect(),
@@ -447,7 +448,12 @@ agents:
         self.step(5, "fleet heartbeats: events stream in from every host");
         let events = self.rt.block_on(async {
             let mut c = client::fleet(&self.target(0)).await?;
-            let req = v1::WatchHeartbeatsRequest { scope: v1::Scope::Mesh as i32, hosts: vec![], snapshot: false };
+            let req = v1::WatchHeartbeatsRequest {
+                scope: v1::Scope::Mesh as i32,
+                hosts: vec![],
+                snapshot: false,
+                host_tick_ms: 0,
+            };
             let mut stream = c.watch_heartbeats(req).await?.into_inner();
             let mut seen: Vec<Event> = Vec::new();
             let until = tokio::time::Instant::now() + Duration::from_secs(3);

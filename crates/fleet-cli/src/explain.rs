@@ -29,6 +29,7 @@ pub fn run(args: ExplainArgs) -> CliResult {
             scope: if host.is_some() { v1::Scope::Mesh } else { v1::Scope::Local } as i32,
             hosts: host.clone().into_iter().collect(),
             deadline_ms: 0,
+            fresh: false,
         };
         let resp = client.list_agents(req).await.map_err(node::status)?.into_inner();
         if let Some(h) = resp.hosts.iter().find(|h| h.state != v1::HostState::Ok as i32) {

@@ -25,6 +25,10 @@ pub struct PsArgs {
     /// How long the mesh listing waits for slow hosts, in milliseconds [default: the node's, 2000].
     #[arg(long, value_name = "MS")]
     pub deadline: Option<u32>,
+    /// Ask every host now (one round trip to each, up to the deadline) instead of
+    /// answering from the node's replicated view of the mesh.
+    #[arg(long, conflicts_with = "local")]
+    pub fresh: bool,
 }
 
 fn local_rows(g: &GlobalArgs, hosts: &[String]) -> CliResult<(Vec<AgentRecord>, Vec<HostStatus>)> {
@@ -90,6 +94,7 @@ async fn mesh_rows(args: &PsArgs) -> CliResult<(Vec<AgentRecord>, Vec<HostStatus
         scope: v1::Scope::Mesh as i32,
         hosts: args.hosts.clone(),
         deadline_ms: args.deadline.unwrap_or(0),
+        fresh: args.fresh,
     };
     let resp = client.list_agents(req).await.map_err(node::status)?.into_inner();
     Ok((
@@ -245,12 +250,18 @@ pub fn render_hosts(hosts: &[HostStatus]) -> String {
             let detail =
                 [&h.detail, &h.roster_problem, &stale].into_iter().flatten().cloned().collect::<Vec<_>>().join("; ");
             let ok = h.state == HostState::Ok;
+            let state = if h.stale { format!("{state} (stale)") } else { state.to_string() };
             vec![
                 h.host.clone(),
                 h.tenant_id.clone(),
-                table::paint(state, if ok { "32" } else { "31" }, colour),
-                // A host that did not answer has no latency to show.
-                if ok { format!("{} ms", h.latency_ms) } else { "-".into() },
+                table::paint(&state, if ok && !h.stale { "32" } else { "31" }, colour),
+                // A host that did not answer has no latency to show; a row from the
+                // node's replicated view took no round trip.
+                match (ok, h.heard_unix_ms) {
+                    (false, _) => "-".into(),
+                    (true, Some(_)) => "replica".into(),
+                    (true, None) => format!("{} ms", h.latency_ms),
+                },
                 h.agent_count.to_string(),
                 detail,
             ]

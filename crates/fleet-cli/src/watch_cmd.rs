@@ -49,6 +49,7 @@ fn describe(e: &Event) -> String {
         EventKind::HostUp { address } => format!("host up ({address})"),
         EventKind::HostDown { reason } => format!("host down: {reason}"),
         EventKind::Lagged { dropped } => format!("lagged: {dropped} events dropped; a fresh snapshot follows"),
+        EventKind::HostTick { status, .. } => format!("host tick ({} agents)", status.agent_count),
     }
 }
 
@@ -65,6 +66,7 @@ pub fn heartbeats(args: HeartbeatsArgs) -> CliResult {
             scope: v1::Scope::Mesh as i32,
             hosts: args.hosts.clone(),
             snapshot: args.snapshot,
+            host_tick_ms: 0,
         };
         let mut stream = client.watch_heartbeats(req).await.map_err(node::status)?.into_inner();
         // A person at a terminal is told the stream is open: events may be

@@ -51,6 +51,13 @@ pub enum EventKind {
     Lagged {
         dropped: u64,
     },
+    /// The host's own row, every tick of a feed that asked for them (nodes keep
+    /// their replicated view with it); `agents`: every agent row, when one
+    /// changed since the last tick in what no other event says.
+    HostTick {
+        status: Box<crate::record::HostStatus>,
+        agents: Option<Vec<AgentRecord>>,
+    },
 }
 
 impl Event {
@@ -64,6 +71,7 @@ impl Event {
             EventKind::HostUp { .. } => "host_up",
             EventKind::HostDown { .. } => "host_down",
             EventKind::Lagged { .. } => "lagged",
+            EventKind::HostTick { .. } => "host_tick",
         }
     }
 }

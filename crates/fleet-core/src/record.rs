@@ -111,6 +111,12 @@ pub struct HostStatus {
     /// When the host's node last refreshed its view of the host (Unix ms, the
     /// node's clock); `None` when not known.
     pub as_of_unix_ms: Option<i64>,
+    /// A row of the answering node's replicated view whose feed has not been
+    /// heard from for longer than it should: its rows may be old.
+    pub stale: bool,
+    /// When the answering node last heard from this host's feed (Unix ms, the
+    /// answering node's clock); `None` for a live answer.
+    pub heard_unix_ms: Option<i64>,
 }
 
 #[cfg(test)]

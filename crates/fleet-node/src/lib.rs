@@ -5,6 +5,7 @@
 //! - [`activity`]: agents' activity: screens read by the probe, hook files, the judgement.
 //! - [`membership`]: SWIM (foca) over QUIC (quinn) with the mesh certificates.
 //! - [`peers`]: the peer list, mTLS channels, the MESH fan-out, per-peer heartbeat feeds.
+//! - [`replica`]: the replicated view of the peer hosts that `ListAgents(MESH)` answers from.
 //! - [`service`]: the `Fleet` and `Mesh` gRPC services and per-call authorization.
 //! - [`sending`]: `SendMessage` here (preamble, refusals, `--when-idle`, delivery, receipt) or forwarded.
 //! - [`roster_verbs`]: `AddAgent`, `RemoveAgent` (roster rewritten, guards over the mesh), `ResetAgent`, `VerifyHost`.
@@ -39,6 +40,7 @@ pub mod metrics;
 pub mod pane;
 pub mod peers;
 pub mod queue;
+pub mod replica;
 pub mod revocation;
 pub mod roster_verbs;
 pub mod sending;

@@ -36,6 +36,12 @@ use tokio_util::sync::CancellationToken;
 /// ALPN of the membership plane.
 pub const ALPN: &[u8] = b"fleet-swim/1";
 
+/// A membership connection that carries nothing for this long is closed.
+pub const IDLE_CLOSE: Duration = Duration::from_secs(10);
+
+/// Datagrams kept per peer while a dial to it is in progress.
+const DIAL_QUEUE: usize = 16;
+
 /// Who a member is. `addr()` is the QUIC address: one live identity per
 /// address, and a seed known only by its address can be announced to (foca
 /// accepts an announce addressed to any identity with its address).
@@ -158,7 +164,7 @@ impl Default for SwimTimings {
     }
 }
 
-fn foca_config(t: &SwimTimings) -> Config {
+pub fn foca_config(t: &SwimTimings) -> Config {
     let mut c = Config::new_lan(NonZeroU32::new(32).expect("nonzero"));
     c.probe_period = t.probe_period;
     c.probe_rtt = t.probe_rtt;
@@ -176,6 +182,50 @@ fn foca_config(t: &SwimTimings) -> Config {
         num_members: NonZeroUsize::new(3).expect("nonzero"),
     });
     c
+}
+
+/// The join burst. foca answers an announce with a `Feed`: as many random
+/// members as fit one datagram (about 25), and a joiner otherwise learns the
+/// members that joined before it only as they probe it or as the periodic
+/// announce (every 10 s) returns another `Feed`, so after a mass start of 100
+/// nodes the last views took tens of seconds to fill. While this node's view
+/// still grows by more than one member per [`JoinBurst::PERIOD`] (it just
+/// joined, or many nodes start at once), it announces to [`JoinBurst::FANOUT`]
+/// members each period; once the view stops growing for
+/// [`JoinBurst::QUIET_TICKS`] periods it stops. A single join elsewhere (growth
+/// by one) starts no burst, so a steady mesh pays nothing.
+#[derive(Clone, Debug, Default)]
+pub struct JoinBurst {
+    /// Active members at the last tick.
+    last: usize,
+    /// Ticks since the view last grew by more than one member.
+    quiet: u32,
+    /// Where the next announces start in the member list (each tick asks others).
+    cursor: usize,
+}
+
+impl JoinBurst {
+    pub const PERIOD: Duration = Duration::from_millis(500);
+    pub const FANOUT: usize = 3;
+    pub const QUIET_TICKS: u32 = 2;
+
+    /// At a tick, with `members` active members: how many of them to announce to now.
+    pub fn tick(&mut self, members: usize) -> usize {
+        let grew = members.saturating_sub(self.last) > 1;
+        self.last = members;
+        self.quiet = if grew { 0 } else { self.quiet.saturating_add(1) };
+        if members > 0 && self.quiet < Self::QUIET_TICKS { Self::FANOUT.min(members) } else { 0 }
+    }
+
+    /// `k` of `members`, others at each call (round robin).
+    pub fn targets<T: Clone>(&mut self, k: usize, members: &[T]) -> Vec<T> {
+        if members.is_empty() {
+            return vec![];
+        }
+        let out = (0..k.min(members.len())).map(|j| members[(self.cursor + j) % members.len()].clone()).collect();
+        self.cursor = (self.cursor + k) % members.len();
+        out
+    }
 }
 
 /// Handle on the membership plane.
@@ -296,7 +346,10 @@ struct Transport {
     client: Mutex<Option<quinn::ClientConfig>>,
     /// The revocation list in force ([`Membership::apply`]).
     crl: Mutex<Option<fleet_tls::revoke::Crl>>,
-    dialing: Mutex<HashSet<SocketAddr>>,
+    /// Dials in progress, with the datagrams that wait for each (at most
+    /// [`DIAL_QUEUE`]): sent once the handshake is done, never dropped for
+    /// being early (a mass start sends many datagrams to new peers at once).
+    dialing: Mutex<HashMap<SocketAddr, Vec<Bytes>>>,
     /// The last dial error per address, so each new one is logged once.
     dial_errors: Mutex<HashMap<SocketAddr, String>>,
     inbound: mpsc::Sender<(SocketAddr, Bytes)>,
@@ -447,9 +500,16 @@ impl Transport {
         {
             return;
         }
-        // Dial in the background; SWIM tolerates the loss of this one packet if it fails.
-        if !self.dialing.lock().expect("dialing").insert(to) {
-            return;
+        // Dial in the background; SWIM tolerates the loss of these packets if it fails.
+        {
+            let mut dialing = self.dialing.lock().expect("dialing");
+            if let Some(waiting) = dialing.get_mut(&to) {
+                if waiting.len() < DIAL_QUEUE {
+                    waiting.push(data);
+                }
+                return;
+            }
+            dialing.insert(to, vec![]);
         }
         let me = self.clone();
         let dst = to_id.clone();
@@ -469,16 +529,18 @@ impl Transport {
                 Ok::<_, String>((conn, p.name))
             }
             .await;
-            me.dialing.lock().expect("dialing").remove(&to);
+            let waiting = me.dialing.lock().expect("dialing").remove(&to).unwrap_or_default();
             match result {
                 Ok((conn, host)) => {
                     me.dial_errors.lock().expect("dial errors").remove(&to);
                     tracing::debug!(peer = %to, "membership: connected");
-                    // The first datagram too goes only where the certificate agrees.
-                    if (claim_holds(&me.tenant, &host, &dst) || is_placeholder(&dst))
-                        && let Err(e) = conn.send_datagram(data)
-                    {
-                        tracing::debug!(peer = %to, error = %e, "membership: datagram not sent");
+                    // The first datagrams too go only where the certificate agrees.
+                    if claim_holds(&me.tenant, &host, &dst) || is_placeholder(&dst) {
+                        for d in std::iter::once(data).chain(waiting) {
+                            if let Err(e) = conn.send_datagram(d) {
+                                tracing::debug!(peer = %to, error = %e, "membership: datagram not sent");
+                            }
+                        }
                     }
                     me.keep(conn, host);
                 }
@@ -554,15 +616,16 @@ fn quic_configs(
     let qs = quinn::crypto::rustls::QuicServerConfig::try_from(Arc::new(server)).map_err(|e| e.to_string())?;
     let qc = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(client)).map_err(|e| e.to_string())?;
     let mut transport = quinn::TransportConfig::default();
-    // Liveness is SWIM's job, not QUIC's: keep-alives are rare (each node holds a
-    // connection to every member it has talked to, so a fast keep-alive grows the
-    // traffic with the mesh), and an idle connection is dropped after 15 s. With
-    // none at all, connections close and are dialed again (a handshake each),
-    // which measured worse at 40 nodes (docs/benchmarks.md). A member declared
-    // down is forgotten at once (see `forget`), and a restarted peer's new
-    // connection replaces the old.
-    transport.keep_alive_interval(Some(Duration::from_secs(5)));
-    transport.max_idle_timeout(Some(Duration::from_secs(15).try_into().expect("idle timeout")));
+    // Liveness is SWIM's job, not QUIC's: no keep-alive, and a connection that
+    // carries nothing for [`IDLE_CLOSE`] is closed (the next datagram dials
+    // again). SWIM talks to every member in turn, so keeping connections alive
+    // meant one per member, each with its keep-alive: memory and packets per
+    // node grew with the mesh (docs/benchmarks.md, "Scale"). Now a node holds
+    // connections only to the members it talked to lately, whatever the size.
+    // A member declared down is forgotten at once (see `forget`), and a
+    // restarted peer's new connection replaces the old.
+    transport.keep_alive_interval(None);
+    transport.max_idle_timeout(Some(IDLE_CLOSE.try_into().expect("idle timeout")));
     transport.max_concurrent_bidi_streams(0u32.into());
     transport.max_concurrent_uni_streams(0u32.into());
     let transport = Arc::new(transport);
@@ -600,7 +663,7 @@ pub fn start(
         claims_logged: Mutex::new(HashSet::new()),
         client: Mutex::new(None),
         crl: Mutex::new(None),
-        dialing: Mutex::new(Default::default()),
+        dialing: Mutex::new(HashMap::new()),
         dial_errors: Mutex::new(HashMap::new()),
         inbound: inbound_tx,
         bytes_in: bytes_in.clone(),
@@ -625,6 +688,9 @@ pub fn start(
         let mut seen: HashMap<SocketAddr, i64> = HashMap::new();
         let mut reseed = tokio::time::interval(timings.reseed);
         reseed.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut burst = tokio::time::interval(JoinBurst::PERIOD);
+        burst.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut join = JoinBurst::default();
         loop {
             tokio::select! {
                 () = cancel.cancelled() => {
@@ -671,6 +737,15 @@ pub fn start(
                         }
                     }
                 },
+                _ = burst.tick() => {
+                    let k = join.tick(foca.iter_members().count());
+                    if k > 0 {
+                        let members: Vec<MemberId> = foca.iter_members().map(|m| m.id().clone()).collect();
+                        for id in join.targets(k, &members) {
+                            let _ = foca.announce(id, &mut rt);
+                        }
+                    }
+                }
                 _ = reseed.tick() => {
                     // Seeds that are not (or no longer) members: announce again,
                     // unless their reporter withdrew them.
@@ -836,6 +911,36 @@ mod tests {
         // The same identity with other addresses is another identity: not believed if it would win.
         let moved = MemberId { grpc: "127.0.0.1:9".parse().unwrap(), generation: 6, ..b.clone() };
         assert!(!believable("t", Some(("b", Some(&b))), &moved));
+    }
+
+    #[test]
+    fn a_join_burst_lasts_while_the_view_grows() {
+        let mut b = JoinBurst::default();
+        assert_eq!(b.tick(0), 0, "nobody to announce to yet");
+        assert_eq!(b.tick(25), 3, "a Feed taught 25 members: ask three more");
+        assert_eq!(b.tick(60), 3);
+        assert_eq!(b.tick(61), 3, "one quiet tick is not enough to stop");
+        assert_eq!(b.tick(61), 0, "two quiet ticks: the view is whole");
+        assert_eq!(b.tick(62), 0, "a single join elsewhere starts no burst");
+        assert_eq!(b.tick(62), 0);
+        assert_eq!(b.tick(90), 3, "many new members at once (a healed partition, a mass start): again");
+        assert_eq!(b.tick(90), 3);
+        assert_eq!(b.tick(90), 0);
+        let mut small = JoinBurst::default();
+        assert_eq!(small.tick(1), 1, "a fresh node with one member asks that one");
+        assert_eq!(small.tick(1), 0, "and stops when nothing more comes");
+        let mut two = JoinBurst::default();
+        assert_eq!(two.tick(2), 2, "never more than there are members");
+    }
+
+    #[test]
+    fn join_burst_targets_go_round_the_members() {
+        let mut b = JoinBurst::default();
+        let m = [1, 2, 3, 4, 5];
+        assert_eq!(b.targets(3, &m), vec![1, 2, 3]);
+        assert_eq!(b.targets(3, &m), vec![4, 5, 1]);
+        assert_eq!(b.targets(9, &m), vec![2, 3, 4, 5, 1], "each member once at most");
+        assert!(b.targets(3, &[] as &[i32]).is_empty());
     }
 
     #[test]

@@ -101,8 +101,11 @@ pub struct Peers {
     pub list: watch::Receiver<Vec<Arc<Peer>>>,
     /// Events of the peers' hosts (their local streams, merged) and host up/down.
     pub events: broadcast::Sender<Event>,
-    /// The last known agents of each peer host, for snapshots after a lag.
+    /// The last known agents of each peer host, for snapshots after a lag and
+    /// the replicated view.
     pub known: Arc<Mutex<BTreeMap<String, BTreeMap<String, AgentRecord>>>>,
+    /// The host row and freshness of each peer host whose feed is up ([`crate::replica`]).
+    pub fed: Arc<Mutex<HashMap<String, crate::replica::Fed>>>,
     pub tenant: String,
 }
 
@@ -138,6 +141,15 @@ impl Peers {
 
     /// ListAgents(LOCAL) on every peer in parallel under one deadline.
     pub async fn fan_out(&self, hosts: &[String], deadline: Duration) -> (Vec<AgentRecord>, Vec<HostStatus>) {
+        self.list(hosts, deadline, true).await
+    }
+
+    /// The rows of the peer hosts (`hosts`, or all): a host that membership
+    /// declared down is an unreachable row; with `fresh`, every other host is
+    /// asked now (ListAgents LOCAL, in parallel under one deadline); without,
+    /// a host is answered from the replicated view when its feed is up and has
+    /// ticked, and asked now otherwise.
+    pub async fn list(&self, hosts: &[String], deadline: Duration, fresh: bool) -> (Vec<AgentRecord>, Vec<HostStatus>) {
         let peers: Vec<Arc<Peer>> =
             self.current().into_iter().filter(|p| hosts.is_empty() || hosts.contains(&p.label())).collect();
         let (mut down, peers): (Vec<Arc<Peer>>, Vec<Arc<Peer>>) = peers.into_iter().partition(|p| p.is_down());
@@ -155,8 +167,33 @@ impl Peers {
                 detail: Some(format!("{}: down (membership: no answer to probes)", p.address)),
                 roster_problem: None,
                 as_of_unix_ms: None,
+                stale: false,
+                heard_unix_ms: None,
             })
             .collect();
+        let mut agents = Vec::new();
+        let peers = if fresh {
+            peers
+        } else {
+            let now = crate::live::now_ms();
+            let (known, fed) = (self.known.lock().expect("known"), self.fed.lock().expect("fed"));
+            let mut ask = Vec::new();
+            for p in peers {
+                let host = p.label();
+                let rows = known.get(&host);
+                let row = fed
+                    .get(&host)
+                    .and_then(|f| crate::replica::host_row(&self.tenant, &host, f, rows.map_or(0, BTreeMap::len), now));
+                match row {
+                    Some(row) => {
+                        agents.extend(rows.into_iter().flat_map(|r| r.values().cloned()));
+                        statuses.push(row);
+                    }
+                    None => ask.push(p),
+                }
+            }
+            ask
+        };
         let calls = peers.iter().map(|p| {
             let peer = p.clone();
             async move {
@@ -166,13 +203,13 @@ impl Peers {
                     scope: v1::Scope::Local as i32,
                     hosts: vec![],
                     deadline_ms: 0,
+                    fresh: false,
                 });
                 req.set_timeout(deadline);
                 let res = tokio::time::timeout(deadline, client.list_agents(req)).await;
                 (peer, start.elapsed(), res)
             }
         });
-        let mut agents = Vec::new();
         for (peer, elapsed, res) in join_all(calls).await {
             let status = |state, detail: Option<String>, count| HostStatus {
                 tenant_id: self.tenant.clone(),
@@ -183,6 +220,8 @@ impl Peers {
                 detail,
                 roster_problem: None,
                 as_of_unix_ms: None,
+                stale: false,
+                heard_unix_ms: None,
             };
             match res {
                 Ok(Ok(resp)) => {
@@ -241,7 +280,12 @@ pub async fn feed(peer: Arc<Peer>, peers: Arc<Peers>, cancel: CancellationToken)
     let mut was_up = false;
     loop {
         let mut client = FleetClient::new(peer.channel.clone());
-        let req = v1::WatchHeartbeatsRequest { scope: v1::Scope::Local as i32, hosts: vec![], snapshot: true };
+        let req = v1::WatchHeartbeatsRequest {
+            scope: v1::Scope::Local as i32,
+            hosts: vec![],
+            snapshot: true,
+            host_tick_ms: crate::replica::TICK.as_millis() as u32,
+        };
         let result = tokio::select! {
             () = cancel.cancelled() => return,
             r = client.watch_heartbeats(req) => r,
@@ -259,6 +303,8 @@ pub async fn feed(peer: Arc<Peer>, peers: Arc<Peers>, cancel: CancellationToken)
                     EventKind::HostUp { address: peer.address.clone() },
                 ));
                 peers.known.lock().expect("known").insert(host.clone(), BTreeMap::new());
+                let fed = crate::replica::Fed { status: None, heard_ms: crate::live::now_ms() };
+                peers.fed.lock().expect("fed").insert(host.clone(), fed);
                 loop {
                     let msg = tokio::select! {
                         () = cancel.cancelled() => return,
@@ -271,8 +317,14 @@ pub async fn feed(peer: Arc<Peer>, peers: Arc<Peers>, cancel: CancellationToken)
                             if !ev.host.eq_ignore_ascii_case(&host) || ev.tenant_id != peers.tenant {
                                 continue;
                             }
+                            if let Some(f) = peers.fed.lock().expect("fed").get_mut(&host) {
+                                f.heard_ms = crate::live::now_ms();
+                            }
                             remember(&peers, &ev);
-                            let _ = peers.events.send(ev);
+                            // Ticks keep the replica; subscribers never see them.
+                            if !matches!(ev.kind, EventKind::HostTick { .. }) {
+                                let _ = peers.events.send(ev);
+                            }
                         }
                         Ok(None) => break,
                         Err(e) => {
@@ -288,6 +340,7 @@ pub async fn feed(peer: Arc<Peer>, peers: Arc<Peers>, cancel: CancellationToken)
             was_up = false;
             let host = peer.label();
             peers.known.lock().expect("known").remove(&host);
+            peers.fed.lock().expect("fed").remove(&host);
             let reason = peer.last_error.lock().expect("last error").clone().unwrap_or_else(|| "stream ended".into());
             let _ = peers.events.send(host_event(&peers.tenant, &host, EventKind::HostDown { reason }));
         }
@@ -303,6 +356,16 @@ fn remember(peers: &Peers, ev: &Event) {
     let mut known = peers.known.lock().expect("known");
     let host = known.entry(ev.host.clone()).or_default();
     match &ev.kind {
+        EventKind::HostTick { status, agents } => {
+            if let Some(rows) = agents {
+                *host = rows.iter().map(|r| (r.name.clone(), r.clone())).collect();
+            }
+            if let Some(f) = peers.fed.lock().expect("fed").get_mut(&ev.host) {
+                f.status = Some((**status).clone());
+            }
+        }
+        // The peer dropped events for us: a snapshot follows; rows it no longer has must go.
+        EventKind::Lagged { .. } => host.clear(),
         EventKind::AgentAppeared { record } => {
             host.insert(ev.agent.clone(), (**record).clone());
         }
@@ -346,6 +409,7 @@ pub async fn follow_membership(
                 }
                 if !was_down {
                     peers.known.lock().expect("known").remove(&m.id.host);
+                    peers.fed.lock().expect("fed").remove(&m.id.host);
                     let reason = "membership: no answer to probes".to_string();
                     let _ = peers.events.send(host_event(&peers.tenant, &m.id.host, EventKind::HostDown { reason }));
                 }

@@ -652,6 +652,8 @@ impl Node {
                 detail: None,
                 roster_problem: None,
                 as_of_unix_ms: None,
+                stale: false,
+                heard_unix_ms: None,
             });
         }
         if mesh {
@@ -708,6 +710,8 @@ impl Node {
                     detail,
                     roster_problem: None,
                     as_of_unix_ms: None,
+                    stale: false,
+                    heard_unix_ms: None,
                 });
             }
             for p in peers.iter().filter(|p| p.is_down()) {
@@ -721,6 +725,8 @@ impl Node {
                         detail: Some(format!("{}: down (membership: no answer to probes)", p.address)),
                         roster_problem: None,
                         as_of_unix_ms: None,
+                        stale: false,
+                        heard_unix_ms: None,
                     });
                 }
             }

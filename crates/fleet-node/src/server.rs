@@ -492,6 +492,7 @@ fn start_peer_feeds(
         list: peer_rx,
         events: peer_events,
         known: Arc::new(Mutex::new(BTreeMap::new())),
+        fed: Arc::new(Mutex::new(std::collections::HashMap::new())),
         tenant: me.tenant.to_string(),
     });
     let (client_tls_tx, client_tls_rx) = watch::channel(me.client_tls.clone());

@@ -163,7 +163,7 @@ impl Node {
     /// and why), systemctl did not answer (the systemd column is n/a), or the
     /// probe hangs (or the first one has not ended yet), the roster problem, if any, beside it, and
     /// when the view was last refreshed.
-    fn self_status(&self, view: &crate::live::HostView) -> HostStatus {
+    pub(crate) fn self_status(&self, view: &crate::live::HostView) -> HostStatus {
         let failed = view.probe_error.as_ref().map(|e| format!("tmux could not be probed: {e}"));
         let detail = match (view.probe_hung.clone(), failed) {
             (Some(h), Some(f)) => Some(format!("{h}; before that, {f}")),
@@ -184,6 +184,8 @@ impl Node {
             detail,
             roster_problem: view.roster_problem.clone(),
             as_of_unix_ms: view.as_of_unix_ms,
+            stale: false,
+            heard_unix_ms: None,
         }
     }
 
@@ -517,7 +519,7 @@ impl Fleet for NodeService {
             } else {
                 Duration::from_millis(req.deadline_ms.into())
             };
-            let (a, h) = node.peers.fan_out(&req.hosts, deadline).await;
+            let (a, h) = node.peers.list(&req.hosts, deadline, req.fresh).await;
             agents.extend(a);
             hosts.extend(h);
         }
@@ -543,6 +545,9 @@ impl Fleet for NodeService {
         let mut remote = if mesh { Some(node.peers.events.subscribe()) } else { None };
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<v1::HeartbeatEvent, Status>>(STREAM_BUFFER);
         let cancel = node.cancel.clone();
+        // Host ticks for a node that keeps a replica of this host (LOCAL only).
+        let tick_every =
+            (!mesh && req.host_tick_ms > 0).then(|| Duration::from_millis(req.host_tick_ms.max(500).into()));
         tokio::spawn(async move {
             let snapshot =
                 |node: &Node| -> Vec<Event> { node.snapshot_events(mesh).into_iter().filter(|e| want(e)).collect() };
@@ -563,6 +568,9 @@ impl Fleet for NodeService {
             // Live events never wait: a full buffer is counted, and once the client
             // has room again it gets `lagged` and a fresh snapshot.
             let mut dropped: u64 = 0;
+            let mut tick = tokio::time::interval(tick_every.unwrap_or(Duration::from_secs(3600)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let (mut ticks, mut sent_key) = (0u32, None);
             loop {
                 let next = tokio::select! {
                     () = cancel.cancelled() => return,
@@ -580,6 +588,22 @@ impl Fleet for NodeService {
                             return;
                         }
                         continue;
+                    }
+                    _ = tick.tick(), if tick_every.is_some() => {
+                        let view = node.live.current();
+                        let key = crate::replica::rows_key(&view.agents);
+                        let agents = crate::replica::send_rows(ticks, sent_key.as_ref() != Some(&key))
+                            .then(|| view.agents.clone());
+                        if agents.is_some() {
+                            sent_key = Some(key);
+                        }
+                        ticks = ticks.wrapping_add(1);
+                        let status = Box::new(node.self_status(&view));
+                        Ok(crate::live::host_event(
+                            node.info.tenant.as_str(),
+                            node.info.host.as_str(),
+                            EventKind::HostTick { status, agents },
+                        ))
                     }
                     e = local.recv() => e,
                     e = async { remote.as_mut().expect("mesh").recv().await }, if remote.is_some() => e,

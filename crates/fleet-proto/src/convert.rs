@@ -305,6 +305,8 @@ impl From<HostStatus> for v1::HostStatus {
             roster_problem: s.roster_problem.unwrap_or_default(),
             address: String::new(),
             as_of_unix_ms: s.as_of_unix_ms.unwrap_or(0),
+            stale: s.stale,
+            heard_unix_ms: s.heard_unix_ms.unwrap_or(0),
         }
     }
 }
@@ -320,6 +322,8 @@ impl From<v1::HostStatus> for HostStatus {
             detail: non_empty(s.detail),
             roster_problem: non_empty(s.roster_problem),
             as_of_unix_ms: Some(s.as_of_unix_ms).filter(|t| *t > 0),
+            stale: s.stale,
+            heard_unix_ms: Some(s.heard_unix_ms).filter(|t| *t > 0),
         }
     }
 }
@@ -342,6 +346,11 @@ impl From<EventKind> for Kind {
             EventKind::HostUp { address } => Kind::HostUp(v1::HostUp { address }),
             EventKind::HostDown { reason } => Kind::HostDown(v1::HostDown { reason }),
             EventKind::Lagged { dropped } => Kind::Lagged(v1::Lagged { dropped }),
+            EventKind::HostTick { status, agents } => Kind::HostTick(v1::HostTick {
+                status: Some((*status).into()),
+                has_agents: agents.is_some(),
+                agents: agents.unwrap_or_default().into_iter().map(Into::into).collect(),
+            }),
             EventKind::ActivityChange { from, activity } => Kind::ActivityChange(v1::ActivityChange {
                 from: v1::ActivityState::from(from) as i32,
                 activity: Some(activity.into()),
@@ -369,6 +378,10 @@ impl TryFrom<Kind> for EventKind {
             Kind::HostUp(u) => EventKind::HostUp { address: u.address },
             Kind::HostDown(d) => EventKind::HostDown { reason: d.reason },
             Kind::Lagged(l) => EventKind::Lagged { dropped: l.dropped },
+            Kind::HostTick(t) => EventKind::HostTick {
+                status: Box::new(t.status.ok_or(missing("host_tick.status"))?.into()),
+                agents: t.has_agents.then(|| t.agents.into_iter().map(Into::into).collect()),
+            },
             Kind::ActivityChange(c) => EventKind::ActivityChange {
                 from: activity_state(c.from),
                 activity: c.activity.ok_or(missing("activity_change.activity"))?.into(),
@@ -555,6 +568,9 @@ mod tests {
             EventKind::HostDown { reason: "connection refused".into() },
             EventKind::Lagged { dropped: u64::MAX },
             EventKind::ActivityChange { from: State::Idle, activity: full_record().activity },
+            EventKind::HostTick { status: Box::new(tick_status()), agents: None },
+            EventKind::HostTick { status: Box::new(tick_status()), agents: Some(vec![]) },
+            EventKind::HostTick { status: Box::new(tick_status()), agents: Some(vec![full_record(), sparse_record()]) },
         ];
         for kind in kinds {
             let agent =
@@ -570,6 +586,21 @@ mod tests {
         }
     }
 
+    fn tick_status() -> HostStatus {
+        HostStatus {
+            tenant_id: "acme".into(),
+            host: "box-1".into(),
+            state: HostState::Ok,
+            latency_ms: 0,
+            agent_count: 2,
+            detail: None,
+            roster_problem: None,
+            as_of_unix_ms: Some(1_782_084_679_000),
+            stale: false,
+            heard_unix_ms: None,
+        }
+    }
+
     #[test]
     fn host_status_round_trips() {
         let full = HostStatus {
@@ -581,12 +612,16 @@ mod tests {
             detail: Some("deadline exceeded".into()),
             roster_problem: Some("roster.yaml: line 3: bad name".into()),
             as_of_unix_ms: Some(1_782_084_679_123),
+            stale: true,
+            heard_unix_ms: Some(1_782_084_679_456),
         };
         let sparse = HostStatus {
             state: HostState::Ok,
             detail: None,
             roster_problem: None,
             as_of_unix_ms: None,
+            stale: false,
+            heard_unix_ms: None,
             ..full.clone()
         };
         for s in [full, sparse] {

@@ -559,7 +559,7 @@ async fn agents(door: &WebDoor, caller: &WebCaller, q: &[(String, String)]) -> R
         Err(_) => return usage("deadline_ms: expected a whole number of milliseconds".into()),
     };
     let hosts = q.iter().filter(|(k, _)| k == "host").map(|(_, v)| v.clone()).collect();
-    let req = v1::ListAgentsRequest { scope: scope as i32, hosts, deadline_ms };
+    let req = v1::ListAgentsRequest { scope: scope as i32, hosts, deadline_ms, fresh: false };
     match Fleet::list_agents(&svc(door), call(caller, req)).await {
         Ok(r) => {
             let r = r.into_inner();

@@ -1,0 +1,375 @@
+//! Scale: N real `fleet node` processes on loopback (issue 17).
+//!
+//! For each mesh size (`FLEET_SCALE_SIZES`, default `10,50,100`), with one
+//! static seed (node 0), mDNS off and `FLEET_SCALE_AGENTS` roster agents per
+//! host (default 10, not started: each is a row with a missing pane):
+//!
+//! 1. **Mass start**: node 0 is started, then the other N-1 are spawned at
+//!    once, all with node 0 as their one static peer. Convergence is the time
+//!    from the last spawn until every node lists N-1 other members alive.
+//! 2. **Idle cost**: after a 5 s settle, a 10 s window: per-node CPU (% of one
+//!    core), RSS (median, max), SWIM payload bytes per second (NodeInfo
+//!    counters), and the UDP datagrams and TCP segments sent per node per second
+//!    (`/proc/net/snmp` of the bench's own network namespace: the bench
+//!    re-executes itself under `unshare --net` when it runs as root, so only
+//!    its nodes count; otherwise the host's other traffic counts too and the
+//!    output says so).
+//! 3. **Merged ps** from node 0 over all N hosts: `ListAgents(MESH)` in
+//!    process over a warm channel (200 calls), and `fleet ps --json` as a
+//!    process (50 calls, the CLI as a user runs it), p50/p99; the same with
+//!    `--fresh` (the fan-out) when the CLI has it.
+//! 4. **One join**: one more node is spawned; the time until every node lists
+//!    it alive and it lists every other alive.
+//! 5. **Detection**: `kill -9` of that node; the time until every other node
+//!    lists it down.
+//!
+//! Observers poll each node's local socket (NodeInfo or ListPeers) in rounds
+//! of every node still waited for, every 100 ms: figures carry that slack and
+//! the round time (a few ms per node on a busy machine).
+//!
+//! Run: `cargo bench -p fleet-cli --bench scale` (root for the private network
+//! namespace); `FLEET_SCALE_SIZES=3,100`, `FLEET_SCALE_AGENTS=10`,
+//! `FLEET_SCALE_PROBE_MS=2000` (the nodes' probe interval; the harness's 500 ms
+//! by default). Load average is printed with each figure: figures taken while
+//! other builds run measure them too.
+
+#[path = "../../../tests/mesh_util.rs"]
+mod mesh_util;
+
+use fleet_node::client::{self, Target};
+use fleet_proto::v1;
+use fleet_proto::v1::fleet_client::FleetClient;
+use fleet_proto::v1::mesh_client::MeshClient;
+use mesh_util::Mesh;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+const SETTLE: Duration = Duration::from_secs(5);
+const WINDOW: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(100);
+const NETNS_MARK: &str = "FLEET_SCALE_IN_NETNS";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime")
+}
+
+fn socket_of(home: &Path) -> PathBuf {
+    home.join("fleet/node.sock")
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// (VmRSS in kB, utime + stime in clock ticks) of `pid`.
+fn proc_stat(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kb = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = stat[stat.rfind(')').map_or(0, |i| i + 2)..].split(' ').collect();
+    let ticks = f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
+    (rss_kb, ticks)
+}
+
+/// A counter of /proc/net/snmp, e.g. ("Udp:", "OutDatagrams").
+fn snmp(proto: &str, name: &str) -> u64 {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").unwrap_or_default();
+    let rows: Vec<&str> = snmp.lines().filter(|l| l.starts_with(proto)).collect();
+    let &[names, values] = rows.as_slice() else { return 0 };
+    let at = names.split_whitespace().position(|n| n == name);
+    at.and_then(|i| values.split_whitespace().nth(i)).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn packets() -> (u64, u64) {
+    (snmp("Udp:", "OutDatagrams"), snmp("Tcp:", "OutSegs"))
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+struct Clients {
+    rt: tokio::runtime::Runtime,
+    mesh: Vec<Option<MeshClient<Channel>>>,
+    sockets: Vec<PathBuf>,
+}
+
+impl Clients {
+    fn new(sockets: Vec<PathBuf>) -> Clients {
+        Clients { rt: runtime(), mesh: sockets.iter().map(|_| None).collect(), sockets }
+    }
+
+    fn push(&mut self, socket: PathBuf) {
+        self.sockets.push(socket);
+        self.mesh.push(None);
+    }
+
+    fn client(&mut self, i: usize) -> Option<MeshClient<Channel>> {
+        if self.mesh[i].is_none() {
+            self.mesh[i] = self.rt.block_on(client::mesh(&Target::Socket(self.sockets[i].clone()))).ok();
+        }
+        self.mesh[i].take()
+    }
+
+    fn info(&mut self, i: usize) -> Option<v1::NodeInfoResponse> {
+        let mut c = self.client(i)?;
+        let r = self.rt.block_on(c.node_info(v1::NodeInfoRequest {})).ok()?.into_inner();
+        self.mesh[i] = Some(c);
+        Some(r)
+    }
+
+    fn peers(&mut self, i: usize) -> Option<Vec<v1::Peer>> {
+        let mut c = self.client(i)?;
+        let r = self.rt.block_on(c.list_peers(v1::ListPeersRequest {})).ok()?.into_inner().peers;
+        self.mesh[i] = Some(c);
+        Some(r)
+    }
+
+    /// Poll the nodes `which` in rounds until `done(i)` holds for each; per
+    /// node, when it first held (since `t0`), None if not within `timeout`.
+    fn until(
+        &mut self,
+        which: &[usize],
+        t0: Instant,
+        timeout: Duration,
+        mut done: impl FnMut(&mut Clients, usize) -> bool,
+    ) -> Vec<Option<Duration>> {
+        let mut seen: Vec<Option<Duration>> = vec![None; which.len()];
+        while seen.iter().any(Option::is_none) && t0.elapsed() < timeout {
+            for (k, &i) in which.iter().enumerate() {
+                if seen[k].is_none() && done(self, i) {
+                    seen[k] = Some(t0.elapsed());
+                }
+            }
+            std::thread::sleep(POLL);
+        }
+        seen
+    }
+}
+
+/// The time the last of `seen` took, or "> timeout (k missing)".
+fn last(seen: &[Option<Duration>], timeout: Duration) -> String {
+    let missing = seen.iter().filter(|s| s.is_none()).count();
+    if missing > 0 {
+        return format!(">{:.0} s ({missing} of {} never)", timeout.as_secs_f64(), seen.len());
+    }
+    let max = seen.iter().flatten().max().copied().unwrap_or_default();
+    format!("{:.2} s", max.as_secs_f64())
+}
+
+fn roster(agents: usize) -> String {
+    (0..agents).map(|a| format!("  - {{ name: a{a}, runtime: stub, class: worker }}\n")).collect()
+}
+
+/// `FLEET_SCALE_PROBE_MS`: the nodes' tmux probe interval (the harness's 500 ms by default;
+/// at 100 nodes its tmux and systemctl processes are most of the machine's load).
+fn node_env() -> Vec<(&'static str, String)> {
+    std::env::var("FLEET_SCALE_PROBE_MS").map(|v| vec![("FLEET_PROBE_INTERVAL_MS", v)]).unwrap_or_default()
+}
+
+fn size(n: usize, agents: usize) {
+    println!("== {n} nodes, {agents} roster agents each; load average {}", load());
+    let mut m = Mesh::new("acme");
+    for i in 0..=n {
+        m.add_host(&format!("s{i:03}"), &roster(agents));
+    }
+    // 1. mass start.
+    let env0 = node_env();
+    let env0: Vec<(&str, &str)> = env0.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    m.start_node_with(0, "127.0.0.1:0", &[], &env0);
+    let seed = vec![m.addr(0)];
+    let t_first = Instant::now();
+    let env = node_env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    for i in 1..n {
+        m.spawn_node(i, "127.0.0.1:0", &seed, &env);
+    }
+    let t0 = Instant::now();
+    let spawn = t0 - t_first;
+    let mut cl = Clients::new((0..n).map(|i| socket_of(&m.nodes[i].home)).collect());
+    let all: Vec<usize> = (0..n).collect();
+    let timeout = Duration::from_secs(120);
+    let conv = cl.until(&all, t0, timeout, |c, i| c.info(i).is_some_and(|r| r.members_alive as usize == n - 1));
+    println!(
+        "  mass start: {n} nodes spawned in {:.2} s; every node lists {} others alive {} after the last spawn (load {})",
+        spawn.as_secs_f64(),
+        n - 1,
+        last(&conv, timeout),
+        load()
+    );
+    for i in 1..n {
+        m.wait_answer(i);
+    }
+
+    // 2. idle.
+    std::thread::sleep(SETTLE);
+    let pids: Vec<u32> = (0..n).map(|i| m.nodes[i].pid.expect("running")).collect();
+    let swim = |cl: &mut Clients| -> Vec<u64> {
+        (0..n).map(|i| cl.info(i).map_or(0, |r| r.membership_bytes_in + r.membership_bytes_out)).collect()
+    };
+    let (cpu0, s0, p0, w0) =
+        (pids.iter().map(|p| proc_stat(*p).1).collect::<Vec<_>>(), swim(&mut cl), packets(), Instant::now());
+    std::thread::sleep(WINDOW);
+    let (cpu1, s1, p1) = (pids.iter().map(|p| proc_stat(*p).1).collect::<Vec<_>>(), swim(&mut cl), packets());
+    let dt = w0.elapsed().as_secs_f64();
+    let mut cpu: Vec<f64> = cpu0.iter().zip(&cpu1).map(|(a, b)| (b - a) as f64 / dt).collect(); // ticks/s = % of a core
+    let mut rss: Vec<f64> = pids.iter().map(|p| proc_stat(*p).0 as f64 / 1024.0).collect();
+    let swim_bps: f64 = s0.iter().zip(&s1).map(|(a, b)| (b - a) as f64).sum::<f64>() / n as f64 / dt;
+    let udp = (p1.0 - p0.0) as f64 / n as f64 / dt;
+    let tcp = (p1.1 - p0.1) as f64 / n as f64 / dt;
+    let cpu_mean = cpu.iter().sum::<f64>() / n as f64;
+    println!(
+        "  idle: CPU {cpu_mean:.2} % of a core per node (max {:.2}); RSS median {:.1} MB (max {:.1}); SWIM in+out {swim_bps:.0} B/s per node; UDP {udp:.1} dg/s, TCP {tcp:.1} seg/s per node{} (load {})",
+        pct(&mut cpu, 1.0),
+        pct(&mut rss, 0.5),
+        pct(&mut rss, 1.0),
+        if std::env::var_os(NETNS_MARK).is_some() { "" } else { " [shared network namespace: other traffic counts]" },
+        load()
+    );
+
+    // 3. merged ps from node 0.
+    let rt = runtime();
+    let sock0 = socket_of(&m.nodes[0].home);
+    let mut fc: FleetClient<Channel> = rt.block_on(client::fleet(&Target::Socket(sock0))).expect("node 0");
+    let mut call = |fresh: bool| {
+        let t = Instant::now();
+        let r = rt
+            .block_on(fc.list_agents(v1::ListAgentsRequest {
+                scope: v1::Scope::Mesh as i32,
+                hosts: vec![],
+                deadline_ms: 0,
+                ..fresh_req(fresh)
+            }))
+            .expect("ListAgents")
+            .into_inner();
+        (t.elapsed(), r.agents.len(), r.hosts.len())
+    };
+    for fresh in [false, true] {
+        if fresh && !has_fresh() {
+            continue;
+        }
+        let mut lat = vec![];
+        let mut rows = (0, 0);
+        for _ in 0..200 {
+            let (d, a, h) = call(fresh);
+            lat.push(ms(d));
+            rows = (a, h);
+        }
+        println!(
+            "  merged ps in process{}: p50 {:.2} ms, p99 {:.2} ms ({} agent rows, {} host rows; load {})",
+            if fresh { " --fresh" } else { "" },
+            pct(&mut lat, 0.5),
+            pct(&mut lat, 0.99),
+            rows.0,
+            rows.1,
+            load()
+        );
+        let mut lat = vec![];
+        let mut lines = 0;
+        for _ in 0..50 {
+            let t = Instant::now();
+            let args: &[&str] = if fresh { &["ps", "--json", "--fresh"] } else { &["ps", "--json"] };
+            let (code, out, err) = m.at(0, args);
+            lat.push(ms(t.elapsed()));
+            assert_eq!(code, 0, "fleet ps: {err}");
+            lines = serde_json::from_str::<Vec<serde_json::Value>>(&out).map_or(0, |v| v.len());
+        }
+        println!(
+            "  merged ps `fleet ps --json{}`: p50 {:.2} ms, p99 {:.2} ms ({lines} records; load {})",
+            if fresh { " --fresh" } else { "" },
+            pct(&mut lat, 0.5),
+            pct(&mut lat, 0.99),
+            load()
+        );
+    }
+
+    // 4. one join.
+    let j = n;
+    let t0 = Instant::now();
+    m.spawn_node(j, "127.0.0.1:0", &seed, &env);
+    cl.push(socket_of(&m.nodes[j].home));
+    let everyone: Vec<usize> = (0..=n).collect();
+    let joined = cl.until(&everyone, t0, timeout, |c, i| c.info(i).is_some_and(|r| r.members_alive as usize == n));
+    println!(
+        "  one join: every node lists all {} members alive {} after the spawn (load {})",
+        n + 1,
+        last(&joined, timeout),
+        load()
+    );
+    m.wait_answer(j);
+
+    // 5. detection of kill -9.
+    let host = m.nodes[j].host.clone();
+    let t0 = Instant::now();
+    m.kill_node(j);
+    let down = cl.until(&all, t0, timeout, |c, i| {
+        c.peers(i).is_some_and(|ps| {
+            let mut rows = ps.iter().filter(|p| p.host == host).peekable();
+            rows.peek().is_none() || rows.all(|p| p.state == v1::PeerState::Down as i32)
+        })
+    });
+    println!(
+        "  kill -9 of one node: every other node lists it down {} after the kill (load {})",
+        last(&down, timeout),
+        load()
+    );
+}
+
+/// Whether this build has `ListAgentsRequest.fresh` (the fan-out on demand;
+/// false in the bench's first commit, 5a03deb, which measured the code before it).
+const FRESH: bool = true;
+
+fn has_fresh() -> bool {
+    FRESH && std::env::var_os("FLEET_SCALE_NO_FRESH").is_none()
+}
+
+fn fresh_req(fresh: bool) -> v1::ListAgentsRequest {
+    v1::ListAgentsRequest { fresh, ..Default::default() }
+}
+
+fn main() {
+    // A private network namespace, so the packet counters are the nodes' own.
+    if std::env::var_os(NETNS_MARK).is_none()
+        && std::env::var_os("FLEET_SCALE_SHARED_NETNS").is_none()
+        && std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout == b"0\n")
+    {
+        let exe = std::env::current_exe().expect("own path");
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let status = std::process::Command::new("unshare")
+            .args(["--net", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
+            .arg(exe)
+            .args(args)
+            .env(NETNS_MARK, "1")
+            .status()
+            .expect("unshare");
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    let sizes: Vec<usize> = std::env::var("FLEET_SCALE_SIZES")
+        .unwrap_or_else(|_| "10,50,100".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let agents: usize = std::env::var("FLEET_SCALE_AGENTS").ok().and_then(|a| a.parse().ok()).unwrap_or(10);
+    let t = Instant::now();
+    for n in sizes {
+        size(n, agents);
+    }
+    println!("total {:.0} s", t.elapsed().as_secs_f64());
+}

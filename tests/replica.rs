@@ -43,7 +43,8 @@ fn replicated(m: &Mesh) -> Vec<serde_json::Value> {
     let mut rows = vec![];
     wait_for("b replicated on a", Duration::from_secs(15), || {
         rows = ps(m, &["ps", "--json"]).1;
-        let b = host(&rows, "b");
+        // b's row appears once membership has it: until then, wait.
+        let Some(b) = rows.iter().find(|r| r["record"] == "host" && r["host"] == "b") else { return false };
         b["state"] == "ok" && b["heard_unix_ms"].as_i64().is_some_and(|t| t > 0) && agents_of(&rows, "b") == 2
     });
     rows

@@ -377,7 +377,13 @@ fn remember(peers: &Peers, ev: &Event) {
                 r.heartbeat = heartbeat.clone();
             }
         }
-        _ => {}
+        // Ticks leave activity out of their rows (it changes with every sweep): this is its path.
+        EventKind::ActivityChange { activity, .. } => {
+            if let Some(r) = host.get_mut(&ev.agent) {
+                r.activity = activity.clone();
+            }
+        }
+        EventKind::HostUp { .. } | EventKind::HostDown { .. } => {}
     }
 }
 

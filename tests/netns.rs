@@ -991,3 +991,39 @@ fn the_two_host_steps_of_operations_md_work_as_written() {
         assert!(final_output.contains(want), "the last step does not show {want}:\n{final_output}");
     }
 }
+
+#[test]
+#[ignore = "needs root: network namespaces"]
+fn add_and_remove_an_agent_on_another_namespace_host_through_the_mesh() {
+    let lab = three();
+    let (a, b) = (lab.host("a"), lab.host("b"));
+    wait_for("a's mesh whole", Duration::from_secs(10), || all_ok(&lab, a));
+    let roster = lab.hosts[b].home.join("fleet/roster.yaml");
+    std::fs::write(&roster, std::fs::read_to_string(&roster).unwrap() + "# kept by fleet add\n").unwrap();
+
+    // From a, across the bridge: b's roster gets the agent and b's node starts it.
+    let o = lab.fleet(a, &["add", "helper@b", "--runtime", "stub", "--class", "implementer"]);
+    assert!(o.ok(), "add: {}{}", o.stdout, o.stderr);
+    assert!(o.stdout.starts_with("Added helper (stub/implementer) to the fleet on b.\n"), "{}", o.stdout);
+    let text = std::fs::read_to_string(&roster).unwrap();
+    assert!(text.contains("helper") && text.contains("# kept by fleet add"), "{text}");
+    wait_for("helper@b running in a's ps", Duration::from_secs(10), || {
+        lab.ps_json(a)
+            .iter()
+            .any(|r| r["record"] == "agent" && r["name"] == "helper" && r["host"] == "b" && r["pane"] == "alive")
+    });
+    // The guard holds across the mesh: b may not get a second orchestrator (a has one).
+    let o = lab.fleet(a, &["add", "boss@b", "--runtime", "stub", "--class", "orchestrator"]);
+    assert!(!o.ok() && o.stderr.contains("orch@a"), "{}{}", o.stdout, o.stderr);
+
+    // And away again: stopped, out of b's roster, gone from a's ps.
+    let o = lab.fleet(a, &["remove", "helper@b"]);
+    assert!(o.ok(), "remove: {}{}", o.stdout, o.stderr);
+    let text = std::fs::read_to_string(&roster).unwrap();
+    assert!(!text.contains("helper") && text.contains("# kept by fleet add"), "{text}");
+    wait_for("helper@b gone from a's ps", Duration::from_secs(10), || {
+        !lab.ps_json(a).iter().any(|r| r["record"] == "agent" && r["name"] == "helper")
+    });
+    let sessions = lab.tmux(b, &["list-sessions", "-F", "#{session_name}"]);
+    assert!(!sessions.lines().any(|l| l == "helper"), "helper's session is stopped: {sessions}");
+}

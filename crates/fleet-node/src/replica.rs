@@ -178,6 +178,11 @@ mod tests {
         };
         let later = AgentRecord { idle_seconds: Some(9), ..r.clone() };
         assert_eq!(rows_key(std::slice::from_ref(&r)), rows_key(&[later]));
+        // A beat and an activity change come as their own events: the rows are not sent for them.
+        let beat = AgentRecord { heartbeat: fleet_core::heartbeat::HealthReport::unknown("b", 2), ..r.clone() };
+        assert_eq!(rows_key(std::slice::from_ref(&r)), rows_key(&[beat]));
+        let busy = AgentRecord { activity: fleet_core::activity::Activity::unknown("b", 2), ..r.clone() };
+        assert_eq!(rows_key(std::slice::from_ref(&r)), rows_key(&[busy]));
         let died = AgentRecord { pane: fleet_core::record::PaneState::Dead, ..r.clone() };
         assert_ne!(rows_key(std::slice::from_ref(&r)), rows_key(&[died]));
         let other = AgentRecord { current_command: Some("sh".into()), ..r.clone() };

@@ -214,7 +214,8 @@ impl JoinBurst {
         let grew = members.saturating_sub(self.last) > 1;
         self.last = members;
         self.quiet = if grew { 0 } else { self.quiet.saturating_add(1) };
-        if members > 0 && self.quiet < Self::QUIET_TICKS { Self::FANOUT.min(members) } else { 0 }
+        // No members: min(0) is none to announce to.
+        if self.quiet < Self::QUIET_TICKS { Self::FANOUT.min(members) } else { 0 }
     }
 
     /// `k` of `members`, others at each call (round robin).

@@ -623,21 +623,7 @@ impl Node {
     /// `ListQueue`: this host's messages, and for MESH every peer's, under one deadline.
     pub(crate) async fn list_queue(&self, req: v1::ListQueueRequest) -> Result<v1::ListQueueResponse, Status> {
         let mesh = req.scope == v1::Scope::Mesh as i32;
-        // A host filter that names no host this node knows is a mistake (a typo), not an empty queue.
-        let mut known = vec![self.info.host.to_string()];
-        if mesh {
-            known.extend(self.peers.known_hosts());
-        }
-        if let Some(bad) = req.hosts.iter().find(|h| !known.iter().any(|k| k.eq_ignore_ascii_case(h))) {
-            known.sort();
-            known.dedup();
-            let hosts: Vec<&str> = known.iter().map(String::as_str).collect();
-            return Err(Status::invalid_argument(format!(
-                "no host {bad} in the {} ({})",
-                if mesh { "mesh" } else { "local scope" },
-                fleet_core::names::known(bad, &hosts)
-            )));
-        }
+        self.check_host_filter(&req.hosts, mesh)?;
         let want = |h: &str| req.hosts.is_empty() || req.hosts.iter().any(|x| x.eq_ignore_ascii_case(h));
         let mut messages = Vec::new();
         let mut hosts = Vec::new();

@@ -91,7 +91,7 @@ fn roster_tenant(cfg: &NodeConfig) -> Option<DnsLabel> {
 
 /// Who this node is, from its certificate (or a fresh one-host mesh, for the
 /// configured tenant, else the roster's, else the user name).
-fn resolve_identity(cfg: &NodeConfig) -> Result<(DnsLabel, DnsLabel), NodeError> {
+fn resolve_identity(cfg: &NodeConfig, roster_tenant: Option<&DnsLabel>) -> Result<(DnsLabel, DnsLabel), NodeError> {
     let bad = |e: fleet_tls::Error| NodeError::Config(e.to_string());
     match fleet_tls::setup::node_principal(&cfg.certs_dir).map_err(bad)? {
         Some(p) => {
@@ -110,7 +110,7 @@ fn resolve_identity(cfg: &NodeConfig) -> Result<(DnsLabel, DnsLabel), NodeError>
             Ok((p.tenant, host))
         }
         None => {
-            let tenant = match cfg.tenant_id.clone().or_else(|| roster_tenant(cfg)) {
+            let tenant = match cfg.tenant_id.clone().or_else(|| roster_tenant.cloned()) {
                 Some(t) => t,
                 None => DnsLabel::sanitize("user name", &user_name())
                     .map_err(|e| NodeError::Config(format!("{e}; set tenant_id in node.yaml or FLEET_TENANT_ID")))?,
@@ -278,8 +278,10 @@ struct Me {
 }
 
 fn load_identity(cfg: &NodeConfig) -> Result<Me, NodeError> {
-    let (tenant, host) = resolve_identity(cfg)?;
-    if let Some(t) = roster_tenant(cfg)
+    // The roster is read once here: a first run takes its tenant, every run is checked against it.
+    let in_roster = roster_tenant(cfg);
+    let (tenant, host) = resolve_identity(cfg, in_roster.as_ref())?;
+    if let Some(t) = in_roster
         && t != tenant
     {
         return Err(NodeError::Config(format!(

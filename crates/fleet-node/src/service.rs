@@ -83,6 +83,26 @@ pub struct Node {
 pub struct NodeService(pub Arc<Node>);
 
 impl Node {
+    /// A host filter that names no host this node knows is a mistake (a typo), not an empty
+    /// answer: refused, naming the known hosts (`mesh`: this one and its peers).
+    pub(crate) fn check_host_filter(&self, hosts: &[String], mesh: bool) -> Result<(), Status> {
+        let mut known = vec![self.info.host.to_string()];
+        if mesh {
+            known.extend(self.peers.known_hosts());
+        }
+        let Some(bad) = hosts.iter().find(|h| !known.iter().any(|k| k.eq_ignore_ascii_case(h))) else {
+            return Ok(());
+        };
+        known.sort();
+        known.dedup();
+        let names: Vec<&str> = known.iter().map(String::as_str).collect();
+        Err(Status::invalid_argument(format!(
+            "no host {bad} in the {} ({})",
+            if mesh { "mesh" } else { "local scope" },
+            fleet_core::names::known(bad, &names)
+        )))
+    }
+
     pub(crate) fn audit(&self, caller: &Caller, verb: Verb, target: &str, outcome: &str, detail: Option<&str>) {
         let ev = AuditEvent { principal: &caller.principal, peer: &caller.peer, verb, target, outcome, detail };
         if let Err(e) = self.audit.append(&ev) {
@@ -489,22 +509,7 @@ impl Fleet for NodeService {
         node.authorize(&request, Verb::List, "")?;
         let req = request.into_inner();
         let mesh = req.scope == v1::Scope::Mesh as i32;
-        // A host filter that names no host this node knows is a mistake (a typo), not an
-        // empty fleet.
-        let mut known = vec![node.info.host.to_string()];
-        if mesh {
-            known.extend(node.peers.known_hosts());
-        }
-        if let Some(bad) = req.hosts.iter().find(|h| !known.iter().any(|k| k.eq_ignore_ascii_case(h))) {
-            known.sort();
-            known.dedup();
-            let hosts: Vec<&str> = known.iter().map(String::as_str).collect();
-            return Err(Status::invalid_argument(format!(
-                "no host {bad} in the {} ({})",
-                if mesh { "mesh" } else { "local scope" },
-                fleet_core::names::known(bad, &hosts)
-            )));
-        }
+        node.check_host_filter(&req.hosts, mesh)?;
         let view = node.live.current();
         let want = |h: &str| req.hosts.is_empty() || req.hosts.iter().any(|x| x.eq_ignore_ascii_case(h));
         let mut agents = Vec::new();

@@ -1,7 +1,8 @@
 //! The replicated view (issue 17): real `fleet node` processes on loopback.
-//! `fleet ps` answers from the node's memory (each host row says when its
-//! feed was last heard from), `--fresh` asks every host now, and a host that
-//! stops answering is a row that says so within the detection time.
+//! `fleet ps` answers from the node's memory (each host row says when it was
+//! last heard from), `--fresh` asks every host now, a host that stops
+//! answering is a row that says so within the detection time, and an idle
+//! node keeps no connection to its peers.
 
 #[path = "mesh_util.rs"]
 mod mesh_util;
@@ -123,4 +124,92 @@ fn a_stopped_or_killed_host_becomes_a_row_that_says_so_within_detection_time() {
         agents_of(&rows, "b") == 0
     });
     eprintln!("killed b: a's view said so {:?} after kill -9", t.elapsed());
+}
+
+/// ESTABLISHED TCP connections of process `pid` to `port` on loopback (its
+/// sockets in /proc/PID/fd, matched by inode with /proc/PID/net/tcp{,6}).
+fn connections_to(pid: u32, port: u16) -> usize {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter_map(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let port = format!("{port:04X}");
+    ["tcp", "tcp6"]
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(format!("/proc/{pid}/net/{t}")).ok())
+        .flat_map(|table| {
+            table
+                .lines()
+                .skip(1)
+                .map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
+                .collect::<Vec<_>>()
+        })
+        // local, remote, state (01: ESTABLISHED), ..., inode (10th column).
+        .filter(|f| f.len() > 9 && f[3] == "01" && f[2].ends_with(&format!(":{port}")) && inodes.contains(&f[9]))
+        .count()
+}
+
+#[test]
+fn an_idle_node_keeps_no_connection_to_its_peers_and_still_sees_their_changes() {
+    // a lets an unused connection go after 1 s and stops feeds 1 s after the last watcher.
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
+    m.add_host("b", "  - { name: rev, runtime: stub, class: reviewer }\n  - { name: coder, runtime: stub }\n");
+    m.start_agents(0);
+    m.start_agents(1);
+    m.start_node(1, "127.0.0.1:0", &[]);
+    let peers = vec![m.addr(1)];
+    m.start_node_with(0, "127.0.0.1:0", &peers, &[("FLEET_IDLE_CLOSE_MS", "1000"), ("FLEET_FEED_LINGER_MS", "1000")]);
+    replicated(&m);
+    let (a, b_port) = (m.nodes[0].pid.unwrap(), m.addr(1).rsplit(':').next().unwrap().parse::<u16>().unwrap());
+
+    // Nobody watches: no feed, and the connection of the first fetch goes (the
+    // stubs beat every second, which changes no version).
+    wait_for("a with no connection to b", Duration::from_secs(8), || connections_to(a, b_port) == 0);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(connections_to(a, b_port), 0, "a connection came back with nothing changed on b");
+
+    // A change on b reaches a's memory all the same: b announces a new version, a fetches it.
+    let t = Instant::now();
+    m.tmux(1, &["kill-session", "-t", "=coder"]);
+    wait_for("coder's pane gone in a's memory", Duration::from_secs(8), || {
+        let rows = ps(&m, &["ps", "--json"]).1;
+        let coder = rows.iter().find(|r| r["record"] == "agent" && r["host"] == "b" && r["name"] == "coder");
+        coder.is_some_and(|c| c["pane"] != "alive") && host(&rows, "b")["heard_unix_ms"].as_i64().is_some()
+    });
+    eprintln!("a change on b reached a's memory {:?} after it was made", t.elapsed());
+    wait_for("a with no connection to b again", Duration::from_secs(8), || connections_to(a, b_port) == 0);
+
+    // Someone watches the mesh's events: a feed of b runs, its events come live.
+    let home = m.nodes[0].home.display().to_string();
+    let mut watcher = m
+        .command(&["heartbeats", "--json"], &[("MOSAIC_HOME", &home)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (tx, events) = std::sync::mpsc::channel();
+    let out = watcher.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && tx.send(v).is_err()
+            {
+                return;
+            }
+        }
+    });
+    mesh_util::expect_event(&events, "a beat of b", Duration::from_secs(8), |e| {
+        e["host"] == "b" && e["event"] == "beat"
+    });
+    assert_eq!(connections_to(a, b_port), 1, "the feed of b");
+    // The watcher leaves: the feed stops after the linger and its connection goes.
+    watcher.kill().unwrap();
+    watcher.wait().unwrap();
+    wait_for("the feed's connection gone", Duration::from_secs(10), || connections_to(a, b_port) == 0);
 }

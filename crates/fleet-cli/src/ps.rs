@@ -246,7 +246,9 @@ pub fn render_hosts(hosts: &[HostStatus]) -> String {
                 HostState::Timeout => "timeout",
                 HostState::Error => "error",
             };
-            let stale = stale_note(h.as_of_unix_ms, now);
+            // A replicated row's view is as old as the host's last change (nothing
+            // changed since, or the row would be `stale`): its age says nothing.
+            let stale = if h.heard_unix_ms.is_none() { stale_note(h.as_of_unix_ms, now) } else { None };
             let detail =
                 [&h.detail, &h.roster_problem, &stale].into_iter().flatten().cloned().collect::<Vec<_>>().join("; ");
             let ok = h.state == HostState::Ok;

@@ -24,6 +24,10 @@ pub struct Timings {
     pub idempotency_ttl: Duration,
     /// The failure detector's timings (SWIM).
     pub swim: crate::membership::SwimTimings,
+    /// A gRPC connection to a peer that carried no call for this long is closed.
+    pub idle_close: Duration,
+    /// Feeds of the peers' events run this long after the last watcher of the mesh's events left.
+    pub feed_linger: Duration,
 }
 
 impl Default for Timings {
@@ -35,6 +39,8 @@ impl Default for Timings {
             shutdown_grace: Duration::from_millis(5000),
             idempotency_ttl: Duration::from_secs(300),
             swim: crate::membership::SwimTimings::default(),
+            idle_close: Duration::from_secs(30),
+            feed_linger: Duration::from_secs(30),
         }
     }
 }
@@ -170,6 +176,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("timings.swim_probe_period_ms", "FLEET_SWIM_PROBE_PERIOD_MS"),
     ("timings.swim_probe_rtt_ms", "FLEET_SWIM_PROBE_RTT_MS"),
     ("timings.swim_suspect_to_down_ms", "FLEET_SWIM_SUSPECT_TO_DOWN_MS"),
+    ("timings.idle_close_ms", "FLEET_IDLE_CLOSE_MS"),
+    ("timings.feed_linger_ms", "FLEET_FEED_LINGER_MS"),
 ];
 
 /// Raw values by key (`timings.x` for nested ones), with where each came from.
@@ -446,6 +454,8 @@ impl NodeConfig {
                     "timings.swim_probe_period_ms" => cfg.timings.swim.probe_period = ms(&text)?,
                     "timings.swim_probe_rtt_ms" => cfg.timings.swim.probe_rtt = ms(&text)?,
                     "timings.swim_suspect_to_down_ms" => cfg.timings.swim.suspect_to_down = ms(&text)?,
+                    "timings.idle_close_ms" => cfg.timings.idle_close = ms(&text)?,
+                    "timings.feed_linger_ms" => cfg.timings.feed_linger = ms(&text)?,
                     _ => unreachable!("keys are checked against KEYS"),
                 }
                 Ok(())

@@ -454,7 +454,7 @@ impl v1::certs_server::Certs for CertsService {
             let asks = peers.into_iter().map(|p| async move {
                 let info = p.info();
                 let ask = async {
-                    let mut c = CertsClient::new(p.channel.clone());
+                    let mut c = CertsClient::new(p.channel());
                     c.cert_status(v1::CertStatusRequest { mesh: false }).await
                 };
                 match tokio::time::timeout(deadline, ask).await {
@@ -574,7 +574,7 @@ async fn renew_via(e: &Enrollment, peers: &crate::peers::Peers) -> Result<String
     let mut tried = Vec::new();
     for p in peers.current().into_iter().filter(|p| !p.is_down()) {
         let host = p.info().id.host;
-        let mut c = CertsClient::new(p.channel.clone());
+        let mut c = CertsClient::new(p.channel());
         match tokio::time::timeout(CALL_TIMEOUT, c.renew(v1::RenewRequest { csr_der: csr.clone() })).await {
             Ok(Ok(r)) => {
                 e.install_own(&key_pem, &r.into_inner().cert_pem)?;
@@ -618,7 +618,7 @@ pub async fn spread_crl(e: Arc<Enrollment>, peers: Arc<crate::peers::Peers>, can
             let pushes = peers.current().into_iter().filter(|p| !p.is_down()).map(|p| {
                 let pem = pem.clone();
                 async move {
-                    let mut c = CertsClient::new(p.channel.clone());
+                    let mut c = CertsClient::new(p.channel());
                     let r = tokio::time::timeout(CALL_TIMEOUT, c.push_crl(v1::PushCrlRequest { crl_pem: pem })).await;
                     if let Ok(Err(s)) = &r {
                         tracing::debug!(peer = %p.label(), error = %s.message(), "revocation list not pushed");
@@ -635,7 +635,7 @@ pub async fn spread_crl(e: Arc<Enrollment>, peers: Arc<crate::peers::Peers>, can
                 continue;
             }
             let p = &alive[rand::random_range(0..alive.len())];
-            let mut c = CertsClient::new(p.channel.clone());
+            let mut c = CertsClient::new(p.channel());
             if let Ok(Ok(r)) = tokio::time::timeout(CALL_TIMEOUT, c.get_crl(v1::GetCrlRequest {})).await {
                 let r = r.into_inner();
                 if u128::from(r.number) > e.registry.number() {

@@ -47,4 +47,5 @@ pub mod sending;
 pub mod server;
 pub mod service;
 pub mod terminal;
+pub mod versions;
 pub mod web;

@@ -238,9 +238,18 @@ pub struct Membership {
     /// Datagram bytes received, for the traffic benchmark.
     pub bytes_in: Arc<std::sync::atomic::AtomicU64>,
     pub bytes_out: Arc<std::sync::atomic::AtomicU64>,
+    /// The newest state version each host announced ([`crate::versions`]).
+    pub versions: watch::Receiver<crate::versions::Book>,
+    publish: Arc<watch::Sender<u64>>,
 }
 
 impl Membership {
+    /// Announce a new version of this host's state to the mesh (by gossip; the
+    /// newest of several quick ones is what spreads).
+    pub fn publish_version(&self, version: u64) {
+        self.publish.send_replace(version);
+    }
+
     /// Join through a node at this QUIC address.
     pub fn seed(&self, addr: SocketAddr, how: FoundBy) {
         let _ = self.seeds.try_send(SeedNews::Report(addr, how));
@@ -678,7 +687,12 @@ pub fn start(
     let (timer_tx, mut timers) = mpsc::channel::<Timer<MemberId>>(1024);
     tracing::info!(quic = %me.quic, generation = me.generation, "membership: SWIM over QUIC");
     let rng = rand_seed(&me);
-    let mut foca = Foca::new(me.clone(), foca_config(&timings), rng, PostcardCodec);
+    let book = Arc::new(Mutex::new(crate::versions::Book::new()));
+    let (versions_tx, versions) = watch::channel(crate::versions::Book::new());
+    let handler = crate::versions::Handler { book: book.clone(), tx: versions_tx };
+    let (publish, mut published) = watch::channel(0u64);
+    published.mark_unchanged();
+    let mut foca = Foca::with_custom_broadcast(me.clone(), foca_config(&timings), rng, PostcardCodec, handler);
     tracker.spawn(async move {
         let mut rt = foca::AccumulatingRuntime::new();
         // Seed addresses; how each host was first found; last datagram per address.
@@ -711,6 +725,14 @@ pub fn start(
                 Some(timer) = timers.recv() => {
                     if let Err(e) = foca.handle_timer(timer, &mut rt) {
                         tracing::debug!(error = %e, "membership: timer");
+                    }
+                }
+                Ok(()) = published.changed() => {
+                    let version = *published.borrow_and_update();
+                    let data = crate::versions::encode(&me.host, (me.generation, version));
+                    // Spread it now to a few members; periodic gossip carries it on.
+                    if let Err(e) = foca.add_broadcast(&data).and_then(|_| foca.broadcast(&mut rt)) {
+                        tracing::debug!(error = %e, "membership: cannot announce a state version");
                     }
                 }
                 Some(news) = seeds.recv() => match news {
@@ -759,6 +781,7 @@ pub fn start(
                     // (foca forgets a down member after a while).
                     let hosts: HashSet<&str> = foca.iter_membership_state().map(|m| m.id().host.as_str()).collect();
                     first_found.retain(|h, _| hosts.contains(h.as_str()));
+                    book.lock().expect("book").retain(|h, _| h == me.host.as_str() || hosts.contains(h.as_str()));
                     let mut addrs: HashSet<SocketAddr> = foca.iter_membership_state().map(|m| m.id().quic).collect();
                     addrs.extend(found.keys());
                     seen.retain(|a, _| addrs.contains(a));
@@ -815,7 +838,15 @@ pub fn start(
             });
         }
     });
-    Membership { members: view, seeds: seeds_tx, transport: transport_handle, bytes_in, bytes_out }
+    Membership {
+        members: view,
+        seeds: seeds_tx,
+        transport: transport_handle,
+        bytes_in,
+        bytes_out,
+        versions,
+        publish: Arc::new(publish),
+    }
 }
 
 fn drain(

@@ -27,7 +27,10 @@ use tonic::transport::{Channel, Endpoint, Uri};
 pub struct Peer {
     /// Its gRPC address (the network door).
     pub address: String,
-    pub channel: Channel,
+    /// The channel to it while in use ([`Peer::channel`], [`Peer::close_idle`]), and when it was last handed out.
+    chan: Mutex<Option<(Channel, Instant)>>,
+    tenant: DnsLabel,
+    tls: ClientTls,
     /// Why the last call or stream to it failed (the reason of a `host_down`).
     last_error: Mutex<Option<String>>,
     /// The membership row (identity, state, how found); updated in place.
@@ -38,10 +41,32 @@ impl Peer {
     pub fn new(member: MemberInfo, tenant: &DnsLabel, tls: ClientTls) -> Peer {
         let address = member.id.grpc.to_string();
         Peer {
-            channel: channel(&address, tenant, &member.id.host, tls),
             address,
+            chan: Mutex::new(None),
+            tenant: tenant.clone(),
+            tls,
             last_error: Mutex::new(None),
             member: Mutex::new(member),
+        }
+    }
+
+    /// The channel to this peer: the open one, or a new one (it dials on first use).
+    pub fn channel(&self) -> Channel {
+        let mut chan = self.chan.lock().expect("channel");
+        let (c, used) = chan.get_or_insert_with(|| {
+            let host = self.member.lock().expect("member").id.host.clone();
+            (channel(&self.address, &self.tenant, &host, self.tls.clone()), Instant::now())
+        });
+        *used = Instant::now();
+        c.clone()
+    }
+
+    /// Let go of the channel when it has not been handed out for `idle`: its
+    /// connection closes once the calls and streams still holding it end.
+    pub fn close_idle(&self, idle: Duration) {
+        let mut chan = self.chan.lock().expect("channel");
+        if chan.as_ref().is_some_and(|(_, used)| used.elapsed() >= idle) {
+            *chan = None;
         }
     }
 
@@ -92,7 +117,8 @@ pub fn channel(address: &str, tenant: &DnsLabel, host: &str, tls: ClientTls) -> 
         .connect_timeout(Duration::from_secs(2))
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5))
-        .keep_alive_while_idle(true)
+        // Pings only while a call or stream is open: an idle connection costs no packets.
+        .keep_alive_while_idle(false)
         .connect_with_connector_lazy(connector)
 }
 
@@ -106,12 +132,61 @@ pub struct Peers {
     pub known: Arc<Mutex<BTreeMap<String, BTreeMap<String, AgentRecord>>>>,
     /// The host row and freshness of each peer host whose feed is up ([`crate::replica`]).
     pub fed: Arc<Mutex<HashMap<String, crate::replica::Fed>>>,
+    /// The copies of the peer hosts' states, by host ([`crate::replica`]).
+    pub replicas: Mutex<HashMap<String, crate::replica::Replica>>,
+    /// How many watch the mesh's events now: feeds run while anyone does.
+    pub watchers: watch::Sender<usize>,
+    /// A channel to a peer that carried no call for this long is let go (its
+    /// connection closes; the next call dials again): a node keeps connections
+    /// only to the peers it talks to, whatever the size of the mesh.
+    pub idle_close: Duration,
+    /// Feeds keep running this long after the last watcher of the mesh's events
+    /// left (a page reload, a `fleet heartbeats` run again, pays no restart).
+    pub feed_linger: Duration,
     pub tenant: String,
+}
+
+/// At most this many fetches of peer states run at once.
+const FETCHES: usize = 4;
+
+/// Someone watching the mesh's events (while held, feeds run).
+pub struct Watching(Arc<Peers>);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0.watchers.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 impl Peers {
     pub fn current(&self) -> Vec<Arc<Peer>> {
         self.list.borrow().clone()
+    }
+
+    /// Count a watcher of the mesh's events until the guard drops: events then
+    /// come from a feed per peer, within milliseconds.
+    pub fn watch_mesh(self: &Arc<Self>) -> Watching {
+        self.watchers.send_modify(|n| *n += 1);
+        Watching(self.clone())
+    }
+
+    /// The agent rows this node holds of each peer host: its feed's, else its copy's.
+    pub fn replicated_rows(&self) -> BTreeMap<String, Vec<AgentRecord>> {
+        let now = crate::live::now_ms();
+        let mut out: BTreeMap<String, Vec<AgentRecord>> = self
+            .replicas
+            .lock()
+            .expect("replicas")
+            .iter()
+            .filter_map(|(h, r)| r.copy.as_ref().map(|c| (h.clone(), crate::replica::copy_rows(c, now))))
+            .collect();
+        let fed = self.fed.lock().expect("fed");
+        for (h, rows) in self.known.lock().expect("known").iter() {
+            if fed.contains_key(h) {
+                out.insert(h.clone(), rows.values().cloned().collect());
+            }
+        }
+        out
     }
 
     /// The peer serving `host`, if one is known.
@@ -177,16 +252,29 @@ impl Peers {
         } else {
             let now = crate::live::now_ms();
             let (known, fed) = (self.known.lock().expect("known"), self.fed.lock().expect("fed"));
+            let replicas = self.replicas.lock().expect("replicas");
             let mut ask = Vec::new();
             for p in peers {
                 let host = p.label();
+                let info = p.info();
                 let rows = known.get(&host);
-                let row = fed
+                let fed_row = fed
                     .get(&host)
                     .and_then(|f| crate::replica::host_row(&self.tenant, &host, f, rows.map_or(0, BTreeMap::len), now));
-                match row {
-                    Some(row) => {
-                        agents.extend(rows.into_iter().flat_map(|r| r.values().cloned()));
+                if let Some(row) = fed_row {
+                    agents.extend(rows.into_iter().flat_map(|r| r.values().cloned()));
+                    statuses.push(row);
+                    continue;
+                }
+                // A copy of this run of the host (a restarted host is asked now).
+                let copy =
+                    replicas.get(&host).filter(|r| r.copy.as_ref().is_some_and(|c| c.generation == info.id.generation));
+                let suspect = info.state == MemberState::Suspect;
+                match copy
+                    .and_then(|r| crate::replica::copy_row(&self.tenant, &host, r, suspect, now).map(|row| (r, row)))
+                {
+                    Some((r, row)) => {
+                        agents.extend(r.copy.as_ref().map(|c| crate::replica::copy_rows(c, now)).unwrap_or_default());
                         statuses.push(row);
                     }
                     None => ask.push(p),
@@ -198,7 +286,7 @@ impl Peers {
             let peer = p.clone();
             async move {
                 let start = Instant::now();
-                let mut client = FleetClient::new(peer.channel.clone());
+                let mut client = FleetClient::new(peer.channel());
                 let mut req = tonic::Request::new(v1::ListAgentsRequest {
                     scope: v1::Scope::Local as i32,
                     hosts: vec![],
@@ -273,13 +361,189 @@ impl Peers {
     }
 }
 
+/// A fetch of a peer's state that takes longer than this failed.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Keep a copy of every peer host's state ([`crate::replica`]): fetch it when
+/// there is none, when the host restarted, or when gossip announces a newer
+/// version of it; and let go of channels nobody used for [`Peers::idle_close`].
+pub async fn follow_versions(
+    peers: Arc<Peers>,
+    mut versions: watch::Receiver<crate::versions::Book>,
+    cancel: CancellationToken,
+) {
+    let mut list = peers.list.clone();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let slots = Arc::new(tokio::sync::Semaphore::new(FETCHES));
+    let done = Arc::new(tokio::sync::Notify::new());
+    loop {
+        let book = versions.borrow_and_update().clone();
+        plan_fetches(&peers, &book, &slots, &done);
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            r = versions.changed() => if r.is_err() { return },
+            r = list.changed() => if r.is_err() { return },
+            () = done.notified() => {}
+            _ = tick.tick() => {
+                for p in peers.current() {
+                    p.close_idle(peers.idle_close);
+                }
+            }
+        }
+    }
+}
+
+/// Start the fetches that the copies need now (see [`crate::replica::needs_fetch`]).
+fn plan_fetches(
+    peers: &Arc<Peers>,
+    book: &crate::versions::Book,
+    slots: &Arc<tokio::sync::Semaphore>,
+    done: &Arc<tokio::sync::Notify>,
+) {
+    let now = crate::live::now_ms();
+    // The newest identity of each host that is not down.
+    let mut newest: HashMap<String, Arc<Peer>> = HashMap::new();
+    for p in peers.current().into_iter().filter(|p| !p.is_down()) {
+        let host = p.label();
+        if newest.get(&host).is_none_or(|q| q.info().id.generation < p.info().id.generation) {
+            newest.insert(host, p);
+        }
+    }
+    let mut replicas = peers.replicas.lock().expect("replicas");
+    replicas.retain(|h, _| newest.contains_key(h));
+    for (host, p) in newest {
+        let generation = p.info().id.generation;
+        let heard = book.get(&host.to_ascii_lowercase()).copied();
+        let r = replicas.entry(host).or_default();
+        let copy = r.copy.as_ref().map(|c| (c.generation, c.version));
+        let behind = copy.is_some_and(|(g, _)| g == generation)
+            && crate::replica::needs_fetch(copy, generation, heard, r.refuted);
+        if !behind {
+            r.behind_since = None;
+        } else if r.behind_since.is_none() {
+            r.behind_since = Some(now);
+        }
+        // After a failure, again once every two seconds.
+        let resting = r.error.is_some() && now - r.tried_ms < 2000;
+        if r.fetching || r.legacy || resting || !crate::replica::needs_fetch(copy, generation, heard, r.refuted) {
+            continue;
+        }
+        r.fetching = true;
+        r.tried_ms = now;
+        tokio::spawn(fetch(p, peers.clone(), slots.clone(), done.clone(), heard));
+    }
+}
+
+/// Ask `peer` for its host's state (`ListAgents(LOCAL)`) and keep it as the
+/// copy; tell subscribers what changed when no feed of that host does.
+async fn fetch(
+    peer: Arc<Peer>,
+    peers: Arc<Peers>,
+    slots: Arc<tokio::sync::Semaphore>,
+    done: Arc<tokio::sync::Notify>,
+    heard: Option<crate::versions::Stamp>,
+) {
+    let Ok(_slot) = slots.acquire_owned().await else { return };
+    let host = peer.label();
+    let mut client = FleetClient::new(peer.channel());
+    let mut req = tonic::Request::new(v1::ListAgentsRequest {
+        scope: v1::Scope::Local as i32,
+        hosts: vec![],
+        deadline_ms: 0,
+        fresh: false,
+    });
+    req.set_timeout(FETCH_TIMEOUT);
+    let res = tokio::time::timeout(FETCH_TIMEOUT, client.list_agents(req)).await;
+    let now = crate::live::now_ms();
+    let fed = self_fed(&peers, &host);
+    let mut events = Vec::new();
+    {
+        let mut replicas = peers.replicas.lock().expect("replicas");
+        // Gone meanwhile (declared down): nothing to keep.
+        let Some(r) = replicas.get_mut(&host) else { return };
+        r.fetching = false;
+        match res {
+            Ok(Ok(resp)) => {
+                let resp = resp.into_inner();
+                // The peer speaks for its own host only (its certificate says which).
+                let rows: Vec<AgentRecord> = resp
+                    .agents
+                    .into_iter()
+                    .map(AgentRecord::from)
+                    .filter(|a| a.host.eq_ignore_ascii_case(&host) && a.tenant_id == peers.tenant)
+                    .collect();
+                let status = resp.hosts.into_iter().find(|h| h.host.eq_ignore_ascii_case(&host)).map(HostStatus::from);
+                match (resp.state_generation, status) {
+                    (0, _) | (_, None) => {
+                        // An older node that numbers no states: asked at each listing.
+                        r.legacy = true;
+                        r.error = None;
+                    }
+                    (generation, Some(status)) => {
+                        if let Some((hg, hv)) = heard
+                            && hg == generation
+                            && hv > resp.state_version
+                        {
+                            tracing::warn!(
+                                host = %host, announced = hv, answered = resp.state_version,
+                                "replica: a state version announced for this host is newer than the host's own; set aside"
+                            );
+                            r.refuted = Some((hg, hv));
+                        }
+                        if !fed {
+                            events = match r.copy.as_ref() {
+                                None => std::iter::once(host_event(
+                                    &peers.tenant,
+                                    &host,
+                                    EventKind::HostUp { address: peer.address.clone() },
+                                ))
+                                .chain(fleet_core::event::snapshot(&rows, now))
+                                .collect(),
+                                Some(old) => fleet_core::event::diff(&old.rows, &rows, now),
+                            };
+                        }
+                        let version = resp.state_version;
+                        r.copy = Some(crate::replica::Copy { generation, version, status, rows, pulled_ms: now });
+                        r.error = None;
+                    }
+                }
+            }
+            Ok(Err(e)) => r.error = Some(format!("{}: {}", peer.address, e.message())),
+            Err(_) => r.error = Some(format!("{}: no answer within {} s", peer.address, FETCH_TIMEOUT.as_secs())),
+        }
+    }
+    for e in events {
+        let _ = peers.events.send(e);
+    }
+    done.notify_one();
+}
+
+/// Is a feed of `host` up (its events reach subscribers within milliseconds)?
+fn self_fed(peers: &Peers, host: &str) -> bool {
+    peers.fed.lock().expect("fed").contains_key(host)
+}
+
 /// Follow one peer's local heartbeat stream for as long as `cancel` allows,
-/// resubscribing with backoff; publish its events and host up/down.
+/// resubscribing with backoff; publish its events and host up/down. Once
+/// stopped, its rows are no longer served as fed (the copy serves them).
 pub async fn feed(peer: Arc<Peer>, peers: Arc<Peers>, cancel: CancellationToken) {
+    static FEEDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let id = FEEDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    follow_feed(&peer, &peers, &cancel, id).await;
+    let host = peer.label();
+    let mut fed = peers.fed.lock().expect("fed");
+    if fed.get(&host).is_some_and(|f| f.by == id) {
+        fed.remove(&host);
+        peers.known.lock().expect("known").remove(&host);
+    }
+}
+
+async fn follow_feed(peer: &Arc<Peer>, peers: &Arc<Peers>, cancel: &CancellationToken, id: u64) {
     let mut backoff = Duration::from_millis(250);
     let mut was_up = false;
     loop {
-        let mut client = FleetClient::new(peer.channel.clone());
+        let mut client = FleetClient::new(peer.channel());
         let req = v1::WatchHeartbeatsRequest {
             scope: v1::Scope::Local as i32,
             hosts: vec![],
@@ -303,7 +567,7 @@ pub async fn feed(peer: Arc<Peer>, peers: Arc<Peers>, cancel: CancellationToken)
                     EventKind::HostUp { address: peer.address.clone() },
                 ));
                 peers.known.lock().expect("known").insert(host.clone(), BTreeMap::new());
-                let fed = crate::replica::Fed { status: None, heard_ms: crate::live::now_ms() };
+                let fed = crate::replica::Fed { status: None, heard_ms: crate::live::now_ms(), by: id };
                 peers.fed.lock().expect("fed").insert(host.clone(), fed);
                 loop {
                     let msg = tokio::select! {
@@ -320,7 +584,7 @@ pub async fn feed(peer: Arc<Peer>, peers: Arc<Peers>, cancel: CancellationToken)
                             if let Some(f) = peers.fed.lock().expect("fed").get_mut(&host) {
                                 f.heard_ms = crate::live::now_ms();
                             }
-                            remember(&peers, &ev);
+                            remember(peers, &ev);
                             // Ticks keep the replica; subscribers never see them.
                             if !matches!(ev.kind, EventKind::HostTick { .. }) {
                                 let _ = peers.events.send(ev);
@@ -389,7 +653,8 @@ fn remember(peers: &Peers, ev: &Event) {
 
 /// Keep the peer list in step with membership: one [`Peer`] per live identity
 /// (a restarted node is a new one), a heartbeat feed for each peer that is not
-/// down, and a `host_down` event the moment membership declares a host down.
+/// down while anyone watches the mesh's events (and [`Peers::feed_linger`] after),
+/// and a `host_down` event the moment membership declares a host down.
 pub async fn follow_membership(
     mut members: watch::Receiver<Vec<MemberInfo>>,
     list: watch::Sender<Vec<Arc<Peer>>>,
@@ -400,7 +665,19 @@ pub async fn follow_membership(
 ) {
     type Key = (String, u64);
     let mut known: HashMap<Key, (Arc<Peer>, Option<CancellationToken>)> = HashMap::new();
+    let mut watchers = peers.watchers.subscribe();
+    // Feeds run while watched, and until this instant after the last watcher left.
+    let mut linger: Option<tokio::time::Instant> = None;
+    let mut was_watched = false;
     loop {
+        let watched = *watchers.borrow_and_update() > 0;
+        if watched {
+            linger = None;
+        } else if was_watched {
+            linger = Some(tokio::time::Instant::now() + peers.feed_linger);
+        }
+        was_watched = watched;
+        let feeding = watched || linger.is_some_and(|t| t > tokio::time::Instant::now());
         let rows = members.borrow_and_update().clone();
         let mut next = Vec::with_capacity(rows.len());
         for m in rows {
@@ -416,8 +693,13 @@ pub async fn follow_membership(
                 if !was_down {
                     peers.known.lock().expect("known").remove(&m.id.host);
                     peers.fed.lock().expect("fed").remove(&m.id.host);
+                    peers.replicas.lock().expect("replicas").remove(&m.id.host);
                     let reason = "membership: no answer to probes".to_string();
                     let _ = peers.events.send(host_event(&peers.tenant, &m.id.host, EventKind::HostDown { reason }));
+                }
+            } else if !feeding {
+                if let Some(feed) = entry.1.take() {
+                    feed.cancel();
                 }
             } else if entry.1.is_none() {
                 let token = cancel.child_token();
@@ -434,9 +716,12 @@ pub async fn follow_membership(
             keep
         });
         list.send_replace(next);
+        let lingering = linger.filter(|_| !watched && feeding);
         tokio::select! {
             () = cancel.cancelled() => return,
             r = members.changed() => if r.is_err() { return },
+            r = watchers.changed() => if r.is_err() { return },
+            () = async { tokio::time::sleep_until(lingering.expect("lingering")).await }, if lingering.is_some() => {}
             r = tls.changed() => {
                 if r.is_err() {
                     return;

@@ -608,7 +608,7 @@ impl Node {
     ) -> Result<v1::SendReceipt, Status> {
         let host = req.send.as_ref().map(|s| s.host.clone()).unwrap_or_default();
         let peer = self.peer_for(&host).await?;
-        let mut client = v1::queue_client::QueueClient::new(peer.channel.clone());
+        let mut client = v1::queue_client::QueueClient::new(peer.channel());
         if let Some(s) = req.send.as_mut()
             && s.source_host.is_empty()
         {
@@ -653,7 +653,7 @@ impl Node {
                 let peer = p.clone();
                 async move {
                     let start = Instant::now();
-                    let mut client = v1::queue_client::QueueClient::new(peer.channel.clone());
+                    let mut client = v1::queue_client::QueueClient::new(peer.channel());
                     let mut r = Request::new(v1::ListQueueRequest {
                         scope: v1::Scope::Local as i32,
                         hosts: vec![],
@@ -728,7 +728,7 @@ impl Node {
     ) -> Result<v1::CancelQueuedResponse, Status> {
         if !self.is_self(&req.host) {
             let peer = self.peer_for(&req.host).await?;
-            let mut client = v1::queue_client::QueueClient::new(peer.channel.clone());
+            let mut client = v1::queue_client::QueueClient::new(peer.channel());
             let mut fwd = Request::new(req);
             fwd.set_timeout(Duration::from_secs(10));
             forward_meta(&mut fwd, caller);

@@ -1,23 +1,40 @@
 //! The replicated view: every node keeps the agent rows and the host row of
-//! every peer host, fed by the heartbeat stream it already follows from each
-//! peer ([`crate::peers::feed`]: a snapshot, then events, and a
-//! [`fleet_core::event::EventKind::HostTick`] every [`TICK`]), so that
-//! `ListAgents(MESH)` answers from memory instead of a round trip to every host.
+//! every peer host, so that `ListAgents(MESH)` answers from memory instead of
+//! a round trip to every host. Two ways feed it:
 //!
-//! - Freshness: each host row carries when this node last heard from that
-//!   host's feed (`heard_unix_ms`) and the host's own `as_of`; a feed silent
-//!   for longer than [`is_stale`] allows makes the row `stale` (it says so,
-//!   and `fleet ps --fresh` asks the host now).
+//! - Copies (always): each node numbers the states of its own host
+//!   ([`number_states`]: a new version when anything a peer would show
+//!   changes) and announces the number by SWIM gossip ([`crate::versions`]).
+//!   A node that hears of a version newer than its copy asks that host for its
+//!   rows ([`crate::peers::follow_versions`]: `ListAgents(LOCAL)` over mutual
+//!   TLS, so only the host itself speaks for its rows). Idle, this costs
+//!   nothing but SWIM's own datagrams, whatever the size of the mesh; a
+//!   connection closes after [`crate::peers::Peers::idle_close`].
+//! - Feeds (while someone watches the mesh's events: `WatchHeartbeats(MESH)`,
+//!   the web door's event stream): one heartbeat stream per peer
+//!   ([`crate::peers::feed`]: a snapshot, then events within milliseconds, and
+//!   a [`fleet_core::event::EventKind::HostTick`] every [`TICK`]). A fed host
+//!   is served from its feed; feeds stop [`crate::peers::Peers::feed_linger`] after
+//!   the last watcher leaves.
+//!
+//! Freshness, per row:
+//! - A copy is `stale` when a newer version was heard of more than [`LAG`]
+//!   ago and could not be fetched (a host this node cannot reach while others
+//!   can: a partial partition), or while membership suspects the host; a feed
+//!   is stale when silent for longer than [`is_stale`] allows. A stale row
+//!   says why, and `fleet ps --fresh` asks the host now.
 //! - A host that membership declares down is an `unreachable` row within the
-//!   detection time ([`crate::peers::Peers::list`]); a feed that ends drops the
-//!   host's replica, so its rows are never served silently old: the next
-//!   listing asks that host live (and gets a timeout or unreachable row).
-//! - The serving side sends the agent rows with a tick when something that no
-//!   event says changed (pane, pid, command, systemd, flags; [`rows_key`]), and
-//!   at least every [`ROWS_EVERY`] ticks, so `idle_seconds` is at most that old.
+//!   detection time ([`crate::peers::Peers::list`]) and its rows are dropped,
+//!   so they are never served silently old.
+//! - The serving side of a feed sends the agent rows with a tick when
+//!   something that no event says changed (pane, pid, command, systemd, flags;
+//!   [`rows_key`]), and at least every [`ROWS_EVERY`] ticks.
 
 use fleet_core::record::{AgentRecord, HostStatus};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 /// How often a node asks each peer's feed for a host tick.
 pub const TICK: Duration = Duration::from_secs(2);
@@ -61,6 +78,8 @@ pub struct Fed {
     pub status: Option<HostStatus>,
     /// When its feed last said anything (Unix ms, this node's clock).
     pub heard_ms: i64,
+    /// Which feed keeps it (one that stops removes only its own).
+    pub by: u64,
 }
 
 /// The host row this node serves for a replicated host, `rows` agents, at `now_ms`.
@@ -89,6 +108,148 @@ pub fn host_row(tenant: &str, host: &str, fed: &Fed, rows: usize, now_ms: i64) -
         stale,
         heard_unix_ms: Some(fed.heard_ms),
     })
+}
+
+/// A copy is stale when a newer version was announced this long ago and is
+/// not here yet (a fetch takes a round trip; two missed seconds are a fault).
+pub const LAG: Duration = Duration::from_secs(2);
+
+/// A peer host's state as its node last answered.
+#[derive(Clone, Debug)]
+pub struct Copy {
+    /// The node's run and version of this state ([`number_states`]).
+    pub generation: u64,
+    pub version: u64,
+    /// The host's own row, as it answered.
+    pub status: HostStatus,
+    pub rows: Vec<AgentRecord>,
+    /// When the answer came (Unix ms, this node's clock).
+    pub pulled_ms: i64,
+}
+
+/// What this node knows of one peer host's state.
+#[derive(Clone, Debug, Default)]
+pub struct Replica {
+    pub copy: Option<Copy>,
+    /// Since when a version newer than the copy is known (Unix ms).
+    pub behind_since: Option<i64>,
+    /// The newest announced stamp the host itself contradicted (it answered
+    /// with an older version of the same run): never asked for again.
+    pub refuted: Option<crate::versions::Stamp>,
+    /// A fetch is under way.
+    pub fetching: bool,
+    /// The host's node numbers no states (an older version): it is asked at each listing.
+    pub legacy: bool,
+    /// When the last fetch began, and why it failed (if it did).
+    pub tried_ms: i64,
+    pub error: Option<String>,
+}
+
+/// Should a node whose copy of a host is at `copy` (generation, version) ask
+/// that host for its state, given the host's current run `generation` (from
+/// membership), the newest stamp `heard` by gossip and the stamp it
+/// `refuted`? When there is no copy, the copy is of another run, or a newer
+/// version of this run was announced and not refuted.
+pub fn needs_fetch(
+    copy: Option<crate::versions::Stamp>,
+    generation: u64,
+    heard: Option<crate::versions::Stamp>,
+    refuted: Option<crate::versions::Stamp>,
+) -> bool {
+    let Some((g, v)) = copy else { return true };
+    if g != generation {
+        return true;
+    }
+    heard.is_some_and(|(hg, hv)| hg == g && hv > v && refuted.is_none_or(|r| (hg, hv) > r))
+}
+
+/// Is the copy `behind_since` a newer version was heard of (Unix ms) stale at `now_ms`?
+pub fn is_behind(behind_since: Option<i64>, now_ms: i64) -> bool {
+    behind_since.is_some_and(|t| now_ms - t > LAG.as_millis() as i64)
+}
+
+/// The host row this node serves from `r`'s copy at `now_ms`, for a host that
+/// membership says is `suspect`ed (or not); `None` without a copy.
+pub fn copy_row(tenant: &str, host: &str, r: &Replica, suspect: bool, now_ms: i64) -> Option<HostStatus> {
+    let c = r.copy.as_ref()?;
+    let behind = is_behind(r.behind_since, now_ms);
+    let why = match (suspect, behind) {
+        (true, _) => Some("membership suspects this host (it missed its probes): these rows may be old".to_string()),
+        (false, true) => Some(format!(
+            "a newer state was announced {} s ago and could not be fetched{}: these rows may be old (`fleet ps --fresh` asks the host now)",
+            (now_ms - r.behind_since.unwrap_or(now_ms)) / 1000,
+            r.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+        )),
+        (false, false) => None,
+    };
+    let detail = match (c.status.detail.clone(), why) {
+        (Some(d), Some(w)) => Some(format!("{d}; {w}")),
+        (d, w) => d.or(w),
+    };
+    Some(HostStatus {
+        tenant_id: tenant.to_string(),
+        host: host.to_string(),
+        state: c.status.state,
+        latency_ms: 0,
+        agent_count: c.rows.len() as u32,
+        detail,
+        roster_problem: c.status.roster_problem.clone(),
+        as_of_unix_ms: c.status.as_of_unix_ms,
+        stale: suspect || behind,
+        heard_unix_ms: Some(c.pulled_ms),
+    })
+}
+
+/// The agent rows of a copy as of `now_ms`: idle time and a beat's age grown
+/// by the time since the copy was taken. Health stays as the host judged it:
+/// a beat on time changes no version ([`shared_key`]), so the host's own
+/// judgement is the one that knows of it.
+pub fn copy_rows(c: &Copy, now_ms: i64) -> Vec<AgentRecord> {
+    let mut rows = c.rows.clone();
+    let since = (now_ms - c.pulled_ms).max(0) / 1000;
+    for r in &mut rows {
+        r.idle_seconds = r.idle_seconds.map(|s| s + since as u64);
+        r.heartbeat.age_seconds = r.heartbeat.age_seconds.map(|s| s + since);
+    }
+    rows
+}
+
+/// What peers would show of this host, without what changes by itself as
+/// time passes (idle time, the screen's "unchanged for" note) and without
+/// the time of each beat: a beat on time changes nothing a peer shows but the
+/// age ([`copy_rows`]); a late or missing one changes the health, which is here.
+pub fn shared_key(status: &HostStatus, rows: &[AgentRecord]) -> (String, Vec<AgentRecord>) {
+    let host = format!("{:?}|{:?}|{:?}", status.state, status.detail, status.roster_problem);
+    let rows = rows
+        .iter()
+        .map(|r| AgentRecord {
+            idle_seconds: None,
+            heartbeat: fleet_core::heartbeat::HealthReport { age_seconds: None, ts: None, ..r.heartbeat.clone() },
+            activity: fleet_core::activity::Activity { screen: String::new(), ..r.activity.clone() },
+            ..r.clone()
+        })
+        .collect();
+    (host, rows)
+}
+
+/// Number the states of this host ([`shared_key`]) as its view changes, and
+/// announce each new number by gossip.
+pub async fn number_states(node: Arc<crate::service::Node>, cancel: CancellationToken) {
+    let mut view = node.live.view.clone();
+    let mut last = None;
+    loop {
+        let v = view.borrow_and_update().clone();
+        let key = shared_key(&node.self_status(&v), &v.agents);
+        if last.as_ref() != Some(&key) {
+            last = Some(key);
+            let version = node.state_version.fetch_add(1, Ordering::AcqRel) + 1;
+            node.members.publish_version(version);
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            r = view.changed() => if r.is_err() { return },
+        }
+    }
 }
 
 #[cfg(test)]
@@ -135,7 +296,7 @@ mod tests {
 
     #[test]
     fn the_served_row_names_the_feed_host_and_says_when_it_lags() {
-        let fed = Fed { status: Some(status(None)), heard_ms: 10_000 };
+        let fed = Fed { status: Some(status(None)), heard_ms: 10_000, by: 1 };
         let row = host_row("acme", "b", &fed, 3, 11_000).unwrap();
         assert_eq!((row.host.as_str(), row.agent_count, row.latency_ms), ("b", 3, 0), "not what the peer claims");
         assert_eq!(row.heard_unix_ms, Some(10_000));
@@ -145,14 +306,17 @@ mod tests {
         let late = host_row("acme", "b", &fed, 3, 21_000).unwrap();
         assert!(late.stale);
         assert!(late.detail.as_deref().unwrap().contains("nothing for 11 s"), "{:?}", late.detail);
-        let probe = Fed { status: Some(status(Some("tmux could not be probed"))), heard_ms: 10_000 };
+        let probe = Fed { status: Some(status(Some("tmux could not be probed"))), heard_ms: 10_000, by: 1 };
         let both = host_row("acme", "b", &probe, 0, 21_000).unwrap().detail.unwrap();
         assert!(both.starts_with("tmux could not be probed; its feed"), "{both}");
         assert_eq!(
             host_row("acme", "b", &probe, 0, 11_000).unwrap().detail.as_deref(),
             Some("tmux could not be probed")
         );
-        assert!(host_row("acme", "b", &Fed { status: None, heard_ms: 10_000 }, 0, 10_000).is_none(), "no tick yet");
+        assert!(
+            host_row("acme", "b", &Fed { status: None, heard_ms: 10_000, by: 1 }, 0, 10_000).is_none(),
+            "no tick yet"
+        );
     }
 
     #[test]

@@ -93,7 +93,7 @@ impl Node {
             self.add_local(req).await
         } else {
             let peer = self.peer_for(&req.host).await?;
-            let mut client = v1::fleet_client::FleetClient::new(peer.channel.clone());
+            let mut client = v1::fleet_client::FleetClient::new(peer.channel());
             let mut fwd = Request::new(req);
             forward_meta(&mut fwd, &caller);
             fwd.set_timeout(FORWARD_TIMEOUT);
@@ -193,7 +193,7 @@ impl Node {
             self.remove_local(req).await
         } else {
             let peer = self.peer_for(&req.host).await?;
-            let mut client = v1::fleet_client::FleetClient::new(peer.channel.clone());
+            let mut client = v1::fleet_client::FleetClient::new(peer.channel());
             let mut fwd = Request::new(req);
             forward_meta(&mut fwd, &caller);
             fwd.set_timeout(FORWARD_TIMEOUT);
@@ -325,7 +325,7 @@ impl Node {
             self.reset_local(req).await
         } else {
             let peer = self.peer_for(&req.host).await?;
-            let mut client = v1::fleet_client::FleetClient::new(peer.channel.clone());
+            let mut client = v1::fleet_client::FleetClient::new(peer.channel());
             let verify = if req.verify_timeout_ms == 0 { 6000 } else { u64::from(req.verify_timeout_ms) };
             let mut fwd = Request::new(req);
             forward_meta(&mut fwd, &caller);
@@ -410,7 +410,7 @@ impl Node {
         let req = request.into_inner();
         if !self.is_self(&req.host) {
             let peer = self.peer_for(&req.host).await?;
-            let mut client = v1::fleet_client::FleetClient::new(peer.channel.clone());
+            let mut client = v1::fleet_client::FleetClient::new(peer.channel());
             let mut fwd = Request::new(req);
             forward_meta(&mut fwd, &caller);
             fwd.set_timeout(Duration::from_secs(10));

@@ -177,7 +177,7 @@ impl Node {
 
     pub(crate) async fn forward_send(&self, caller: &Caller, req: v1::SendRequest) -> Result<v1::SendReceipt, Status> {
         let peer = self.peer_for(&req.host).await?;
-        let mut client = v1::fleet_client::FleetClient::new(peer.channel.clone());
+        let mut client = v1::fleet_client::FleetClient::new(peer.channel());
         // The target may verify for up to its timeout; allow that plus a margin.
         let verify = if req.verify_timeout_ms == 0 { 6000 } else { u64::from(req.verify_timeout_ms) };
         let wait = if !req.when_idle {

@@ -222,7 +222,7 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
     let generation = (live::now_ms() as u64).rotate_left(20) ^ u64::from(std::process::id());
     let members = start_membership(&cfg, &me, &doors, generation, &cancel, &tracker);
     let mdns = start_mdns_seeding(&cfg, &me, &doors, generation, &members, &cancel, &tracker);
-    let (peers, client_tls_tx) = start_peer_feeds(&me, &members, &cancel, &tracker);
+    let (peers, client_tls_tx) = start_peer_feeds(&me, &members, &cfg.timings, &cancel, &tracker);
     let queue_dir = cfg.mosaic_home.join("fleet/queue");
     let queue = Arc::new(crate::queue::Store::open(&queue_dir).map_err(|e| {
         NodeError::Serve(format!(
@@ -259,7 +259,10 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
         uid: rustix::process::getuid().as_raw(),
         tls_refusals: doors.tls.refusals(),
         metrics: Default::default(),
+        state_version: Default::default(),
     });
+    tracker.spawn(crate::replica::number_states(node.clone(), cancel.clone()));
+    tracker.spawn(peers::follow_versions(node.peers.clone(), members.versions.clone(), cancel.clone()));
     tracker.spawn(crate::queue::run(node.clone(), cancel.clone()));
     tracker.spawn(crate::roster_verbs::keep_comms_fresh(node.clone(), cancel.clone()));
     let serving = serve(&cfg, me, doors, node, &members, client_tls_tx, &cancel, &tracker).await?;
@@ -485,6 +488,7 @@ fn start_mdns_seeding(
 fn start_peer_feeds(
     me: &Me,
     members: &Membership,
+    timings: &crate::config::Timings,
     cancel: &CancellationToken,
     tracker: &TaskTracker,
 ) -> (Arc<Peers>, watch::Sender<Arc<rustls::ClientConfig>>) {
@@ -495,6 +499,10 @@ fn start_peer_feeds(
         events: peer_events,
         known: Arc::new(Mutex::new(BTreeMap::new())),
         fed: Arc::new(Mutex::new(std::collections::HashMap::new())),
+        replicas: Mutex::new(std::collections::HashMap::new()),
+        watchers: watch::Sender::new(0),
+        idle_close: timings.idle_close,
+        feed_linger: timings.feed_linger,
         tenant: me.tenant.to_string(),
     });
     let (client_tls_tx, client_tls_rx) = watch::channel(me.client_tls.clone());

@@ -77,6 +77,8 @@ pub struct Node {
     pub tls_refusals: Arc<fleet_tls::net::Refusals>,
     /// Latencies and counters for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The version of this host's state that peers replicate ([`crate::replica::number_states`]).
+    pub state_version: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Clone)]
@@ -214,10 +216,8 @@ impl Node {
     pub(crate) fn snapshot_events(&self, mesh: bool) -> Vec<Event> {
         let mut evs = event::snapshot(&self.live.current().agents, now_ms());
         if mesh {
-            let known = self.peers.known.lock().expect("known").clone();
-            for rows in known.values() {
-                let rows: Vec<_> = rows.values().cloned().collect();
-                evs.extend(event::snapshot(&rows, now_ms()));
+            for rows in self.peers.replicated_rows().values() {
+                evs.extend(event::snapshot(rows, now_ms()));
             }
         }
         evs
@@ -333,7 +333,7 @@ impl Node {
             }
         } else {
             let peer = self.peer_for(&req.host).await?;
-            let mut client = v1::fleet_client::FleetClient::new(peer.channel.clone());
+            let mut client = v1::fleet_client::FleetClient::new(peer.channel());
             let mut fwd = Request::new(req.clone());
             forward_meta(&mut fwd, &caller);
             fwd.set_timeout(Duration::from_secs(30));
@@ -374,7 +374,7 @@ impl Node {
         let req = request.into_inner();
         if !self.is_self(&req.host) {
             let peer = self.peer_for(&req.host).await?;
-            let mut client = v1::fleet_client::FleetClient::new(peer.channel.clone());
+            let mut client = v1::fleet_client::FleetClient::new(peer.channel());
             let mut fwd = Request::new(req);
             fwd.set_timeout(Duration::from_secs(5));
             forward_meta(&mut fwd, &caller);
@@ -510,6 +510,8 @@ impl Fleet for NodeService {
         let req = request.into_inner();
         let mesh = req.scope == v1::Scope::Mesh as i32;
         node.check_host_filter(&req.hosts, mesh)?;
+        // The version first, then the view: the rows are at least as new as the version says.
+        let state_version = node.state_version.load(std::sync::atomic::Ordering::Acquire);
         let view = node.live.current();
         let want = |h: &str| req.hosts.is_empty() || req.hosts.iter().any(|x| x.eq_ignore_ascii_case(h));
         let mut agents = Vec::new();
@@ -531,6 +533,8 @@ impl Fleet for NodeService {
         Ok(Response::new(v1::ListAgentsResponse {
             agents: agents.into_iter().map(Into::into).collect(),
             hosts: hosts.into_iter().map(Into::into).collect(),
+            state_generation: node.info.generation,
+            state_version,
         }))
     }
 
@@ -548,12 +552,15 @@ impl Fleet for NodeService {
         let want = move |e: &Event| hosts.is_empty() || hosts.iter().any(|h| h.eq_ignore_ascii_case(&e.host));
         let mut local = node.live.events.subscribe();
         let mut remote = if mesh { Some(node.peers.events.subscribe()) } else { None };
+        // While this stream lasts, every peer's events come from its feed (milliseconds).
+        let watching = mesh.then(|| node.peers.watch_mesh());
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<v1::HeartbeatEvent, Status>>(STREAM_BUFFER);
         let cancel = node.cancel.clone();
         // Host ticks for a node that keeps a replica of this host (LOCAL only).
         let tick_every =
             (!mesh && req.host_tick_ms > 0).then(|| Duration::from_millis(req.host_tick_ms.max(500).into()));
         tokio::spawn(async move {
+            let _watching = watching;
             let snapshot =
                 |node: &Node| -> Vec<Event> { node.snapshot_events(mesh).into_iter().filter(|e| want(e)).collect() };
             // Snapshots go out with back-pressure (the subscriber asked for them);

@@ -72,7 +72,7 @@ impl Node {
         let req = request.into_inner();
         if !self.is_self(&req.host) {
             let peer = self.peer_for(&req.host).await?;
-            let mut client = v1::fleet_client::FleetClient::new(peer.channel.clone());
+            let mut client = v1::fleet_client::FleetClient::new(peer.channel());
             let mut fwd = Request::new(req);
             forward_meta(&mut fwd, &caller);
             let frames = client.watch_pane(fwd).await.map_err(|s| peer_error(&peer, s))?.into_inner();
@@ -144,7 +144,7 @@ impl Node {
         input: InputStream,
     ) -> Result<Response<FrameStream>, Status> {
         let peer = self.peer_for(&start.host).await?;
-        let mut client = v1::fleet_client::FleetClient::new(peer.channel.clone());
+        let mut client = v1::fleet_client::FleetClient::new(peer.channel());
         let first = v1::AttachInput { input: Some(Input::Start(start)) };
         // Keystrokes and keepalives pass on as they come; the caller's
         // stream ending (or failing) ends the forwarded one.

@@ -753,7 +753,10 @@ fn events(door: &Arc<WebDoor>, caller: &WebCaller, req: &http::Request<Incoming>
         .or_else(|| one(&q, "last_event_id").map(str::to_string));
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     let door = door.clone();
+    // While this stream lasts, every peer's events come from its feed (milliseconds).
+    let watching = door.node.peers.watch_mesh();
     tokio::spawn(async move {
+        let _watching = watching;
         let want = |h: &str| hosts.is_empty() || hosts.iter().any(|x| x.eq_ignore_ascii_case(h));
         let j = &door.journal;
         let (tenant, host) = (door.node.info.tenant.to_string(), door.node.info.host.to_string());

@@ -605,6 +605,9 @@ async fn follow_feed(peer: &Arc<Peer>, peers: &Arc<Peers>, cancel: &Cancellation
             let host = peer.label();
             peers.known.lock().expect("known").remove(&host);
             peers.fed.lock().expect("fed").remove(&host);
+            // The host's node closed or lost the stream: its copy is not served
+            // either (the next listing asks it now) until a fetch succeeds again.
+            peers.replicas.lock().expect("replicas").remove(&host);
             let reason = peer.last_error.lock().expect("last error").clone().unwrap_or_else(|| "stream ended".into());
             let _ = peers.events.send(host_event(&peers.tenant, &host, EventKind::HostDown { reason }));
         }

@@ -7,7 +7,8 @@
 //! 1. **Mass start**: node 0 is started, then the other N-1 are spawned at
 //!    once, all with node 0 as their one static peer. Convergence is the time
 //!    from the last spawn until every node lists N-1 other members alive.
-//! 2. **Idle cost**: after a 5 s settle, a 10 s window: per-node CPU (% of one
+//! 2. **Idle cost**: after a 35 s settle (longer than a node keeps an unused
+//!    connection), a 10 s window: per-node CPU (% of one
 //!    core), RSS (median, max), SWIM payload bytes per second (NodeInfo
 //!    counters), and the UDP datagrams and TCP segments sent per node per second
 //!    (`/proc/net/snmp` of the bench's own network namespace: the bench
@@ -45,7 +46,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
-const SETTLE: Duration = Duration::from_secs(5);
+/// Before the idle window: longer than a node keeps an unused connection to a
+/// peer (`timings.idle_close_ms`, 30 s), so the window measures an idle mesh,
+/// not the tail of the mass start (`FLEET_SCALE_SETTLE_S`).
+fn settle() -> Duration {
+    Duration::from_secs(std::env::var("FLEET_SCALE_SETTLE_S").ok().and_then(|s| s.parse().ok()).unwrap_or(35))
+}
 const WINDOW: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(100);
 const NETNS_MARK: &str = "FLEET_SCALE_IN_NETNS";
@@ -135,6 +141,18 @@ impl Clients {
         Some(r)
     }
 
+    /// How many other hosts node `i` answers from its replicated view (a row
+    /// with `heard_unix_ms`), and how many agent rows it lists in all.
+    fn replicated(&mut self, i: usize) -> Option<(usize, usize)> {
+        let socket = self.sockets[i].clone();
+        let r = self.rt.block_on(async move {
+            let mut c = client::fleet(&Target::Socket(socket)).await.ok()?;
+            let req = v1::ListAgentsRequest { scope: v1::Scope::Mesh as i32, ..Default::default() };
+            c.list_agents(req).await.ok().map(|r| r.into_inner())
+        })?;
+        Some((r.hosts.iter().filter(|h| h.heard_unix_ms > 0).count(), r.agents.len()))
+    }
+
     fn peers(&mut self, i: usize) -> Option<Vec<v1::Peer>> {
         let mut c = self.client(i)?;
         let r = self.rt.block_on(c.list_peers(v1::ListPeersRequest {})).ok()?.into_inner().peers;
@@ -214,12 +232,24 @@ fn size(n: usize, agents: usize) {
         last(&conv, timeout),
         load()
     );
+    // The replicated view of a sample of nodes: every other host's rows held in memory.
+    let sample: Vec<usize> =
+        [0, n / 2, n - 1].into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+    let full = (n - 1, n * agents);
+    let copies = cl.until(&sample, t0, timeout, |c, i| c.replicated(i) == Some(full));
+    println!(
+        "  replicated view: nodes {sample:?} each hold all {} other hosts' rows ({} agent rows) {} after the last spawn (load {})",
+        n - 1,
+        n * agents,
+        last(&copies, timeout),
+        load()
+    );
     for i in 1..n {
         m.wait_answer(i);
     }
 
     // 2. idle.
-    std::thread::sleep(SETTLE);
+    std::thread::sleep(settle());
     let pids: Vec<u32> = (0..n).map(|i| m.nodes[i].pid.expect("running")).collect();
     let swim = |cl: &mut Clients| -> Vec<u64> {
         (0..n).map(|i| cl.info(i).map_or(0, |r| r.membership_bytes_in + r.membership_bytes_out)).collect()

@@ -75,18 +75,26 @@ fn load() -> String {
 
 /// (VmRSS in kB, utime + stime in clock ticks) of `pid`.
 fn proc_stat(pid: u32) -> (u64, u64) {
+    (status_kb(pid, "VmRSS:"), cpu_ticks(pid))
+}
+
+/// A kB figure of /proc/PID/status (`VmRSS:`, `RssAnon:`: the node's own
+/// memory, without the pages of the binary that every node shares).
+fn status_kb(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let rss_kb = status
+    status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(key))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+fn cpu_ticks(pid: u32) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let f: Vec<&str> = stat[stat.rfind(')').map_or(0, |i| i + 2)..].split(' ').collect();
-    let ticks = f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-    (rss_kb, ticks)
+    f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
 }
 
 /// A counter of /proc/net/snmp, e.g. ("Udp:", "OutDatagrams").
@@ -198,8 +206,13 @@ fn roster(agents: usize) -> String {
 
 /// `FLEET_SCALE_PROBE_MS`: the nodes' tmux probe interval (the harness's 500 ms by default;
 /// at 100 nodes its tmux and systemctl processes are most of the machine's load).
-fn node_env() -> Vec<(&'static str, String)> {
-    std::env::var("FLEET_SCALE_PROBE_MS").map(|v| vec![("FLEET_PROBE_INTERVAL_MS", v)]).unwrap_or_default()
+fn node_env() -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> =
+        std::env::var("FLEET_SCALE_PROBE_MS").map(|v| vec![("FLEET_PROBE_INTERVAL_MS".into(), v)]).unwrap_or_default();
+    // `FLEET_SCALE_NODE_ENV=K=V,K=V`: more environment for every node (an experiment's knob).
+    let extra = std::env::var("FLEET_SCALE_NODE_ENV").unwrap_or_default();
+    env.extend(extra.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())));
+    env
 }
 
 fn size(n: usize, agents: usize) {
@@ -210,12 +223,12 @@ fn size(n: usize, agents: usize) {
     }
     // 1. mass start.
     let env0 = node_env();
-    let env0: Vec<(&str, &str)> = env0.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env0: Vec<(&str, &str)> = env0.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     m.start_node_with(0, "127.0.0.1:0", &[], &env0);
     let seed = vec![m.addr(0)];
     let t_first = Instant::now();
     let env = node_env();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     for i in 1..n {
         m.spawn_node(i, "127.0.0.1:0", &seed, &env);
     }
@@ -251,6 +264,19 @@ fn size(n: usize, agents: usize) {
     // 2. idle.
     std::thread::sleep(settle());
     let pids: Vec<u32> = (0..n).map(|i| m.nodes[i].pid.expect("running")).collect();
+    let held = |cl: &mut Clients| -> String {
+        let infos: Vec<v1::NodeInfoResponse> = (0..n).filter_map(|i| cl.info(i)).collect();
+        let mean = |f: &dyn Fn(&v1::NodeInfoResponse) -> u64| {
+            infos.iter().map(f).sum::<u64>() as f64 / infos.len().max(1) as f64
+        };
+        format!(
+            "per node: {:.1} QUIC connections, {:.1} gRPC channels, {:.1} feeds open; {:.1} fetches since start",
+            mean(&|r| r.membership_connections.into()),
+            mean(&|r| r.peer_channels.into()),
+            mean(&|r| r.peer_feeds.into()),
+            mean(&|r| r.replica_fetches)
+        )
+    };
     let swim = |cl: &mut Clients| -> Vec<u64> {
         (0..n).map(|i| cl.info(i).map_or(0, |r| r.membership_bytes_in + r.membership_bytes_out)).collect()
     };
@@ -261,18 +287,21 @@ fn size(n: usize, agents: usize) {
     let dt = w0.elapsed().as_secs_f64();
     let mut cpu: Vec<f64> = cpu0.iter().zip(&cpu1).map(|(a, b)| (b - a) as f64 / dt).collect(); // ticks/s = % of a core
     let mut rss: Vec<f64> = pids.iter().map(|p| proc_stat(*p).0 as f64 / 1024.0).collect();
+    let mut anon: Vec<f64> = pids.iter().map(|p| status_kb(*p, "RssAnon:") as f64 / 1024.0).collect();
     let swim_bps: f64 = s0.iter().zip(&s1).map(|(a, b)| (b - a) as f64).sum::<f64>() / n as f64 / dt;
     let udp = (p1.0 - p0.0) as f64 / n as f64 / dt;
     let tcp = (p1.1 - p0.1) as f64 / n as f64 / dt;
     let cpu_mean = cpu.iter().sum::<f64>() / n as f64;
     println!(
-        "  idle: CPU {cpu_mean:.2} % of a core per node (max {:.2}); RSS median {:.1} MB (max {:.1}); SWIM in+out {swim_bps:.0} B/s per node; UDP {udp:.1} dg/s, TCP {tcp:.1} seg/s per node{} (load {})",
+        "  idle: CPU {cpu_mean:.2} % of a core per node (max {:.2}); RSS median {:.1} MB (max {:.1}), of it anonymous {:.1} MB; SWIM in+out {swim_bps:.0} B/s per node; UDP {udp:.1} dg/s, TCP {tcp:.1} seg/s per node{} (load {})",
         pct(&mut cpu, 1.0),
         pct(&mut rss, 0.5),
         pct(&mut rss, 1.0),
+        pct(&mut anon, 0.5),
         if std::env::var_os(NETNS_MARK).is_some() { "" } else { " [shared network namespace: other traffic counts]" },
         load()
     );
+    println!("  idle: {}", held(&mut cl));
 
     // 3. merged ps from node 0.
     let rt = runtime();

@@ -260,6 +260,11 @@ impl Membership {
         let _ = self.seeds.try_send(SeedNews::Withdraw(addr));
     }
 
+    /// QUIC connections open now (to the members this node talked to lately).
+    pub fn connections(&self) -> usize {
+        self.transport.conns.lock().expect("conns").len()
+    }
+
     /// Datagrams dropped since start because their sender claimed another
     /// host than its certificate.
     pub fn refused_claims(&self) -> u64 {

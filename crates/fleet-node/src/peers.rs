@@ -61,6 +61,11 @@ impl Peer {
         c.clone()
     }
 
+    /// Is a channel to this peer held now?
+    pub fn has_channel(&self) -> bool {
+        self.chan.lock().expect("channel").is_some()
+    }
+
     /// Let go of the channel when it has not been handed out for `idle`: its
     /// connection closes once the calls and streams still holding it end.
     pub fn close_idle(&self, idle: Duration) {
@@ -143,6 +148,8 @@ pub struct Peers {
     /// Feeds keep running this long after the last watcher of the mesh's events
     /// left (a page reload, a `fleet heartbeats` run again, pays no restart).
     pub feed_linger: Duration,
+    /// Fetches of peer states since start.
+    pub fetches: std::sync::atomic::AtomicU64,
     pub tenant: String,
 }
 
@@ -445,6 +452,7 @@ async fn fetch(
     heard: Option<crate::versions::Stamp>,
 ) {
     let Ok(_slot) = slots.acquire_owned().await else { return };
+    peers.fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let host = peer.label();
     let mut client = FleetClient::new(peer.channel());
     let mut req = tonic::Request::new(v1::ListAgentsRequest {

@@ -503,6 +503,7 @@ fn start_peer_feeds(
         watchers: watch::Sender::new(0),
         idle_close: timings.idle_close,
         feed_linger: timings.feed_linger,
+        fetches: Default::default(),
         tenant: me.tenant.to_string(),
     });
     let (client_tls_tx, client_tls_rx) = watch::channel(me.client_tls.clone());

@@ -809,6 +809,10 @@ impl Mesh for NodeService {
             membership_refused_claims: node.members.refused_claims(),
             tasks_alive: tokio::runtime::Handle::current().metrics().num_alive_tasks() as u64,
             web_url: node.info.web_url.clone(),
+            membership_connections: node.members.connections() as u32,
+            peer_channels: node.peers.current().iter().filter(|p| p.has_channel()).count() as u32,
+            peer_feeds: node.peers.fed.lock().expect("fed").len() as u32,
+            replica_fetches: node.peers.fetches.load(std::sync::atomic::Ordering::Relaxed),
         }))
     }
 }

@@ -352,4 +352,149 @@ mod tests {
         let other = AgentRecord { current_command: Some("sh".into()), ..r.clone() };
         assert_ne!(rows_key(std::slice::from_ref(&r)), rows_key(&[other]));
     }
+
+    #[test]
+    fn a_copy_is_fetched_when_missing_of_another_run_or_behind_an_unrefuted_announcement() {
+        assert!(needs_fetch(None, 7, None, None), "no copy");
+        assert!(!needs_fetch(Some((7, 3)), 7, None, None), "nothing heard");
+        assert!(needs_fetch(Some((7, 3)), 8, None, None), "the host restarted");
+        assert!(!needs_fetch(Some((7, 3)), 7, Some((7, 3)), None), "the same version");
+        assert!(!needs_fetch(Some((7, 3)), 7, Some((7, 2)), None), "an older one");
+        assert!(needs_fetch(Some((7, 3)), 7, Some((7, 4)), None), "a newer one");
+        assert!(!needs_fetch(Some((7, 3)), 7, Some((6, 9)), None), "of an older run");
+        assert!(!needs_fetch(Some((7, 3)), 7, Some((8, 0)), None), "of a run membership does not know yet");
+        assert!(!needs_fetch(Some((7, 3)), 7, Some((7, 9)), Some((7, 9))), "refuted by the host");
+        assert!(!needs_fetch(Some((7, 3)), 7, Some((7, 8)), Some((7, 9))), "older than a refuted one");
+        assert!(needs_fetch(Some((7, 3)), 7, Some((7, 10)), Some((7, 9))), "newer than the refuted one");
+    }
+
+    #[test]
+    fn a_copy_is_behind_two_seconds_after_a_newer_version_was_heard() {
+        assert!(!is_behind(None, 50_000));
+        assert!(!is_behind(Some(48_000), 50_000), "2 s: a fetch may take that");
+        assert!(is_behind(Some(47_999), 50_000));
+        assert!(!is_behind(Some(51_000), 50_000), "a clock step back");
+    }
+
+    fn record(name: &str) -> AgentRecord {
+        AgentRecord {
+            tenant_id: "acme".into(),
+            host: "b".into(),
+            name: name.into(),
+            class: None,
+            runtime: None,
+            managed: true,
+            socket: String::new(),
+            systemd: fleet_core::record::SystemdState::unavailable(),
+            pane: fleet_core::record::PaneState::Alive,
+            pane_pid: Some(1),
+            current_command: Some("claude".into()),
+            idle_seconds: Some(5),
+            in_copy_mode: false,
+            heartbeat: fleet_core::heartbeat::HealthReport::unknown("a", 1),
+            drift: false,
+            boot_enable: false,
+            activity: fleet_core::activity::Activity::unknown("a", 1),
+        }
+    }
+
+    fn copied(detail: Option<&str>) -> Replica {
+        let copy = Copy {
+            generation: 7,
+            version: 3,
+            status: status(detail),
+            rows: vec![record("x"), record("y")],
+            pulled_ms: 10_000,
+        };
+        Replica { copy: Some(copy), ..Replica::default() }
+    }
+
+    #[test]
+    fn a_copy_row_names_the_host_counts_its_rows_and_says_why_it_may_be_old() {
+        assert!(copy_row("acme", "b", &Replica::default(), false, 10_000).is_none(), "no copy");
+        let r = copied(None);
+        let row = copy_row("acme", "b", &r, false, 12_000).unwrap();
+        assert_eq!((row.host.as_str(), row.agent_count, row.latency_ms), ("b", 2, 0), "not what the peer claims");
+        assert_eq!(row.heard_unix_ms, Some(10_000));
+        assert_eq!(row.as_of_unix_ms, Some(1_000));
+        assert_eq!(row.roster_problem.as_deref(), Some("roster.yaml: bad"));
+        assert!(!row.stale && row.detail.is_none());
+        let suspect = copy_row("acme", "b", &r, true, 12_000).unwrap();
+        assert!(suspect.stale);
+        assert!(suspect.detail.as_deref().unwrap().starts_with("membership suspects"), "{:?}", suspect.detail);
+        let behind = Replica { behind_since: Some(5_000), error: Some("refused".into()), ..copied(None) };
+        let row = copy_row("acme", "b", &behind, false, 9_000).unwrap();
+        assert!(row.stale);
+        let d = row.detail.unwrap();
+        assert!(d.contains("announced 4 s ago") && d.contains("(refused)"), "{d}");
+        let both =
+            copy_row("acme", "b", &Replica { behind_since: Some(5_000), ..copied(Some("tmux hung")) }, false, 9_000)
+                .unwrap()
+                .detail
+                .unwrap();
+        assert!(both.starts_with("tmux hung; a newer state"), "{both}");
+        assert_eq!(
+            copy_row("acme", "b", &copied(Some("tmux hung")), false, 9_000).unwrap().detail.as_deref(),
+            Some("tmux hung")
+        );
+    }
+
+    #[test]
+    fn copied_rows_age_from_when_the_copy_was_taken() {
+        let mut c = copied(None).copy.unwrap();
+        c.rows[0].heartbeat.age_seconds = Some(3);
+        c.rows[1].idle_seconds = None;
+        let rows = copy_rows(&c, 17_500);
+        assert_eq!(rows[0].idle_seconds, Some(12), "5 s then, 7 s since");
+        assert_eq!(rows[0].heartbeat.age_seconds, Some(10));
+        assert_eq!(rows[1].idle_seconds, None);
+        assert_eq!(rows[1].heartbeat.age_seconds, None);
+        assert_eq!(copy_rows(&c, 5_000)[0].idle_seconds, Some(5), "a clock step back adds nothing");
+    }
+
+    #[test]
+    fn the_shared_key_changes_with_what_peers_show_not_with_time() {
+        let s = status(None);
+        let r = record("x");
+        let key = shared_key(&s, std::slice::from_ref(&r));
+        let later = AgentRecord {
+            idle_seconds: Some(99),
+            heartbeat: fleet_core::heartbeat::HealthReport {
+                age_seconds: Some(9),
+                ts: Some("2026-12-02T07:00:00Z".into()),
+                ..r.heartbeat.clone()
+            },
+            activity: fleet_core::activity::Activity { screen: "unchanged for 35 s".into(), ..r.activity.clone() },
+            ..r.clone()
+        };
+        assert_eq!(key, shared_key(&s, &[later]), "time passing and a beat on time");
+        let sick = AgentRecord {
+            heartbeat: fleet_core::heartbeat::HealthReport {
+                health: fleet_core::heartbeat::Health::Stale,
+                ..r.heartbeat.clone()
+            },
+            ..r.clone()
+        };
+        assert_ne!(key, shared_key(&s, &[sick]), "a health change");
+        let busy = AgentRecord {
+            activity: fleet_core::activity::Activity {
+                state: fleet_core::activity::State::Working,
+                ..r.activity.clone()
+            },
+            ..r.clone()
+        };
+        assert_ne!(key, shared_key(&s, &[busy]), "an activity change");
+        let died = AgentRecord { pane: fleet_core::record::PaneState::Dead, ..r.clone() };
+        assert_ne!(key, shared_key(&s, &[died]));
+        assert_ne!(key, shared_key(&s, &[]), "an agent gone");
+        let s2 = HostStatus { as_of_unix_ms: Some(99_999), ..s.clone() };
+        assert_eq!(key, shared_key(&s2, std::slice::from_ref(&r)), "a newer probe time alone");
+        for other in [
+            HostStatus { state: fleet_core::record::HostState::Error, ..s.clone() },
+            HostStatus { detail: Some("tmux hung".into()), ..s.clone() },
+            HostStatus { roster_problem: None, ..s.clone() },
+        ] {
+            assert_ne!(key, shared_key(&other, std::slice::from_ref(&r)), "{other:?}");
+        }
+    }
 }

@@ -250,7 +250,7 @@ pub struct Membership {
     pub members: watch::Receiver<Vec<MemberInfo>>,
     seeds: mpsc::Sender<SeedNews>,
     transport: Arc<Transport>,
-    /// Membership bytes received (datagrams and syncs), for the traffic benchmark.
+    /// Datagram bytes received, for the traffic benchmark.
     pub bytes_in: Arc<std::sync::atomic::AtomicU64>,
     pub bytes_out: Arc<std::sync::atomic::AtomicU64>,
 }
@@ -375,6 +375,7 @@ struct Transport {
     sync_news: mpsc::Sender<SyncNews>,
     /// Syncs answered at once, all peers together ([`SYNC_SERVE`]).
     sync_slots: Arc<tokio::sync::Semaphore>,
+    sync_stats: SyncCounters,
 }
 
 impl Transport {
@@ -841,6 +842,48 @@ fn snapshot(me: &MemberId, state: &[&Member<MemberId>]) -> Bytes {
     encode_sync(std::iter::once(&myself).chain(state.iter().copied().filter(|m| !is_placeholder(m.id()))))
 }
 
+/// Counts of full syncs since start ([`Membership::sync_stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyncStats {
+    /// Syncs this node began that succeeded, and that failed (no connection, refused,
+    /// timed out, a bad frame).
+    pub began: u64,
+    pub failed: u64,
+    /// Syncs of peers this node answered.
+    pub answered: u64,
+    /// Sync stream bytes (frames) received and sent.
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+#[derive(Default)]
+struct SyncCounters {
+    began: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+    answered: std::sync::atomic::AtomicU64,
+    bytes_in: std::sync::atomic::AtomicU64,
+    bytes_out: std::sync::atomic::AtomicU64,
+}
+
+fn add(counter: &std::sync::atomic::AtomicU64, n: usize) {
+    counter.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
+impl Membership {
+    /// Full syncs since start (see the `sync` section).
+    pub fn sync_stats(&self) -> SyncStats {
+        let c = &self.transport.sync_stats;
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        SyncStats {
+            began: get(&c.began),
+            failed: get(&c.failed),
+            answered: get(&c.answered),
+            bytes_in: get(&c.bytes_in),
+            bytes_out: get(&c.bytes_out),
+        }
+    }
+}
+
 /// What a sync task tells the driver.
 enum SyncNews {
     /// A peer's sync arrived (its members vetted); `reply` takes our snapshot.
@@ -910,14 +953,14 @@ impl Transport {
     }
 
     /// Send `mine` to the member at `to` on a new stream and read its state back.
-    async fn sync_with(self: Arc<Self>, to: SocketAddr, mine: Bytes) -> Result<Synced, String> {
+    async fn sync_with(self: &Arc<Self>, to: SocketAddr, mine: Bytes) -> Result<Synced, String> {
         let (conn, host) = self.connection(to).await?;
         let (mut send, mut recv) = conn.open_bi().await.map_err(|e| format!("no sync stream: {e}"))?;
         send.write_all(&mine).await.map_err(|e| format!("sync not sent: {e}"))?;
         let _ = send.finish();
-        self.bytes_out.fetch_add(mine.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        add(&self.sync_stats.bytes_out, mine.len());
         let (members, len) = read_sync(&mut recv).await?;
-        self.bytes_in.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
+        add(&self.sync_stats.bytes_in, len);
         let (members, refused) = self.vet_sync(to, &host, members);
         Ok(Synced { host, members, refused })
     }
@@ -937,7 +980,7 @@ impl Transport {
                 };
                 let answer = async {
                     let (members, len) = read_sync(&mut recv).await?;
-                    me.bytes_in.fetch_add(len as u64, std::sync::atomic::Ordering::Relaxed);
+                    add(&me.sync_stats.bytes_in, len);
                     let (members, refused) = me.vet_sync(peer, &host, members);
                     let (reply, ours) = oneshot::channel();
                     let asked = SyncNews::Asked { peer, host: host.clone(), members, refused, reply };
@@ -945,7 +988,8 @@ impl Transport {
                     let ours = ours.await.map_err(|_| "membership stopped".to_string())?;
                     send.write_all(&ours).await.map_err(|e| format!("sync answer not sent: {e}"))?;
                     let _ = send.finish();
-                    me.bytes_out.fetch_add(ours.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    add(&me.sync_stats.bytes_out, ours.len());
+                    add(&me.sync_stats.answered, 1);
                     Ok::<_, String>(())
                 };
                 match tokio::time::timeout(SYNC_TIMEOUT, answer).await {
@@ -1012,6 +1056,8 @@ impl Syncer {
             let result = tokio::time::timeout(SYNC_TIMEOUT, transport.sync_with(to, mine))
                 .await
                 .unwrap_or_else(|_| Err(format!("no answer within {SYNC_TIMEOUT:?}")));
+            let c = &transport.sync_stats;
+            add(if result.is_ok() { &c.began } else { &c.failed }, 1);
             let _ = news.send(SyncNews::Answered { peer: to, result }).await;
         });
     }
@@ -1083,6 +1129,7 @@ pub fn start(
         bytes_out: bytes_out.clone(),
         sync_news: sync_tx.clone(),
         sync_slots: Arc::new(tokio::sync::Semaphore::new(SYNC_SERVE)),
+        sync_stats: SyncCounters::default(),
     });
     tracker.spawn(transport.clone().accept_loop(cancel.clone()));
     let transport_handle = transport.clone();

@@ -1146,3 +1146,149 @@ fn a_saved_context_reaches_a_remote_node_until_local_is_chosen_again() {
     assert_eq!(code, 2);
     assert!(err.contains("lacks ca.pem, client.pem, client.key"), "{err}");
 }
+
+/// `members=N` of each `membership: synced` line of `log` where this node began the sync.
+fn synced_answers(log: &str) -> Vec<usize> {
+    log.lines()
+        .filter(|l| l.contains("membership: synced") && l.contains("answered"))
+        .filter_map(|l| l.split("members=").nth(1)?.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .collect()
+}
+
+/// The nodes of `m` that do not list every other node alive (`fleet peers --json`).
+fn short_views(m: &Mesh, nodes: std::ops::Range<usize>) -> Vec<String> {
+    let n = nodes.len();
+    nodes
+        .filter(|&i| {
+            let (code, out, _) = m.at(i, &["peers", "--json"]);
+            let peers: Vec<serde_json::Value> = if code == 0 { serde_json::from_str(&out).unwrap() } else { vec![] };
+            peers.iter().filter(|p| p["found_by"] != "self" && p["state"] == "alive").count() < n - 1
+        })
+        .map(|i| m.nodes[i].host.clone())
+        .collect()
+}
+
+/// Issue 17, full membership sync: node 0 is the only seed of 10 nodes started at once,
+/// then of an 11th. Every node lists all others alive, each joiner began a sync (a QUIC
+/// stream that carries the whole view, memberlist's push/pull), and the late joiner's first
+/// sync, with its seed, carried all 11 members of the mesh at once (not the ~25 of a `Feed`
+/// that a bigger mesh would outgrow). Nothing was refused. (The old code has no sync: no
+/// node logs one.)
+#[test]
+fn a_joiner_learns_the_whole_view_in_one_sync() {
+    let mut m = Mesh::new("acme");
+    for i in 0..12 {
+        m.add_host(&format!("h{i:02}"), "  - { name: a0, runtime: stub, class: worker }\n");
+    }
+    m.start_node(0, "127.0.0.1:0", &[]);
+    let seed = vec![m.addr(0)];
+    for i in 1..11 {
+        m.spawn_node(i, "127.0.0.1:0", &seed, &[]);
+    }
+    for i in 1..11 {
+        m.wait_answer(i);
+    }
+    let start = Instant::now();
+    wait_for("every node of the mass start to list all others alive", Duration::from_secs(40), || {
+        short_views(&m, 0..11).is_empty()
+    });
+    eprintln!("mass start of 11: all views whole after {:.2} s", start.elapsed().as_secs_f64());
+    m.start_node(11, "127.0.0.1:0", &seed);
+    let late = m.root().join("h11.log");
+    wait_for("the late joiner's sync", Duration::from_secs(20), || {
+        synced_answers(&std::fs::read_to_string(&late).unwrap()).iter().any(|&n| n >= 11)
+    });
+    wait_for("every node to list all 11 others alive", Duration::from_secs(30), || short_views(&m, 0..12).is_empty());
+    for i in 0..12 {
+        let log = std::fs::read_to_string(m.root().join(format!("h{i:02}.log"))).unwrap();
+        if i > 0 {
+            assert!(!synced_answers(&log).is_empty(), "h{i:02} began no sync:\n{log}");
+        }
+        assert!(!log.contains("not believable"), "h{i:02} refused a member:\n{log}");
+    }
+    let late_log = std::fs::read_to_string(&late).unwrap();
+    for l in late_log.lines().filter(|l| l.contains("membership: synced")) {
+        eprintln!("h11: {l}");
+    }
+    let log0 = std::fs::read_to_string(m.root().join("h00.log")).unwrap();
+    assert!(log0.contains("membership: synced") && log0.contains("asked"), "the seed answered syncs:\n{log0}");
+}
+
+/// The full sync is vetted as gossip is: an insider (host evil's own node certificate,
+/// real QUIC, the sync frame written by hand: 4-byte length, 2-byte count, foca's members)
+/// opens a sync stream to `a` and sends its "view": `b` restarted at b's own address with a
+/// far newer generation and a dead gRPC address. `a` answers with its own view (a and the
+/// real b), drops the forgery (counted and logged) and keeps b's row. A frame that declares
+/// more than the cap is refused without an answer, and `a` serves on. (The old code
+/// allowed no stream at all: the open timed out.)
+#[test]
+fn a_synced_forgery_is_refused_and_the_sync_answered() {
+    use fleet_node::membership::MemberId;
+    use foca::Codec as _;
+    let (m, evil) = a_b_and_an_insider();
+    let real_b = b_rows(&m)[0].clone();
+    let b_quic: std::net::SocketAddr = real_b["quic_address"].as_str().unwrap().parse().unwrap();
+    let (server, client) = insider_tls(&m, evil);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let a_quic: std::net::SocketAddr = m.addr(0).parse().unwrap();
+    let (answer, oversized) = rt.block_on(async {
+        let ep = fleet_node::membership::endpoint("127.0.0.1:0".parse().unwrap(), &server, &client).unwrap();
+        let conn = ep.connect(a_quic, "node.acme.fleet.internal").unwrap().await.unwrap();
+        let fake = MemberId {
+            tenant: "acme".into(),
+            host: "b".into(),
+            grpc: "127.0.0.1:9".parse().unwrap(),
+            quic: b_quic,
+            generation: u64::MAX,
+            bump: 0,
+        };
+        let mut body = bytes::BytesMut::new();
+        body.extend_from_slice(&1u16.to_be_bytes());
+        foca::PostcardCodec.encode_member(&foca::Member::new(fake, 0, foca::State::Alive), &mut body).unwrap();
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        let exchange = |frame: Vec<u8>| {
+            let conn = conn.clone();
+            async move {
+                let (mut send, mut recv) = tokio::time::timeout(Duration::from_secs(5), conn.open_bi())
+                    .await
+                    .expect("a did not let a node of its tenant open a sync stream")
+                    .unwrap();
+                send.write_all(&frame).await.unwrap();
+                let _ = send.finish();
+                tokio::time::timeout(Duration::from_secs(5), recv.read_to_end(1 << 20)).await.expect("no answer")
+            }
+        };
+        let answer = exchange(frame).await.expect("a's answer");
+        let oversized = exchange((u32::MAX).to_be_bytes().to_vec()).await;
+        // One stream at a time, and a serves on after the refusal: a third gets its answer.
+        let mut empty = 2u32.to_be_bytes().to_vec();
+        empty.extend_from_slice(&0u16.to_be_bytes());
+        exchange(empty).await.expect("a answers again");
+        conn.close(0u32.into(), b"done");
+        (answer, oversized)
+    });
+    // a's answer: a frame of its view, with a itself and the real b.
+    let len = u32::from_be_bytes(answer[..4].try_into().unwrap()) as usize;
+    assert_eq!(len, answer.len() - 4);
+    let count = u16::from_be_bytes([answer[4], answer[5]]);
+    let mut cursor = &answer[6..];
+    let view: Vec<foca::Member<MemberId>> =
+        (0..count).map(|_| foca::PostcardCodec.decode_member(&mut cursor).unwrap()).collect();
+    assert!(cursor.is_empty());
+    let hosts: Vec<(&str, String)> = view.iter().map(|v| (v.id().host.as_str(), v.id().grpc.to_string())).collect();
+    assert!(hosts.contains(&("a", m.addr(0))), "{hosts:?}");
+    assert!(hosts.contains(&("b", real_b["grpc_address"].as_str().unwrap().to_string())), "{hosts:?}");
+    assert!(!hosts.iter().any(|(_, g)| g == "127.0.0.1:9"), "a answers with the forgery: {hosts:?}");
+    assert!(oversized.is_err() || oversized.as_ref().is_ok_and(|b| b.is_empty()), "{oversized:?}");
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        let rows = b_rows(&m);
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        assert_eq!(rows[0]["grpc_address"], real_b["grpc_address"], "b was replaced by the synced forgery: {rows:?}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let log = std::fs::read_to_string(m.root().join("a.log")).unwrap();
+    assert!(log.contains("dropped a synced member that is not believable"), "{log}");
+    assert!(log.contains("membership: synced") && log.contains("host=evil"), "{log}");
+}

@@ -20,12 +20,28 @@
 //! connections per node; then one node stops answering and the time until
 //! every other lists it down.
 //!
+//! `sync` adds the full membership sync ([`fleet_node::membership::SyncPolicy`]: on
+//! join with the seed, again while the view grows, then every
+//! [`fleet_node::membership::sync_period`]): the initiator's snapshot, encoded as the
+//! node encodes it ([`fleet_node::membership::encode_sync`]), travels over the pair's
+//! connection (a handshake first if none is open) in one latency plus its bytes at
+//! [`SYNC_BANDWIDTH`] through the sender's uplink (one queue per node, so a seed that
+//! answers hundreds of joiners at once is modelled as saturated); the responder applies it
+//! and answers with its own, which the initiator applies (`apply_many`, no broadcast, as
+//! the node does). A responder answering [`SYNC_SERVE`] syncs refuses more. Sync bytes
+//! are reported apart (`sync B/s`) and counted as QUIC packets of 1200 bytes (plus one
+//! ack per two) in `dg/s`; for the sync rows the idle window is twice the periodic sync's
+//! period, so its steady cost shows.
+//!
 //! Run: `cargo bench -p fleet-node --bench swim_sim` (`FLEET_SIM_SIZES=100,1000`,
 //! `FLEET_SIM_LOSS=0.01`).
 
 use bytes::Bytes;
-use fleet_node::membership::{IDLE_CLOSE, JoinBurst, MemberId, SwimTimings, foca_config};
-use foca::{Foca, NoCustomBroadcast, OwnedNotification, PostcardCodec, Timer};
+use fleet_node::membership::{
+    IDLE_CLOSE, JoinBurst, MemberId, SYNC_SERVE, SYNC_TIMEOUT, SwimTimings, SyncPolicy, encode_sync, foca_config,
+    sync_period, sync_target,
+};
+use foca::{Foca, Member, NoCustomBroadcast, OwnedNotification, PostcardCodec, Timer};
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::SocketAddr;
@@ -42,11 +58,31 @@ fn us(d: Duration) -> Us {
 
 enum Ev {
     Start(usize),
-    Deliver { to: usize, data: Bytes },
+    Deliver {
+        to: usize,
+        data: Bytes,
+    },
     Timer(usize, Timer<MemberId>),
     Burst(usize),
     Reseed(usize),
+    SyncCheck(usize),
+    /// A sync frame from `from` reaches `to`, which answers.
+    SyncAsk {
+        from: usize,
+        to: usize,
+        members: Vec<Member<MemberId>>,
+    },
+    /// The answer (or the failure) reaches the initiator `to`.
+    SyncReply {
+        to: usize,
+        members: Option<Vec<Member<MemberId>>>,
+    },
+    /// `at` has sent its answer: one sync fewer in progress there.
+    SyncServed(usize),
 }
+
+/// Bytes per microsecond of a node's uplink for sync streams (100 Mbit/s).
+const SYNC_BANDWIDTH: f64 = 12.5;
 
 struct At(Us, u64, Ev);
 impl PartialEq for At {
@@ -117,13 +153,20 @@ struct Sim {
     swim_bytes: Vec<u64>,
     datagrams: Vec<u64>,
     handshakes: u64,
+    use_sync: bool,
+    sync: Vec<SyncPolicy>,
+    /// Syncs being answered per node, and when each node's uplink is free again.
+    serving: Vec<usize>,
+    uplink: Vec<Us>,
+    sync_bytes: Vec<u64>,
+    syncs: u64,
 }
 
 const HANDSHAKE_DATAGRAMS: u64 = 4;
 const KEEPALIVE: Us = 5_000_000;
 
 impl Sim {
-    fn new(n: usize, loss: f64, transport: Transport, use_burst: bool) -> Sim {
+    fn new(n: usize, loss: f64, transport: Transport, use_burst: bool, use_sync: bool) -> Sim {
         let timings = SwimTimings::default();
         let mut ids = vec![];
         let mut nodes = vec![];
@@ -167,6 +210,12 @@ impl Sim {
             swim_bytes: vec![0; n],
             datagrams: vec![0; n],
             handshakes: 0,
+            use_sync,
+            sync: vec![SyncPolicy::default(); n],
+            serving: vec![0; n],
+            uplink: vec![0; n],
+            sync_bytes: vec![0; n],
+            syncs: 0,
         }
     }
 
@@ -212,6 +261,46 @@ impl Sim {
         self.at(when, Ev::Deliver { to, data });
     }
 
+    /// The pair's connection ready for a stream from `from` to `to`: when it can carry
+    /// data (after a handshake if none is open), as [`Sim::send`] models it.
+    fn stream_ready(&mut self, from: usize, to: usize) -> Us {
+        let key = (from.min(to), from.max(to));
+        let now = self.now;
+        let lat = self.dice.range(200, 1000);
+        let c = self.conns.entry(key).or_default();
+        let idle_closed = self.transport == Transport::New && c.open && now > c.last_used + self.idle;
+        if !c.open || idle_closed {
+            c.open = true;
+            c.ready = now + 2 * lat + 500;
+            self.handshakes += 1;
+            self.datagrams[from] += HANDSHAKE_DATAGRAMS;
+            self.datagrams[to] += HANDSHAKE_DATAGRAMS;
+        }
+        c.last_used = now;
+        c.ready.max(now)
+    }
+
+    /// `bytes` of a sync stream from `from`, leaving once `ready`: when they have all
+    /// arrived (its uplink's queue, the bytes at [`SYNC_BANDWIDTH`], one latency).
+    fn stream(&mut self, from: usize, to: usize, bytes: usize, ready: Us) -> Us {
+        let start = ready.max(self.uplink[from]);
+        let done = start + (bytes as f64 / SYNC_BANDWIDTH) as Us;
+        self.uplink[from] = done;
+        self.sync_bytes[from] += bytes as u64;
+        let packets = bytes.div_ceil(1200) as u64;
+        self.datagrams[from] += packets;
+        self.datagrams[to] += packets.div_ceil(2);
+        done + self.dice.range(200, 1000)
+    }
+
+    /// Node `i`'s sync frame: itself and its whole membership state.
+    fn snapshot(&self, i: usize) -> (Vec<Member<MemberId>>, usize) {
+        let mut members = vec![Member::alive(self.ids[i].clone())];
+        members.extend(self.nodes[i].iter_membership_state().cloned());
+        let bytes = encode_sync(members.iter()).len();
+        (members, bytes)
+    }
+
     fn drain(&mut self, i: usize, rt: &mut foca::AccumulatingRuntime<MemberId>) {
         while let Some((to, data)) = rt.to_send() {
             self.send(i, to.quic, data);
@@ -244,7 +333,74 @@ impl Sim {
                     let t = self.now + us(JoinBurst::PERIOD);
                     self.at(t, Ev::Burst(i));
                 }
+                if self.use_sync {
+                    let t = self.now + us(SyncPolicy::CHECK);
+                    self.at(t, Ev::SyncCheck(i));
+                }
                 i
+            }
+            Ev::SyncCheck(i) => {
+                if self.dead[i] {
+                    return;
+                }
+                let t = self.now + us(SyncPolicy::CHECK);
+                self.at(t, Ev::SyncCheck(i));
+                let active: Vec<SocketAddr> = self.nodes[i].iter_members().map(|m| m.id().quic).collect();
+                let jitter = self.dice.unit();
+                if !self.sync[i].due(Duration::from_micros(self.now), active.len(), jitter) {
+                    return;
+                }
+                let seed = self.ids[0].quic;
+                let dice = self.dice.next();
+                let Some(to) = sync_target(self.sync[i].first(), &active, |a| *a == seed, dice) else {
+                    self.sync[i].finished(false);
+                    return;
+                };
+                let to = self.by_addr[&to];
+                self.syncs += 1;
+                let (members, bytes) = self.snapshot(i);
+                let ready = self.stream_ready(i, to);
+                let when = self.stream(i, to, bytes, ready);
+                if self.dead[to] {
+                    // No answer: the initiator gives up at the timeout. (A stream is
+                    // reliable: QUIC resends its lost packets; that delay is not modelled.)
+                    let t = self.now + us(SYNC_TIMEOUT);
+                    self.at(t, Ev::SyncReply { to: i, members: None });
+                } else {
+                    self.at(when, Ev::SyncAsk { from: i, to, members });
+                }
+                return;
+            }
+            Ev::SyncAsk { from, to, members } => {
+                if self.dead[to] || !self.started[to] || self.serving[to] >= SYNC_SERVE {
+                    // Refused (stream reset) or nobody there: the initiator hears of it.
+                    let t = self.now + self.dice.range(200, 1000);
+                    self.at(t, Ev::SyncReply { to: from, members: None });
+                    return;
+                }
+                self.serving[to] += 1;
+                let (ours, bytes) = self.snapshot(to);
+                let _ = self.nodes[to].apply_many(members.into_iter(), false, &mut rt);
+                let now = self.now;
+                let when = self.stream(to, from, bytes, now);
+                let served = self.uplink[to];
+                self.at(served, Ev::SyncServed(to));
+                self.at(when, Ev::SyncReply { to: from, members: Some(ours) });
+                to
+            }
+            Ev::SyncServed(i) => {
+                self.serving[i] = self.serving[i].saturating_sub(1);
+                return;
+            }
+            Ev::SyncReply { to, members } => {
+                if self.dead[to] {
+                    return;
+                }
+                self.sync[to].finished(members.is_some());
+                if let Some(m) = members {
+                    let _ = self.nodes[to].apply_many(m.into_iter(), false, &mut rt);
+                }
+                to
             }
             Ev::Deliver { to, data } => {
                 if !self.started[to] || self.dead[to] {
@@ -332,8 +488,8 @@ fn secs(t: Us) -> f64 {
     t as f64 / 1e6
 }
 
-fn one(n: usize, loss: f64, transport: Transport, use_burst: bool) {
-    let mut sim = Sim::new(n, loss, transport, use_burst);
+fn one(n: usize, loss: f64, transport: Transport, use_burst: bool, use_sync: bool) {
+    let mut sim = Sim::new(n, loss, transport, use_burst, use_sync);
     sim.at(0, Ev::Start(0));
     for i in 1..n {
         let t = sim.dice.range(100_000, 1_100_000);
@@ -346,7 +502,13 @@ fn one(n: usize, loss: f64, transport: Transport, use_burst: bool) {
     let settle = sim.now + 5_000_000;
     sim.run(settle, |_| false);
     let (b0, d0, h0, t0) = (sim.swim_bytes.clone(), sim.datagrams.clone(), sim.handshakes, sim.now);
-    sim.run(t0 + 10_000_000, |_| false);
+    let (s0, syncs0) = (sim.sync_bytes.clone(), sim.syncs);
+    let window = std::env::var("FLEET_SIM_WINDOW_S")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|s| s * 1_000_000)
+        .unwrap_or(if use_sync { 2 * us(sync_period(n)) } else { 10_000_000 });
+    sim.run(t0 + window, |_| false);
     let w = secs(sim.now - t0);
     let bytes: f64 = sim.swim_bytes.iter().zip(&b0).map(|(a, b)| (a - b) as f64).sum::<f64>() / n as f64 / w;
     let conns: Vec<usize> = (0..n).map(|i| sim.open_conns(i)).collect();
@@ -357,19 +519,44 @@ fn one(n: usize, loss: f64, transport: Transport, use_burst: bool) {
         dg += mean_conns * 2.0 / secs(KEEPALIVE);
     }
     let hs = (sim.handshakes - h0) as f64 / n as f64 / w;
+    let sync_bps: f64 = sim.sync_bytes.iter().zip(&s0).map(|(a, b)| (a - b) as f64).sum::<f64>() / n as f64 / w;
+    let syncs_idle = sim.syncs - syncs0;
+    let syncs_start = syncs0;
     // Detection: node n-1 stops answering.
     let victim = n - 1;
     sim.dead[victim] = true;
     let t_kill = sim.now;
-    let det = sim.run(t_kill + 60_000_000, |s| (0..n - 1).all(|i| s.active[i] == n - 2));
+    let listed_down = |s: &Sim| (0..n - 1).filter(|&i| s.active[i] == n - 2).count();
+    let det99 = sim.run(t_kill + 60_000_000, |s| listed_down(s) * 100 >= (n - 1) * 99);
+    let det = sim.run(t_kill + 60_000_000, |s| listed_down(s) == n - 1);
+    if det.is_none() {
+        let mut views: HashMap<usize, usize> = HashMap::new();
+        for i in 0..n - 1 {
+            *views.entry(sim.active[i]).or_default() += 1;
+        }
+        eprintln!("  detection: active members per node (count of nodes): {views:?}");
+    }
+    let sync_col = if use_sync { format!("{sync_bps:>8.0}") } else { format!("{:>8}", "-") };
     println!(
-        "{n:>5}  {:>4}  {:>5}  {:>5.1}%  {conv_s:>9}  {bytes:>8.0}  {dg:>7.1}  {hs:>6.2}  {mean_conns:>6.1} ({:>4})  {:>8}",
+        "{n:>5}  {:>4}  {:>5}  {:>4}  {:>5.1}%  {conv_s:>9}  {bytes:>8.0}  {sync_col}  {dg:>7.1}  {hs:>6.2}  {mean_conns:>6.1} ({:>4})  {:>8}",
         if transport == Transport::Old { "old" } else { "new" },
         if use_burst { "yes" } else { "no" },
+        if use_sync { "yes" } else { "no" },
         loss * 100.0,
         conns.iter().max().copied().unwrap_or(0),
         det.map_or("never".to_string(), |t| format!("{:.2} s", secs(t - t_kill))),
     );
+    eprintln!(
+        "  detect: 99 % of the others list it down after {}",
+        det99.map_or("never".to_string(), |t| format!("{:.2} s", secs(t - t_kill)))
+    );
+    if use_sync {
+        eprintln!(
+            "  syncs: {syncs_start} from the start to the idle window ({:.1} per node), {syncs_idle} in the {:.0} s idle window",
+            syncs_start as f64 / n as f64,
+            w
+        );
+    }
 }
 
 fn main() {
@@ -381,24 +568,47 @@ fn main() {
     let loss: f64 = std::env::var("FLEET_SIM_LOSS").ok().and_then(|l| l.parse().ok()).unwrap_or(0.01);
     println!("SWIM simulation: foca with the node's config, simulated lossy network; mass start within 1 s");
     println!(
-        "{:>5}  {:>4}  {:>5}  {:>6}  {:>9}  {:>8}  {:>7}  {:>6}  {:>13}  {:>8}",
-        "nodes", "QUIC", "burst", "loss", "converge", "SWIM B/s", "dg/s", "hs/s", "conns (max)", "detect"
+        "{:>5}  {:>4}  {:>5}  {:>4}  {:>6}  {:>9}  {:>8}  {:>8}  {:>7}  {:>6}  {:>13}  {:>8}",
+        "nodes",
+        "QUIC",
+        "burst",
+        "sync",
+        "loss",
+        "converge",
+        "SWIM B/s",
+        "sync B/s",
+        "dg/s",
+        "hs/s",
+        "conns (max)",
+        "detect"
     );
     for n in sizes {
-        let variants: &[(Transport, bool)] = if n <= 200 {
-            &[(Transport::Old, false), (Transport::Old, true), (Transport::New, false), (Transport::New, true)]
+        let only_sync = std::env::var("FLEET_SIM_ONLY_SYNC").is_ok();
+        let variants: &[(Transport, bool, bool)] = if only_sync {
+            &[(Transport::New, true, true)]
+        } else if n <= 200 {
+            &[
+                (Transport::Old, false, false),
+                (Transport::Old, true, false),
+                (Transport::New, false, false),
+                (Transport::New, true, false),
+                (Transport::New, true, true),
+            ]
         } else {
-            &[(Transport::Old, false), (Transport::New, true)]
+            &[(Transport::Old, false, false), (Transport::New, true, false), (Transport::New, true, true)]
         };
-        for &(transport, burst) in variants {
+        for &(transport, burst, sync) in variants {
             let t = std::time::Instant::now();
-            one(n, loss, transport, burst);
+            one(n, loss, transport, burst, sync);
             eprintln!("  ({:.1} s of real time)", t.elapsed().as_secs_f64());
         }
     }
     println!("(converge: from the last start until every node lists all others active; SWIM B/s: SWIM payload");
     println!(" sent per node per second in a 10 s idle window; dg/s: datagrams sent per node per second, QUIC");
     println!(" handshakes (4 each way) and keep-alives (old: every 5 s per connection) included; hs/s: handshakes");
-    println!(" per node per second; conns: open QUIC connections per node, mean (max); detect: one node stops");
-    println!(" answering until every other lists it down)");
+    println!(" per node per second; conns: open QUIC connections per node, mean (max); sync B/s: full-sync stream");
+    println!(
+        " bytes sent per node per second over an idle window of twice the periodic sync's period; detect: one node stops"
+    );
+    println!(" answering until every other lists it down, within 60 s; on stderr: until 99 % do)");
 }

@@ -539,8 +539,28 @@ fn metrics(door: &WebDoor) -> Reply {
     counter(
         &mut out,
         "fleet_membership_refused_claims_total",
-        "SWIM datagrams dropped for claiming another identity than their connection's.",
+        "SWIM identities refused: a datagram's false sender claim, a gossiped or synced member that is not believable.",
         &[(String::new(), node.members.refused_claims() as f64)],
+    );
+    let sync = node.members.sync_stats();
+    counter(
+        &mut out,
+        "fleet_membership_syncs_total",
+        "Full membership syncs: began (and succeeded), failed, answered (for a peer).",
+        &[
+            ("outcome=\"began\"".to_string(), sync.began as f64),
+            ("outcome=\"failed\"".to_string(), sync.failed as f64),
+            ("outcome=\"answered\"".to_string(), sync.answered as f64),
+        ],
+    );
+    counter(
+        &mut out,
+        "fleet_membership_sync_bytes_total",
+        "Full membership sync stream bytes, received and sent.",
+        &[
+            ("direction=\"in\"".to_string(), sync.bytes_in as f64),
+            ("direction=\"out\"".to_string(), sync.bytes_out as f64),
+        ],
     );
     let sessions = door.sessions.lock().expect("sessions").list(crate::live::now_ms()).len();
     gauge(&mut out, "fleet_web_sessions", "Live browser sessions.", &[(String::new(), sessions as f64)]);

@@ -118,8 +118,11 @@ pub fn run(args: PsArgs, g: &GlobalArgs) -> CliResult {
     }
     let (agents, hosts) = fetch()?;
     if args.json {
-        let rows = fleet_node::json::rows(&agents, &hosts);
-        println!("{}", serde_json::to_string_pretty(&rows).map_err(exit::failed)?);
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        serde_json::to_writer_pretty(&mut out, &fleet_node::json::typed_rows(&agents, &hosts))
+            .map_err(exit::failed)?;
+        writeln!(out).and_then(|()| out.flush()).map_err(exit::failed)?;
     } else {
         print!("{}", render_all(&agents, &hosts));
     }

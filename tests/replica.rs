@@ -187,7 +187,7 @@ fn an_idle_node_keeps_no_connection_to_its_peers_and_still_sees_their_changes() 
     // Someone watches the mesh's events: a feed of b runs, its events come live.
     let home = m.nodes[0].home.display().to_string();
     let mut watcher = m
-        .command(&["heartbeats", "--json"], &[("MOSAIC_HOME", &home)])
+        .command(&["heartbeats", "--json", "--snapshot"], &[("MOSAIC_HOME", &home)])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -204,9 +204,22 @@ fn an_idle_node_keeps_no_connection_to_its_peers_and_still_sees_their_changes() 
             }
         }
     });
-    mesh_util::expect_event(&events, "a beat of b", Duration::from_secs(8), |e| {
-        e["host"] == "b" && e["event"] == "beat"
-    });
+    // Its snapshot (from a's copy) shows each of b's agents once: the feed that starts then
+    // does not show them again.
+    let (start, mut got) = (Instant::now(), vec![]);
+    while start.elapsed() < Duration::from_secs(8)
+        && !(got.iter().any(|e: &serde_json::Value| e["host"] == "b" && e["event"] == "beat")
+            && start.elapsed() > Duration::from_secs(2))
+    {
+        if let Ok(e) = events.recv_timeout(Duration::from_millis(200)) {
+            got.push(e);
+        }
+    }
+    assert!(got.iter().any(|e| e["host"] == "b" && e["event"] == "beat"), "no beat of b live: {got:#?}");
+    for agent in ["rev", "coder"] {
+        let shown = got.iter().filter(|e| e["host"] == "b" && e["agent"] == agent && e["event"] == "agent_appeared");
+        assert_eq!(shown.count(), 1, "{agent}@b shown once: {got:#?}");
+    }
     assert_eq!(connections_to(a, b_port), 1, "the feed of b");
     // The watcher leaves: the feed stops after the linger and its connection goes.
     watcher.kill().unwrap();

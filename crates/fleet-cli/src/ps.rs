@@ -120,8 +120,7 @@ pub fn run(args: PsArgs, g: &GlobalArgs) -> CliResult {
     if args.json {
         use std::io::Write;
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        serde_json::to_writer_pretty(&mut out, &fleet_node::json::typed_rows(&agents, &hosts))
-            .map_err(exit::failed)?;
+        serde_json::to_writer_pretty(&mut out, &fleet_node::json::typed_rows(&agents, &hosts)).map_err(exit::failed)?;
         writeln!(out).and_then(|()| out.flush()).map_err(exit::failed)?;
     } else {
         print!("{}", render_all(&agents, &hosts));

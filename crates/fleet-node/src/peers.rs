@@ -527,6 +527,15 @@ async fn fetch(
     done.notify_one();
 }
 
+/// Is `ev` an `agent_appeared` of a row that this node's copy of the host holds
+/// as it is (a feed's snapshot after the copy was served)?
+fn already_shown(peers: &Peers, ev: &Event) -> bool {
+    let EventKind::AgentAppeared { record } = &ev.kind else { return false };
+    let replicas = peers.replicas.lock().expect("replicas");
+    let Some(copy) = replicas.get(&ev.host).and_then(|r| r.copy.as_ref()) else { return false };
+    copy.rows.iter().find(|r| r.name == record.name).is_some_and(|r| crate::replica::same_row(r, record))
+}
+
 /// Is a feed of `host` up (its events reach subscribers within milliseconds)?
 fn self_fed(peers: &Peers, host: &str) -> bool {
     peers.fed.lock().expect("fed").contains_key(host)
@@ -569,11 +578,14 @@ async fn follow_feed(peer: &Arc<Peer>, peers: &Arc<Peers>, cancel: &Cancellation
                 peer.mark(None);
                 was_up = true;
                 backoff = Duration::from_millis(250);
-                let _ = peers.events.send(host_event(
-                    &peers.tenant,
-                    &host,
-                    EventKind::HostUp { address: peer.address.clone() },
-                ));
+                // A host this node already holds a copy of was up already: subscribers knew.
+                if peers.replicas.lock().expect("replicas").get(&host).is_none_or(|r| r.copy.is_none()) {
+                    let _ = peers.events.send(host_event(
+                        &peers.tenant,
+                        &host,
+                        EventKind::HostUp { address: peer.address.clone() },
+                    ));
+                }
                 peers.known.lock().expect("known").insert(host.clone(), BTreeMap::new());
                 let fed = crate::replica::Fed { status: None, heard_ms: crate::live::now_ms(), by: id };
                 peers.fed.lock().expect("fed").insert(host.clone(), fed);
@@ -593,8 +605,9 @@ async fn follow_feed(peer: &Arc<Peer>, peers: &Arc<Peers>, cancel: &Cancellation
                                 f.heard_ms = crate::live::now_ms();
                             }
                             remember(peers, &ev);
-                            // Ticks keep the replica; subscribers never see them.
-                            if !matches!(ev.kind, EventKind::HostTick { .. }) {
+                            // Ticks keep the replica; subscribers never see them, nor a
+                            // snapshot row that the copy they had already shows.
+                            if !matches!(ev.kind, EventKind::HostTick { .. }) && !already_shown(peers, &ev) {
                                 let _ = peers.events.send(ev);
                             }
                         }

@@ -220,16 +220,22 @@ pub fn copy_rows(c: &Copy, now_ms: i64) -> Vec<AgentRecord> {
 /// age ([`copy_rows`]); a late or missing one changes the health, which is here.
 pub fn shared_key(status: &HostStatus, rows: &[AgentRecord]) -> (String, Vec<AgentRecord>) {
     let host = format!("{:?}|{:?}|{:?}", status.state, status.detail, status.roster_problem);
-    let rows = rows
-        .iter()
-        .map(|r| AgentRecord {
-            idle_seconds: None,
-            heartbeat: fleet_core::heartbeat::HealthReport { age_seconds: None, ts: None, ..r.heartbeat.clone() },
-            activity: fleet_core::activity::Activity { screen: String::new(), ..r.activity.clone() },
-            ..r.clone()
-        })
-        .collect();
-    (host, rows)
+    (host, rows.iter().map(shared_row).collect())
+}
+
+/// One row as [`shared_key`] sees it.
+fn shared_row(r: &AgentRecord) -> AgentRecord {
+    AgentRecord {
+        idle_seconds: None,
+        heartbeat: fleet_core::heartbeat::HealthReport { age_seconds: None, ts: None, ..r.heartbeat.clone() },
+        activity: fleet_core::activity::Activity { screen: String::new(), ..r.activity.clone() },
+        ..r.clone()
+    }
+}
+
+/// Do two rows of one agent show the same to a peer ([`shared_key`])?
+pub fn same_row(a: &AgentRecord, b: &AgentRecord) -> bool {
+    shared_row(a) == shared_row(b)
 }
 
 /// Number the states of this host ([`shared_key`]) as its view changes, and
@@ -467,7 +473,8 @@ mod tests {
             activity: fleet_core::activity::Activity { screen: "unchanged for 35 s".into(), ..r.activity.clone() },
             ..r.clone()
         };
-        assert_eq!(key, shared_key(&s, &[later]), "time passing and a beat on time");
+        assert_eq!(key, shared_key(&s, std::slice::from_ref(&later)), "time passing and a beat on time");
+        assert!(same_row(&r, &later) && same_row(&later, &r));
         let sick = AgentRecord {
             heartbeat: fleet_core::heartbeat::HealthReport {
                 health: fleet_core::heartbeat::Health::Stale,
@@ -485,6 +492,7 @@ mod tests {
         };
         assert_ne!(key, shared_key(&s, &[busy]), "an activity change");
         let died = AgentRecord { pane: fleet_core::record::PaneState::Dead, ..r.clone() };
+        assert!(!same_row(&r, &died));
         assert_ne!(key, shared_key(&s, &[died]));
         assert_ne!(key, shared_key(&s, &[]), "an agent gone");
         let s2 = HostStatus { as_of_unix_ms: Some(99_999), ..s.clone() };

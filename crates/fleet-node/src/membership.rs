@@ -1240,10 +1240,10 @@ pub fn start(
                     }
                 }
                 _ = sync.check.tick() => {
-                    sync.tick(&me, &foca.iter_membership_state().collect::<Vec<_>>(), &found, &transport);
+                    sync.tick(foca.identity(), &foca.iter_membership_state().collect::<Vec<_>>(), &found, &transport);
                 }
                 Some(news) = syncs.recv() => {
-                    let learnt = sync.news(news, &me, &foca.iter_membership_state().collect::<Vec<_>>());
+                    let learnt = sync.news(news, foca.identity(), &foca.iter_membership_state().collect::<Vec<_>>());
                     // do_broadcast false: a synced list is what its sender already knows and
                     // gossiped when it learnt it; broadcasting it again would fill every
                     // datagram's updates with a whole view of old news (100 members per
@@ -1497,6 +1497,22 @@ mod tests {
         assert!(frame.len() - 4 <= SYNC_MAX_FRAME, "{}", frame.len());
         let n = decode_sync(body(&frame)).unwrap().len();
         assert!(n > 900 && n < 1000, "members up to the byte cap: {n}");
+        // The byte cap is exact: a body of exactly the cap is sent, one byte more is not.
+        let size = |m: &Member<MemberId>| {
+            let mut b = bytes::BytesMut::new();
+            PostcardCodec.encode_member(m, &mut b).unwrap();
+            b.len()
+        };
+        let of = |l: usize| member(&"x".repeat(l), 1, 1);
+        let base = size(&of(0));
+        let l = (0..16)
+            .map(|d| SYNC_MAX_FRAME - 2 - base - d)
+            .find(|&l| size(&of(l)) == SYNC_MAX_FRAME - 2)
+            .expect("a member of the cap's size");
+        let exact = encode_sync([of(l)].iter());
+        assert_eq!(exact.len() - 4, SYNC_MAX_FRAME);
+        assert_eq!(decode_sync(body(&exact)).unwrap().len(), 1, "a body of exactly the cap");
+        assert_eq!(decode_sync(body(&encode_sync([of(l + 1)].iter()))).unwrap().len(), 0, "one byte over");
         // Receiving: a declared length over the cap is refused before anything is read.
         assert_eq!(sync_frame_len((SYNC_MAX_FRAME as u32).to_be_bytes()), Ok(SYNC_MAX_FRAME));
         assert!(sync_frame_len((SYNC_MAX_FRAME as u32 + 1).to_be_bytes()).unwrap_err().contains("over the cap"));
@@ -1569,8 +1585,8 @@ mod tests {
         assert!(p.first(), "the join's first sync goes to a seed");
         assert!(!p.due(ms(1500), 80, 0.5), "one at a time");
         p.finished(false);
-        assert!(!p.due(ms(1000), 80, 0.5), "a failed join sync is tried again after a gap");
-        assert!(p.due(ms(1500), 80, 0.5));
+        assert!(!p.due(ms(1000), 25, 0.5), "a failed join sync is tried again after a gap");
+        assert!(p.due(ms(1500), 25, 0.5), "even when the view did not grow");
         assert!(!p.first(), "and then with anyone");
         p.finished(true);
         assert!(!p.due(ms(2000), 99, 0.5), "the view grew, but within the gap");

@@ -32,7 +32,8 @@
 //! namespace); `FLEET_SCALE_SIZES=3,100`, `FLEET_SCALE_AGENTS=10`,
 //! `FLEET_SCALE_PROBE_MS=2000` (the nodes' probe interval; the harness's 500 ms
 //! by default). Load average is printed with each figure: figures taken while
-//! other builds run measure them too.
+//! other builds run measure them too. `FLEET_SCALE_WRAP0="heaptrack -o /tmp/hp"`
+//! runs node 0 under a wrapper (a heap profile of one node of the mesh).
 
 #[path = "../../../tests/mesh_util.rs"]
 mod mesh_util;
@@ -224,7 +225,13 @@ fn size(n: usize, agents: usize) {
     // 1. mass start.
     let env0 = node_env();
     let env0: Vec<(&str, &str)> = env0.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    m.start_node_with(0, "127.0.0.1:0", &[], &env0);
+    match std::env::var("FLEET_SCALE_WRAP0") {
+        Ok(w) => {
+            let w: Vec<&str> = w.split(' ').collect();
+            m.start_node_via(0, "127.0.0.1:0", &[], &env0, &w)
+        }
+        Err(_) => m.start_node_with(0, "127.0.0.1:0", &[], &env0),
+    }
     let seed = vec![m.addr(0)];
     let t_first = Instant::now();
     let env = node_env();

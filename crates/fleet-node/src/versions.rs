@@ -106,6 +106,12 @@ mod tests {
         let mut zero = data.clone();
         zero[0] = 0;
         assert!(decode(&zero).is_err(), "no host");
+        let nameless: Vec<u8> = std::iter::once(0).chain([0; 16]).collect();
+        assert!(decode(&nameless).is_err(), "no host, and the length adds up");
+        let too_long: Vec<u8> = std::iter::once(64).chain([b'x'; 64]).chain([0; 16]).collect();
+        assert!(decode(&too_long).is_err(), "a name longer than a label, and the length adds up");
+        let longest: Vec<u8> = std::iter::once(63).chain([b'x'; 63]).chain([0; 16]).collect();
+        assert_eq!(decode(&longest).unwrap().host.len(), 63);
         let mut bad = encode("ab", (1, 1));
         bad[1] = 0xff;
         assert!(decode(&bad).is_err(), "not UTF-8");

@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 
 /// a and b, b with two stub agents; a has b as its static peer.
 fn two() -> Mesh {
+    two_with(&[])
+}
+
+/// [`two`] with extra environment for a's node.
+fn two_with(env: &[(&str, &str)]) -> Mesh {
     let mut m = Mesh::new("acme");
     m.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
     m.add_host("b", "  - { name: rev, runtime: stub, class: reviewer }\n  - { name: coder, runtime: stub }\n");
@@ -19,7 +24,7 @@ fn two() -> Mesh {
     m.start_agents(1);
     m.start_node(1, "127.0.0.1:0", &[]);
     let peers = vec![m.addr(1)];
-    m.start_node(0, "127.0.0.1:0", &peers);
+    m.start_node_with(0, "127.0.0.1:0", &peers, env);
     m
 }
 
@@ -156,14 +161,7 @@ fn connections_to(pid: u32, port: u16) -> usize {
 #[test]
 fn an_idle_node_keeps_no_connection_to_its_peers_and_still_sees_their_changes() {
     // a lets an unused connection go after 1 s and stops feeds 1 s after the last watcher.
-    let mut m = Mesh::new("acme");
-    m.add_host("a", "  - { name: orch, runtime: stub, class: orchestrator }\n");
-    m.add_host("b", "  - { name: rev, runtime: stub, class: reviewer }\n  - { name: coder, runtime: stub }\n");
-    m.start_agents(0);
-    m.start_agents(1);
-    m.start_node(1, "127.0.0.1:0", &[]);
-    let peers = vec![m.addr(1)];
-    m.start_node_with(0, "127.0.0.1:0", &peers, &[("FLEET_IDLE_CLOSE_MS", "1000"), ("FLEET_FEED_LINGER_MS", "1000")]);
+    let m = two_with(&[("FLEET_IDLE_CLOSE_MS", "1000"), ("FLEET_FEED_LINGER_MS", "1000")]);
     replicated(&m);
     let (a, b_port) = (m.nodes[0].pid.unwrap(), m.addr(1).rsplit(':').next().unwrap().parse::<u16>().unwrap());
 

@@ -293,15 +293,7 @@ impl Peers {
             let peer = p.clone();
             async move {
                 let start = Instant::now();
-                let mut client = FleetClient::new(peer.channel());
-                let mut req = tonic::Request::new(v1::ListAgentsRequest {
-                    scope: v1::Scope::Local as i32,
-                    hosts: vec![],
-                    deadline_ms: 0,
-                    fresh: false,
-                });
-                req.set_timeout(deadline);
-                let res = tokio::time::timeout(deadline, client.list_agents(req)).await;
+                let res = list_local(&peer, deadline).await;
                 (peer, start.elapsed(), res)
             }
         });
@@ -366,6 +358,23 @@ impl Peers {
         }
         (agents, statuses)
     }
+}
+
+/// `ListAgents(LOCAL)` of `peer` within `deadline` (sent along, so the peer gives up too);
+/// the outer error is the deadline.
+async fn list_local(
+    peer: &Peer,
+    deadline: Duration,
+) -> Result<Result<tonic::Response<v1::ListAgentsResponse>, tonic::Status>, tokio::time::error::Elapsed> {
+    let mut client = FleetClient::new(peer.channel());
+    let mut req = tonic::Request::new(v1::ListAgentsRequest {
+        scope: v1::Scope::Local as i32,
+        hosts: vec![],
+        deadline_ms: 0,
+        fresh: false,
+    });
+    req.set_timeout(deadline);
+    tokio::time::timeout(deadline, client.list_agents(req)).await
 }
 
 /// A fetch of a peer's state that takes longer than this failed.
@@ -454,15 +463,7 @@ async fn fetch(
     let Ok(_slot) = slots.acquire_owned().await else { return };
     peers.fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let host = peer.label();
-    let mut client = FleetClient::new(peer.channel());
-    let mut req = tonic::Request::new(v1::ListAgentsRequest {
-        scope: v1::Scope::Local as i32,
-        hosts: vec![],
-        deadline_ms: 0,
-        fresh: false,
-    });
-    req.set_timeout(FETCH_TIMEOUT);
-    let res = tokio::time::timeout(FETCH_TIMEOUT, client.list_agents(req)).await;
+    let res = list_local(&peer, FETCH_TIMEOUT).await;
     let now = crate::live::now_ms();
     let fed = self_fed(&peers, &host);
     let mut events = Vec::new();

@@ -327,25 +327,7 @@ mod tests {
 
     #[test]
     fn the_rows_key_ignores_what_events_carry() {
-        let r = AgentRecord {
-            tenant_id: "acme".into(),
-            host: "b".into(),
-            name: "x".into(),
-            class: None,
-            runtime: None,
-            managed: true,
-            socket: String::new(),
-            systemd: fleet_core::record::SystemdState::unavailable(),
-            pane: fleet_core::record::PaneState::Alive,
-            pane_pid: Some(1),
-            current_command: Some("claude".into()),
-            idle_seconds: Some(5),
-            in_copy_mode: false,
-            heartbeat: fleet_core::heartbeat::HealthReport::unknown("a", 1),
-            drift: false,
-            boot_enable: false,
-            activity: fleet_core::activity::Activity::unknown("a", 1),
-        };
+        let r = record("x");
         let later = AgentRecord { idle_seconds: Some(9), ..r.clone() };
         assert_eq!(rows_key(std::slice::from_ref(&r)), rows_key(&[later]));
         // A beat and an activity change come as their own events: the rows are not sent for them.

@@ -48,7 +48,7 @@ targets=(
   "fleet-tmux|crates/fleet-tmux/src/send.rs|Outcome::|find_pane|send_via_control|in send$|replace send ->"
   "fleet-node|crates/fleet-node/src/membership.rs|claim_holds|is_placeholder|believable|believes|JoinBurst"
   "fleet-node|crates/fleet-node/src/membership/sync.rs|sync_period|SyncPolicy|sync_target|encode_sync|sync_frame_len|decode_sync|vet_synced"
-  "fleet-node|crates/fleet-node/src/replica.rs|is_stale|send_rows|host_row|rows_key|needs_fetch|is_behind|copy_row|copy_rows|shared_key|shared_row|same_row"
+  "fleet-node|crates/fleet-node/src/replica.rs|is_stale|send_rows|host_row|rows_key|needs_fetch|resting|is_behind|copy_row|copy_rows|shared_key|shared_row|same_row"
   "fleet-node|crates/fleet-node/src/versions.rs|"
   "fleet-core|crates/fleet-core/src/activity.rs|decide|Verdict::since|HookState::parse|ScreenRules::(parse|judge)|bottom_lines|State::parse|Source::parse"
   "fleet-tmux|crates/fleet-tmux/src/notify.rs|Reader::feed|unescape"

@@ -440,9 +440,11 @@ fn plan_fetches(
         } else if r.behind_since.is_none() {
             r.behind_since = Some(now);
         }
-        // After a failure, again once every two seconds.
-        let resting = r.error.is_some() && now - r.tried_ms < 2000;
-        if r.fetching || r.legacy || resting || !crate::replica::needs_fetch(copy, generation, heard, r.refuted) {
+        if r.fetching
+            || r.legacy
+            || crate::replica::resting(r, now)
+            || !crate::replica::needs_fetch(copy, generation, heard, r.refuted)
+        {
             continue;
         }
         r.fetching = true;
@@ -490,6 +492,10 @@ async fn fetch(
                         r.error = None;
                     }
                     (generation, Some(status)) => {
+                        // A new run of the host starts with nothing held against it.
+                        if r.refuted.is_some_and(|(g, _)| g != generation) {
+                            r.refuted = None;
+                        }
                         if let Some((hg, hv)) = heard
                             && hg == generation
                             && hv > resp.state_version

@@ -163,6 +163,27 @@ pub fn needs_fetch(
     heard.is_some_and(|(hg, hv)| hg == g && hv > v && refuted.is_none_or(|r| (hg, hv) > r))
 }
 
+/// How long a host is not asked again after a failed fetch.
+pub const RETRY: Duration = Duration::from_secs(2);
+
+/// How long a host is not asked again after it contradicted an announced version of its own
+/// state: a node that forges ever higher versions makes every node ask that host at most this
+/// often, not once per forgery.
+pub const AFTER_FORGERY: Duration = Duration::from_secs(10);
+
+/// Is the host of `r` not to be asked at `now_ms` (its last fetch, at `tried_ms`, failed or
+/// refuted an announcement, and the wait for that has not passed)?
+pub fn resting(r: &Replica, now_ms: i64) -> bool {
+    let wait = if r.refuted.is_some() {
+        AFTER_FORGERY
+    } else if r.error.is_some() {
+        RETRY
+    } else {
+        return false;
+    };
+    now_ms - r.tried_ms < wait.as_millis() as i64
+}
+
 /// Is the copy `behind_since` a newer version was heard of (Unix ms) stale at `now_ms`?
 pub fn is_behind(behind_since: Option<i64>, now_ms: i64) -> bool {
     behind_since.is_some_and(|t| now_ms - t > LAG.as_millis() as i64)
@@ -354,6 +375,20 @@ mod tests {
         assert!(!needs_fetch(Some((7, 3)), 7, Some((7, 9)), Some((7, 9))), "refuted by the host");
         assert!(!needs_fetch(Some((7, 3)), 7, Some((7, 8)), Some((7, 9))), "older than a refuted one");
         assert!(needs_fetch(Some((7, 3)), 7, Some((7, 10)), Some((7, 9))), "newer than the refuted one");
+    }
+
+    #[test]
+    fn a_host_rests_after_a_failed_fetch_and_longer_after_a_refuted_version() {
+        let tried = Replica { tried_ms: 10_000, ..Replica::default() };
+        assert!(!resting(&tried, 10_500), "the last fetch went well");
+        let failed = Replica { error: Some("refused".into()), ..tried.clone() };
+        assert!(resting(&failed, 11_999));
+        assert!(!resting(&failed, 12_000));
+        let forged = Replica { refuted: Some((1, 9)), ..tried.clone() };
+        assert!(resting(&forged, 19_999));
+        assert!(!resting(&forged, 20_000));
+        let both = Replica { refuted: Some((1, 9)), ..failed.clone() };
+        assert!(resting(&both, 15_000), "the longer wait wins");
     }
 
     #[test]

@@ -27,7 +27,7 @@
 //! again.
 
 use crate::live::now_ms;
-use crate::service::{Caller, Node, forward_meta, peer_error, socket_in};
+use crate::service::{Caller, Node, forward, socket_in};
 use fleet_core::activity::State as Activity;
 use fleet_core::record::{AgentRecord, HostState, HostStatus, PaneState};
 use fleet_proto::v1;
@@ -607,17 +607,14 @@ impl Node {
         mut req: v1::QueueRequest,
     ) -> Result<v1::SendReceipt, Status> {
         let host = req.send.as_ref().map(|s| s.host.clone()).unwrap_or_default();
-        let peer = self.peer_for(&host).await?;
-        let mut client = v1::queue_client::QueueClient::new(peer.channel());
         if let Some(s) = req.send.as_mut()
             && s.source_host.is_empty()
         {
             s.source_host = self.info.host.to_string();
         }
-        let mut fwd = Request::new(req);
-        fwd.set_timeout(Duration::from_secs(10));
-        forward_meta(&mut fwd, caller);
-        client.queue_message(fwd).await.map(|r| r.into_inner()).map_err(|s| peer_error(&peer, s))
+        let peer = self.peer_for(&host).await?;
+        let queue = |c, r| async move { v1::queue_client::QueueClient::new(c).queue_message(r).await };
+        forward(&peer, caller, req, Some(Duration::from_secs(10)), queue).await
     }
 
     /// `ListQueue`: this host's messages, and for MESH every peer's, under one deadline.
@@ -728,11 +725,8 @@ impl Node {
     ) -> Result<v1::CancelQueuedResponse, Status> {
         if !self.is_self(&req.host) {
             let peer = self.peer_for(&req.host).await?;
-            let mut client = v1::queue_client::QueueClient::new(peer.channel());
-            let mut fwd = Request::new(req);
-            fwd.set_timeout(Duration::from_secs(10));
-            forward_meta(&mut fwd, caller);
-            return client.cancel_queued(fwd).await.map(|r| r.into_inner()).map_err(|s| peer_error(&peer, s));
+            let cancel = |c, r| async move { v1::queue_client::QueueClient::new(c).cancel_queued(r).await };
+            return forward(&peer, caller, req, Some(Duration::from_secs(10)), cancel).await;
         }
         let pane_there = self.panes_there();
         let store = self.queue.clone();

@@ -5,7 +5,7 @@
 //! here or forwarded to the agent's host on the caller's behalf, as
 //! `StartAgent` is.
 
-use crate::service::{Caller, Node, forward_meta, peer_error, socket_in};
+use crate::service::{Caller, Node, forward, socket_in};
 use fleet_core::roster::Roster;
 use fleet_core::roster_edit::{self, Change, EditError, Member, NewAgent};
 use fleet_proto::v1;
@@ -93,11 +93,8 @@ impl Node {
             self.add_local(req).await
         } else {
             let peer = self.peer_for(&req.host).await?;
-            let mut client = v1::fleet_client::FleetClient::new(peer.channel());
-            let mut fwd = Request::new(req);
-            forward_meta(&mut fwd, &caller);
-            fwd.set_timeout(FORWARD_TIMEOUT);
-            client.add_agent(fwd).await.map(Response::into_inner).map_err(|s| peer_error(&peer, s))
+            let add = |c, r| async move { v1::fleet_client::FleetClient::new(c).add_agent(r).await };
+            forward(&peer, &caller, req, Some(FORWARD_TIMEOUT), add).await
         };
         self.audit_change(&caller, Verb::Start, &target, &result);
         result.map(Response::new)
@@ -193,11 +190,8 @@ impl Node {
             self.remove_local(req).await
         } else {
             let peer = self.peer_for(&req.host).await?;
-            let mut client = v1::fleet_client::FleetClient::new(peer.channel());
-            let mut fwd = Request::new(req);
-            forward_meta(&mut fwd, &caller);
-            fwd.set_timeout(FORWARD_TIMEOUT);
-            client.remove_agent(fwd).await.map(Response::into_inner).map_err(|s| peer_error(&peer, s))
+            let remove = |c, r| async move { v1::fleet_client::FleetClient::new(c).remove_agent(r).await };
+            forward(&peer, &caller, req, Some(FORWARD_TIMEOUT), remove).await
         };
         self.audit_change(&caller, Verb::Stop, &target, &result);
         result.map(Response::new)
@@ -324,13 +318,10 @@ impl Node {
         let result = if self.is_self(&req.host) {
             self.reset_local(req).await
         } else {
-            let peer = self.peer_for(&req.host).await?;
-            let mut client = v1::fleet_client::FleetClient::new(peer.channel());
             let verify = if req.verify_timeout_ms == 0 { 6000 } else { u64::from(req.verify_timeout_ms) };
-            let mut fwd = Request::new(req);
-            forward_meta(&mut fwd, &caller);
-            fwd.set_timeout(Duration::from_millis(verify + 5000));
-            client.reset_agent(fwd).await.map(Response::into_inner).map_err(|s| peer_error(&peer, s))
+            let peer = self.peer_for(&req.host).await?;
+            let reset = |c, r| async move { v1::fleet_client::FleetClient::new(c).reset_agent(r).await };
+            forward(&peer, &caller, req, Some(Duration::from_millis(verify + 5000)), reset).await
         };
         match &result {
             Ok(r) => {
@@ -410,11 +401,8 @@ impl Node {
         let req = request.into_inner();
         if !self.is_self(&req.host) {
             let peer = self.peer_for(&req.host).await?;
-            let mut client = v1::fleet_client::FleetClient::new(peer.channel());
-            let mut fwd = Request::new(req);
-            forward_meta(&mut fwd, &caller);
-            fwd.set_timeout(Duration::from_secs(10));
-            return client.verify_host(fwd).await.map_err(|s| peer_error(&peer, s));
+            let verify = |c, r| async move { v1::fleet_client::FleetClient::new(c).verify_host(r).await };
+            return forward(&peer, &caller, req, Some(Duration::from_secs(10)), verify).await.map(Response::new);
         }
         let view = self.live.current();
         let roster = view.roster.clone();

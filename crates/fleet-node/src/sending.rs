@@ -2,12 +2,12 @@
 //! refusal, `--when-idle`'s wait, the delivery and its receipt) or forwarded
 //! to the agent's host on the caller's behalf.
 
-use crate::service::{Caller, Node, forward_meta, peer_error, socket_in};
+use crate::service::{Caller, Node, forward, socket_in};
 use fleet_core::message::{Source, compose, recipient_refusal};
 use fleet_proto::v1;
 use fleet_tmux::send::{Outcome, SendError, SendOptions};
 use std::time::{Duration, Instant};
-use tonic::{Request, Status};
+use tonic::Status;
 
 impl Node {
     pub(crate) fn receipt(
@@ -176,8 +176,6 @@ impl Node {
     }
 
     pub(crate) async fn forward_send(&self, caller: &Caller, req: v1::SendRequest) -> Result<v1::SendReceipt, Status> {
-        let peer = self.peer_for(&req.host).await?;
-        let mut client = v1::fleet_client::FleetClient::new(peer.channel());
         // The target may verify for up to its timeout; allow that plus a margin.
         let verify = if req.verify_timeout_ms == 0 { 6000 } else { u64::from(req.verify_timeout_ms) };
         let wait = if !req.when_idle {
@@ -188,12 +186,12 @@ impl Node {
             u64::from(req.wait_timeout_ms)
         };
         let deadline = Duration::from_millis(wait + if req.verify { verify + 5000 } else { 5000 });
-        let mut fwd = Request::new(v1::SendRequest {
+        let peer = self.peer_for(&req.host).await?;
+        let req = v1::SendRequest {
             source_host: if req.source_host.is_empty() { self.info.host.to_string() } else { req.source_host.clone() },
             ..req
-        });
-        fwd.set_timeout(deadline);
-        forward_meta(&mut fwd, caller);
-        client.send_message(fwd).await.map(|r| r.into_inner()).map_err(|s| peer_error(&peer, s))
+        };
+        let send = |c, r| async move { v1::fleet_client::FleetClient::new(c).send_message(r).await };
+        forward(&peer, caller, req, Some(deadline), send).await
     }
 }

@@ -333,15 +333,14 @@ impl Node {
             }
         } else {
             let peer = self.peer_for(&req.host).await?;
-            let mut client = v1::fleet_client::FleetClient::new(peer.channel());
-            let mut fwd = Request::new(req.clone());
-            forward_meta(&mut fwd, &caller);
-            fwd.set_timeout(Duration::from_secs(30));
-            let resp = if start_it { client.start_agent(fwd).await } else { client.stop_agent(fwd).await };
+            let resp = forward(&peer, &caller, req.clone(), Some(Duration::from_secs(30)), |c, r| async move {
+                let mut client = v1::fleet_client::FleetClient::new(c);
+                if start_it { client.start_agent(r).await } else { client.stop_agent(r).await }
+            })
+            .await;
             match resp {
-                Ok(r) => r.into_inner().results,
+                Ok(r) => r.results,
                 Err(s) => {
-                    let s = peer_error(&peer, s);
                     self.audit(&caller, verb, &target, "error", Some(s.message()));
                     return Err(s);
                 }
@@ -374,11 +373,8 @@ impl Node {
         let req = request.into_inner();
         if !self.is_self(&req.host) {
             let peer = self.peer_for(&req.host).await?;
-            let mut client = v1::fleet_client::FleetClient::new(peer.channel());
-            let mut fwd = Request::new(req);
-            fwd.set_timeout(Duration::from_secs(5));
-            forward_meta(&mut fwd, &caller);
-            return client.tail_pane(fwd).await.map_err(|s| peer_error(&peer, s));
+            let tail = |c, r| async move { v1::fleet_client::FleetClient::new(c).tail_pane(r).await };
+            return forward(&peer, &caller, req, Some(Duration::from_secs(5)), tail).await.map(Response::new);
         }
         let view = self.live.current();
         let Some(roster) = view.roster.as_deref() else {
@@ -484,6 +480,29 @@ pub(crate) fn peer_error(peer: &crate::peers::Peer, s: Status) -> Status {
         tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => Status::unavailable(msg),
         code => Status::new(code, msg),
     }
+}
+
+/// Call `peer` (from [`Node::peer_for`]) for `caller`: its channel, the original principal
+/// in the metadata, `timeout` (sent along, so the peer gives up too); a failure names the
+/// peer and why (`peer_error`). `call` is the one RPC, e.g.
+/// `|c, r| async move { FleetClient::new(c).add_agent(r).await }`.
+pub(crate) async fn forward<R, T, F, Fut>(
+    peer: &crate::peers::Peer,
+    caller: &Caller,
+    req: R,
+    timeout: Option<Duration>,
+    call: F,
+) -> Result<T, Status>
+where
+    F: FnOnce(tonic::transport::Channel, Request<R>) -> Fut,
+    Fut: std::future::Future<Output = Result<Response<T>, Status>>,
+{
+    let mut fwd = Request::new(req);
+    forward_meta(&mut fwd, caller);
+    if let Some(t) = timeout {
+        fwd.set_timeout(t);
+    }
+    call(peer.channel(), fwd).await.map(Response::into_inner).map_err(|s| peer_error(peer, s))
 }
 
 pub(crate) fn forward_meta<T>(req: &mut Request<T>, caller: &Caller) {

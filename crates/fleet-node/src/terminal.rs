@@ -12,7 +12,7 @@
 //! viewer its tmux client: no client stays attached to a dead viewer.
 
 use crate::pane::{Capture, Chunk, Feed};
-use crate::service::{Caller, Node, forward_meta, peer_error};
+use crate::service::{Caller, Node, forward};
 use fleet_proto::v1::{self, attach_input::Input, pane_frame::Body};
 use fleet_tls::Verb;
 use std::pin::Pin;
@@ -72,10 +72,8 @@ impl Node {
         let req = request.into_inner();
         if !self.is_self(&req.host) {
             let peer = self.peer_for(&req.host).await?;
-            let mut client = v1::fleet_client::FleetClient::new(peer.channel());
-            let mut fwd = Request::new(req);
-            forward_meta(&mut fwd, &caller);
-            let frames = client.watch_pane(fwd).await.map_err(|s| peer_error(&peer, s))?.into_inner();
+            let watch = |c, r| async move { v1::fleet_client::FleetClient::new(c).watch_pane(r).await };
+            let frames = forward(&peer, &caller, req, None, watch).await?;
             return Ok(Response::new(Box::pin(frames)));
         }
         let feed = self.feed_of(&req.agent).await?;
@@ -144,13 +142,12 @@ impl Node {
         input: InputStream,
     ) -> Result<Response<FrameStream>, Status> {
         let peer = self.peer_for(&start.host).await?;
-        let mut client = v1::fleet_client::FleetClient::new(peer.channel());
         let first = v1::AttachInput { input: Some(Input::Start(start)) };
         // Keystrokes and keepalives pass on as they come; the caller's
         // stream ending (or failing) ends the forwarded one.
-        let mut fwd = Request::new(tokio_stream::once(first).chain(UntilError(input)));
-        forward_meta(&mut fwd, caller);
-        let frames = client.attach_pane(fwd).await.map_err(|s| peer_error(&peer, s))?.into_inner();
+        let keys = tokio_stream::once(first).chain(UntilError(input));
+        let attach = |c, r| async move { v1::fleet_client::FleetClient::new(c).attach_pane(r).await };
+        let frames = forward(&peer, caller, keys, None, attach).await?;
         Ok(Response::new(Box::pin(frames)))
     }
 

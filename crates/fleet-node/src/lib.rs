@@ -23,6 +23,7 @@
 //! - [`web`]: the web door: JSON API, Server-Sent Events, `/metrics`, browser pairing and sessions.
 //! - [`json`]: the `--json` objects, shared by the CLI and the web door.
 //! - [`metrics`]: latency histograms and counters for `/metrics`.
+//! - [`memory`]: freed memory given back to the system after bursts (glibc's `malloc_trim`).
 
 pub mod activity;
 pub mod authority;
@@ -36,6 +37,7 @@ pub mod json;
 pub mod live;
 pub mod mdns;
 pub mod membership;
+pub mod memory;
 pub mod metrics;
 pub mod pane;
 pub mod peers;

@@ -265,6 +265,7 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
     tracker.spawn(peers::follow_versions(node.peers.clone(), members.versions.clone(), cancel.clone()));
     tracker.spawn(crate::queue::run(node.clone(), cancel.clone()));
     tracker.spawn(crate::roster_verbs::keep_comms_fresh(node.clone(), cancel.clone()));
+    tracker.spawn(crate::memory::give_back(cancel.clone()));
     let serving = serve(&cfg, me, doors, node, &members, client_tls_tx, &cancel, &tracker).await?;
     shut_down(&cfg, serving, mdns, &cancel, &tracker).await
 }

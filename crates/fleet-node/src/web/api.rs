@@ -781,6 +781,7 @@ fn events(door: &Arc<WebDoor>, caller: &WebCaller, req: &http::Request<Incoming>
         let j = &door.journal;
         let (tenant, host) = (door.node.info.tenant.to_string(), door.node.info.host.to_string());
         // Subscribed before anything is read, so nothing falls between the catch-up and the live events.
+        j.arm();
         let mut live = j.tx.subscribe();
         let snapshot = |last: u64| {
             let mut out: Vec<Bytes> = door

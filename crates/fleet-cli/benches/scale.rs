@@ -33,7 +33,9 @@
 //! `FLEET_SCALE_PROBE_MS=2000` (the nodes' probe interval; the harness's 500 ms
 //! by default). Load average is printed with each figure: figures taken while
 //! other builds run measure them too. `FLEET_SCALE_WRAP0="heaptrack -o /tmp/hp"`
-//! runs node 0 under a wrapper (a heap profile of one node of the mesh).
+//! runs node 0 under a wrapper (a heap profile of one node of the mesh);
+//! `FLEET_SCALE_HOLD=/tmp/hold` pauses after the merged ps until that file is
+//! removed (to profile the CLI or a node against the live mesh).
 
 #[path = "../../../tests/mesh_util.rs"]
 mod mesh_util;
@@ -216,6 +218,17 @@ fn node_env() -> Vec<(String, String)> {
     env
 }
 
+/// `FLEET_SCALE_HOLD=PATH`: after the merged ps, wait while PATH exists (the
+/// bench creates it), so a profiler can be pointed at the live mesh.
+fn hold(m: &Mesh) {
+    let Ok(path) = std::env::var("FLEET_SCALE_HOLD") else { return };
+    let _ = std::fs::write(&path, "");
+    println!("  holding while {path} exists; node 0: MOSAIC_HOME={}", m.nodes[0].home.display());
+    while Path::new(&path).exists() {
+        std::thread::sleep(POLL);
+    }
+}
+
 fn size(n: usize, agents: usize) {
     println!("== {n} nodes, {agents} roster agents each; load average {}", load());
     let mut m = Mesh::new("acme");
@@ -365,6 +378,8 @@ fn size(n: usize, agents: usize) {
             load()
         );
     }
+
+    hold(&m);
 
     // 4. one join.
     let j = n;

@@ -597,7 +597,10 @@ async fn renew_via(e: &Enrollment, peers: &crate::peers::Peers) -> Result<String
 pub async fn spread_crl(e: Arc<Enrollment>, peers: Arc<crate::peers::Peers>, cancel: CancellationToken) {
     let mut applied = e.reloads.applied.subscribe();
     let mut pushed = 0u128;
-    let mut pull = tokio::time::interval(CRL_PULL_EVERY);
+    // Each node at a phase of its own: nodes started together (a mass start, a power cut)
+    // would otherwise all pull in the same instant every 15 s, and none in between.
+    let phase = CRL_PULL_EVERY.mul_f64(rand::random_range(0.0..1.0));
+    let mut pull = tokio::time::interval_at(tokio::time::Instant::now() + phase, CRL_PULL_EVERY);
     pull.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let pulling = tokio::select! {

@@ -274,3 +274,29 @@ fn leftover_sleepers(bin: &Path) -> Vec<i32> {
     }
     out
 }
+
+/// One node per tenant and host: a second `fleet node` on the same home is refused while the
+/// first answers, and a node killed with SIGKILL (its socket file left behind) does not keep
+/// the next one out. (A node still exiting takes connections and never answers: `fleet node`
+/// waits for an answer, not for a connection; tests/queue.rs's crash test restarts in that window.)
+#[test]
+fn a_second_node_on_a_live_door_is_refused_and_a_dead_nodes_door_is_taken() {
+    let mut m = Mesh::new("acme");
+    m.add_host("c", "  - { name: coder, runtime: stub }\n");
+    m.start_node(0, "127.0.0.1:0", &[]);
+    let home = m.nodes[0].home.display().to_string();
+    let env = [
+        ("MOSAIC_HOME", home.as_str()),
+        ("FLEET_LISTEN", "127.0.0.1:0"),
+        ("FLEET_MDNS", "false"),
+        ("FLEET_WEB_LISTEN", "127.0.0.1:0"),
+    ];
+    let (code, _, err) = m.run(&["node"], &env);
+    assert_ne!(code, 0, "a second node on a live door: {err}");
+    assert!(err.contains("another fleet node already answers"), "{err}");
+    m.kill_node(0);
+    assert!(m.nodes[0].home.join("fleet/node.sock").exists(), "the killed node's socket file stays");
+    m.start_node(0, "127.0.0.1:0", &[]);
+    let (code, _, err) = m.at(0, &["peers", "--json"]);
+    assert_eq!(code, 0, "the new node answers: {err}");
+}

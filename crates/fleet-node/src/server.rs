@@ -147,10 +147,27 @@ pub fn short_hostname() -> String {
     uname.nodename().to_string_lossy().split('.').next().unwrap_or("localhost").to_string()
 }
 
+/// How long a node that holds the local door's path has to answer before it is taken for gone.
+const ANSWER_WITHIN: Duration = Duration::from_secs(3);
+
+/// Does a node answer on `path`? Connecting is not enough: the socket of a node that is
+/// still exiting (killed a moment ago) takes connections into its backlog, and nobody
+/// reads them. A node answers the HTTP/2 preface with its SETTINGS.
+async fn node_answers(path: &Path) -> bool {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let Ok(mut s) = UnixStream::connect(path).await else { return false };
+    let said = async {
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await?;
+        let mut first = [0u8; 9];
+        s.read(&mut first).await
+    };
+    matches!(tokio::time::timeout(ANSWER_WITHIN, said).await, Ok(Ok(n)) if n > 0)
+}
+
 /// Bind the local door: a Unix socket created 0600 (umask during bind), after
 /// making sure no other node answers on it.
 async fn bind_local_door(path: &Path) -> Result<UnixListener, NodeError> {
-    if UnixStream::connect(path).await.is_ok() {
+    if node_answers(path).await {
         return Err(NodeError::Serve(format!(
             "another fleet node already answers on {}: stop it first (one node per tenant and host)",
             path.display()

@@ -9,6 +9,7 @@ use crate::membership::{self, FoundBy, MemberId, Membership};
 use crate::peers::{self, Peers};
 use crate::service::{Node, NodeInfo, NodeService};
 use fleet_core::names::DnsLabel;
+use fleet_proto::v1;
 use fleet_proto::v1::fleet_server::FleetServer;
 use fleet_proto::v1::mesh_server::MeshServer;
 use fleet_tls::audit::AuditLog;
@@ -152,16 +153,11 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(3);
 
 /// Does a node answer on `path`? Connecting is not enough: the socket of a node that is
 /// still exiting (killed a moment ago) takes connections into its backlog, and nobody
-/// reads them. A node answers the HTTP/2 preface with its SETTINGS.
+/// serves them. A node answers `NodeInfo`, as it does for `fleet` on this host.
 async fn node_answers(path: &Path) -> bool {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let Ok(mut s) = UnixStream::connect(path).await else { return false };
-    let said = async {
-        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await?;
-        let mut first = [0u8; 9];
-        s.read(&mut first).await
-    };
-    matches!(tokio::time::timeout(ANSWER_WITHIN, said).await, Ok(Ok(n)) if n > 0)
+    let target = crate::client::Target::Socket(path.to_path_buf());
+    let asked = async { crate::client::mesh(&target).await.ok()?.node_info(v1::NodeInfoRequest {}).await.ok() };
+    matches!(tokio::time::timeout(ANSWER_WITHIN, asked).await, Ok(Some(_)))
 }
 
 /// Bind the local door: a Unix socket created 0600 (umask during bind), after

@@ -1292,3 +1292,48 @@ fn a_synced_forgery_is_refused_and_the_sync_answered() {
     assert!(log.contains("dropped a synced member that is not believable"), "{log}");
     assert!(log.contains("membership: synced") && log.contains("host=evil"), "{log}");
 }
+
+/// A node the mesh declared down comes back as a renewed identity (same run, next bump).
+/// Its peers believe a renewal only from the node itself (gossip of it is dropped while
+/// the node's last word at that address was the old identity: no one else may introduce
+/// its next identity), so the renewed node must say so to every member itself. 10 nodes;
+/// the last is stopped (SIGSTOP) until every other lists it down, then continued: every
+/// node lists all others alive again within a few probe periods. (Before, the renewal
+/// reached each peer only as the node probed it or was probed by it, one member per
+/// second: about a probe period per member.)
+#[test]
+fn a_node_declared_down_and_back_is_believed_by_every_member_at_once() {
+    let mut m = Mesh::new("acme");
+    for i in 0..10 {
+        m.add_host(&format!("h{i:02}"), "  - { name: a0, runtime: stub, class: worker }\n");
+    }
+    m.start_node(0, "127.0.0.1:0", &[]);
+    let seed = vec![m.addr(0)];
+    for i in 1..10 {
+        m.spawn_node(i, "127.0.0.1:0", &seed, &[]);
+    }
+    for i in 1..10 {
+        m.wait_answer(i);
+    }
+    wait_for("every node to list all others alive", Duration::from_secs(40), || short_views(&m, 0..10).is_empty());
+    let pid = m.nodes[9].pid.expect("h09 runs").to_string();
+    let signal = |sig: &str| assert!(std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success());
+    signal("-STOP");
+    wait_for("every other node to list h09 down", Duration::from_secs(20), || {
+        (0..9).all(|i| {
+            let (_, out, _) = m.at(i, &["peers", "--json"]);
+            let peers: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap_or_default();
+            peers.iter().any(|p| p["host"] == "h09" && p["state"] == "down")
+        })
+    });
+    signal("-CONT");
+    let start = Instant::now();
+    wait_for("every node to list all others alive after h09 came back", Duration::from_secs(30), || {
+        short_views(&m, 0..10).is_empty()
+    });
+    let took = start.elapsed();
+    eprintln!("h09 back: every view whole {:.2} s after SIGCONT", took.as_secs_f64());
+    let log = std::fs::read_to_string(m.root().join("h09.log")).unwrap();
+    assert!(log.contains("renewed its own identity and announces it"), "h09 did not say it rejoined:\n{log}");
+    assert!(took < Duration::from_secs(7), "the renewal took {took:?} to reach every member");
+}

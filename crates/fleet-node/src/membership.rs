@@ -865,6 +865,23 @@ pub fn start(
                             "membership: member rejoined (same run: it renewed its identity after being declared down)"
                         ),
                     },
+                    OwnedNotification::Rejoin(new) => {
+                        // A peer believes a renewal only from this node itself while this
+                        // node's last word at its address was the old identity (`believable`),
+                        // so gossip alone would reach each peer as it probes or is probed: a
+                        // probe period per member. Say it to every member now.
+                        let members: Vec<MemberId> = foca.iter_members().map(|m| m.id().clone()).collect();
+                        tracing::warn!(
+                            bump = new.bump, members = members.len(),
+                            "membership: the mesh declared this node down (it did not answer in time); it renewed its own identity and announces it to every member"
+                        );
+                        for id in members {
+                            let _ = foca.announce(id, &mut rt);
+                        }
+                    }
+                    OwnedNotification::Defunct => {
+                        tracing::error!("membership: the mesh declared this node down and its identity cannot be renewed");
+                    }
                     _ => {}
                 }
             }

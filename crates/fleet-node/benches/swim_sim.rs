@@ -39,7 +39,7 @@
 use bytes::Bytes;
 use fleet_node::membership::{
     IDLE_CLOSE, JoinBurst, MemberId, SYNC_SERVE, SYNC_TIMEOUT, SwimTimings, SyncPolicy, encode_sync, foca_config,
-    sync_period, sync_target,
+    retransmissions, sync_period, sync_target,
 };
 use foca::{Foca, Member, NoCustomBroadcast, OwnedNotification, PostcardCodec, Timer};
 use std::cmp::Ordering;
@@ -158,6 +158,8 @@ struct Sim {
     /// Syncs being answered per node, and when each node's uplink is free again.
     serving: Vec<usize>,
     uplink: Vec<Us>,
+    /// Each node's gossip retransmissions (refit as its view grows).
+    retransmit: Vec<std::num::NonZeroU8>,
     sync_bytes: Vec<u64>,
     syncs: u64,
 }
@@ -183,7 +185,7 @@ impl Sim {
             };
             use rand::SeedableRng;
             let rng = rand::rngs::SmallRng::seed_from_u64(i as u64 * 7919 + 1);
-            nodes.push(Foca::new(id.clone(), foca_config(&timings), rng, PostcardCodec));
+            nodes.push(Foca::new(id.clone(), foca_config(&timings, 1), rng, PostcardCodec));
             by_addr.insert(a, i);
             ids.push(id);
         }
@@ -198,6 +200,7 @@ impl Sim {
             started: vec![false; n],
             dead: vec![false; n],
             burst: vec![JoinBurst::default(); n],
+            retransmit: vec![retransmissions(1); n],
             conns: HashMap::new(),
             dice: Dice(0x9E37_79B9_7F4A_7C15 ^ n as u64),
             loss,
@@ -315,6 +318,17 @@ impl Sim {
                 OwnedNotification::MemberDown(_) => self.active[i] = self.active[i].saturating_sub(1),
                 _ => {}
             }
+        }
+        // As the node does: gossip retransmissions fit to the members known
+        // (`FLEET_SIM_RETRANSMIT=fixed`: 6, the configuration before, for comparison).
+        let members = if fixed_retransmissions() { 31 } else { self.nodes[i].iter_members().count() + 1 };
+        if retransmissions(members) != self.retransmit[i] {
+            self.retransmit[i] = retransmissions(members);
+            let mut c = foca_config(&SwimTimings::default(), members);
+            if fixed_retransmissions() {
+                c.max_transmissions = std::num::NonZeroU8::new(6).expect("nonzero");
+            }
+            self.nodes[i].set_config(c).expect("refit");
         }
     }
 
@@ -482,6 +496,10 @@ impl Sim {
             })
             .count()
     }
+}
+
+fn fixed_retransmissions() -> bool {
+    std::env::var("FLEET_SIM_RETRANSMIT").is_ok_and(|v| v == "fixed")
 }
 
 fn secs(t: Us) -> f64 {

@@ -42,7 +42,7 @@ use bytes::Bytes;
 use foca::{Codec as _, Config, Foca, Identity, OwnedNotification, PostcardCodec, Timer};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::num::{NonZeroU32, NonZeroUsize};
+use std::num::{NonZeroU8, NonZeroU32, NonZeroUsize};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -56,6 +56,10 @@ pub const IDLE_CLOSE: Duration = Duration::from_secs(10);
 
 /// Datagrams kept per peer while a dial to it is in progress.
 const DIAL_QUEUE: usize = 16;
+/// How often, at most, the member list is rebuilt and published: every datagram may change
+/// it, and rebuilding it per datagram (every member's identity cloned and vetted) was a
+/// large part of a node's CPU in a mass start.
+const VIEW_EVERY: Duration = Duration::from_millis(100);
 
 /// Who a member is. `addr()` is the QUIC address: one live identity per
 /// address, and a seed known only by its address can be announced to (foca
@@ -179,8 +183,26 @@ impl Default for SwimTimings {
     }
 }
 
-pub fn foca_config(t: &SwimTimings) -> Config {
+/// How many times gossip carries each membership update in a mesh of `members` (this node
+/// included): memberlist's retransmit limit, 4 x ceil(log10(members + 1)): 4 up to 9 members,
+/// 8 up to 99, 12 up to 999. foca's `new_lan` derives it once from a size given at start
+/// (6 for the 32 this node gave it), so at 100 members an update, a suspect's refutation
+/// among them, reached too few, and the members that missed a refutation declared a live
+/// node down (half the mesh at once, in a mass start of 100).
+pub fn retransmissions(members: usize) -> NonZeroU8 {
+    let (mut decades, mut reach) = (1u8, 10usize);
+    while reach < members.saturating_add(1) && decades < 63 {
+        decades += 1;
+        reach = reach.saturating_mul(10);
+    }
+    NonZeroU8::new(4 * decades).expect("at least 4")
+}
+
+/// The failure detector's configuration for a mesh of `members` (this node included); foca
+/// takes a new one at run time ([`Foca::set_config`]) as the mesh grows or shrinks.
+pub fn foca_config(t: &SwimTimings, members: usize) -> Config {
     let mut c = Config::new_lan(NonZeroU32::new(32).expect("nonzero"));
+    c.max_transmissions = retransmissions(members);
     c.probe_period = t.probe_period;
     c.probe_rtt = t.probe_rtt;
     c.suspect_to_down_after = t.suspect_to_down;
@@ -335,6 +357,19 @@ struct Owner {
     spoke: Option<MemberId>,
 }
 
+impl Owner {
+    /// May a datagram over connection `conn`, whose certificate names `cert_host`, say
+    /// who the node at this owner's address is now (its `spoke`)? Over the connection
+    /// the owner was kept with, or over another of the same host: two nodes that dial
+    /// each other at once hold two connections, and the identity a node renewed may come
+    /// over the one not kept. (Only over the kept one, a renewal that came over the other
+    /// stayed unbelieved, and the node hidden from this node's view, until the kept
+    /// connection spoke or closed: up to the 10 s idle close in a mass start.)
+    fn speaks_for(&self, conn: usize, cert_host: &str) -> bool {
+        self.conn == conn || self.host.eq_ignore_ascii_case(cert_host)
+    }
+}
+
 /// May an identity that a datagram names (its sender's or a gossiped one) be
 /// believed, given the node at the identity's address (`owner`: its
 /// certificate's host and the identity it last announced, when a connection
@@ -463,7 +498,7 @@ impl Transport {
             );
             return None;
         }
-        if let Some(o) = self.owners.lock().expect("owners").get_mut(&addr).filter(|o| o.conn == conn) {
+        if let Some(o) = self.owners.lock().expect("owners").get_mut(&addr).filter(|o| o.speaks_for(conn, cert_host)) {
             o.spoke = Some(header.src.clone());
         }
         // Updates follow the header as a count and members (foca 2's layout),
@@ -733,7 +768,8 @@ pub fn start(
     let handler = crate::versions::Handler { book: book.clone(), tx: versions_tx };
     let (publish, mut published) = watch::channel(0u64);
     published.mark_unchanged();
-    let mut foca = Foca::with_custom_broadcast(me.clone(), foca_config(&timings), rng, PostcardCodec, handler);
+    let mut retransmit = retransmissions(1);
+    let mut foca = Foca::with_custom_broadcast(me.clone(), foca_config(&timings, 1), rng, PostcardCodec, handler);
     tracker.spawn(async move {
         let mut rt = foca::AccumulatingRuntime::new();
         // Seed addresses; how each host was first found; last datagram per address.
@@ -748,8 +784,13 @@ pub fn start(
         burst.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut join = JoinBurst::default();
         let mut sync = Syncer::new(&me, sync_tx);
+        let mut view_every = tokio::time::interval(VIEW_EVERY);
+        view_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut view_dirty = false;
         loop {
+            let mut view_tick = false;
             tokio::select! {
+                _ = view_every.tick(), if view_dirty => view_tick = true,
                 () = cancel.cancelled() => {
                     let _ = foca.leave_cluster(&mut rt);
                     drain(&mut rt, &transport, &timer_tx);
@@ -885,31 +926,21 @@ pub fn start(
                     _ => {}
                 }
             }
+            let members = foca.iter_members().count() + 1;
+            if retransmissions(members) != retransmit {
+                retransmit = retransmissions(members);
+                tracing::debug!(members, retransmit, "membership: gossip retransmissions fit to the mesh");
+                if let Err(e) = foca.set_config(foca_config(&timings, members)) {
+                    tracing::warn!(error = %e, "membership: cannot refit the failure detector");
+                }
+            }
             drain(&mut rt, &transport, &timer_tx);
-            let rows: Vec<MemberInfo> = foca
-                .iter_membership_state()
-                .filter(|m| m.id().host != me.host && transport.believes(m.id()))
-                .map(|m| MemberInfo {
-                    id: m.id().clone(),
-                    state: match m.state() {
-                        foca::State::Alive => MemberState::Alive,
-                        foca::State::Suspect => MemberState::Suspect,
-                        foca::State::Down => MemberState::Down,
-                    },
-                    incarnation: u64::from(m.incarnation()),
-                    found_by: first_found.get(&m.id().host).copied().unwrap_or(FoundBy::Gossip),
-                    last_seen_ms: seen.get(&m.id().quic).copied().unwrap_or(0),
-                })
-                .collect();
-            view_tx.send_if_modified(|cur| {
-                let changed = cur.len() != rows.len()
-                    || cur
-                        .iter()
-                        .zip(&rows)
-                        .any(|(a, b)| a.id != b.id || a.state != b.state || a.incarnation != b.incarnation);
-                *cur = rows.clone();
-                changed
-            });
+            if view_tick {
+                view_dirty = false;
+                publish_view(&foca, &transport, &me, &first_found, &seen, &view_tx);
+            } else {
+                view_dirty = true;
+            }
         }
     });
     Membership {
@@ -921,6 +952,38 @@ pub fn start(
         versions,
         publish: Arc::new(publish),
     }
+}
+
+/// Publish the members as peers see them (not this node; only believable identities).
+fn publish_view(
+    foca: &Foca<MemberId, PostcardCodec, rand::rngs::SmallRng, crate::versions::Handler>,
+    transport: &Transport,
+    me: &MemberId,
+    first_found: &HashMap<String, FoundBy>,
+    seen: &HashMap<SocketAddr, i64>,
+    view_tx: &watch::Sender<Vec<MemberInfo>>,
+) {
+    let rows: Vec<MemberInfo> = foca
+        .iter_membership_state()
+        .filter(|m| m.id().host != me.host && transport.believes(m.id()))
+        .map(|m| MemberInfo {
+            id: m.id().clone(),
+            state: match m.state() {
+                foca::State::Alive => MemberState::Alive,
+                foca::State::Suspect => MemberState::Suspect,
+                foca::State::Down => MemberState::Down,
+            },
+            incarnation: u64::from(m.incarnation()),
+            found_by: first_found.get(&m.id().host).copied().unwrap_or(FoundBy::Gossip),
+            last_seen_ms: seen.get(&m.id().quic).copied().unwrap_or(0),
+        })
+        .collect();
+    view_tx.send_if_modified(move |cur| {
+        let changed = cur.len() != rows.len()
+            || cur.iter().zip(&rows).any(|(a, b)| a.id != b.id || a.state != b.state || a.incarnation != b.incarnation);
+        *cur = rows;
+        changed
+    });
 }
 
 fn drain(
@@ -958,6 +1021,30 @@ mod tests {
     pub(super) fn id(host: &str, generation: u64) -> MemberId {
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
         MemberId { tenant: "t".into(), host: host.into(), grpc: a, quic: a, generation, bump: 0 }
+    }
+
+    #[test]
+    fn a_node_speaks_for_its_address_over_any_connection_of_its_certificate() {
+        let o = Owner { conn: 7, host: "b".into(), spoke: None };
+        assert!(o.speaks_for(7, "b"), "the kept connection");
+        assert!(o.speaks_for(8, "b"), "another connection of b (both dialled at once)");
+        assert!(o.speaks_for(8, "B"), "host names compare without case, as claims do");
+        assert!(!o.speaks_for(8, "c"), "another host's connection from that address");
+    }
+
+    #[test]
+    fn gossip_retransmissions_grow_by_decade_of_the_mesh() {
+        let tx = |n| retransmissions(n).get();
+        assert_eq!([tx(0), tx(1), tx(9)], [4, 4, 4]);
+        assert_eq!([tx(10), tx(50), tx(99)], [8, 8, 8]);
+        assert_eq!([tx(100), tx(999), tx(1000)], [12, 12, 16]);
+        assert_eq!(tx(usize::MAX), 4 * 20, "no overflow");
+        let t = SwimTimings::default();
+        assert_eq!(foca_config(&t, 100).max_transmissions.get(), 12);
+        // foca takes the refit config at run time (only its probe timings may not change).
+        use rand::SeedableRng;
+        let mut foca = Foca::new(id("a", 1), foca_config(&t, 1), rand::rngs::SmallRng::seed_from_u64(1), PostcardCodec);
+        foca.set_config(foca_config(&t, 100)).expect("refit accepted");
     }
 
     #[test]

@@ -98,6 +98,7 @@ pub fn node_info(i: &v1::NodeInfoResponse) -> Value {
         "tenant_id": i.tenant_id, "host": i.host, "version": i.version, "generation": i.generation,
         "grpc_address": i.grpc_address, "mesh_fingerprint": i.mesh_fingerprint,
         "started_unix_ms": i.started_unix_ms, "members": i.members, "members_alive": i.members_alive,
+        "members_suspect": i.members_suspect,
         "audit_write_failures": i.audit_write_failures, "web_url": i.web_url,
     })
 }

@@ -819,6 +819,8 @@ impl Mesh for NodeService {
             members: node.members.members.borrow().len() as u32,
             members_alive: node.members.members.borrow().iter().filter(|m| m.state == MemberState::Alive).count()
                 as u32,
+            members_suspect: node.members.members.borrow().iter().filter(|m| m.state == MemberState::Suspect).count()
+                as u32,
             audit_write_failures: node.audit.failures(),
             tls_refused_failed: node.tls_refusals.count(Refusal::Failed),
             tls_refused_timed_out: node.tls_refusals.count(Refusal::TimedOut),

@@ -56,11 +56,6 @@ pub const IDLE_CLOSE: Duration = Duration::from_secs(10);
 
 /// Datagrams kept per peer while a dial to it is in progress.
 const DIAL_QUEUE: usize = 16;
-/// How often, at most, the member list is rebuilt and published. Every datagram may change
-/// it, but rebuilding it per datagram cloned and vetted every member each time (hundreds of
-/// times a second in a mass start; measured, not a visible share of its CPU, yet no reason
-/// to pay it per datagram).
-const VIEW_EVERY: Duration = Duration::from_millis(100);
 
 /// Who a member is. `addr()` is the QUIC address: one live identity per
 /// address, and a seed known only by its address can be announced to (foca
@@ -786,13 +781,8 @@ pub fn start(
         burst.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut join = JoinBurst::default();
         let mut sync = Syncer::new(&me, sync_tx);
-        let mut view_every = tokio::time::interval(VIEW_EVERY);
-        view_every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut view_dirty = false;
         loop {
-            let mut view_tick = false;
             tokio::select! {
-                _ = view_every.tick(), if view_dirty => view_tick = true,
                 () = cancel.cancelled() => {
                     let _ = foca.leave_cluster(&mut rt);
                     drain(&mut rt, &transport, &timer_tx);
@@ -937,12 +927,7 @@ pub fn start(
                 }
             }
             drain(&mut rt, &transport, &timer_tx);
-            if view_tick {
-                view_dirty = false;
-                publish_view(&foca, &transport, &me, &first_found, &seen, &view_tx);
-            } else {
-                view_dirty = true;
-            }
+            publish_view(&foca, &transport, &me, &first_found, &seen, &view_tx);
         }
     });
     Membership {

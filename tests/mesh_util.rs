@@ -209,23 +209,31 @@ agents:
         self.children.push(child);
     }
 
-    /// Wait until node `i` answers on its local socket; note its gRPC address.
+    /// Wait until node `i` answers on its local socket; note its gRPC address. If it does
+    /// not within 15 s, the panic shows the end of the node's log and the last answer.
     pub fn wait_answer(&mut self, i: usize) {
-        let mut addr = None;
-        wait_for(&format!("node {} to answer", self.nodes[i].host), Duration::from_secs(15), || {
-            let (code, out, _) = self.at(i, &["peers", "--json"]);
-            if code != 0 {
-                return false;
+        let (start, timeout) = (Instant::now(), Duration::from_secs(15));
+        let host = self.nodes[i].host.clone();
+        loop {
+            let (code, out, err) = self.at(i, &["peers", "--json"]);
+            if code == 0 {
+                let peers: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+                let addr = peers.iter().find(|p| p["found_by"] == "self").and_then(|p| p["grpc_address"].as_str());
+                if let Some(addr) = addr {
+                    self.nodes[i].addr = Some(addr.to_string());
+                    return;
+                }
             }
-            let peers: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-            addr = peers
-                .iter()
-                .find(|p| p["found_by"] == "self")
-                .and_then(|p| p["grpc_address"].as_str())
-                .map(String::from);
-            addr.is_some()
-        });
-        self.nodes[i].addr = addr;
+            if start.elapsed() >= timeout {
+                let log = std::fs::read_to_string(self.root().join(format!("{host}.log"))).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect();
+                panic!(
+                    "timed out after {timeout:?} waiting for node {host} to answer; `fleet peers --json` exited {code}: {out}{err}\nthe end of {host}.log:\n{}",
+                    tail.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Own a process started by the test, so that drop kills it.

@@ -1174,20 +1174,27 @@ fn short_views(m: &Mesh, nodes: std::ops::Range<usize>) -> Vec<String> {
 /// sync, with its seed, carried all 11 members of the mesh at once (not the ~25 of a `Feed`
 /// that a bigger mesh would outgrow). Nothing was refused. (The old code has no sync: no
 /// node logs one.)
-#[test]
-fn a_joiner_learns_the_whole_view_in_one_sync() {
+/// Hosts h00..h{hosts-1}, one agent each; h00 started, then h01..h{started-1} at once with
+/// h00 as their one seed, each waited for until it answers. Returns the mesh and h00's address.
+fn mass_started(hosts: usize, started: usize) -> (Mesh, Vec<String>) {
     let mut m = Mesh::new("acme");
-    for i in 0..12 {
+    for i in 0..hosts {
         m.add_host(&format!("h{i:02}"), "  - { name: a0, runtime: stub, class: worker }\n");
     }
     m.start_node(0, "127.0.0.1:0", &[]);
     let seed = vec![m.addr(0)];
-    for i in 1..11 {
+    for i in 1..started {
         m.spawn_node(i, "127.0.0.1:0", &seed, &[]);
     }
-    for i in 1..11 {
+    for i in 1..started {
         m.wait_answer(i);
     }
+    (m, seed)
+}
+
+#[test]
+fn a_joiner_learns_the_whole_view_in_one_sync() {
+    let (mut m, seed) = mass_started(12, 11);
     let start = Instant::now();
     wait_for("every node of the mass start to list all others alive", Duration::from_secs(40), || {
         short_views(&m, 0..11).is_empty()
@@ -1303,18 +1310,7 @@ fn a_synced_forgery_is_refused_and_the_sync_answered() {
 /// second: about a probe period per member.)
 #[test]
 fn a_node_declared_down_and_back_is_believed_by_every_member_at_once() {
-    let mut m = Mesh::new("acme");
-    for i in 0..10 {
-        m.add_host(&format!("h{i:02}"), "  - { name: a0, runtime: stub, class: worker }\n");
-    }
-    m.start_node(0, "127.0.0.1:0", &[]);
-    let seed = vec![m.addr(0)];
-    for i in 1..10 {
-        m.spawn_node(i, "127.0.0.1:0", &seed, &[]);
-    }
-    for i in 1..10 {
-        m.wait_answer(i);
-    }
+    let (m, _) = mass_started(10, 10);
     wait_for("every node to list all others alive", Duration::from_secs(40), || short_views(&m, 0..10).is_empty());
     let pid = m.nodes[9].pid.expect("h09 runs").to_string();
     let signal = |sig: &str| assert!(std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success());

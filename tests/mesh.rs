@@ -4,7 +4,7 @@
 #[path = "mesh_util.rs"]
 mod mesh_util;
 
-use mesh_util::{Mesh, expect_event, wait_for};
+use mesh_util::{Mesh, expect_event, signal, wait_for};
 use std::time::{Duration, Instant};
 
 /// Three hosts a, b, c; a has b and c as static peers.
@@ -1312,9 +1312,8 @@ fn a_synced_forgery_is_refused_and_the_sync_answered() {
 fn a_node_declared_down_and_back_is_believed_by_every_member_at_once() {
     let (m, _) = mass_started(10, 10);
     wait_for("every node to list all others alive", Duration::from_secs(40), || short_views(&m, 0..10).is_empty());
-    let pid = m.nodes[9].pid.expect("h09 runs").to_string();
-    let signal = |sig: &str| assert!(std::process::Command::new("kill").args([sig, &pid]).status().unwrap().success());
-    signal("-STOP");
+    let pid = m.nodes[9].pid.expect("h09 runs");
+    signal(pid, "-STOP");
     wait_for("every other node to list h09 down", Duration::from_secs(20), || {
         (0..9).all(|i| {
             let (_, out, _) = m.at(i, &["peers", "--json"]);
@@ -1322,7 +1321,7 @@ fn a_node_declared_down_and_back_is_believed_by_every_member_at_once() {
             peers.iter().any(|p| p["host"] == "h09" && p["state"] == "down")
         })
     });
-    signal("-CONT");
+    signal(pid, "-CONT");
     let start = Instant::now();
     wait_for("every node to list all others alive after h09 came back", Duration::from_secs(30), || {
         short_views(&m, 0..10).is_empty()

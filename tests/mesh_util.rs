@@ -49,6 +49,12 @@ fn run(cmd: &mut Command) -> (i32, String, String) {
     )
 }
 
+/// Send `sig` (`-STOP`, `-CONT`, ...) to a process this test started.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = std::process::Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
 pub fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {

@@ -7,7 +7,7 @@
 #[path = "mesh_util.rs"]
 mod mesh_util;
 
-use mesh_util::{Mesh, wait_for};
+use mesh_util::{Mesh, signal, wait_for};
 use std::time::{Duration, Instant};
 
 /// a and b, b with two stub agents; a has b as its static peer.
@@ -54,11 +54,6 @@ fn replicated(m: &Mesh) -> Vec<serde_json::Value> {
         b["state"] == "ok" && b["heard_unix_ms"].as_i64().is_some_and(|t| t > 0) && agents_of(&rows, "b") == 2
     });
     rows
-}
-
-fn signal(pid: u32, sig: &str) {
-    let ok = std::process::Command::new("kill").args([sig, &pid.to_string()]).status().unwrap().success();
-    assert!(ok, "kill {sig} {pid}");
 }
 
 #[test]

@@ -39,7 +39,7 @@
 use bytes::Bytes;
 use fleet_node::membership::{
     IDLE_CLOSE, JoinBurst, MemberId, SYNC_SERVE, SYNC_TIMEOUT, SwimTimings, SyncPolicy, encode_sync, foca_config,
-    retransmissions, sync_period, sync_target,
+    refit, retransmissions, sync_period, sync_target,
 };
 use foca::{Foca, Member, NoCustomBroadcast, OwnedNotification, PostcardCodec, Timer};
 use std::cmp::Ordering;
@@ -322,9 +322,7 @@ impl Sim {
         // As the node does: gossip retransmissions fit to the members known
         // (`FLEET_SIM_RETRANSMIT=fixed`: 6, the configuration before, for comparison).
         let members = if fixed_retransmissions() { 31 } else { self.nodes[i].iter_members().count() + 1 };
-        if retransmissions(members) != self.retransmit[i] {
-            self.retransmit[i] = retransmissions(members);
-            let mut c = foca_config(&SwimTimings::default(), members);
+        if let Some(mut c) = refit(&SwimTimings::default(), members, &mut self.retransmit[i]) {
             if fixed_retransmissions() {
                 c.max_transmissions = std::num::NonZeroU8::new(6).expect("nonzero");
             }

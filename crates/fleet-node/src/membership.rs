@@ -195,6 +195,16 @@ pub fn retransmissions(members: usize) -> NonZeroU8 {
     NonZeroU8::new(4 * decades).expect("at least 4")
 }
 
+/// The configuration to give foca ([`Foca::set_config`]) now that it knows `members` (this
+/// node included), if the retransmissions for that size differ from `current` (updated).
+pub fn refit(t: &SwimTimings, members: usize, current: &mut NonZeroU8) -> Option<Config> {
+    let want = retransmissions(members);
+    (want != *current).then(|| {
+        *current = want;
+        foca_config(t, members)
+    })
+}
+
 /// The failure detector's configuration for a mesh of `members` (this node included); foca
 /// takes a new one at run time ([`Foca::set_config`]) as the mesh grows or shrinks.
 pub fn foca_config(t: &SwimTimings, members: usize) -> Config {
@@ -349,21 +359,22 @@ fn is_placeholder(id: &MemberId) -> bool {
 /// the host in its certificate, and the identity it last announced itself as.
 #[derive(Clone, Debug)]
 struct Owner {
+    /// The connection kept for this address (`stable_id`), whose certificate names `host`.
     conn: usize,
     host: String,
     spoke: Option<MemberId>,
 }
 
 impl Owner {
-    /// May a datagram over connection `conn`, whose certificate names `cert_host`, say
-    /// who the node at this owner's address is now (its `spoke`)? Over the connection
-    /// the owner was kept with, or over another of the same host: two nodes that dial
-    /// each other at once hold two connections, and the identity a node renewed may come
-    /// over the one not kept. (Only over the kept one, a renewal that came over the other
-    /// stayed unbelieved, and the node hidden from this node's view, until the kept
-    /// connection spoke or closed: up to the 10 s idle close in a mass start.)
-    fn speaks_for(&self, conn: usize, cert_host: &str) -> bool {
-        self.conn == conn || self.host.eq_ignore_ascii_case(cert_host)
+    /// May a datagram over a connection whose certificate names `cert_host` say who the
+    /// node at this owner's address is now (its `spoke`)? Over any connection of the same
+    /// host, not only the one the owner was kept with: two nodes that dial each other at
+    /// once hold two connections, and the identity a node renewed may come over the one
+    /// not kept. (Only over the kept one, a renewal that came over the other stayed
+    /// unbelieved, and the node hidden from this node's view, until the kept connection
+    /// spoke or closed: up to the 10 s idle close in a mass start.)
+    fn speaks_for(&self, cert_host: &str) -> bool {
+        self.host.eq_ignore_ascii_case(cert_host)
     }
 }
 
@@ -465,7 +476,7 @@ impl Transport {
                 };
                 tracing::trace!(peer = %addr, bytes = bytes.len(), "membership: received");
                 me.bytes_in.fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                let Some(bytes) = me.vet(addr, conn.stable_id(), &host, bytes) else { continue };
+                let Some(bytes) = me.vet(addr, &host, bytes) else { continue };
                 if me.inbound.send((addr, bytes)).await.is_err() {
                     break;
                 }
@@ -478,12 +489,12 @@ impl Transport {
         });
     }
 
-    /// A datagram from the connection `conn` at `addr`, whose certificate
+    /// A datagram from a connection at `addr`, whose certificate
     /// names `cert_host`, as foca may see it: `None` when its sender claims
     /// another host or tenant; otherwise without the membership updates that
     /// are not [`believable`]. One that does not decode goes on unchanged
     /// (foca refuses it).
-    fn vet(&self, addr: SocketAddr, conn: usize, cert_host: &str, bytes: Bytes) -> Option<Bytes> {
+    fn vet(&self, addr: SocketAddr, cert_host: &str, bytes: Bytes) -> Option<Bytes> {
         let mut rest: &[u8] = &bytes;
         let Ok(header) = PostcardCodec.decode_header(&mut rest) else { return Some(bytes) };
         if !claim_holds(&self.tenant, cert_host, &header.src) {
@@ -495,7 +506,7 @@ impl Transport {
             );
             return None;
         }
-        if let Some(o) = self.owners.lock().expect("owners").get_mut(&addr).filter(|o| o.speaks_for(conn, cert_host)) {
+        if let Some(o) = self.owners.lock().expect("owners").get_mut(&addr).filter(|o| o.speaks_for(cert_host)) {
             o.spoke = Some(header.src.clone());
         }
         // Updates follow the header as a count and members (foca 2's layout),
@@ -919,10 +930,9 @@ pub fn start(
                 }
             }
             let members = foca.iter_members().count() + 1;
-            if retransmissions(members) != retransmit {
-                retransmit = retransmissions(members);
+            if let Some(config) = refit(&timings, members, &mut retransmit) {
                 tracing::debug!(members, retransmit, "membership: gossip retransmissions fit to the mesh");
-                if let Err(e) = foca.set_config(foca_config(&timings, members)) {
+                if let Err(e) = foca.set_config(config) {
                     tracing::warn!(error = %e, "membership: cannot refit the failure detector");
                 }
             }
@@ -1013,10 +1023,9 @@ mod tests {
     #[test]
     fn a_node_speaks_for_its_address_over_any_connection_of_its_certificate() {
         let o = Owner { conn: 7, host: "b".into(), spoke: None };
-        assert!(o.speaks_for(7, "b"), "the kept connection");
-        assert!(o.speaks_for(8, "b"), "another connection of b (both dialled at once)");
-        assert!(o.speaks_for(8, "B"), "host names compare without case, as claims do");
-        assert!(!o.speaks_for(8, "c"), "another host's connection from that address");
+        assert!(o.speaks_for("b"), "the kept connection, or another of b (both dialled at once)");
+        assert!(o.speaks_for("B"), "host names compare without case, as claims do");
+        assert!(!o.speaks_for("c"), "another host's connection from that address");
     }
 
     #[test]
@@ -1032,6 +1041,12 @@ mod tests {
         use rand::SeedableRng;
         let mut foca = Foca::new(id("a", 1), foca_config(&t, 1), rand::rngs::SmallRng::seed_from_u64(1), PostcardCodec);
         foca.set_config(foca_config(&t, 100)).expect("refit accepted");
+        // A new configuration only when the size crosses a decade.
+        let mut current = retransmissions(1);
+        assert!(refit(&t, 9, &mut current).is_none());
+        let c = refit(&t, 10, &mut current).expect("10 members: 8");
+        assert_eq!((c.max_transmissions.get(), current.get()), (8, 8));
+        assert!(refit(&t, 99, &mut current).is_none());
     }
 
     #[test]

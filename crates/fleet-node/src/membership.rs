@@ -287,7 +287,30 @@ pub struct Membership {
     publish: Arc<watch::Sender<u64>>,
 }
 
+/// How many members a node's view holds, and in which state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemberCounts {
+    pub total: u32,
+    pub alive: u32,
+    pub suspect: u32,
+}
+
+/// [`Membership::counts`] of a view.
+fn counts(view: &watch::Receiver<Vec<MemberInfo>>) -> MemberCounts {
+    let view = view.borrow();
+    let count = |s: MemberState| view.iter().filter(|m| m.state == s).count() as u32;
+    MemberCounts { total: view.len() as u32, alive: count(MemberState::Alive), suspect: count(MemberState::Suspect) }
+}
+
 impl Membership {
+    /// The view's member counts, read under one borrow of the view. Never borrow the
+    /// view twice in one expression: the guards live to the end of the statement, and a
+    /// second read waits behind the membership loop's pending write, which waits for the
+    /// first (a NodeInfo that did so froze a node's membership for good in a 100-node run).
+    pub fn counts(&self) -> MemberCounts {
+        counts(&self.members)
+    }
+
     /// Announce a new version of this host's state to the mesh (by gossip; the
     /// newest of several quick ones is what spreads).
     pub fn publish_version(&self, version: u64) {
@@ -1018,6 +1041,46 @@ mod tests {
     pub(super) fn id(host: &str, generation: u64) -> MemberId {
         let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
         MemberId { tenant: "t".into(), host: host.into(), grpc: a, quic: a, generation, bump: 0 }
+    }
+
+    /// The membership loop rewrites the view after every datagram. Counting it while it
+    /// does must never wait on itself: with a writer pending between two borrows of one
+    /// statement, the second borrow waits for the writer and the writer for the first.
+    #[test]
+    fn member_counts_are_read_safely_while_the_loop_rewrites_the_view() {
+        let info = |host: &str, state| MemberInfo {
+            id: id(host, 1),
+            state,
+            incarnation: 0,
+            found_by: FoundBy::Gossip,
+            last_seen_ms: 0,
+        };
+        let rows = vec![info("a", MemberState::Alive), info("b", MemberState::Suspect), info("c", MemberState::Down)];
+        let (tx, rx) = watch::channel(rows.clone());
+        assert_eq!(counts(&rx), MemberCounts { total: 3, alive: 1, suspect: 1 });
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    tx.send_if_modified(|cur| {
+                        cur.rotate_left(1);
+                        true
+                    });
+                }
+            })
+        };
+        let (done_tx, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for _ in 0..200_000 {
+                assert_eq!(counts(&rx).total, 3);
+            }
+            let _ = done_tx.send(());
+        });
+        let finished = done.recv_timeout(Duration::from_secs(20));
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(finished.is_ok(), "counting the view deadlocked against its writer");
+        writer.join().unwrap();
     }
 
     #[test]

@@ -805,6 +805,7 @@ impl Mesh for NodeService {
     async fn node_info(&self, request: Request<v1::NodeInfoRequest>) -> Result<Response<v1::NodeInfoResponse>, Status> {
         let node = &self.0;
         node.authorize(&request, Verb::Info, "")?;
+        let counts = node.members.counts();
         Ok(Response::new(v1::NodeInfoResponse {
             tenant_id: node.info.tenant.to_string(),
             host: node.info.host.to_string(),
@@ -816,11 +817,9 @@ impl Mesh for NodeService {
             started_unix_ms: node.info.started_unix_ms,
             membership_bytes_in: node.members.bytes_in.load(std::sync::atomic::Ordering::Relaxed),
             membership_bytes_out: node.members.bytes_out.load(std::sync::atomic::Ordering::Relaxed),
-            members: node.members.members.borrow().len() as u32,
-            members_alive: node.members.members.borrow().iter().filter(|m| m.state == MemberState::Alive).count()
-                as u32,
-            members_suspect: node.members.members.borrow().iter().filter(|m| m.state == MemberState::Suspect).count()
-                as u32,
+            members: counts.total,
+            members_alive: counts.alive,
+            members_suspect: counts.suspect,
             audit_write_failures: node.audit.failures(),
             tls_refused_failed: node.tls_refusals.count(Refusal::Failed),
             tls_refused_timed_out: node.tls_refusals.count(Refusal::TimedOut),

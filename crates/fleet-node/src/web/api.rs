@@ -492,17 +492,15 @@ fn metrics(door: &WebDoor) -> Reply {
     use fleet_tls::net::Refusal;
     let node = &door.node;
     let mut out = String::new();
-    let members = node.members.members.borrow().clone();
-    let count = |s: crate::membership::MemberState| members.iter().filter(|m| m.state == s).count() as f64;
-    use crate::membership::MemberState::*;
+    let members = node.members.counts();
     gauge(
         &mut out,
         "fleet_peers",
         "Members this node knows (not itself), by state.",
         &[
-            ("state=\"alive\"".into(), count(Alive)),
-            ("state=\"suspect\"".into(), count(Suspect)),
-            ("state=\"down\"".into(), count(Down)),
+            ("state=\"alive\"".into(), f64::from(members.alive)),
+            ("state=\"suspect\"".into(), f64::from(members.suspect)),
+            ("state=\"down\"".into(), f64::from(members.total - members.alive - members.suspect)),
         ],
     );
     let view = node.live.current();

@@ -219,3 +219,39 @@ fn an_idle_node_keeps_no_connection_to_its_peers_and_still_sees_their_changes() 
     watcher.wait().unwrap();
     wait_for("the feed's connection gone", Duration::from_secs(10), || connections_to(a, b_port) == 0);
 }
+
+/// One sample of node `i`'s `/metrics` (its web door, which serves them to anyone on
+/// loopback): the value of the line that starts with `series`, 0 when there is none.
+fn metric(m: &Mesh, i: usize, series: &str) -> f64 {
+    use std::io::{Read, Write};
+    let (code, out, err) = m.at(i, &["web", "--json"]);
+    assert_eq!(code, 0, "fleet web --json: {err}");
+    let url: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let addr = url["web_url"].as_str().unwrap().strip_prefix("http://").expect("a plain door on loopback").to_string();
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .map_or(0.0, |v| v.trim().parse().unwrap_or_else(|_| panic!("{series}{v}")))
+}
+
+#[test]
+fn a_peer_state_comes_over_the_membership_connection_not_a_grpc_call() {
+    let m = two();
+    replicated(&m);
+    // A change on b: a fetches b's new version.
+    m.tmux(1, &["kill-session", "-t", "=coder"]);
+    wait_for("coder's pane gone in a's memory", Duration::from_secs(8), || {
+        let rows = ps(&m, &["ps", "--json"]).1;
+        let coder = rows.iter().find(|r| r["record"] == "agent" && r["host"] == "b" && r["name"] == "coder");
+        coder.is_some_and(|c| c["pane"] != "alive")
+    });
+    // Both copies came over the QUIC connection membership holds to b: b answered no
+    // ListAgents call (a gRPC fetch is one, and costs a TCP connection and a TLS handshake).
+    let served = metric(&m, 1, "fleet_rpc_duration_seconds_count{method=\"/fleet.v1.Fleet/ListAgents\"}");
+    assert_eq!(served, 0.0, "b answered {served} ListAgents calls: a fetched its copies over gRPC");
+}

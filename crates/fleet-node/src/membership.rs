@@ -456,6 +456,8 @@ struct Transport {
     /// Syncs answered at once, all peers together ([`SYNC_SERVE`]).
     sync_slots: Arc<tokio::sync::Semaphore>,
     sync_stats: SyncCounters,
+    /// What a rows stream is answered with ([`Membership::serve_rows`]).
+    rows: std::sync::OnceLock<RowsSource>,
 }
 
 impl Transport {
@@ -748,6 +750,8 @@ pub use sync::{
     sync_frame_len, sync_period, sync_target, vet_synced,
 };
 use sync::{SYNC_STREAMS, SyncCounters, SyncNews, Syncer};
+mod rows;
+pub use rows::{ROWS_ASK, ROWS_MAX_FRAME, Rows, RowsError, RowsSource};
 
 // ---------------------------------------------------------------- driver
 
@@ -785,6 +789,7 @@ pub fn start(
         sync_news: sync_tx.clone(),
         sync_slots: Arc::new(tokio::sync::Semaphore::new(SYNC_SERVE)),
         sync_stats: SyncCounters::default(),
+        rows: std::sync::OnceLock::new(),
     });
     tracker.spawn(transport.clone().accept_loop(cancel.clone()));
     let transport_handle = transport.clone();

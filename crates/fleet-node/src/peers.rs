@@ -150,6 +150,8 @@ pub struct Peers {
     pub feed_linger: Duration,
     /// Fetches of peer states since start.
     pub fetches: std::sync::atomic::AtomicU64,
+    /// Asks peers for their states over membership's QUIC connections.
+    pub rows: crate::membership::Rows,
     pub tenant: String,
 }
 
@@ -377,6 +379,29 @@ async fn list_local(
     tokio::time::timeout(deadline, client.list_agents(req)).await
 }
 
+/// `peer`'s state: over membership's QUIC connection when `quic`, else (or when that
+/// fails) over gRPC; and whether the QUIC ask went unanswered (an older node).
+async fn ask_state(peer: &Peer, peers: &Peers, quic: bool) -> (Result<v1::ListAgentsResponse, String>, bool) {
+    let mut unanswered = false;
+    if quic {
+        let id = peer.info().id;
+        match tokio::time::timeout(FETCH_TIMEOUT, peers.rows.fetch(id.quic, &id.host)).await {
+            Ok(Ok(resp)) => return (Ok(resp), false),
+            Ok(Err(e)) => {
+                unanswered = matches!(e, crate::membership::RowsError::Unanswered(_));
+                tracing::debug!(host = %id.host, error = %e, "replica: no rows over QUIC; asking over gRPC");
+            }
+            Err(_) => tracing::debug!(host = %id.host, "replica: no rows over QUIC in time; asking over gRPC"),
+        }
+    }
+    let res = match list_local(peer, FETCH_TIMEOUT).await {
+        Ok(Ok(resp)) => Ok(resp.into_inner()),
+        Ok(Err(e)) => Err(format!("{}: {}", peer.address, e.message())),
+        Err(_) => Err(format!("{}: no answer within {} s", peer.address, FETCH_TIMEOUT.as_secs())),
+    };
+    (res, unanswered)
+}
+
 /// A fetch of a peer's state that takes longer than this failed.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -449,23 +474,26 @@ fn plan_fetches(
         }
         r.fetching = true;
         r.tried_ms = now;
-        tokio::spawn(fetch(p, peers.clone(), slots.clone(), done.clone(), heard));
+        let quic = r.over_grpc != Some(generation);
+        tokio::spawn(fetch(p, peers.clone(), slots.clone(), done.clone(), heard, quic));
     }
 }
 
-/// Ask `peer` for its host's state (`ListAgents(LOCAL)`) and keep it as the
-/// copy; tell subscribers what changed when no feed of that host does.
+/// Ask `peer` for its host's state (`ListAgents(LOCAL)`: over membership's QUIC
+/// connection when `quic`, else or when that fails over gRPC) and keep it as the copy;
+/// tell subscribers what changed when no feed of that host does.
 async fn fetch(
     peer: Arc<Peer>,
     peers: Arc<Peers>,
     slots: Arc<tokio::sync::Semaphore>,
     done: Arc<tokio::sync::Notify>,
     heard: Option<crate::versions::Stamp>,
+    quic: bool,
 ) {
     let Ok(_slot) = slots.acquire_owned().await else { return };
     peers.fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let host = peer.label();
-    let res = list_local(&peer, FETCH_TIMEOUT).await;
+    let (res, unanswered) = ask_state(&peer, &peers, quic).await;
     let now = crate::live::now_ms();
     let fed = self_fed(&peers, &host);
     let mut events = Vec::new();
@@ -474,9 +502,11 @@ async fn fetch(
         // Gone meanwhile (declared down): nothing to keep.
         let Some(r) = replicas.get_mut(&host) else { return };
         r.fetching = false;
+        if unanswered && res.is_ok() {
+            r.over_grpc = Some(peer.info().id.generation);
+        }
         match res {
-            Ok(Ok(resp)) => {
-                let resp = resp.into_inner();
+            Ok(resp) => {
                 // The peer speaks for its own host only (its certificate says which).
                 let rows: Vec<AgentRecord> = resp
                     .agents
@@ -524,8 +554,7 @@ async fn fetch(
                     }
                 }
             }
-            Ok(Err(e)) => r.error = Some(format!("{}: {}", peer.address, e.message())),
-            Err(_) => r.error = Some(format!("{}: no answer within {} s", peer.address, FETCH_TIMEOUT.as_secs())),
+            Err(e) => r.error = Some(e),
         }
     }
     for e in events {

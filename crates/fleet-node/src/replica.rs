@@ -140,6 +140,9 @@ pub struct Replica {
     pub fetching: bool,
     /// The host's node numbers no states (an older version): it is asked at each listing.
     pub legacy: bool,
+    /// The host's node left a rows stream unanswered ([`crate::membership::RowsError::Unanswered`]:
+    /// an older version): its state is fetched over gRPC, until it restarts.
+    pub over_grpc: Option<u64>,
     /// When the last fetch began, and why it failed (if it did).
     pub tried_ms: i64,
     pub error: Option<String>,

@@ -274,6 +274,7 @@ pub async fn run(cfg: NodeConfig, fleet_exe: PathBuf, cancel: CancellationToken)
         metrics: Default::default(),
         state_version: Default::default(),
     });
+    node.members.serve_rows(Node::rows_source(&node));
     tracker.spawn(crate::replica::number_states(node.clone(), cancel.clone()));
     tracker.spawn(peers::follow_versions(node.peers.clone(), members.versions.clone(), cancel.clone()));
     tracker.spawn(crate::queue::run(node.clone(), cancel.clone()));
@@ -518,6 +519,7 @@ fn start_peer_feeds(
         idle_close: timings.idle_close,
         feed_linger: timings.feed_linger,
         fetches: Default::default(),
+        rows: members.rows(),
         tenant: me.tenant.to_string(),
     });
     let (client_tls_tx, client_tls_rx) = watch::channel(me.client_tls.clone());

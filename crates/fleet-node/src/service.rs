@@ -180,6 +180,28 @@ impl Node {
         Ok(Caller { principal: name, peer, node_host })
     }
 
+    /// This host's own `ListAgents(LOCAL)` answer, as a peer's replicated view asks for
+    /// it (over gRPC, or over membership's QUIC connection: [`crate::membership::Rows`]).
+    /// The version is read first, then the view: the rows are at least as new as the
+    /// version says.
+    pub fn local_state(&self) -> v1::ListAgentsResponse {
+        let state_version = self.state_version.load(std::sync::atomic::Ordering::Acquire);
+        let view = self.live.current();
+        v1::ListAgentsResponse {
+            agents: view.agents.iter().cloned().map(Into::into).collect(),
+            hosts: vec![self.self_status(&view).into()],
+            state_generation: self.info.generation,
+            state_version,
+        }
+    }
+
+    /// What membership's rows streams answer with: [`Node::local_state`] (nothing once the
+    /// node is gone; the asker then takes the host for an older node and asks it live).
+    pub fn rows_source(node: &Arc<Node>) -> crate::membership::RowsSource {
+        let node = Arc::downgrade(node);
+        Arc::new(move || node.upgrade().map(|n| n.local_state()).unwrap_or_default())
+    }
+
     /// This host's row: `error` when tmux could not be probed on a socket (the
     /// agents there are missing from the listing; `detail` says which socket
     /// and why), systemctl did not answer (the systemd column is n/a), or the

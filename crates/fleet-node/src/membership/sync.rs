@@ -16,8 +16,9 @@ pub const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
 /// Syncs this node answers at once, all peers together; one more is refused (its stream
 /// reset with [`SYNC_BUSY`]), not queued: its sender tries another member later.
 pub const SYNC_SERVE: usize = 8;
-/// Streams a peer may open to us at once (the QUIC stream limit).
-pub(super) const SYNC_STREAMS: u32 = 1;
+/// Streams a peer may open to us at once (the QUIC stream limit): a sync and a rows
+/// fetch ([`super::rows`]).
+pub(super) const SYNC_STREAMS: u32 = 2;
 /// The stream error code of a sync refused because [`SYNC_SERVE`] are in progress.
 const SYNC_BUSY: u32 = 1;
 
@@ -252,6 +253,14 @@ pub(super) struct Synced {
 async fn read_sync(recv: &mut quinn::RecvStream) -> Result<(Vec<Member<MemberId>>, usize), String> {
     let mut prefix = [0u8; 4];
     recv.read_exact(&mut prefix).await.map_err(|e| format!("sync frame not read: {e}"))?;
+    read_sync_body(prefix, recv).await
+}
+
+/// The rest of a sync frame whose length `prefix` was read.
+async fn read_sync_body(
+    prefix: [u8; 4],
+    recv: &mut quinn::RecvStream,
+) -> Result<(Vec<Member<MemberId>>, usize), String> {
     let len = sync_frame_len(prefix)?;
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body).await.map_err(|e| format!("sync frame of {len} bytes not read: {e}"))?;
@@ -276,7 +285,7 @@ impl Transport {
 
     /// The open connection to `to` and its certificate's host, or a new one (admitted and
     /// kept as any other).
-    async fn connection(self: &Arc<Self>, to: SocketAddr) -> Result<(quinn::Connection, String), String> {
+    pub(super) async fn connection(self: &Arc<Self>, to: SocketAddr) -> Result<(quinn::Connection, String), String> {
         let open = self.conns.lock().expect("conns").get(&to).filter(|c| c.close_reason().is_none()).cloned();
         if let Some(c) = open {
             let owners = self.owners.lock().expect("owners");
@@ -310,40 +319,59 @@ impl Transport {
         Ok(Synced { host, members, refused })
     }
 
-    /// Answer the syncs that the peer of `conn` (an admitted node whose certificate names
-    /// `host`) opens, one at a time (it may open one stream at a time anyway).
+    /// Answer the syncs and rows asks ([`super::rows`]) that the peer of `conn` (an
+    /// admitted node whose certificate names `host`) opens: each stream in a task of its
+    /// own, at most [`SYNC_STREAMS`] at once (the peer may open no more).
     pub(super) fn serve_syncs(self: &Arc<Self>, conn: quinn::Connection, host: String) {
         let me = self.clone();
         tokio::spawn(async move {
             let peer = conn.remote_address();
-            while let Ok((mut send, mut recv)) = conn.accept_bi().await {
-                let Ok(_slot) = me.sync_slots.clone().try_acquire_owned() else {
-                    tracing::debug!(peer = %peer, "membership: sync refused, {SYNC_SERVE} in progress");
-                    let _ = send.reset(SYNC_BUSY.into());
-                    let _ = recv.stop(SYNC_BUSY.into());
-                    continue;
-                };
-                let answer = async {
-                    let (members, len) = read_sync(&mut recv).await?;
-                    add(&me.sync_stats.bytes_in, len);
-                    let (members, refused) = me.vet_sync(peer, &host, members);
-                    let (reply, ours) = oneshot::channel();
-                    let asked = SyncNews::Asked { peer, host: host.clone(), members, refused, reply };
-                    me.sync_news.send(asked).await.map_err(|_| "membership stopped".to_string())?;
-                    let ours = ours.await.map_err(|_| "membership stopped".to_string())?;
-                    send.write_all(&ours).await.map_err(|e| format!("sync answer not sent: {e}"))?;
-                    let _ = send.finish();
-                    add(&me.sync_stats.bytes_out, ours.len());
-                    add(&me.sync_stats.answered, 1);
-                    Ok::<_, String>(())
-                };
-                match tokio::time::timeout(SYNC_TIMEOUT, answer).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "membership: sync not answered"),
-                    Err(_) => tracing::debug!(peer = %peer, "membership: sync not answered within {SYNC_TIMEOUT:?}"),
-                }
+            while let Ok((send, recv)) = conn.accept_bi().await {
+                let (me, host) = (me.clone(), host.clone());
+                tokio::spawn(async move {
+                    match tokio::time::timeout(SYNC_TIMEOUT, me.serve_stream(peer, &host, send, recv)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::debug!(peer = %peer, error = %e, "membership: stream not answered"),
+                        Err(_) => {
+                            tracing::debug!(peer = %peer, "membership: stream not answered within {SYNC_TIMEOUT:?}")
+                        }
+                    }
+                });
             }
         });
+    }
+
+    /// One stream a peer opened: a rows ask, or a sync (refused when [`SYNC_SERVE`] are
+    /// answered already).
+    async fn serve_stream(
+        &self,
+        peer: SocketAddr,
+        host: &str,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+    ) -> Result<(), String> {
+        let mut prefix = [0u8; 4];
+        recv.read_exact(&mut prefix).await.map_err(|e| format!("stream closed before its first bytes: {e}"))?;
+        if prefix == super::ROWS_ASK {
+            return self.answer_rows(&mut send).await;
+        }
+        let Ok(_slot) = self.sync_slots.clone().try_acquire_owned() else {
+            let _ = send.reset(SYNC_BUSY.into());
+            let _ = recv.stop(SYNC_BUSY.into());
+            return Err(format!("sync refused, {SYNC_SERVE} in progress"));
+        };
+        let (members, len) = read_sync_body(prefix, &mut recv).await?;
+        add(&self.sync_stats.bytes_in, len);
+        let (members, refused) = self.vet_sync(peer, host, members);
+        let (reply, ours) = oneshot::channel();
+        let asked = SyncNews::Asked { peer, host: host.to_string(), members, refused, reply };
+        self.sync_news.send(asked).await.map_err(|_| "membership stopped".to_string())?;
+        let ours = ours.await.map_err(|_| "membership stopped".to_string())?;
+        send.write_all(&ours).await.map_err(|e| format!("sync answer not sent: {e}"))?;
+        let _ = send.finish();
+        add(&self.sync_stats.bytes_out, ours.len());
+        add(&self.sync_stats.answered, 1);
+        Ok(())
     }
 }
 

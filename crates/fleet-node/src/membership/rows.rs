@@ -55,7 +55,13 @@ impl Rows {
         send.write_all(&ROWS_ASK).await.map_err(|e| failed(format!("rows not asked: {e}")))?;
         let _ = send.finish();
         let mut prefix = [0u8; 4];
-        recv.read_exact(&mut prefix).await.map_err(|e| RowsError::Unanswered(e.to_string()))?;
+        recv.read_exact(&mut prefix).await.map_err(|e| match e {
+            // A node of this version that does not serve rows yet (it is starting).
+            quinn::ReadExactError::ReadError(quinn::ReadError::Reset(code)) if code == ROWS_UNSERVED.into() => {
+                failed("the node does not serve rows yet".into())
+            }
+            e => RowsError::Unanswered(e.to_string()),
+        })?;
         let len = rows_frame_len(prefix).map_err(failed)?;
         let mut body = vec![0u8; len];
         recv.read_exact(&mut body).await.map_err(|e| failed(format!("rows answer of {len} bytes not read: {e}")))?;
@@ -67,7 +73,7 @@ impl Rows {
 #[derive(Debug, PartialEq, Eq)]
 pub enum RowsError {
     /// The node closed the stream without a word: an older node, which knows no rows
-    /// stream (it reads the ask as a sync frame too long), or one not serving rows yet.
+    /// stream (it reads the ask as a sync frame too long).
     Unanswered(String),
     /// No connection, a wrong host, a broken or oversized answer.
     Failed(String),

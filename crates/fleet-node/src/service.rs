@@ -180,8 +180,9 @@ impl Node {
         Ok(Caller { principal: name, peer, node_host })
     }
 
-    /// This host's own `ListAgents(LOCAL)` answer, as a peer's replicated view asks for
-    /// it (over gRPC, or over membership's QUIC connection: [`crate::membership::Rows`]).
+    /// This host's own `ListAgents(LOCAL)` answer (and the start of a `MESH` one), as a
+    /// peer's replicated view asks for it (over gRPC, or over membership's QUIC connection:
+    /// [`crate::membership::Rows`]).
     /// The version is read first, then the view: the rows are at least as new as the
     /// version says.
     pub fn local_state(&self) -> v1::ListAgentsResponse {
@@ -551,15 +552,11 @@ impl Fleet for NodeService {
         let req = request.into_inner();
         let mesh = req.scope == v1::Scope::Mesh as i32;
         node.check_host_filter(&req.hosts, mesh)?;
-        // The version first, then the view: the rows are at least as new as the version says.
-        let state_version = node.state_version.load(std::sync::atomic::Ordering::Acquire);
-        let view = node.live.current();
         let want = |h: &str| req.hosts.is_empty() || req.hosts.iter().any(|x| x.eq_ignore_ascii_case(h));
-        let mut agents = Vec::new();
-        let mut hosts = Vec::new();
-        if want(node.info.host.as_str()) {
-            agents.extend(view.agents.iter().cloned());
-            hosts.push(node.self_status(&view));
+        let mut resp = node.local_state();
+        if !want(node.info.host.as_str()) {
+            resp.agents.clear();
+            resp.hosts.clear();
         }
         if mesh {
             let deadline = if req.deadline_ms == 0 {
@@ -568,15 +565,10 @@ impl Fleet for NodeService {
                 Duration::from_millis(req.deadline_ms.into())
             };
             let (a, h) = node.peers.list(&req.hosts, deadline, req.fresh).await;
-            agents.extend(a);
-            hosts.extend(h);
+            resp.agents.extend(a.into_iter().map(Into::into));
+            resp.hosts.extend(h.into_iter().map(Into::into));
         }
-        Ok(Response::new(v1::ListAgentsResponse {
-            agents: agents.into_iter().map(Into::into).collect(),
-            hosts: hosts.into_iter().map(Into::into).collect(),
-            state_generation: node.info.generation,
-            state_version,
-        }))
+        Ok(Response::new(resp))
     }
 
     type WatchHeartbeatsStream = EventStream;

@@ -695,55 +695,6 @@ impl Transport {
     }
 }
 
-/// The QUIC endpoint of the membership plane, bound on `bind` (UDP), with the
-/// node's TLS configs (their ALPN is replaced by [`ALPN`]).
-pub fn endpoint(
-    bind: SocketAddr,
-    server: &rustls::ServerConfig,
-    client: &rustls::ClientConfig,
-) -> Result<quinn::Endpoint, String> {
-    let (sc, cc) = quic_configs(server, client)?;
-    let mut ep = quinn::Endpoint::server(sc, bind).map_err(|e| format!("cannot bind UDP {bind}: {e}"))?;
-    ep.set_default_client_config(cc);
-    Ok(ep)
-}
-
-/// The QUIC server and client configs made from the node's TLS configs.
-fn quic_configs(
-    server: &rustls::ServerConfig,
-    client: &rustls::ClientConfig,
-) -> Result<(quinn::ServerConfig, quinn::ClientConfig), String> {
-    let mut server = server.clone();
-    server.alpn_protocols = vec![ALPN.to_vec()];
-    let mut client = client.clone();
-    client.alpn_protocols = vec![ALPN.to_vec()];
-    let qs = quinn::crypto::rustls::QuicServerConfig::try_from(Arc::new(server)).map_err(|e| e.to_string())?;
-    let qc = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(client)).map_err(|e| e.to_string())?;
-    let mut transport = quinn::TransportConfig::default();
-    // Liveness is SWIM's job, not QUIC's: no keep-alive, and a connection that
-    // carries nothing for [`IDLE_CLOSE`] is closed (the next datagram dials
-    // again). SWIM talks to every member in turn, so keeping connections alive
-    // meant one per member, each with its keep-alive: memory and packets per
-    // node grew with the mesh (docs/benchmarks.md, "Scale"). Now a node holds
-    // connections only to the members it talked to lately, whatever the size.
-    // A member declared down is forgotten at once (see `forget`), and a
-    // restarted peer's new connection replaces the old.
-    transport.keep_alive_interval(None);
-    transport.max_idle_timeout(Some(IDLE_CLOSE.try_into().expect("idle timeout")));
-    // A SWIM datagram fits the 1200 bytes every QUIC path carries (`foca_config`): probing
-    // for a larger MTU only sent packets, half of an idle node's datagrams at 20 members.
-    transport.mtu_discovery_config(None);
-    // Streams carry the full sync alone: a peer may open one at a time.
-    transport.max_concurrent_bidi_streams(SYNC_STREAMS.into());
-    transport.max_concurrent_uni_streams(0u32.into());
-    let transport = Arc::new(transport);
-    let mut sc = quinn::ServerConfig::with_crypto(Arc::new(qs));
-    sc.transport_config(transport.clone());
-    let mut cc = quinn::ClientConfig::new(Arc::new(qc));
-    cc.transport_config(transport);
-    Ok((sc, cc))
-}
-
 mod sync;
 pub use sync::{
     SYNC_MAX_FRAME, SYNC_MAX_MEMBERS, SYNC_SERVE, SYNC_TIMEOUT, SyncPolicy, SyncStats, decode_sync, encode_sync,
@@ -752,6 +703,9 @@ pub use sync::{
 use sync::{SYNC_STREAMS, SyncCounters, SyncNews, Syncer};
 mod rows;
 pub use rows::{ROWS_ASK, ROWS_MAX_FRAME, Rows, RowsError, RowsSource};
+mod tls;
+pub use tls::endpoint;
+use tls::quic_configs;
 
 // ---------------------------------------------------------------- driver
 

@@ -213,18 +213,7 @@ pub fn server_config(id: &Identity) -> Result<Arc<ServerConfig>> {
         .with_client_cert_verifier(verifier)
         .with_single_cert(vec![id.cert.clone()], id.key.clone_key())?;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
-    no_resumption(&mut config);
     Ok(Arc::new(config))
-}
-
-/// No TLS session resumption on the mutual-TLS doors: a resumed TLS 1.3 handshake does not
-/// verify the client's certificate again (its chain, validity period, the revocation list in
-/// force), it trusts the session of an earlier connection. So every handshake is a full one,
-/// and no session cache is kept. (Revocation is also enforced per connection, by the serial
-/// of the presented certificate: `fleet-node`'s revocation registry and membership's `keep`.)
-fn no_resumption(config: &mut ServerConfig) {
-    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-    config.send_tls13_tickets = 0;
 }
 
 /// The web door's server side (browsers): the node certificate (and the mesh CA, for a browser
@@ -262,8 +251,6 @@ pub fn client_config(id: &Identity) -> Result<Arc<ClientConfig>> {
         .with_webpki_verifier(verifier)
         .with_client_auth_cert(vec![id.cert.clone()], id.key.clone_key())?;
     config.alpn_protocols = vec![ALPN_H2.to_vec()];
-    // The servers resume nothing ([`no_resumption`]): keep no sessions to offer them.
-    config.resumption = rustls::client::Resumption::disabled();
     Ok(Arc::new(config))
 }
 
@@ -301,56 +288,6 @@ mod tests {
         issue::init_ca(&other, "acme", false).unwrap();
         let e = Identity::load(&other.join("ca.pem"), &dir.join("node.pem"), &dir.join("node.key")).unwrap_err();
         assert!(e.to_string().contains("not issued by the mesh CA"), "{e}");
-    }
-
-    /// A handshake between `client` and `server`, in memory, to its end (the server's
-    /// session tickets, if it sends any, reach the client); how it went.
-    fn handshake(client: &Arc<ClientConfig>, server: &Arc<ServerConfig>) -> rustls::HandshakeKind {
-        let name = node_server_name(
-            &DnsLabel::parse_as("tenant id", "acme").unwrap(),
-            &DnsLabel::parse_as("host name", "h1").unwrap(),
-        );
-        let mut c = rustls::ClientConnection::new(client.clone(), name).unwrap();
-        let mut s = rustls::ServerConnection::new(server.clone()).unwrap();
-        let mut wire = Vec::new();
-        while c.is_handshaking() || s.is_handshaking() || c.wants_write() || s.wants_write() {
-            wire.clear();
-            while c.wants_write() {
-                c.write_tls(&mut wire).unwrap();
-            }
-            let mut rd = &wire[..];
-            while !rd.is_empty() {
-                s.read_tls(&mut rd).unwrap();
-                s.process_new_packets().unwrap();
-            }
-            wire.clear();
-            while s.wants_write() {
-                s.write_tls(&mut wire).unwrap();
-            }
-            let mut rd = &wire[..];
-            while !rd.is_empty() {
-                c.read_tls(&mut rd).unwrap();
-                c.process_new_packets().unwrap();
-            }
-        }
-        c.handshake_kind().unwrap()
-    }
-
-    /// A client connecting again verifies afresh: with rustls's defaults the second
-    /// handshake resumed the first one's session, and the server's client-certificate
-    /// verifier (revocation list, validity) did not run for it.
-    #[test]
-    fn every_handshake_of_the_mutual_tls_doors_is_a_full_one() {
-        install_crypto_provider();
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("certs");
-        issue::init_ca(&dir, "acme", false).unwrap();
-        issue::issue(&dir, Kind::Node, "h1", 90, Some(&dir), false).unwrap();
-        let id = Identity::node(&dir).unwrap();
-        let (server, client) = (server_config(&id).unwrap(), client_config(&id).unwrap());
-        for round in 1..=3 {
-            assert_eq!(handshake(&client, &server), rustls::HandshakeKind::Full, "handshake {round}");
-        }
     }
 
     #[test]

@@ -163,8 +163,18 @@ fn an_idle_node_keeps_no_connection_to_its_peers_and_still_sees_their_changes() 
     // Nobody watches: no feed, and the connection of the first fetch goes (the
     // stubs beat every second, which changes no version).
     wait_for("a with no connection to b", Duration::from_secs(8), || connections_to(a, b_port) == 0);
+    // Every 15 s, at a phase of its own, a pulls the revocation list from a peer (`GetCrl`: a
+    // connection to b that goes after 1 s here). Nothing else may reach b while nothing
+    // changes there: no fetch of its state, no feed.
+    let served = |method: &str| metric(&m, 1, &format!("fleet_rpc_duration_seconds_count{{method=\"{method}\"}}"));
+    let calls =
+        || ["/fleet.v1.Fleet/ListAgents", "/fleet.v1.Fleet/WatchHeartbeats", "/fleet.v1.Certs/GetCrl"].map(&served);
+    let before = calls();
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(connections_to(a, b_port), 0, "a connection came back with nothing changed on b");
+    let open = connections_to(a, b_port);
+    let after = calls();
+    assert_eq!(after[..2], before[..2], "a asked b for its state with nothing changed on b");
+    assert!(open == 0 || after[2] > before[2], "a connection came back with nothing changed on b and no GetCrl");
 
     // A change on b reaches a's memory all the same: b announces a new version, a fetches it.
     let t = Instant::now();

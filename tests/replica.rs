@@ -166,9 +166,11 @@ fn an_idle_node_keeps_no_connection_to_its_peers_and_still_sees_their_changes() 
     // Every 15 s, at a phase of its own, a pulls the revocation list from a peer (`GetCrl`: a
     // connection to b that goes after 1 s here). Nothing else may reach b while nothing
     // changes there: no fetch of its state, no feed.
-    let served = |method: &str| metric(&m, 1, &format!("fleet_rpc_duration_seconds_count{{method=\"{method}\"}}"));
-    let calls =
-        || ["/fleet.v1.Fleet/ListAgents", "/fleet.v1.Fleet/WatchHeartbeats", "/fleet.v1.Certs/GetCrl"].map(&served);
+    let calls = || {
+        let text = metrics(&m, 1);
+        ["/fleet.v1.Fleet/ListAgents", "/fleet.v1.Fleet/WatchHeartbeats", "/fleet.v1.Certs/GetCrl"]
+            .map(|method| series(&text, &format!("fleet_rpc_duration_seconds_count{{method=\"{method}\"}}")))
+    };
     let before = calls();
     std::thread::sleep(Duration::from_secs(2));
     let open = connections_to(a, b_port);
@@ -232,7 +234,12 @@ fn an_idle_node_keeps_no_connection_to_its_peers_and_still_sees_their_changes() 
 
 /// One sample of node `i`'s `/metrics` (its web door, which serves them to anyone on
 /// loopback): the value of the line that starts with `series`, 0 when there is none.
-fn metric(m: &Mesh, i: usize, series: &str) -> f64 {
+fn metric(m: &Mesh, i: usize, series_name: &str) -> f64 {
+    series(&metrics(m, i), series_name)
+}
+
+/// Node `i`'s `/metrics` text, from its web door.
+fn metrics(m: &Mesh, i: usize) -> String {
     use std::io::{Read, Write};
     let (code, out, err) = m.at(i, &["web", "--json"]);
     assert_eq!(code, 0, "fleet web --json: {err}");
@@ -244,6 +251,11 @@ fn metric(m: &Mesh, i: usize, series: &str) -> f64 {
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    text
+}
+
+/// The value of the line of `text` that starts with `series`, 0 when there is none.
+fn series(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(series))
         .map_or(0.0, |v| v.trim().parse().unwrap_or_else(|_| panic!("{series}{v}")))

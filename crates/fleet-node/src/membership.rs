@@ -696,11 +696,11 @@ impl Transport {
 }
 
 mod sync;
+use sync::{PEER_STREAMS, SyncCounters, SyncNews, Syncer};
 pub use sync::{
     SYNC_MAX_FRAME, SYNC_MAX_MEMBERS, SYNC_SERVE, SYNC_TIMEOUT, SyncPolicy, SyncStats, decode_sync, encode_sync,
     sync_frame_len, sync_period, sync_target, vet_synced,
 };
-use sync::{SYNC_STREAMS, SyncCounters, SyncNews, Syncer};
 mod rows;
 pub use rows::{ROWS_ASK, ROWS_MAX_FRAME, Rows, RowsError, RowsSource};
 mod tls;

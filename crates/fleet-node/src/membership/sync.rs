@@ -18,7 +18,7 @@ pub const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
 pub const SYNC_SERVE: usize = 8;
 /// Streams a peer may open to us at once (the QUIC stream limit): a sync and a rows
 /// fetch ([`super::rows`]).
-pub(super) const SYNC_STREAMS: u32 = 2;
+pub(super) const PEER_STREAMS: u32 = 2;
 /// The stream error code of a sync refused because [`SYNC_SERVE`] are in progress.
 const SYNC_BUSY: u32 = 1;
 
@@ -321,7 +321,7 @@ impl Transport {
 
     /// Answer the syncs and rows asks ([`super::rows`]) that the peer of `conn` (an
     /// admitted node whose certificate names `host`) opens: each stream in a task of its
-    /// own, at most [`SYNC_STREAMS`] at once (the peer may open no more).
+    /// own, at most [`PEER_STREAMS`] at once (the peer may open no more).
     pub(super) fn serve_syncs(self: &Arc<Self>, conn: quinn::Connection, host: String) {
         let me = self.clone();
         tokio::spawn(async move {

@@ -1,6 +1,6 @@
 //! The membership plane's QUIC endpoint and the TLS configs of its connections.
 
-use super::{ALPN, IDLE_CLOSE, SYNC_STREAMS};
+use super::{ALPN, IDLE_CLOSE, PEER_STREAMS};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -53,8 +53,8 @@ pub(super) fn quic_configs(
     // A SWIM datagram fits the 1200 bytes every QUIC path carries (`foca_config`): probing
     // for a larger MTU only sent packets, half of an idle node's datagrams at 20 members.
     transport.mtu_discovery_config(None);
-    // Streams carry the full sync alone: a peer may open one at a time.
-    transport.max_concurrent_bidi_streams(SYNC_STREAMS.into());
+    // Streams carry a full sync or a rows ask: a peer may open one of each at a time.
+    transport.max_concurrent_bidi_streams(PEER_STREAMS.into());
     transport.max_concurrent_uni_streams(0u32.into());
     let transport = Arc::new(transport);
     let mut sc = quinn::ServerConfig::with_crypto(Arc::new(qs));

@@ -33,6 +33,12 @@
 //! 100 answers, up to seconds on a busy machine). Detection also prints when
 //! the first node and the median node saw the kill.
 //!
+//! The mass start and the detection are also timed from the nodes' own logs,
+//! free of the observer's slack: each node logs `membership: member up` and
+//! `member down` with a UTC timestamp when its failure detector decides, and
+//! the bench reads those lines afterwards (same clock, one machine). A view is
+//! complete in the log when it has logged N-1 distinct hosts up.
+//!
 //! Run: `cargo bench -p fleet-cli --bench scale` (root for the private network
 //! namespace); `FLEET_SCALE_SIZES=3,100`, `FLEET_SCALE_AGENTS=10`,
 //! `FLEET_SCALE_PROBE_MS=2000` (the nodes' probe interval; the harness's 500 ms
@@ -289,6 +295,64 @@ fn last(seen: &[Option<Duration>], timeout: Duration) -> String {
     format!("{:.2} s", max.as_secs_f64())
 }
 
+/// Seconds since the Unix epoch now.
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock after 1970").as_secs_f64()
+}
+
+/// The Unix time of a node log line: tracing's UTC timestamp that starts it
+/// (`2026-12-03T04:01:32.123456Z  INFO ...`).
+fn log_time(line: &str) -> Option<f64> {
+    let (date, time) = line.split_whitespace().next()?.strip_suffix('Z')?.split_once('T')?;
+    let num = |s: &str| s.parse::<f64>().ok();
+    let mut d = date.splitn(3, '-').map(num);
+    let (y, mo, da) = (d.next()??, d.next()??, d.next()??);
+    let mut t = time.splitn(3, ':').map(num);
+    let (h, mi, sec) = (t.next()??, t.next()??, t.next()??);
+    // Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's days_from_civil).
+    let (y, mo, da) = (y as i64 - i64::from(mo <= 2.0), mo as i64, da as i64);
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (mo + if mo > 2 { -3 } else { 9 }) + 2) / 5 + da - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    Some(days as f64 * 86_400.0 + h * 3_600.0 + mi * 60.0 + sec)
+}
+
+/// The `membership: member up|down` lines of node `i`'s log at or after Unix
+/// time `since`: (seconds after `since`, the member's host, up).
+fn member_events(m: &Mesh, i: usize, since: f64) -> Vec<(f64, String, bool)> {
+    let log = std::fs::read_to_string(m.root().join(format!("{}.log", m.nodes[i].host))).unwrap_or_default();
+    log.lines()
+        .filter_map(|l| {
+            let up = l.contains("membership: member up");
+            if !up && !l.contains("membership: member down") {
+                return None;
+            }
+            let host = l.split_whitespace().find_map(|w| w.strip_prefix("host="))?;
+            let t = log_time(l)? - since;
+            (t >= 0.0).then(|| (t, host.to_string(), up))
+        })
+        .collect()
+}
+
+/// When node `i`'s log says its view held `others` distinct hosts up, after `since`.
+fn logged_view(m: &Mesh, i: usize, since: f64, others: usize) -> Option<Duration> {
+    let mut seen = std::collections::HashSet::new();
+    member_events(m, i, since)
+        .into_iter()
+        .filter(|(_, _, up)| *up)
+        .find(|(_, host, _)| seen.insert(host.clone()) && seen.len() == others)
+        .map(|(t, _, _)| Duration::from_secs_f64(t))
+}
+
+/// When node `i`'s log first says `host` is down, after `since`.
+fn logged_down(m: &Mesh, i: usize, since: f64, host: &str) -> Option<Duration> {
+    member_events(m, i, since)
+        .into_iter()
+        .find(|(_, h, up)| !up && h == host)
+        .map(|(t, _, _)| Duration::from_secs_f64(t))
+}
+
 fn roster(agents: usize) -> String {
     (0..agents).map(|a| format!("  - {{ name: a{a}, runtime: stub, class: worker }}\n")).collect()
 }
@@ -333,6 +397,7 @@ fn size(n: usize, agents: usize) {
     }
     let seed = vec![m.addr(0)];
     let t_first = Instant::now();
+    let unix_first = unix_now();
     let env = node_env();
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     for i in 1..n {
@@ -410,6 +475,14 @@ fn size(n: usize, agents: usize) {
         last(&[all_alive], timeout),
         mass_cpu as f64 / 100.0,
         load()
+    );
+    // The same from the nodes' logs, after the last spawn (0 for a view complete before it).
+    let logged: Vec<Option<Duration>> =
+        (0..n).map(|i| logged_view(&m, i, unix_first, n - 1).map(|d| d.saturating_sub(spawn))).collect();
+    println!(
+        "    from the nodes' logs: every view complete {} after the last spawn ({})",
+        last(&logged, timeout),
+        spread(&logged)
     );
     // The replicated view of a sample of nodes: every other host's rows held in memory.
     let sample: Vec<usize> =
@@ -545,6 +618,7 @@ fn size(n: usize, agents: usize) {
     // 5. detection of kill -9.
     let host = m.nodes[j].host.clone();
     let t0 = Instant::now();
+    let unix_kill = unix_now();
     m.kill_node(j);
     let down = cl.until_all(&all, t0, timeout, ask_peers, |ps: &Vec<v1::Peer>| {
         let mut rows = ps.iter().filter(|p| p.host == host).peekable();
@@ -555,6 +629,12 @@ fn size(n: usize, agents: usize) {
         last(&down, timeout),
         spread(&down),
         load()
+    );
+    let logged: Vec<Option<Duration>> = (0..n).map(|i| logged_down(&m, i, unix_kill, &host)).collect();
+    println!(
+        "    from the nodes' logs: every other node declared it down {} after the kill ({})",
+        last(&logged, timeout),
+        spread(&logged)
     );
 }
 

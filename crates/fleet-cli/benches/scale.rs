@@ -37,7 +37,7 @@
 //! free of the observer's slack: each node logs `membership: member up` and
 //! `member down` with a UTC timestamp when its failure detector decides, and
 //! the bench reads those lines afterwards (same clock, one machine). A view is
-//! complete in the log when it has logged N-1 distinct hosts up.
+//! complete in the log when N-1 hosts are logged up and not down since.
 //!
 //! Run: `cargo bench -p fleet-cli --bench scale` (root for the private network
 //! namespace); `FLEET_SCALE_SIZES=3,100`, `FLEET_SCALE_AGENTS=10`,
@@ -335,13 +335,20 @@ fn member_events(m: &Mesh, i: usize, since: f64) -> Vec<(f64, String, bool)> {
         .collect()
 }
 
-/// When node `i`'s log says its view held `others` distinct hosts up, after `since`.
+/// When node `i`'s log first says its view holds `others` hosts up (a host logged
+/// up and not down since), after `since`.
 fn logged_view(m: &Mesh, i: usize, since: f64, others: usize) -> Option<Duration> {
-    let mut seen = std::collections::HashSet::new();
+    let mut up = std::collections::HashSet::new();
     member_events(m, i, since)
         .into_iter()
-        .filter(|(_, _, up)| *up)
-        .find(|(_, host, _)| seen.insert(host.clone()) && seen.len() == others)
+        .find(|(_, host, is_up)| {
+            if *is_up {
+                up.insert(host.clone());
+            } else {
+                up.remove(host);
+            }
+            up.len() == others
+        })
         .map(|(t, _, _)| Duration::from_secs_f64(t))
 }
 

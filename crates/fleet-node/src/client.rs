@@ -237,8 +237,9 @@ impl Target {
     }
 }
 
-/// The HTTP/2 receive window of the CLI's and the nodes' channels, per stream and per
-/// connection. With h2's default (64 KiB) the node sending a listing of 1,100 agents (about
+/// The HTTP/2 receive window, per stream and per connection, of the channels made here
+/// (the CLI's, to the local socket and to a remote node; not the nodes' channels to their
+/// peers, `peers::channel`, whose answers are one host's rows). With h2's default (64 KiB) the node sending a listing of 1,100 agents (about
 /// 155 KB on the wire) stopped at each 64 KiB until the client's window update came back;
 /// with 4 MiB an answer of up to about 30,000 rows flows at once. `fleet ps --json` over 1,101 records: p50 10.00 -> 9.63 ms,
 /// CLI CPU 6.81 -> 6.46 ms (150 interleaved calls, docs/benchmarks.md "Seventh pass").

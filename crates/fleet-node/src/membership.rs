@@ -942,8 +942,9 @@ pub fn start(
 }
 
 /// How often the view is published even when no member changed: what else a row shows
-/// (`last_seen_ms`, whether an identity is believable now) is at most this old.
-const REPUBLISH: Duration = Duration::from_secs(1);
+/// (`last_seen_ms`, whether an identity is believable now) is at most this old, plus the
+/// wait for the loop's next event (foca's gossip timer wakes it every 200 ms).
+const REPUBLISH: Duration = Duration::from_millis(250);
 
 fn member_state(s: foca::State) -> MemberState {
     match s {
@@ -957,7 +958,8 @@ fn member_state(s: foca::State) -> MemberState {
 /// same identities in the same order, each in the same state and incarnation)? The loop
 /// asks after every datagram and timer, so it compares in place and allocates nothing;
 /// it built the view each time before (a row per member: identities cloned, lookups, a
-/// lock), 25-odd times a second at 100 members (docs/benchmarks.md, "Seventh pass"). A
+/// lock), 25-odd times a second at 100 members, now at most 4 times a second when no
+/// member changed (docs/benchmarks.md, "Seventh pass"). A
 /// view that leaves out an identity that is not believable never matches, and is built
 /// each time, as before.
 fn view_current<'a>(mut members: impl Iterator<Item = (&'a MemberId, MemberState, u64)>, cur: &[MemberInfo]) -> bool {

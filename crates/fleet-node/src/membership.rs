@@ -44,7 +44,7 @@ use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::num::{NonZeroU8, NonZeroU32, NonZeroUsize};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -768,7 +768,6 @@ pub fn start(
         let mut undialable_warned: HashSet<SocketAddr> = HashSet::new();
         let mut first_found: HashMap<String, FoundBy> = HashMap::new();
         let mut seen: HashMap<SocketAddr, i64> = HashMap::new();
-        let mut published_at = Instant::now();
         let mut reseed = tokio::time::interval(timings.reseed);
         reseed.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut burst = tokio::time::interval(JoinBurst::PERIOD);
@@ -920,14 +919,7 @@ pub fn start(
                 }
             }
             drain(&mut rt, &transport, &timer_tx);
-            let members = foca
-                .iter_membership_state()
-                .filter(|m| m.id().host != me.host)
-                .map(|m| (m.id(), member_state(m.state()), u64::from(m.incarnation())));
-            if published_at.elapsed() >= REPUBLISH || !view_current(members, &view_tx.borrow()) {
-                publish_view(&foca, &transport, &me, &first_found, &seen, &view_tx);
-                published_at = Instant::now();
-            }
+            publish_view(&foca, &transport, &me, &first_found, &seen, &view_tx);
         }
     });
     Membership {
@@ -939,34 +931,6 @@ pub fn start(
         versions,
         publish: Arc::new(publish),
     }
-}
-
-/// How often the view is published even when no member changed: what else a row shows
-/// (`last_seen_ms`, whether an identity is believable now) is at most this old, plus the
-/// wait for the loop's next event (foca's gossip timer wakes it every 200 ms).
-const REPUBLISH: Duration = Duration::from_millis(250);
-
-fn member_state(s: foca::State) -> MemberState {
-    match s {
-        foca::State::Alive => MemberState::Alive,
-        foca::State::Suspect => MemberState::Suspect,
-        foca::State::Down => MemberState::Down,
-    }
-}
-
-/// Does the published view `cur` still show `members` (foca's, this node left out: the
-/// same identities in the same order, each in the same state and incarnation)? The loop
-/// asks after every datagram and timer, so it compares in place and allocates nothing;
-/// it built the view each time before (a row per member: identities cloned, lookups, a
-/// lock), 25-odd times a second at 100 members, now at most 4 times a second when no
-/// member changed (docs/benchmarks.md, "Seventh pass"). A
-/// view that leaves out an identity that is not believable never matches, and is built
-/// each time, as before.
-fn view_current<'a>(mut members: impl Iterator<Item = (&'a MemberId, MemberState, u64)>, cur: &[MemberInfo]) -> bool {
-    let mut rows = cur.iter();
-    members.all(|(id, state, incarnation)| {
-        rows.next().is_some_and(|r| r.id == *id && r.state == state && r.incarnation == incarnation)
-    }) && rows.next().is_none()
 }
 
 /// Publish the members as peers see them (not this node; only believable identities).
@@ -983,7 +947,11 @@ fn publish_view(
         .filter(|m| m.id().host != me.host && transport.believes(m.id()))
         .map(|m| MemberInfo {
             id: m.id().clone(),
-            state: member_state(m.state()),
+            state: match m.state() {
+                foca::State::Alive => MemberState::Alive,
+                foca::State::Suspect => MemberState::Suspect,
+                foca::State::Down => MemberState::Down,
+            },
             incarnation: u64::from(m.incarnation()),
             found_by: first_found.get(&m.id().host).copied().unwrap_or(FoundBy::Gossip),
             last_seen_ms: seen.get(&m.id().quic).copied().unwrap_or(0),
@@ -1034,33 +1002,7 @@ mod tests {
         MemberId { tenant: "t".into(), host: host.into(), grpc: a, quic: a, generation, bump: 0 }
     }
 
-    #[test]
-    fn the_view_is_current_only_while_it_shows_every_member_as_foca_holds_it() {
-        let row = |host: &str, state, incarnation| MemberInfo {
-            id: id(host, 1),
-            state,
-            incarnation,
-            found_by: FoundBy::Gossip,
-            last_seen_ms: 0,
-        };
-        let view = vec![row("a", MemberState::Alive, 0), row("b", MemberState::Suspect, 2)];
-        let (a, b, c) = (id("a", 1), id("b", 1), id("c", 1));
-        let current = |members: &[(&MemberId, MemberState, u64)], view: &[MemberInfo]| {
-            view_current(members.iter().copied(), view)
-        };
-        use MemberState::*;
-        assert!(current(&[(&a, Alive, 0), (&b, Suspect, 2)], &view));
-        assert!(current(&[], &[]), "nobody yet");
-        assert!(!current(&[(&a, Alive, 0), (&b, Alive, 2)], &view), "b refuted its suspicion");
-        assert!(!current(&[(&a, Alive, 0), (&b, Suspect, 3)], &view), "a new incarnation");
-        assert!(!current(&[(&a, Alive, 0), (&id("b", 2), Suspect, 2)], &view), "b restarted");
-        assert!(!current(&[(&b, Suspect, 2), (&a, Alive, 0)], &view), "another order");
-        assert!(!current(&[(&a, Alive, 0), (&b, Suspect, 2), (&c, Alive, 0)], &view), "c joined");
-        assert!(!current(&[(&a, Alive, 0)], &view), "b was forgotten");
-        assert!(!current(&[(&a, Alive, 0)], &[]), "the first member");
-    }
-
-    /// The membership loop rewrites the view whenever it changed. Counting it while it
+    /// The membership loop rewrites the view after every datagram. Counting it while it
     /// does must never wait on itself: with a writer pending between two borrows of one
     /// statement, the second borrow waits for the writer and the writer for the first.
     #[test]

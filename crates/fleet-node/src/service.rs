@@ -789,9 +789,8 @@ impl Mesh for NodeService {
             found_by: v1::Discovery::Self_ as i32,
             last_seen_unix_ms: now_ms(),
         }];
-        // The membership view itself: its rows are rewritten on every change of a
-        // member and at least every 250 ms (`membership::REPUBLISH`), so `last_seen` is
-        // at most about half a second old (the peer list is updated on changes only).
+        // The membership view itself: its rows are rewritten after every datagram,
+        // so `last_seen` is current (the peer list is updated on changes only).
         let rows = node.members.members.borrow().clone();
         for m in rows {
             peers.push(v1::Peer {

@@ -237,23 +237,12 @@ impl Target {
     }
 }
 
-/// The HTTP/2 receive window, per stream and per connection, of the channels made here
-/// (the CLI's, to the local socket and to a remote node; not the nodes' channels to their
-/// peers, `peers::channel`, whose answers are one host's rows). With h2's default (64 KiB) the node sending a listing of 1,100 agents (about
-/// 155 KB on the wire) stopped at each 64 KiB until the client's window update came back;
-/// with 4 MiB an answer of up to about 30,000 rows flows at once. `fleet ps --json` over 1,101 records: p50 10.00 -> 9.63 ms,
-/// CLI CPU 6.81 -> 6.46 ms (150 interleaved calls, docs/benchmarks.md "Seventh pass").
-/// A window is credit, not a buffer: nothing is allocated until data arrives.
-const ANSWER_WINDOW: u32 = 4 << 20;
-
 async fn unix_channel(path: &Path) -> Result<Channel, ClientError> {
     let shown = path.display().to_string();
     let p = path.to_path_buf();
     // The URI is a placeholder: the connector dials the socket.
     Endpoint::from_static("http://fleet-node.local")
         .connect_timeout(Duration::from_secs(2))
-        .initial_stream_window_size(ANSWER_WINDOW)
-        .initial_connection_window_size(ANSWER_WINDOW)
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let p = p.clone();
             async move { Ok::<_, std::io::Error>(TokioIo::new(tokio::net::UnixStream::connect(p).await?)) }
@@ -314,8 +303,6 @@ pub async fn tls_channel(
     let a = addr.to_string();
     Endpoint::from_shared(format!("http://{addr}"))
         .map_err(|_| ClientError::BadUrl(url.into()))?
-        .initial_stream_window_size(ANSWER_WINDOW)
-        .initial_connection_window_size(ANSWER_WINDOW)
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let (a, name, tls) = (a.clone(), name.clone(), tls.clone());
             async move { Ok::<_, std::io::Error>(TokioIo::new(dial(&a, name, tls).await?)) }

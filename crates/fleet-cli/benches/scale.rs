@@ -301,21 +301,16 @@ fn unix_now() -> f64 {
 }
 
 /// The Unix time of a node log line: tracing's UTC timestamp that starts it
-/// (`2026-12-03T04:01:32.123456Z  INFO ...`).
+/// (`2026-12-03T04:01:32.123456Z  INFO ...`). The heartbeat parser reads the
+/// whole seconds; the fraction is added here.
 fn log_time(line: &str) -> Option<f64> {
-    let (date, time) = line.split_whitespace().next()?.strip_suffix('Z')?.split_once('T')?;
-    let num = |s: &str| s.parse::<f64>().ok();
-    let mut d = date.splitn(3, '-').map(num);
-    let (y, mo, da) = (d.next()??, d.next()??, d.next()??);
-    let mut t = time.splitn(3, ':').map(num);
-    let (h, mi, sec) = (t.next()??, t.next()??, t.next()??);
-    // Days since 1970-01-01 of a proleptic Gregorian date (Hinnant's days_from_civil).
-    let (y, mo, da) = (y as i64 - i64::from(mo <= 2.0), mo as i64, da as i64);
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (mo + if mo > 2 { -3 } else { 9 }) + 2) / 5 + da - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    Some(days as f64 * 86_400.0 + h * 3_600.0 + mi * 60.0 + sec)
+    let stamp = line.split_whitespace().next()?;
+    let whole = fleet_core::heartbeat::Timestamp::parse(stamp)?.unix as f64;
+    let frac = match stamp.split_once('.') {
+        Some((_, f)) => format!("0.{}", f.trim_end_matches('Z')).parse::<f64>().ok()?,
+        None => 0.0,
+    };
+    Some(whole + frac)
 }
 
 /// The `membership: member up|down` lines of node `i`'s log at or after Unix

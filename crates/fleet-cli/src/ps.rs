@@ -120,13 +120,26 @@ pub fn run(args: PsArgs, g: &GlobalArgs) -> CliResult {
     if args.json {
         use std::io::Write;
         // 64 KiB writes: a mesh's listing is hundreds of KB (16 writes, not 120, per 1,000 rows).
-        let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+        let stdout = std::io::stdout().lock();
+        grow_pipe(&stdout);
+        let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout);
         serde_json::to_writer_pretty(&mut out, &fleet_node::json::typed_rows(&agents, &hosts)).map_err(exit::failed)?;
         writeln!(out).and_then(|()| out.flush()).map_err(exit::failed)?;
     } else {
         print!("{}", render_all(&agents, &hosts));
     }
     Ok(())
+}
+
+/// When stdout is a pipe smaller than 1 MiB (the most an unprivileged process
+/// may ask for), grow it to that: with the kernel's 64 KiB, the CLI waits for
+/// its reader at every 64 KiB of a mesh's listing (1,100 rows are about 900 KB).
+/// Anything else (a terminal, a file) refuses, and nothing changes.
+fn grow_pipe(out: &impl std::os::fd::AsFd) {
+    const WANT: usize = 1 << 20;
+    if rustix::pipe::fcntl_getpipe_size(out).is_ok_and(|now| now < WANT) {
+        let _ = rustix::pipe::fcntl_setpipe_size(out, WANT);
+    }
 }
 
 fn render_all(agents: &[AgentRecord], hosts: &[HostStatus]) -> String {

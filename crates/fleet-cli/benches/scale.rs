@@ -47,7 +47,8 @@
 //! runs node 0 under a wrapper (a heap profile of one node of the mesh);
 //! `FLEET_SCALE_HOLD=/tmp/hold` pauses after the merged ps until that file is
 //! removed (to profile the CLI or a node against the live mesh);
-//! `FLEET_SCALE_KEEP=DIR` keeps the nodes' logs in `DIR/<size>/`.
+//! `FLEET_SCALE_KEEP=DIR` keeps the nodes' logs in `DIR/<size>/`;
+//! `FLEET_SCALE_KILL_AFTER_S=N` waits N s between the join and the kill.
 
 #[path = "../../../tests/mesh_util.rs"]
 mod mesh_util;
@@ -618,7 +619,10 @@ fn size(n: usize, agents: usize) {
         load()
     );
 
-    // 5. detection of kill -9.
+    // 5. detection of kill -9: at once after the join is seen, or `FLEET_SCALE_KILL_AFTER_S` later.
+    if let Some(s) = std::env::var("FLEET_SCALE_KILL_AFTER_S").ok().and_then(|s| s.parse().ok()) {
+        std::thread::sleep(Duration::from_secs(s));
+    }
     let host = m.nodes[j].host.clone();
     let t0 = Instant::now();
     let unix_kill = unix_now();

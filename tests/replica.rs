@@ -315,3 +315,29 @@ fn ps_json_writes_a_large_listing_into_a_pipe_without_waiting_for_the_reader() {
     let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(rows.iter().filter(|r| r["record"] == "agent").count(), 150);
 }
+
+/// A reader that stops reading (`fleet ps | head -1`) ends a listing or a stream
+/// quietly, exit 0: not a panic (`print!` on a closed pipe, exit 101) nor an
+/// error. The pipe's reader is closed before the CLI starts, so its first write
+/// fails, whatever the listing's size.
+#[test]
+fn a_listing_or_stream_into_a_closed_pipe_ends_quietly() {
+    let mut m = Mesh::new("acme");
+    m.add_host("a", "  - { name: a0, runtime: stub }\n  - { name: a1, runtime: stub }\n");
+    m.start_node(0, "127.0.0.1:0", &[]);
+    let home = m.nodes[0].home.display().to_string();
+    for args in [&["ps"][..], &["ps", "--json"], &["heartbeats", "--snapshot"], &["heartbeats", "--snapshot", "--json"]]
+    {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = m
+            .command(args, &[("MOSAIC_HOME", &home)])
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "fleet {args:?} into a closed pipe: {}; stderr: {err}", out.status);
+        assert!(err.is_empty(), "fleet {args:?} into a closed pipe said: {err}");
+    }
+}

@@ -54,7 +54,7 @@ pub fn run(args: DoctorArgs, g: &GlobalArgs) -> CliResult {
     });
     checks.push(hooks());
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&checks).map_err(exit::failed)?);
+        crate::out::line(serde_json::to_string_pretty(&checks).map_err(exit::failed)?)?;
     } else {
         let rows: Vec<Vec<String>> = checks
             .iter()
@@ -68,7 +68,7 @@ pub fn run(args: DoctorArgs, g: &GlobalArgs) -> CliResult {
                 vec![c.check.to_string(), status.to_string(), detail]
             })
             .collect();
-        print!("{}", table::render(&["CHECK", "STATUS", "DETAIL -> NEXT STEP"], &rows));
+        crate::out::print(&table::render(&["CHECK", "STATUS", "DETAIL -> NEXT STEP"], &rows))?;
     }
     if checks.iter().any(|c| c.status == Status::Fail) {
         return Err(exit::CliError::quiet(exit::Code::Failed));

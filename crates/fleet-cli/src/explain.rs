@@ -48,11 +48,9 @@ pub fn run(args: ExplainArgs) -> CliResult {
             "tenant_id": row.tenant_id, "host": row.host, "agent": row.name, "runtime": row.runtime,
             "pane": row.pane, "activity": row.activity,
         });
-        println!("{v}");
-        return Ok(());
+        return crate::out::line(v);
     }
-    print!("{}", render(&row, fleet_node::live::now_ms()));
-    Ok(())
+    crate::out::print(&render(&row, fleet_node::live::now_ms()))
 }
 
 fn render(r: &AgentRecord, now_ms: i64) -> String {

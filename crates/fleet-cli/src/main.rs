@@ -29,6 +29,7 @@ mod join;
 mod launcher;
 mod lifecycle;
 mod node;
+mod out;
 mod ps;
 mod queue_cmd;
 mod roster_check;
@@ -204,6 +205,8 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of stdout had seen enough (`| head`).
+        Err(e) if out::closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             if !e.quiet {
                 eprintln!("fleet: {}", e.message());

@@ -2,7 +2,7 @@
 
 use crate::context::{GlobalArgs, Local};
 use crate::exit::{self, CliResult};
-use crate::{node, table};
+use crate::{node, out, table};
 use fleet_core::record::{AgentRecord, HostState, HostStatus};
 use fleet_proto::v1;
 use fleet_tmux::probe::{ProbeContext, probe_report};
@@ -110,9 +110,7 @@ pub fn run(args: PsArgs, g: &GlobalArgs) -> CliResult {
         loop {
             let (agents, hosts) = fetch()?;
             // Clear the screen and home the cursor, then draw.
-            print!("\x1b[H\x1b[2J{}", render_all(&agents, &hosts));
-            use std::io::Write;
-            let _ = std::io::stdout().flush();
+            out::print(&format!("\x1b[H\x1b[2J{}", render_all(&agents, &hosts)))?;
             std::thread::sleep(Duration::from_secs(1));
         }
     }
@@ -122,11 +120,11 @@ pub fn run(args: PsArgs, g: &GlobalArgs) -> CliResult {
         // 64 KiB writes: a mesh's listing is hundreds of KB (16 writes, not 120, per 1,000 rows).
         let stdout = std::io::stdout().lock();
         grow_pipe(&stdout);
-        let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout);
-        serde_json::to_writer_pretty(&mut out, &fleet_node::json::typed_rows(&agents, &hosts)).map_err(exit::failed)?;
-        writeln!(out).and_then(|()| out.flush()).map_err(exit::failed)?;
+        let mut w = std::io::BufWriter::with_capacity(1 << 16, stdout);
+        serde_json::to_writer_pretty(&mut w, &fleet_node::json::typed_rows(&agents, &hosts)).map_err(out::json)?;
+        writeln!(w).and_then(|()| w.flush()).map_err(out::io)?;
     } else {
-        print!("{}", render_all(&agents, &hosts));
+        out::print(&render_all(&agents, &hosts))?;
     }
     Ok(())
 }

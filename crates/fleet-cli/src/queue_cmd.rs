@@ -1,7 +1,7 @@
 //! `fleet queue`: the durable queues of the mesh (`fleet send --queue`), and cancelling.
 
 use crate::exit::{self, CliResult};
-use crate::{node, table};
+use crate::{node, out, table};
 use anyhow::anyhow;
 use fleet_core::record::{HostState, HostStatus};
 use fleet_proto::v1;
@@ -51,10 +51,9 @@ fn list(args: &QueueArgs) -> CliResult {
     messages.sort_by(|a, b| (&a.host, &a.agent, a.seq).cmp(&(&b.host, &b.agent, b.seq)));
     let hosts: Vec<HostStatus> = resp.hosts.into_iter().map(HostStatus::from).collect();
     if args.json {
-        let mut out: Vec<serde_json::Value> = messages.iter().map(fleet_node::json::queued).collect();
-        out.extend(fleet_node::json::rows(&[], &hosts));
-        println!("{}", serde_json::to_string_pretty(&out).expect("json"));
-        return Ok(());
+        let mut rows: Vec<serde_json::Value> = messages.iter().map(fleet_node::json::queued).collect();
+        rows.extend(fleet_node::json::rows(&[], &hosts));
+        return out::line(serde_json::to_string_pretty(&rows).map_err(exit::failed)?);
     }
     let now = fleet_node::live::now_ms();
     let secs = |ms: i64| (ms / 1000).max(0);
@@ -79,9 +78,9 @@ fn list(args: &QueueArgs) -> CliResult {
         })
         .collect();
     if rows.is_empty() {
-        println!("no queued messages");
+        out::line("no queued messages")?;
     } else {
-        print!("{}", table::render(&["ID", "AGENT", "STATE", "AGE", "EXPIRES/ENDED", "FROM", "TEXT", "DETAIL"], &rows));
+        out::print(&table::render(&["ID", "AGENT", "STATE", "AGE", "EXPIRES/ENDED", "FROM", "TEXT", "DETAIL"], &rows))?;
     }
     for h in hosts.iter().filter(|h| h.state != HostState::Ok) {
         eprintln!(

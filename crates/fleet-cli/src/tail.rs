@@ -3,7 +3,7 @@
 
 use crate::context::{GlobalArgs, Local};
 use crate::exit::{self, CliResult};
-use crate::node;
+use crate::{node, out};
 use anyhow::anyhow;
 use fleet_core::address::AgentAddr;
 use fleet_proto::v1;
@@ -41,13 +41,10 @@ pub fn run(args: TailArgs, g: &GlobalArgs) -> CliResult {
     }
     let tail = if args.local { local(&args, &addr, g)? } else { via_node(&args, &addr)? };
     if args.json {
-        println!("{}", fleet_node::json::tail(&tail));
+        out::line(fleet_node::json::tail(&tail))
     } else {
-        for line in &tail.lines {
-            println!("{line}");
-        }
+        out::print(&tail.lines.iter().map(|l| format!("{l}\n")).collect::<String>())
     }
-    Ok(())
 }
 
 fn via_node(args: &TailArgs, addr: &AgentAddr) -> CliResult<v1::TailResponse> {

@@ -140,14 +140,14 @@ pub fn run(cmd: ContextCmd) -> CliResult {
         ContextCmd::List { json } => {
             let current = c.current.clone().unwrap_or_else(|| "local".into());
             if json {
-                println!("{}", serde_json::json!({"current": current, "contexts": c.contexts}));
+                crate::out::line(serde_json::json!({"current": current, "contexts": c.contexts}))?;
             } else {
                 let mut rows =
                     vec![vec![mark(&current, "local"), "local".into(), "this host's node socket".into(), "-".into()]];
                 for (name, s) in &c.contexts {
                     rows.push(vec![mark(&current, name), name.clone(), s.node.clone(), s.certs.display().to_string()]);
                 }
-                print!("{}", table::render(&["", "NAME", "NODE", "CERTS"], &rows));
+                crate::out::print(&table::render(&["", "NAME", "NODE", "CERTS"], &rows))?;
             }
         }
         ContextCmd::Current => println!("{}", c.current.as_deref().unwrap_or("local")),

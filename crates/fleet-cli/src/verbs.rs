@@ -253,18 +253,18 @@ pub fn verify(args: VerifyArgs) -> CliResult {
                        "next_step": p.next_step})
             })
             .collect();
-        println!("{}", serde_json::Value::Array(out));
+        crate::out::line(serde_json::Value::Array(out))?;
     } else {
         for p in &problems {
             let who = if p.agent.is_empty() { p.host.clone() } else { format!("{}@{}", p.agent, p.host) };
-            println!("{who}: {}; next: {}", p.problem, p.next_step);
+            crate::out::line(format_args!("{who}: {}; next: {}", p.problem, p.next_step))?;
         }
         if problems.is_empty() {
-            println!(
+            crate::out::line(format_args!(
                 "ok: {agents} agent(s) on {} host(s) ({}): sessions, units and heartbeats as they should be",
                 hosts.len(),
                 hosts.join(", ")
-            );
+            ))?;
         } else {
             eprintln!("{} problem(s) on {} host(s) checked", problems.len(), hosts.len());
         }

@@ -1,7 +1,7 @@
 //! `fleet heartbeats` and `fleet peers`: following and inspecting the mesh.
 
 use crate::exit::{self, CliResult};
-use crate::{node, table};
+use crate::{node, out, table};
 use fleet_core::event::{Event, EventKind};
 use fleet_proto::v1;
 
@@ -86,10 +86,10 @@ pub fn heartbeats(args: HeartbeatsArgs) -> CliResult {
                 Ok(Some(wire)) => {
                     let Ok(e) = Event::try_from(wire) else { continue };
                     if args.json {
-                        println!("{}", serde_json::to_string(&e).map_err(exit::failed)?);
+                        out::line(serde_json::to_string(&e).map_err(exit::failed)?)?;
                     } else {
                         let who = if e.agent.is_empty() { e.host.clone() } else { format!("{}@{}", e.agent, e.host) };
-                        println!("{}  {who}  {}", clock(e.observed_unix_ms), describe(&e));
+                        out::line(format_args!("{}  {who}  {}", clock(e.observed_unix_ms), describe(&e)))?;
                     }
                 }
                 Ok(None) => {
@@ -125,8 +125,7 @@ pub fn peers(args: PeersArgs) -> CliResult {
         })
         .collect();
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&rows).map_err(exit::failed)?);
-        return Ok(());
+        return out::line(serde_json::to_string_pretty(&rows).map_err(exit::failed)?);
     }
     let now = fleet_node::live::now_ms();
     let cells: Vec<Vec<String>> = rows
@@ -148,7 +147,7 @@ pub fn peers(args: PeersArgs) -> CliResult {
         .collect();
     let head =
         ["HOST", "TENANT", "GRPC (TCP)", "QUIC (UDP)", "STATE", "INCARNATION", "FOUND BY", "LAST SEEN", "CERTIFICATE"];
-    print!("{}", table::render(&head, &cells));
+    out::print(&table::render(&head, &cells))?;
     for c in &certs {
         if let Some(w) = cert_warning(c, now) {
             eprintln!("warning: {w}");

@@ -370,7 +370,8 @@ pub async fn connect(target: &Target) -> Result<Channel, ClientError> {
 
 /// The largest answer a client of this crate reads. tonic's default, 4 MiB, is about 30,000
 /// agent rows of `ListAgents` (24,000 rows were 3.4 MB): a mesh of 3,000 hosts of 10 agents
-/// each could not be listed.
+/// each could not be listed. The same holds for the queue's listing (about 16,000 messages)
+/// and the peers of a large mesh.
 pub const MAX_ANSWER: usize = 256 << 20;
 
 pub async fn fleet(target: &Target) -> Result<FleetClient<Channel>, ClientError> {
@@ -378,9 +379,9 @@ pub async fn fleet(target: &Target) -> Result<FleetClient<Channel>, ClientError>
 }
 
 pub async fn queue(target: &Target) -> Result<fleet_proto::v1::queue_client::QueueClient<Channel>, ClientError> {
-    Ok(fleet_proto::v1::queue_client::QueueClient::new(connect(target).await?))
+    Ok(fleet_proto::v1::queue_client::QueueClient::new(connect(target).await?).max_decoding_message_size(MAX_ANSWER))
 }
 
 pub async fn mesh(target: &Target) -> Result<MeshClient<Channel>, ClientError> {
-    Ok(MeshClient::new(connect(target).await?))
+    Ok(MeshClient::new(connect(target).await?).max_decoding_message_size(MAX_ANSWER))
 }

@@ -25,7 +25,9 @@
 //! 4. **One join**: one more node is spawned; the time until every node lists
 //!    it alive and it lists every other alive.
 //! 5. **Detection**: `kill -9` of that node; the time until every other node
-//!    lists it down.
+//!    lists it down. Then `FLEET_SCALE_KILLS` more kills, one at a time, timed
+//!    from the logs (p50, p90, max), and a count of live nodes that were
+//!    declared down anywhere in the run (false downs, from the logs).
 //!
 //! Observers poll each node's local socket (NodeInfo or ListPeers) in rounds
 //! of every node still waited for, every 100 ms, all nodes of a round at once:
@@ -47,8 +49,12 @@
 //! runs node 0 under a wrapper (a heap profile of one node of the mesh);
 //! `FLEET_SCALE_HOLD=/tmp/hold` pauses after the merged ps until that file is
 //! removed (to profile the CLI or a node against the live mesh);
-//! `FLEET_SCALE_KEEP=DIR` keeps the nodes' logs in `DIR/<size>/`;
-//! `FLEET_SCALE_KILL_AFTER_S=N` waits N s between the join and the kill.
+//! `FLEET_SCALE_KEEP=DIR` keeps the nodes' logs in `DIR/<size>/`
+//! (`FLEET_SCALE_NODE_LOG=info,foca=debug` sets their log filter);
+//! `FLEET_SCALE_KILL_AFTER_S=N` waits N s between the join and the kill;
+//! `FLEET_SCALE_KILLS=K` (default 5) kills K more nodes one at a time after it,
+//! each 0-1 s after the last was logged down everywhere, for a distribution of
+//! detection times rather than one sample.
 
 #[path = "../../../tests/mesh_util.rs"]
 mod mesh_util;
@@ -369,6 +375,10 @@ fn node_env() -> Vec<(String, String)> {
     // `FLEET_SCALE_NODE_ENV=K=V,K=V`: more environment for every node (an experiment's knob).
     let extra = std::env::var("FLEET_SCALE_NODE_ENV").unwrap_or_default();
     env.extend(extra.split(',').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())));
+    // `FLEET_SCALE_NODE_LOG=info,foca=debug`: the nodes' log filter (commas and all).
+    if let Ok(filter) = std::env::var("FLEET_SCALE_NODE_LOG") {
+        env.push(("RUST_LOG".into(), filter));
+    }
     env
 }
 
@@ -644,7 +654,75 @@ fn size(n: usize, agents: usize) {
         spread(&logged),
         slowest(&m, &logged)
     );
+
+    // 6. more kills, one at a time, for a distribution rather than one sample.
+    let mut kills = vec![(host, unix_kill)];
+    let mut detections = vec![(logged.iter().flatten().max().copied(), logged.iter().flatten().min().copied())];
+    let more: usize = std::env::var("FLEET_SCALE_KILLS").ok().and_then(|k| k.parse().ok()).unwrap_or(5);
+    let mut alive: Vec<usize> = (0..n).collect();
+    for _ in 0..more.min(n.saturating_sub(2)) {
+        // A random phase against the nodes' probe ticks (0-1 s).
+        std::thread::sleep(Duration::from_millis(u64::from(
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_millis(),
+        )));
+        let victim = alive.pop().expect("more than the observer left");
+        let host = m.nodes[victim].host.clone();
+        let unix_kill = unix_now();
+        m.kill_node(victim);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let logged = loop {
+            let logged: Vec<Option<Duration>> = alive.iter().map(|&i| logged_down(&m, i, unix_kill, &host)).collect();
+            if logged.iter().all(Option::is_some) || Instant::now() > deadline {
+                break logged;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        };
+        detections.push((
+            (logged.iter().all(Option::is_some)).then(|| logged.iter().flatten().max().copied()).flatten(),
+            logged.iter().flatten().min().copied(),
+        ));
+        kills.push((host, unix_kill));
+    }
+    let every: Vec<f64> = detections.iter().map(|d| d.0.map_or(f64::INFINITY, |d| d.as_secs_f64())).collect();
+    let mut first: Vec<f64> = detections.iter().map(|d| d.1.map_or(f64::INFINITY, |d| d.as_secs_f64())).collect();
+    let within = every.iter().filter(|&&s| s <= 6.0).count();
+    println!(
+        "  detection over {} kills (logs): every node p50 {:.2} s, p90 {:.2} s, max {:.2} s; first node p50 {:.2} s, max {:.2} s; within 6 s: {within} of {} [{}]",
+        every.len(),
+        pct(&mut every.clone(), 0.5),
+        pct(&mut every.clone(), 0.9),
+        pct(&mut every.clone(), 1.0),
+        pct(&mut first.clone(), 0.5),
+        pct(&mut first, 1.0),
+        every.len(),
+        every.iter().map(|s| format!("{s:.2}")).collect::<Vec<_>>().join(" "),
+    );
+    let (wrong, hosts, renewed) = false_downs(&m, &alive, &kills, unix_first);
+    println!(
+        "  live nodes declared down over the whole run (logs): {wrong} `member down` lines about a host not killed then ({hosts} hosts); {renewed} nodes renewed their identity because the mesh declared them down"
+    );
     keep_logs(&m, n);
+}
+
+/// Over the run (from Unix time `since`), in the logs of the nodes still alive: how many
+/// times a node logged a member down that was alive then (never killed, or killed later),
+/// how many hosts that was, and how many nodes logged that the mesh declared them down.
+fn false_downs(m: &Mesh, alive: &[usize], kills: &[(String, f64)], since: f64) -> (usize, usize, usize) {
+    let killed_at = |host: &str| kills.iter().find(|(h, _)| h == host).map_or(f64::INFINITY, |k| k.1 - since);
+    let mut hosts = std::collections::HashSet::new();
+    let mut wrong = 0;
+    let mut renewed = 0;
+    for &i in alive {
+        for (t, host, up) in member_events(m, i, since) {
+            if !up && t < killed_at(&host) {
+                wrong += 1;
+                hosts.insert(host);
+            }
+        }
+        let log = std::fs::read_to_string(m.root().join(format!("{}.log", m.nodes[i].host))).unwrap_or_default();
+        renewed += usize::from(log.contains("the mesh declared this node down"));
+    }
+    (wrong, hosts.len(), renewed)
 }
 
 /// The host whose figure is the largest (or that never saw it).

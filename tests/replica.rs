@@ -323,7 +323,10 @@ fn ps_json_writes_a_large_listing_into_a_pipe_without_waiting_for_the_reader() {
 #[test]
 fn a_listing_or_stream_into_a_closed_pipe_ends_quietly() {
     let mut m = Mesh::new("acme");
-    m.add_host("a", "  - { name: a0, runtime: stub }\n  - { name: a1, runtime: stub }\n");
+    // More than the 64 KiB `ps --json` buffers before its first write (about 880 bytes an
+    // agent), so the JSON writer itself meets the closed pipe, not only the last flush.
+    let agents: String = (0..100).map(|a| format!("  - {{ name: a{a}, runtime: stub }}\n")).collect();
+    m.add_host("a", &agents);
     m.start_node(0, "127.0.0.1:0", &[]);
     let home = m.nodes[0].home.display().to_string();
     for args in [&["ps"][..], &["ps", "--json"], &["heartbeats", "--snapshot"], &["heartbeats", "--snapshot", "--json"]]

@@ -12,6 +12,7 @@ use std::io::Write;
 #[derive(Debug)]
 pub struct Closed;
 
+// Never shown: `main` ends quietly on `Closed` (so a mutant of this text is equivalent).
 impl fmt::Display for Closed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("stdout was closed by its reader")

@@ -319,7 +319,8 @@ fn ps_json_writes_a_large_listing_into_a_pipe_without_waiting_for_the_reader() {
 /// A reader that stops reading (`fleet ps | head -1`) ends a listing or a stream
 /// quietly, exit 0: not a panic (`print!` on a closed pipe, exit 101) nor an
 /// error. The pipe's reader is closed before the CLI starts, so its first write
-/// fails, whatever the listing's size.
+/// fails, whatever the listing's size. A verdict (`verify`) still fails, and a
+/// write error other than a closed pipe is said (exit 1).
 #[test]
 fn a_listing_or_stream_into_a_closed_pipe_ends_quietly() {
     let mut m = Mesh::new("acme");
@@ -343,4 +344,24 @@ fn a_listing_or_stream_into_a_closed_pipe_ends_quietly() {
         assert_eq!(out.status.code(), Some(0), "fleet {args:?} into a closed pipe: {}; stderr: {err}", out.status);
         assert!(err.is_empty(), "fleet {args:?} into a closed pipe said: {err}");
     }
+    // A verdict stands: the agents were never started, so `fleet verify` fails (exit 1)
+    // whether or not its reader stayed (`fleet verify | head -3` under `pipefail`).
+    let (code, _, err) = m.at(0, &["verify"]);
+    assert_eq!(code, 1, "verify of agents never started: {err}");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = m.command(&["verify"], &[("MOSAIC_HOME", &home)]).stdout(writer).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "verify into a closed pipe: {}", String::from_utf8_lossy(&out.stderr));
+    // Any other write error is one: a full disk is said, exit 1.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let out = m.command(&["ps"], &[("MOSAIC_HOME", &home)]).stdout(full).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "fleet ps into /dev/full: {err}");
+    assert!(err.contains("No space left on device"), "fleet ps into /dev/full said: {err}");
+    // ... also where the verdict fails too: the write error is what is said.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let out = m.command(&["verify"], &[("MOSAIC_HOME", &home)]).stdout(full).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "fleet verify into /dev/full: {err}");
+    assert!(err.contains("No space left on device"), "fleet verify into /dev/full said: {err}");
 }

@@ -53,8 +53,8 @@ pub fn run(args: DoctorArgs, g: &GlobalArgs) -> CliResult {
         Some(p) => check("activity rules", Status::Warn, p, "fix it (`fleet explain` shows what the rules decide)"),
     });
     checks.push(hooks());
-    if args.json {
-        crate::out::line(serde_json::to_string_pretty(&checks).map_err(exit::failed)?)?;
+    let written = if args.json {
+        crate::out::line(serde_json::to_string_pretty(&checks).map_err(exit::failed)?)
     } else {
         let rows: Vec<Vec<String>> = checks
             .iter()
@@ -68,12 +68,9 @@ pub fn run(args: DoctorArgs, g: &GlobalArgs) -> CliResult {
                 vec![c.check.to_string(), status.to_string(), detail]
             })
             .collect();
-        crate::out::print(&table::render(&["CHECK", "STATUS", "DETAIL -> NEXT STEP"], &rows))?;
-    }
-    if checks.iter().any(|c| c.status == Status::Fail) {
-        return Err(exit::CliError::quiet(exit::Code::Failed));
-    }
-    Ok(())
+        crate::out::print(&table::render(&["CHECK", "STATUS", "DETAIL -> NEXT STEP"], &rows))
+    };
+    crate::out::verdict(written, checks.iter().any(|c| c.status == Status::Fail))
 }
 
 /// tmux 3.2 or later: control-mode flow control (`pause-after`) and clients

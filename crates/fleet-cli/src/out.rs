@@ -4,7 +4,7 @@
 //! one. Listings and streams write through here instead: a reader that has
 //! seen enough ends the command quietly, with exit 0 (`main`).
 
-use crate::exit::{self, CliError, CliResult};
+use crate::exit::{self, CliError, CliResult, Code};
 use std::fmt;
 use std::io::Write;
 
@@ -46,4 +46,15 @@ pub fn json(e: serde_json::Error) -> CliError {
 /// Whether `e` is the reader's going, not a failure.
 pub fn closed(e: &CliError) -> bool {
     e.error.is::<Closed>()
+}
+
+/// The end of a command whose exit status is a verdict (`verify`, `doctor`):
+/// `failed` stands when the reader left early (`fleet verify | head -3` under
+/// `pipefail` must not pass a failed check), and another write error is said.
+pub fn verdict(written: CliResult, failed: bool) -> CliResult {
+    match written {
+        Err(e) if !closed(&e) => Err(e),
+        _ if failed => Err(CliError::quiet(Code::Failed)),
+        written => written,
+    }
 }

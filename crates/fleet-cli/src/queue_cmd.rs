@@ -77,11 +77,11 @@ fn list(args: &QueueArgs) -> CliResult {
             ]
         })
         .collect();
-    if rows.is_empty() {
-        out::line("no queued messages")?;
+    let written = if rows.is_empty() {
+        out::line("no queued messages")
     } else {
-        out::print(&table::render(&["ID", "AGENT", "STATE", "AGE", "EXPIRES/ENDED", "FROM", "TEXT", "DETAIL"], &rows))?;
-    }
+        out::print(&table::render(&["ID", "AGENT", "STATE", "AGE", "EXPIRES/ENDED", "FROM", "TEXT", "DETAIL"], &rows))
+    };
     for h in hosts.iter().filter(|h| h.state != HostState::Ok) {
         eprintln!(
             "fleet: host {}: {} ({}); its queue is not listed",
@@ -90,7 +90,7 @@ fn list(args: &QueueArgs) -> CliResult {
             h.detail.clone().unwrap_or_default()
         );
     }
-    Ok(())
+    written
 }
 
 fn cancel(target: &str, json: bool) -> CliResult {

@@ -151,10 +151,8 @@ fn follow(args: &TailArgs, addr: &AgentAddr) -> CliResult {
                 }
                 None => Ok(()),
             };
-            // A closed stdout (`| head`) ends the follow quietly.
-            if written.and_then(|()| out.flush()).is_err() {
-                return Ok(());
-            }
+            // A closed stdout (`| head`) ends the follow quietly; another write error is said.
+            written.and_then(|()| out.flush()).map_err(crate::out::io)?;
         }
     })
 }

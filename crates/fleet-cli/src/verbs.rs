@@ -253,23 +253,27 @@ pub fn verify(args: VerifyArgs) -> CliResult {
                        "next_step": p.next_step})
             })
             .collect();
-        crate::out::line(serde_json::Value::Array(out))?;
-    } else {
-        for p in &problems {
-            let who = if p.agent.is_empty() { p.host.clone() } else { format!("{}@{}", p.agent, p.host) };
-            crate::out::line(format_args!("{who}: {}; next: {}", p.problem, p.next_step))?;
-        }
-        if problems.is_empty() {
-            crate::out::line(format_args!(
-                "ok: {agents} agent(s) on {} host(s) ({}): sessions, units and heartbeats as they should be",
-                hosts.len(),
-                hosts.join(", ")
-            ))?;
-        } else {
-            eprintln!("{} problem(s) on {} host(s) checked", problems.len(), hosts.len());
-        }
+        return crate::out::verdict(crate::out::line(serde_json::Value::Array(out)), !problems.is_empty());
     }
-    if problems.is_empty() { Ok(()) } else { Err(exit::CliError::quiet(exit::Code::Failed)) }
+    let text: String = problems
+        .iter()
+        .map(|p| {
+            let who = if p.agent.is_empty() { p.host.clone() } else { format!("{}@{}", p.agent, p.host) };
+            format!("{who}: {}; next: {}\n", p.problem, p.next_step)
+        })
+        .collect();
+    let written = if problems.is_empty() {
+        crate::out::line(format_args!(
+            "ok: {agents} agent(s) on {} host(s) ({}): sessions, units and heartbeats as they should be",
+            hosts.len(),
+            hosts.join(", ")
+        ))
+    } else {
+        let written = crate::out::print(&text);
+        eprintln!("{} problem(s) on {} host(s) checked", problems.len(), hosts.len());
+        written
+    };
+    crate::out::verdict(written, !problems.is_empty())
 }
 
 /// The comms block of `addr`, from the mesh's agents as the node lists them;
@@ -310,8 +314,7 @@ pub fn comms(args: CommsArgs, g: &GlobalArgs) -> CliResult {
     let addr = address(&args.target)?;
     let (block, host, own_host) = comms_block(&addr)?;
     if !args.write {
-        print!("{block}");
-        return Ok(());
+        return crate::out::print(&block);
     }
     if !host.eq_ignore_ascii_case(&own_host) {
         return Err(exit::usage(anyhow!(

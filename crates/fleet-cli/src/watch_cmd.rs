@@ -105,10 +105,12 @@ pub fn peers(args: PeersArgs) -> CliResult {
     let rt = node::runtime()?;
     let (peers, certs) = rt.block_on(async {
         let channel = fleet_node::client::connect(&node::target()).await.map_err(node::unreachable)?;
-        let mut client = v1::mesh_client::MeshClient::new(channel.clone());
+        let mut client =
+            v1::mesh_client::MeshClient::new(channel.clone()).max_decoding_message_size(fleet_node::client::MAX_ANSWER);
         let peers = client.list_peers(v1::ListPeersRequest {}).await.map_err(node::status)?.into_inner().peers;
         // Each node's certificate; a node without the Certs service (older) leaves it out.
-        let mut certs = v1::certs_client::CertsClient::new(channel);
+        let mut certs =
+            v1::certs_client::CertsClient::new(channel).max_decoding_message_size(fleet_node::client::MAX_ANSWER);
         let certs = match certs.cert_status(v1::CertStatusRequest { mesh: true }).await {
             Ok(r) => r.into_inner().hosts,
             Err(_) => Vec::new(),
@@ -147,13 +149,13 @@ pub fn peers(args: PeersArgs) -> CliResult {
         .collect();
     let head =
         ["HOST", "TENANT", "GRPC (TCP)", "QUIC (UDP)", "STATE", "INCARNATION", "FOUND BY", "LAST SEEN", "CERTIFICATE"];
-    out::print(&table::render(&head, &cells))?;
+    let written = out::print(&table::render(&head, &cells));
     for c in &certs {
         if let Some(w) = cert_warning(c, now) {
             eprintln!("warning: {w}");
         }
     }
-    Ok(())
+    written
 }
 
 /// `ok, 59d left`, `due, 2m left, renewal failing`, `?` when unknown.

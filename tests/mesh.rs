@@ -1300,6 +1300,44 @@ fn a_synced_forgery_is_refused_and_the_sync_answered() {
     assert!(log.contains("membership: synced") && log.contains("host=evil"), "{log}");
 }
 
+/// A node that is suspected and refutes the suspicion in time keeps its identity. foca 2.0
+/// sends `TurnUndead` ("the mesh holds you down") to the suspect when the suspicion's time is
+/// up even if it was refuted; membership holds that datagram back (`membership::refuted`).
+/// Before, the refuted node renewed its identity and every member renamed it.
+#[test]
+fn a_refuted_suspicion_does_not_make_the_suspect_renew_its_identity() {
+    let (m, _) = mass_started(3, 3);
+    wait_for("every node to list all others alive", Duration::from_secs(40), || short_views(&m, 0..3).is_empty());
+    let pid = m.nodes[2].pid.expect("h02 runs");
+    let incarnation = || {
+        let (_, out, _) = m.at(0, &["peers", "--json"]);
+        let peers: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap_or_default();
+        peers.iter().find(|p| p["host"] == "h02").and_then(|p| p["incarnation"].as_u64()).unwrap_or(0)
+    };
+    // Stopped for 2.5 s, h02 misses its peers' probes and one of them suspects it; the 3 s of
+    // suspicion leave it more than a second to refute once it runs again. Until it has
+    // refuted once (its incarnation grows), the test has tested nothing: try again.
+    let log = || std::fs::read_to_string(m.root().join("h02.log")).unwrap();
+    for _ in 0..5 {
+        signal(pid, "-STOP");
+        std::thread::sleep(Duration::from_millis(2500));
+        signal(pid, "-CONT");
+        // Past the deadline of any suspicion started while it was stopped.
+        std::thread::sleep(Duration::from_secs(5));
+        // (A renewed identity starts again at incarnation 0: look at the log first.)
+        let log = log();
+        assert!(!log.contains("renewed its own identity"), "h02 renewed its identity after a stop of 2.5 s:\n{log}");
+        if incarnation() > 0 {
+            break;
+        }
+    }
+    assert!(incarnation() > 0, "h02 was never suspected in five stops");
+    for i in 0..2 {
+        let (_, out, _) = m.at(i, &["peers", "--json"]);
+        assert!(!out.contains("\"state\": \"down\""), "a node listed a peer down: {out}");
+    }
+}
+
 /// A node the mesh declared down comes back as a renewed identity (same run, next bump).
 /// Its peers believe a renewal only from the node itself (gossip of it is dropped while
 /// the node's last word at that address was the old identity: no one else may introduce

@@ -83,6 +83,8 @@ pub fn run(verb: Verb, args: LifecycleArgs, g: &GlobalArgs) -> CliResult {
     };
     let mut failed = 0;
     let mut results = Vec::new();
+    // Every failure is said on stderr even after stdout's reader has gone.
+    let mut written = Ok(());
     for (agent, result) in outcomes {
         let (outcome, detail) = match result {
             Ok(o) => (o.as_str(), String::new()),
@@ -97,15 +99,17 @@ pub fn run(verb: Verb, args: LifecycleArgs, g: &GlobalArgs) -> CliResult {
                 "outcome": outcome, "detail": detail,
             }));
         } else if detail.is_empty() {
-            println!("{}: {outcome}", agent.name);
+            if written.is_ok() {
+                written = crate::out::line(format_args!("{}: {outcome}", agent.name));
+            }
         } else {
             eprintln!("{}: {outcome}: {detail}", agent.name);
         }
     }
     if args.json {
-        println!("{}", serde_json::Value::Array(results));
+        written = crate::out::line(serde_json::Value::Array(results));
     }
-    if failed > 0 { Err(exit::CliError::quiet(exit::Code::Failed)) } else { Ok(()) }
+    crate::out::verdict(written, failed > 0)
 }
 
 fn via_node(verb: Verb, args: &LifecycleArgs, addr: Option<&fleet_core::address::AgentAddr>) -> CliResult {
@@ -132,6 +136,8 @@ fn via_node(verb: Verb, args: &LifecycleArgs, addr: Option<&fleet_core::address:
     })?;
     let mut failed = 0;
     let mut out = Vec::new();
+    // Every failure is said on stderr even after stdout's reader has gone.
+    let mut written = Ok(());
     for r in &results {
         let outcome = fleet_node::json::lifecycle_outcome(r.outcome);
         if outcome == "failed" {
@@ -140,13 +146,15 @@ fn via_node(verb: Verb, args: &LifecycleArgs, addr: Option<&fleet_core::address:
         if args.json {
             out.push(fleet_node::json::lifecycle(r));
         } else if r.detail.is_empty() {
-            println!("{}@{}: {outcome}", r.agent, r.host);
+            if written.is_ok() {
+                written = crate::out::line(format_args!("{}@{}: {outcome}", r.agent, r.host));
+            }
         } else {
             eprintln!("{}@{}: {outcome}: {}", r.agent, r.host, r.detail);
         }
     }
     if args.json {
-        println!("{}", serde_json::Value::Array(out));
+        written = crate::out::line(serde_json::Value::Array(out));
     }
-    if failed > 0 { Err(exit::CliError::quiet(exit::Code::Failed)) } else { Ok(()) }
+    crate::out::verdict(written, failed > 0)
 }

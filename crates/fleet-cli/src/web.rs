@@ -190,14 +190,14 @@ pub fn run(args: WebArgs) -> CliResult {
                 };
                 if a.json {
                     let v: Vec<_> = rows.iter().map(session_json).collect();
-                    println!("{}", serde_json::to_string_pretty(&v).map_err(exit::failed)?);
-                    return Ok(());
+                    return crate::out::line(serde_json::to_string_pretty(&v).map_err(exit::failed)?);
                 }
                 if a.revoke.is_some() {
-                    for s in &rows {
-                        println!("revoked {} ({}, {})", s.id, s.label, role_word(s.role));
-                    }
-                    return Ok(());
+                    let text: String = rows
+                        .iter()
+                        .map(|s| format!("revoked {} ({}, {})\n", s.id, s.label, role_word(s.role)))
+                        .collect();
+                    return crate::out::print(&text);
                 }
                 let now = fleet_node::live::now_ms();
                 let ago = |ms: i64| format!("{}s", ((now - ms) / 1000).max(0));
@@ -215,11 +215,10 @@ pub fn run(args: WebArgs) -> CliResult {
                         ]
                     })
                     .collect();
-                print!(
-                    "{}",
-                    table::render(&["ID", "LABEL", "ROLE", "HOST", "CREATED", "LAST USED", "EXPIRES IN"], &cells)
-                );
-                Ok(())
+                crate::out::print(&table::render(
+                    &["ID", "LABEL", "ROLE", "HOST", "CREATED", "LAST USED", "EXPIRES IN"],
+                    &cells,
+                ))
             }
         }
     })

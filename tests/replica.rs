@@ -28,6 +28,16 @@ fn two_with(env: &[(&str, &str)]) -> Mesh {
     m
 }
 
+/// One host, `a`, with `agents` stub agents (not started) and its node; and its MOSAIC_HOME.
+fn one_host(agents: usize) -> (Mesh, String) {
+    let mut m = Mesh::new("acme");
+    let roster: String = (0..agents).map(|a| format!("  - {{ name: a{a}, runtime: stub }}\n")).collect();
+    m.add_host("a", &roster);
+    m.start_node(0, "127.0.0.1:0", &[]);
+    let home = m.nodes[0].home.display().to_string();
+    (m, home)
+}
+
 fn ps(m: &Mesh, args: &[&str]) -> (Duration, Vec<serde_json::Value>) {
     let t = Instant::now();
     let (code, out, err) = m.at(0, args);
@@ -284,11 +294,7 @@ fn a_peer_state_comes_over_the_membership_connection_not_a_grpc_call() {
 /// 64 KiB (docs/benchmarks.md, "Eighth pass": 0.4-1.0 ms of a 1,100-row listing).
 #[test]
 fn ps_json_writes_a_large_listing_into_a_pipe_without_waiting_for_the_reader() {
-    let mut m = Mesh::new("acme");
-    let agents: String = (0..150).map(|a| format!("  - {{ name: a{a}, runtime: stub }}\n")).collect();
-    m.add_host("a", &agents);
-    m.start_node(0, "127.0.0.1:0", &[]);
-    let home = m.nodes[0].home.display().to_string();
+    let (m, home) = one_host(150);
     let mut child = m
         .command(&["ps", "--json"], &[("MOSAIC_HOME", &home)])
         .stdout(std::process::Stdio::piped())
@@ -323,23 +329,21 @@ fn ps_json_writes_a_large_listing_into_a_pipe_without_waiting_for_the_reader() {
 /// write error other than a closed pipe is said (exit 1).
 #[test]
 fn a_listing_or_stream_into_a_closed_pipe_ends_quietly() {
-    let mut m = Mesh::new("acme");
     // More than the 64 KiB `ps --json` buffers before its first write (about 880 bytes an
     // agent), so the JSON writer itself meets the closed pipe, not only the last flush.
-    let agents: String = (0..100).map(|a| format!("  - {{ name: a{a}, runtime: stub }}\n")).collect();
-    m.add_host("a", &agents);
-    m.start_node(0, "127.0.0.1:0", &[]);
-    let home = m.nodes[0].home.display().to_string();
-    for args in [&["ps"][..], &["ps", "--json"], &["heartbeats", "--snapshot"], &["heartbeats", "--snapshot", "--json"]]
-    {
+    let (m, home) = one_host(100);
+    let closed_pipe = || {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
-        let out = m
-            .command(args, &[("MOSAIC_HOME", &home)])
-            .stdout(writer)
-            .stderr(std::process::Stdio::piped())
-            .output()
-            .unwrap();
+        writer
+    };
+    let full_disk = || std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let run = |args: &[&str], stdout: std::process::Stdio| {
+        m.command(args, &[("MOSAIC_HOME", &home)]).stdout(stdout).stderr(std::process::Stdio::piped()).output().unwrap()
+    };
+    for args in [&["ps"][..], &["ps", "--json"], &["heartbeats", "--snapshot"], &["heartbeats", "--snapshot", "--json"]]
+    {
+        let out = run(args, closed_pipe().into());
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "fleet {args:?} into a closed pipe: {}; stderr: {err}", out.status);
         assert!(err.is_empty(), "fleet {args:?} into a closed pipe said: {err}");
@@ -348,19 +352,15 @@ fn a_listing_or_stream_into_a_closed_pipe_ends_quietly() {
     // whether or not its reader stayed (`fleet verify | head -3` under `pipefail`).
     let (code, _, err) = m.at(0, &["verify"]);
     assert_eq!(code, 1, "verify of agents never started: {err}");
-    let (reader, writer) = std::io::pipe().unwrap();
-    drop(reader);
-    let out = m.command(&["verify"], &[("MOSAIC_HOME", &home)]).stdout(writer).output().unwrap();
+    let out = run(&["verify"], closed_pipe().into());
     assert_eq!(out.status.code(), Some(1), "verify into a closed pipe: {}", String::from_utf8_lossy(&out.stderr));
     // Any other write error is one: a full disk is said, exit 1.
-    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
-    let out = m.command(&["ps"], &[("MOSAIC_HOME", &home)]).stdout(full).output().unwrap();
+    let out = run(&["ps"], full_disk().into());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "fleet ps into /dev/full: {err}");
     assert!(err.contains("No space left on device"), "fleet ps into /dev/full said: {err}");
     // ... also where the verdict fails too: the write error is what is said.
-    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
-    let out = m.command(&["verify"], &[("MOSAIC_HOME", &home)]).stdout(full).output().unwrap();
+    let out = run(&["verify"], full_disk().into());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "fleet verify into /dev/full: {err}");
     assert!(err.contains("No space left on device"), "fleet verify into /dev/full said: {err}");

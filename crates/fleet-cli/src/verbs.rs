@@ -255,13 +255,6 @@ pub fn verify(args: VerifyArgs) -> CliResult {
             .collect();
         return crate::out::verdict(crate::out::line(serde_json::Value::Array(out)), !problems.is_empty());
     }
-    let text: String = problems
-        .iter()
-        .map(|p| {
-            let who = if p.agent.is_empty() { p.host.clone() } else { format!("{}@{}", p.agent, p.host) };
-            format!("{who}: {}; next: {}\n", p.problem, p.next_step)
-        })
-        .collect();
     let written = if problems.is_empty() {
         crate::out::line(format_args!(
             "ok: {agents} agent(s) on {} host(s) ({}): sessions, units and heartbeats as they should be",
@@ -269,6 +262,13 @@ pub fn verify(args: VerifyArgs) -> CliResult {
             hosts.join(", ")
         ))
     } else {
+        let text: String = problems
+            .iter()
+            .map(|p| {
+                let who = if p.agent.is_empty() { p.host.clone() } else { format!("{}@{}", p.agent, p.host) };
+                format!("{who}: {}; next: {}\n", p.problem, p.next_step)
+            })
+            .collect();
         let written = crate::out::print(&text);
         eprintln!("{} problem(s) on {} host(s) checked", problems.len(), hosts.len());
         written

@@ -731,7 +731,8 @@ fn a_member_that_claims_another_hosts_name_is_refused() {
     let cancel = tokio_util::sync::CancellationToken::new();
     let tracker = tokio_util::task::TaskTracker::new();
     let impostor = rt.block_on(async {
-        let ep = fleet_node::membership::endpoint("127.0.0.1:0".parse().unwrap(), &server, &client).unwrap();
+        let ep =
+            fleet_node::membership::endpoint("127.0.0.1:0".parse().unwrap(), &server, &client, b"insider").unwrap();
         let addr = ep.local_addr().unwrap();
         let me = fleet_node::membership::MemberId {
             tenant: "acme".into(),
@@ -792,7 +793,8 @@ fn gossip_cannot_replace_a_member_with_a_forged_identity() {
     let a_quic: std::net::SocketAddr = m.addr(0).parse().unwrap();
     rt.block_on(async {
         use fleet_node::membership::MemberId;
-        let ep = fleet_node::membership::endpoint("127.0.0.1:0".parse().unwrap(), &server, &client).unwrap();
+        let ep =
+            fleet_node::membership::endpoint("127.0.0.1:0".parse().unwrap(), &server, &client, b"insider").unwrap();
         let me_addr = ep.local_addr().unwrap();
         let me = MemberId {
             tenant: "acme".into(),
@@ -1239,7 +1241,8 @@ fn a_synced_forgery_is_refused_and_the_sync_answered() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let a_quic: std::net::SocketAddr = m.addr(0).parse().unwrap();
     let (answer, oversized) = rt.block_on(async {
-        let ep = fleet_node::membership::endpoint("127.0.0.1:0".parse().unwrap(), &server, &client).unwrap();
+        let ep =
+            fleet_node::membership::endpoint("127.0.0.1:0".parse().unwrap(), &server, &client, b"insider").unwrap();
         let conn = ep.connect(a_quic, "node.acme.fleet.internal").unwrap().await.unwrap();
         let fake = MemberId {
             tenant: "acme".into(),

@@ -11,7 +11,8 @@
 //!    N-1 alive, and until every node does in the same poll round (no
 //!    suspicion anywhere at that instant), and the CPU time all nodes spent.
 //! 2. **Idle cost**: after a 35 s settle (longer than a node keeps an unused
-//!    connection), a 10 s window: per-node CPU (% of one
+//!    gRPC connection; SWIM's QUIC connections close after 120 s idle, and up to
+//!    about 100 members SWIM uses each more often), a 10 s window: per-node CPU (% of one
 //!    core), RSS (median, max), SWIM payload bytes per second (NodeInfo
 //!    counters), and the UDP datagrams and TCP segments sent per node per second
 //!    (`/proc/net/snmp` of the bench's own network namespace: the bench
@@ -69,7 +70,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
-/// Before the idle window: longer than a node keeps an unused connection to a
+/// Before the idle window: longer than a node keeps an unused gRPC connection to a
 /// peer (`timings.idle_close_ms`, 30 s), so the window measures an idle mesh,
 /// not the tail of the mass start (`FLEET_SCALE_SETTLE_S`).
 fn settle() -> Duration {

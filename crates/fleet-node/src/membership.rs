@@ -51,8 +51,18 @@ use tokio_util::sync::CancellationToken;
 /// ALPN of the membership plane.
 pub const ALPN: &[u8] = b"fleet-swim/1";
 
-/// A membership connection that carries nothing for this long is closed.
-pub const IDLE_CLOSE: Duration = Duration::from_secs(10);
+/// A membership connection that carries nothing for this long is closed. Long enough
+/// for a connection to outlive the gaps between SWIM's exchanges with a member in a mesh
+/// of up to about 100: each of two members probes the other once in a round of all
+/// members, one a second, so at 100 members they talk about every 50 s. With a 10 s close
+/// nearly every probe there paid a handshake, and an idle node sent 12 datagrams a second
+/// at 50 and 100 members against 4 at 10 (docs/benchmarks.md, "Tenth pass"). Bounded in any
+/// mesh: a node talks to about two members a second, so it holds at most a few hundred
+/// connections, whatever the size.
+pub const IDLE_CLOSE: Duration = Duration::from_secs(120);
+
+/// What a node's stateless-reset secret is derived from its key for ([`endpoint`]).
+pub const RESET_LABEL: &[u8] = b"fleet-swim/1 stateless reset";
 
 /// Datagrams kept per peer while a dial to it is in progress.
 const DIAL_QUEUE: usize = 16;
@@ -659,6 +669,18 @@ impl Transport {
         });
     }
 
+    /// Drop every connection: the mesh declared this node down, so each member dropped its
+    /// connection to this node (`forget`) and one still open here leads nowhere. It could
+    /// stay open for up to [`IDLE_CLOSE`] after the node was stopped, and the renewal's
+    /// announces went into it until the member's close arrived.
+    fn forget_all(&self) {
+        let conns = std::mem::take(&mut *self.conns.lock().expect("conns"));
+        self.owners.lock().expect("owners").clear();
+        for c in conns.into_values() {
+            c.close(0u32.into(), b"this node was declared down");
+        }
+    }
+
     /// Drop the connection to a member declared down: the next packet dials afresh.
     fn forget(&self, addr: SocketAddr) {
         if let Some(c) = self.conns.lock().expect("conns").remove(&addr) {
@@ -901,6 +923,7 @@ pub fn start(
                         // so gossip alone would reach each peer as it probes or is probed: a
                         // probe period per member. Say it to every member now.
                         let members: Vec<MemberId> = foca.iter_members().map(|m| m.id().clone()).collect();
+                        transport.forget_all();
                         tracing::warn!(
                             bump = new.bump, members = members.len(),
                             "membership: the mesh declared this node down (it did not answer in time); it renewed its own identity and announces it to every member"

@@ -384,7 +384,7 @@ mod tests {
     async fn targets(node_dir: &Path, cancel: &CancellationToken) -> Targets {
         let id = Identity::node(node_dir).unwrap();
         let (server, client) = (server_config(&id).unwrap(), client_config(&id).unwrap());
-        let ep = crate::membership::endpoint("127.0.0.1:0".parse().unwrap(), &server, &client).unwrap();
+        let ep = crate::membership::endpoint("127.0.0.1:0".parse().unwrap(), &server, &client, b"test").unwrap();
         let addr = ep.local_addr().unwrap();
         let me = crate::membership::MemberId {
             tenant: "acme".into(),

@@ -376,7 +376,8 @@ async fn bind_doors(cfg: &NodeConfig, me: &Me, nofile: u64) -> Result<Doors, Nod
         .map_err(|e| NodeError::Serve(format!("cannot listen on {}: {e} (set listen or FLEET_LISTEN)", cfg.listen)))?;
     let tcp_addr = tcp.local_addr().map_err(|e| NodeError::Serve(e.to_string()))?;
     // Membership (QUIC) on the same port number, UDP.
-    let endpoint = membership::endpoint(tcp_addr, &me.server_tls, &me.client_tls).map_err(NodeError::Serve)?;
+    let reset = me.identity.derived_secret(membership::RESET_LABEL);
+    let endpoint = membership::endpoint(tcp_addr, &me.server_tls, &me.client_tls, &reset).map_err(NodeError::Serve)?;
     let unix = bind_local_door(&cfg.socket).await?;
     // From here on, the socket file is removed however the node ends.
     let socket_file = RemoveOnDrop(cfg.socket.clone());

@@ -156,6 +156,17 @@ impl Identity {
         })
     }
 
+    /// A 32-byte secret for `label`, derived from this identity's private key
+    /// (HMAC-SHA256 keyed by the key's DER): the same in every run that holds the same key,
+    /// different for another key or label, and the key cannot be learned back from it.
+    pub fn derived_secret(&self, label: &[u8]) -> [u8; 32] {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.key.secret_der());
+        let tag = ring::hmac::sign(&key, label);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
     /// From DER parts already in memory.
     pub fn from_der(
         ca: CertificateDer<'static>,
@@ -288,6 +299,24 @@ mod tests {
         issue::init_ca(&other, "acme", false).unwrap();
         let e = Identity::load(&other.join("ca.pem"), &dir.join("node.pem"), &dir.join("node.key")).unwrap_err();
         assert!(e.to_string().contains("not issued by the mesh CA"), "{e}");
+    }
+
+    #[test]
+    fn a_derived_secret_follows_the_key_and_the_label() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("certs");
+        issue::init_ca(&dir, "acme", false).unwrap();
+        issue::issue(&dir, Kind::Node, "h1", 90, Some(&dir), false).unwrap();
+        issue::issue(&dir, Kind::Node, "h2", 90, Some(&tmp.path().join("h2")), false).unwrap();
+        let (a, again) = (Identity::node(&dir).unwrap(), Identity::node(&dir).unwrap());
+        let b = Identity::node(&tmp.path().join("h2")).unwrap();
+        let secret = a.derived_secret(b"one");
+        assert_eq!(secret, again.derived_secret(b"one"), "the same key gives the same secret in every load");
+        assert_ne!(secret, a.derived_secret(b"two"), "another label, another secret");
+        assert_ne!(secret, b.derived_secret(b"one"), "another key, another secret");
+        let key = std::fs::read(dir.join("node.key")).unwrap();
+        let der = PrivateKeyDer::from_pem_slice(&key).unwrap();
+        assert!(!der.secret_der().windows(8).any(|w| secret.windows(8).any(|s| s == w)), "no piece of the key in it");
     }
 
     #[test]

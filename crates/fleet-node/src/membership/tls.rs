@@ -6,13 +6,29 @@ use std::sync::Arc;
 
 /// The QUIC endpoint of the membership plane, bound on `bind` (UDP), with the
 /// node's TLS configs (their ALPN is replaced by [`ALPN`]).
+///
+/// `reset_secret` keys the endpoint's stateless resets; a node derives it from its private
+/// key, so a run after a restart resets the connections its peers still hold to the run
+/// before: a peer's first datagram over such a connection closes it (the next dials anew)
+/// instead of vanishing for up to [`IDLE_CLOSE`]. Any secret of the node's own will do; a
+/// random one (a test's) resets nothing across restarts.
 pub fn endpoint(
     bind: SocketAddr,
     server: &rustls::ServerConfig,
     client: &rustls::ClientConfig,
+    reset_secret: &[u8],
 ) -> Result<quinn::Endpoint, String> {
     let (sc, cc) = quic_configs(server, client)?;
-    let mut ep = quinn::Endpoint::server(sc, bind).map_err(|e| format!("cannot bind UDP {bind}: {e}"))?;
+    let reset = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, reset_secret);
+    // The next run must also recognize this run's connection IDs as ones it could have
+    // issued: an endpoint resets only those (quinn checks a keyed hash in each ID).
+    let ids = ring::hmac::sign(&reset, b"connection ids");
+    let ids = u64::from_le_bytes(ids.as_ref()[..8].try_into().expect("8 of 32 bytes"));
+    let mut config = quinn::EndpointConfig::new(Arc::new(reset));
+    config.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(ids)));
+    let socket = std::net::UdpSocket::bind(bind).map_err(|e| format!("cannot bind UDP {bind}: {e}"))?;
+    let mut ep = quinn::Endpoint::new(config, Some(sc), socket, Arc::new(quinn::TokioRuntime))
+        .map_err(|e| format!("cannot serve QUIC on UDP {bind}: {e}"))?;
     ep.set_default_client_config(cc);
     Ok(ep)
 }
@@ -40,19 +56,23 @@ pub(super) fn quic_configs(
     let qs = quinn::crypto::rustls::QuicServerConfig::try_from(Arc::new(server)).map_err(|e| e.to_string())?;
     let qc = quinn::crypto::rustls::QuicClientConfig::try_from(Arc::new(client)).map_err(|e| e.to_string())?;
     let mut transport = quinn::TransportConfig::default();
-    // Liveness is SWIM's job, not QUIC's: no keep-alive, and a connection that
-    // carries nothing for [`IDLE_CLOSE`] is closed (the next datagram dials
-    // again). SWIM talks to every member in turn, so keeping connections alive
-    // meant one per member, each with its keep-alive: memory and packets per
-    // node grew with the mesh (docs/benchmarks.md, "Scale"). Now a node holds
-    // connections only to the members it talked to lately, whatever the size.
-    // A member declared down is forgotten at once (see `forget`), and a
-    // restarted peer's new connection replaces the old.
+    // Liveness is SWIM's job, not QUIC's: no keep-alive, and a connection that carries
+    // nothing for [`IDLE_CLOSE`] is closed (the next datagram dials again). Keep-alives on a
+    // connection per member made memory and packets grow with the mesh (docs/benchmarks.md,
+    // "Scale"); without them an idle connection costs memory only, and a node holds
+    // connections only to the members it talked to within [`IDLE_CLOSE`]. A member declared
+    // down is forgotten at once (see `forget`), a restarted peer's new connection replaces
+    // the old, and the restarted peer resets the old one at its first datagram (`endpoint`).
     transport.keep_alive_interval(None);
     transport.max_idle_timeout(Some(IDLE_CLOSE.try_into().expect("idle timeout")));
     // A SWIM datagram fits the 1200 bytes every QUIC path carries (`foca_config`): probing
     // for a larger MTU only sent packets, half of an idle node's datagrams at 20 members.
     transport.mtu_discovery_config(None);
+    // No segmentation offload: membership sends single datagrams and small streams, and
+    // with it every connection kept a send buffer for a batch of 10 datagrams (12 KB, half
+    // of a connection's heap; at 100 members RSS 27.1 -> 26.3 MB without it: docs/
+    // benchmarks.md, "Tenth pass"). Without it the buffer holds one.
+    transport.enable_segmentation_offload(false);
     // Streams carry a full sync or a rows ask: a peer may open one of each at a time.
     transport.max_concurrent_bidi_streams(PEER_STREAMS.into());
     transport.max_concurrent_uni_streams(0u32.into());
@@ -143,7 +163,8 @@ mod tests {
             .unwrap();
         let client = fleet_tls::config::client_config(&id).unwrap();
         let here: SocketAddr = "127.0.0.1:0".parse().unwrap();
-        let (peer, node) = (endpoint(here, &server, &client).unwrap(), endpoint(here, &server, &client).unwrap());
+        let (peer, node) =
+            (endpoint(here, &server, &client, b"peer").unwrap(), endpoint(here, &server, &client, b"node").unwrap());
         let to = peer.local_addr().unwrap();
         let soon = Duration::from_secs(10);
         for round in 1..=3 {
@@ -159,6 +180,60 @@ mod tests {
             assert_eq!(verified.load(Ordering::SeqCst), round, "connection {round}: the peer verified the certificate");
             conn.close(0u32.into(), b"idle");
             let _ = tokio::time::timeout(soon, theirs.closed()).await;
+        }
+    }
+    /// A node restarted on its address resets the connections its peers still hold to the
+    /// run before, at their first datagram, when both runs derive the same reset secret
+    /// (from the node's key, `server::bind_doors`); with another secret the peer's
+    /// connection stays open and its datagrams vanish. Each run is a runtime of its own,
+    /// dropped as a kill -9 would end it: no close is sent.
+    #[test]
+    fn a_restarted_node_resets_the_connections_of_its_run_before() {
+        fleet_tls::config::install_crypto_provider();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("certs");
+        fleet_tls::issue::init_ca(&dir, "acme", false).unwrap();
+        fleet_tls::issue::issue(&dir, fleet_tls::Kind::Node, "h1", 90, Some(&dir), false).unwrap();
+        let id = fleet_tls::config::Identity::node(&dir).unwrap();
+        let (server, client) =
+            (fleet_tls::config::server_config(&id).unwrap(), fleet_tls::config::client_config(&id).unwrap());
+        let runtime = || tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        let soon = Duration::from_secs(10);
+        let node_rt = runtime();
+        let node =
+            node_rt.block_on(async { endpoint("127.0.0.1:0".parse().unwrap(), &server, &client, b"node") }).unwrap();
+        for (second_run, reset) in [(&b"peer"[..], true), (&b"another"[..], false)] {
+            // The peer's first run, and a connection to it that carried a datagram.
+            let peer_rt = runtime();
+            let (addr, conn, first_run) = peer_rt.block_on(async {
+                let peer = endpoint("127.0.0.1:0".parse().unwrap(), &server, &client, b"peer").unwrap();
+                let addr = peer.local_addr().unwrap();
+                let accept = async { peer.accept().await.expect("incoming").await.expect("accepted") };
+                let dial = node_rt.spawn({
+                    let node = node.clone();
+                    async move { node.connect(addr, "node.acme.fleet.internal").unwrap().await.expect("handshake") }
+                });
+                let (conn, theirs) = tokio::time::timeout(soon, async { tokio::join!(dial, accept) }).await.unwrap();
+                let conn = conn.unwrap();
+                conn.send_datagram(bytes::Bytes::from_static(b"ping")).unwrap();
+                assert_eq!(&tokio::time::timeout(soon, theirs.read_datagram()).await.unwrap().unwrap()[..], b"ping");
+                (addr, conn, (peer, theirs))
+            });
+            // The run ends: its tasks first, so that nothing sends a close, then its socket.
+            drop(peer_rt);
+            drop(first_run);
+            // The second run, on the same address.
+            let peer_rt = runtime();
+            let _again = peer_rt.block_on(async { endpoint(addr, &server, &client, second_run) }).unwrap();
+            let closed = node_rt.block_on(async {
+                conn.send_datagram(bytes::Bytes::from(vec![7u8; 100])).unwrap();
+                tokio::time::timeout(Duration::from_secs(if reset { 10 } else { 2 }), conn.closed()).await
+            });
+            match closed {
+                Ok(quinn::ConnectionError::Reset) if reset => {}
+                Err(_) if !reset => assert!(conn.close_reason().is_none()),
+                other => panic!("reset expected: {reset}; the connection: {other:?}"),
+            }
         }
     }
 }

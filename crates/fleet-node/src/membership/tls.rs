@@ -94,6 +94,16 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
+    /// A mesh CA of tenant acme and node h1's identity, in `tmp`/certs.
+    fn node_h1(tmp: &std::path::Path) -> (std::path::PathBuf, fleet_tls::config::Identity) {
+        fleet_tls::config::install_crypto_provider();
+        let dir = tmp.join("certs");
+        fleet_tls::issue::init_ca(&dir, "acme", false).unwrap();
+        fleet_tls::issue::issue(&dir, fleet_tls::Kind::Node, "h1", 90, Some(&dir), false).unwrap();
+        let id = fleet_tls::config::Identity::node(&dir).unwrap();
+        (dir, id)
+    }
+
     /// The mesh's client-certificate verifier, counting the certificates it verified: once
     /// in a full handshake, never when a session is resumed.
     #[derive(Debug)]
@@ -142,12 +152,8 @@ mod tests {
     /// (which would skip a revocation or an expiry since), and none is kept.
     #[tokio::test]
     async fn every_connection_verifies_the_peer_certificate_no_session_is_resumed() {
-        fleet_tls::config::install_crypto_provider();
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("certs");
-        fleet_tls::issue::init_ca(&dir, "acme", false).unwrap();
-        fleet_tls::issue::issue(&dir, fleet_tls::Kind::Node, "h1", 90, Some(&dir), false).unwrap();
-        let id = fleet_tls::config::Identity::node(&dir).unwrap();
+        let (dir, id) = node_h1(tmp.path());
         let provider = fleet_tls::config::provider();
         let mut roots = rustls::RootCertStore::empty();
         roots.add(CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap()).unwrap();
@@ -189,12 +195,8 @@ mod tests {
     /// dropped as a kill -9 would end it: no close is sent.
     #[test]
     fn a_restarted_node_resets_the_connections_of_its_run_before() {
-        fleet_tls::config::install_crypto_provider();
         let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("certs");
-        fleet_tls::issue::init_ca(&dir, "acme", false).unwrap();
-        fleet_tls::issue::issue(&dir, fleet_tls::Kind::Node, "h1", 90, Some(&dir), false).unwrap();
-        let id = fleet_tls::config::Identity::node(&dir).unwrap();
+        let (_, id) = node_h1(tmp.path());
         let (server, client) =
             (fleet_tls::config::server_config(&id).unwrap(), fleet_tls::config::client_config(&id).unwrap());
         let runtime = || tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();

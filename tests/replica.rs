@@ -341,8 +341,17 @@ fn a_listing_or_stream_into_a_closed_pipe_ends_quietly() {
     let run = |args: &[&str], stdout: std::process::Stdio| {
         m.command(args, &[("MOSAIC_HOME", &home)]).stdout(stdout).stderr(std::process::Stdio::piped()).output().unwrap()
     };
-    for args in [&["ps"][..], &["ps", "--json"], &["heartbeats", "--snapshot"], &["heartbeats", "--snapshot", "--json"]]
-    {
+    let listings: [&[&str]; 8] = [
+        &["ps"],
+        &["ps", "--json"],
+        &["heartbeats", "--snapshot"],
+        &["heartbeats", "--snapshot", "--json"],
+        &["certs", "show"],
+        &["certs", "show", "--json"],
+        &["roster", "check"],
+        &["roster", "check", "--json"],
+    ];
+    for args in listings {
         let out = run(args, closed_pipe().into());
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(0), "fleet {args:?} into a closed pipe: {}; stderr: {err}", out.status);
@@ -354,6 +363,16 @@ fn a_listing_or_stream_into_a_closed_pipe_ends_quietly() {
     assert_eq!(code, 1, "verify of agents never started: {err}");
     let out = run(&["verify"], closed_pipe().into());
     assert_eq!(out.status.code(), Some(1), "verify into a closed pipe: {}", String::from_utf8_lossy(&out.stderr));
+    // So does `roster check`'s (exit 2 for a roster that does not parse).
+    let broken = m.root().join("broken.yaml");
+    std::fs::write(&broken, "agents: [").unwrap();
+    let out = run(&["roster", "check", "--json", broken.to_str().unwrap()], closed_pipe().into());
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a broken roster checked into a closed pipe: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // Any other write error is one: a full disk is said, exit 1.
     let out = run(&["ps"], full_disk().into());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -12,6 +12,7 @@ use fleet_tls::show::{self, CertInfo};
 use fleet_tls::{CertsDir, Kind, issue, revoke};
 
 use crate::exit::{self, CliResult};
+use crate::out;
 
 #[derive(Debug, Subcommand)]
 pub enum CertsCmd {
@@ -236,37 +237,31 @@ fn show_certs(dir: &Path, file: Option<PathBuf>, json: bool) -> CliResult {
     let now = show::now();
     if json {
         let arr: Vec<_> = infos.iter().map(|i| i.to_json(now)).collect();
-        let text = serde_json::to_string_pretty(&arr).map_err(exit::failed)?;
-        println!("{text}");
+        out::line(serde_json::to_string_pretty(&arr).map_err(exit::failed)?)
     } else {
-        for (i, info) in infos.iter().enumerate() {
-            if i > 0 {
-                println!();
-            }
-            print_info(info, now, dir);
-        }
+        let shown: Vec<String> = infos.iter().map(|info| info_text(info, now, dir)).collect();
+        out::print(&shown.join("\n"))
     }
-    Ok(())
 }
 
-fn print_info(info: &CertInfo, now: show::OffsetDateTime, dir: &Path) {
-    let row = |k: &str, v: &str| println!("  {k:<13}{v}");
-    println!("{}", info.path.as_deref().map(|p| p.display().to_string()).unwrap_or_default());
+/// One certificate as `certs show` prints it: its path, then a line per field.
+fn info_text(info: &CertInfo, now: show::OffsetDateTime, dir: &Path) -> String {
+    let mut rows: Vec<(&str, String)> = Vec::new();
     let kind = if info.is_ca { "ca" } else { info.kind().map(Kind::as_str).unwrap_or("unknown") };
-    row("kind", kind);
+    rows.push(("kind", kind.into()));
     if let Some(p) = &info.principal {
-        row("principal", &p.to_string());
+        rows.push(("principal", p.to_string()));
     }
-    row("tenant", info.tenant.as_ref().map(|t| t.as_str()).unwrap_or("unknown"));
+    rows.push(("tenant", info.tenant.as_ref().map(|t| t.as_str()).unwrap_or("unknown").into()));
     if let Some(host) = info.principal.as_ref().and_then(|p| p.host()) {
-        row("host", host);
+        rows.push(("host", host.into()));
     }
     if let Some(problem) = &info.problem {
-        row("problem", problem);
+        rows.push(("problem", problem.clone()));
     }
-    row("subject", &info.subject);
+    rows.push(("subject", info.subject.clone()));
     // As `certs revoke --serial` takes it.
-    row("serial", &info.serial);
+    rows.push(("serial", info.serial.clone()));
     let days = info.days_left(now);
     let plural = |n: i64| if n == 1 { "day" } else { "days" };
     let state = if now < info.not_before {
@@ -276,20 +271,22 @@ fn print_info(info: &CertInfo, now: show::OffsetDateTime, dir: &Path) {
     } else {
         format!("{days} {} left", plural(days))
     };
-    row("valid", &format!("{} .. {} ({state})", show::rfc3339(info.not_before), show::rfc3339(info.not_after)));
-    row("sha256", &info.sha256);
+    rows.push(("valid", format!("{} .. {} ({state})", show::rfc3339(info.not_before), show::rfc3339(info.not_after))));
+    rows.push(("sha256", info.sha256.clone()));
     let chain = match (info.chains_to_ca, &info.ca_path) {
         (Some(true), Some(ca)) => format!("yes ({})", ca.display()),
         (Some(false), Some(ca)) => format!("NO: not issued by {}", ca.display()),
         _ => format!("unknown: no ca.pem in {}", dir.display()),
     };
-    row("chains to CA", &chain);
+    rows.push(("chains to CA", chain));
     if !info.uris.is_empty() {
-        row("URIs", &info.uris.join(", "));
+        rows.push(("URIs", info.uris.join(", ")));
     }
     if !info.dns_names.is_empty() {
-        row("DNS names", &info.dns_names.join(", "));
+        rows.push(("DNS names", info.dns_names.join(", ")));
     }
+    let path = info.path.as_deref().map(|p| p.display().to_string()).unwrap_or_default();
+    rows.iter().fold(format!("{path}\n"), |text, (k, v)| text + &format!("  {k:<13}{v}\n"))
 }
 
 /// Map a library error to an exit code, adding the next step to refused overwrites.

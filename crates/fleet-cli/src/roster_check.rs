@@ -2,6 +2,7 @@
 
 use crate::context::{GlobalArgs, Paths};
 use crate::exit::{self, CliResult};
+use crate::out;
 use anyhow::anyhow;
 use fleet_core::roster::{Problem, Roster, Severity};
 use std::path::PathBuf;
@@ -27,34 +28,48 @@ pub fn run(args: CheckArgs, g: &GlobalArgs) -> CliResult {
         Err(e) => (None, e.problems),
     };
     let shown = path.display();
-    if args.json {
+    let written = if args.json {
         let v = serde_json::json!({
             "file": shown.to_string(),
             "ok": roster.is_some(),
             "agents": roster.as_ref().map(|r| r.agents.len()),
             "problems": problems,
         });
-        println!("{v:#}");
+        out::line(format!("{v:#}"))
     } else {
+        // Errors to stderr, the rest to stdout, in the roster's order.
+        let mut written = Ok(());
         for p in &problems {
-            let out = format!("{shown}:{p}");
-            if p.severity == Severity::Error { eprintln!("{out}") } else { println!("{out}") }
+            let line = format!("{shown}:{p}");
+            if p.severity == Severity::Error {
+                eprintln!("{line}")
+            } else if written.is_ok() {
+                written = out::line(line)
+            }
         }
         if let Some(r) = &roster {
             let count = |c: &str| r.agents.iter().filter(|a| a.class.as_deref() == Some(c)).count();
             let warnings = problems.len();
-            println!(
-                "{shown}: ok: {} agents ({} orchestrator, {} enhancer), {}{}",
-                r.agents.len(),
-                count("orchestrator"),
-                count("enhancer"),
-                r.socket,
-                if warnings > 0 { format!(", {warnings} warning(s)") } else { String::new() }
-            );
+            written = written.and_then(|()| {
+                out::line(format_args!(
+                    "{shown}: ok: {} agents ({} orchestrator, {} enhancer), {}{}",
+                    r.agents.len(),
+                    count("orchestrator"),
+                    count("enhancer"),
+                    r.socket,
+                    if warnings > 0 { format!(", {warnings} warning(s)") } else { String::new() }
+                ))
+            });
         } else {
             let errors = problems.iter().filter(|p| p.severity == Severity::Error).count();
             eprintln!("{shown}: {errors} error(s)");
         }
+        written
+    };
+    // The verdict (exit 2 for a broken roster) stands when the reader left early.
+    match (written, roster.is_some()) {
+        (Err(e), _) if !out::closed(&e) => Err(e),
+        (_, false) => Err(exit::CliError::quiet(exit::Code::Usage)),
+        (written, true) => written,
     }
-    if roster.is_some() { Ok(()) } else { Err(exit::CliError::quiet(exit::Code::Usage)) }
 }

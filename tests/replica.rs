@@ -373,6 +373,11 @@ fn a_listing_or_stream_into_a_closed_pipe_ends_quietly() {
         "a broken roster checked into a closed pipe: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // ... but a write error that is not the reader's going is said, as for `verify` below.
+    let out = run(&["roster", "check", "--json", broken.to_str().unwrap()], full_disk().into());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "a broken roster checked into /dev/full: {err}");
+    assert!(err.contains("No space left on device"), "a broken roster checked into /dev/full said: {err}");
     // Any other write error is one: a full disk is said, exit 1.
     let out = run(&["ps"], full_disk().into());
     let err = String::from_utf8_lossy(&out.stderr);

@@ -70,7 +70,8 @@ pub fn run(args: DoctorArgs, g: &GlobalArgs) -> CliResult {
             .collect();
         crate::out::print(&table::render(&["CHECK", "STATUS", "DETAIL -> NEXT STEP"], &rows))
     };
-    crate::out::verdict(written, checks.iter().any(|c| c.status == Status::Fail))
+    let failed = checks.iter().any(|c| c.status == Status::Fail);
+    crate::out::verdict(written, failed.then_some(exit::Code::Failed))
 }
 
 /// tmux 3.2 or later: control-mode flow control (`pause-after`) and clients

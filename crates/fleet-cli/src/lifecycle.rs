@@ -109,7 +109,7 @@ pub fn run(verb: Verb, args: LifecycleArgs, g: &GlobalArgs) -> CliResult {
     if args.json {
         written = crate::out::line(serde_json::Value::Array(results));
     }
-    crate::out::verdict(written, failed > 0)
+    crate::out::verdict(written, (failed > 0).then_some(exit::Code::Failed))
 }
 
 fn via_node(verb: Verb, args: &LifecycleArgs, addr: Option<&fleet_core::address::AgentAddr>) -> CliResult {
@@ -156,5 +156,5 @@ fn via_node(verb: Verb, args: &LifecycleArgs, addr: Option<&fleet_core::address:
     if args.json {
         written = crate::out::line(serde_json::Value::Array(out));
     }
-    crate::out::verdict(written, failed > 0)
+    crate::out::verdict(written, (failed > 0).then_some(exit::Code::Failed))
 }

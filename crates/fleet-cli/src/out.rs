@@ -48,13 +48,14 @@ pub fn closed(e: &CliError) -> bool {
     e.error.is::<Closed>()
 }
 
-/// The end of a command whose exit status is a verdict (`verify`, `doctor`):
-/// `failed` stands when the reader left early (`fleet verify | head -3` under
-/// `pipefail` must not pass a failed check), and another write error is said.
-pub fn verdict(written: CliResult, failed: bool) -> CliResult {
-    match written {
-        Err(e) if !closed(&e) => Err(e),
-        _ if failed => Err(CliError::quiet(Code::Failed)),
-        written => written,
+/// The end of a command whose exit status is a verdict (`verify`, `doctor`,
+/// `roster check`): `failed`, the exit code of a failed verdict, stands when the
+/// reader left early (`fleet verify | head -3` under `pipefail` must not pass a
+/// failed check), and another write error is said.
+pub fn verdict(written: CliResult, failed: Option<Code>) -> CliResult {
+    match (written, failed) {
+        (Err(e), _) if !closed(&e) => Err(e),
+        (_, Some(code)) => Err(CliError::quiet(code)),
+        (written, None) => written,
     }
 }

@@ -66,10 +66,6 @@ pub fn run(args: CheckArgs, g: &GlobalArgs) -> CliResult {
         }
         written
     };
-    // The verdict (exit 2 for a broken roster) stands when the reader left early.
-    match (written, roster.is_some()) {
-        (Err(e), _) if !out::closed(&e) => Err(e),
-        (_, false) => Err(exit::CliError::quiet(exit::Code::Usage)),
-        (written, true) => written,
-    }
+    // A roster that does not parse: exit 2.
+    out::verdict(written, roster.is_none().then_some(exit::Code::Usage))
 }

@@ -245,6 +245,7 @@ pub fn verify(args: VerifyArgs) -> CliResult {
         }
         Ok::<_, exit::CliError>((problems, hosts, agents))
     })?;
+    let failed = (!problems.is_empty()).then_some(exit::Code::Failed);
     if args.json {
         let out: Vec<serde_json::Value> = problems
             .iter()
@@ -253,7 +254,7 @@ pub fn verify(args: VerifyArgs) -> CliResult {
                        "next_step": p.next_step})
             })
             .collect();
-        return crate::out::verdict(crate::out::line(serde_json::Value::Array(out)), !problems.is_empty());
+        return crate::out::verdict(crate::out::line(serde_json::Value::Array(out)), failed);
     }
     let written = if problems.is_empty() {
         crate::out::line(format_args!(
@@ -273,7 +274,7 @@ pub fn verify(args: VerifyArgs) -> CliResult {
         eprintln!("{} problem(s) on {} host(s) checked", problems.len(), hosts.len());
         written
     };
-    crate::out::verdict(written, !problems.is_empty())
+    crate::out::verdict(written, failed)
 }
 
 /// The comms block of `addr`, from the mesh's agents as the node lists them;

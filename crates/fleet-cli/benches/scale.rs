@@ -21,8 +21,10 @@
 //!    output says so).
 //! 3. **Merged ps** from node 0 over all N hosts: `ListAgents(MESH)` in
 //!    process over a warm channel (200 calls), and `fleet ps --json` as a
-//!    process (100 calls, the CLI as a user runs it), p50/p99; the same with
-//!    `--fresh` (the fan-out) when the CLI has it.
+//!    process (100 calls, the CLI as a user runs it), p50/p99, and the CPU a
+//!    call costs node 0 and the CLI (from /proc, 10 ms ticks over all calls:
+//!    figures a busy machine does not stretch as it stretches latency); the same
+//!    with `--fresh` (the fan-out) when the CLI has it.
 //! 4. **One join**: one more node is spawned; the time until every node lists
 //!    it alive and it lists every other alive.
 //! 5. **Detection**: `kill -9` of that node; the time until every other node
@@ -115,10 +117,27 @@ fn status_kb(pid: u32, key: &str) -> u64 {
 }
 
 fn cpu_ticks(pid: u32) -> u64 {
+    stat_ticks(&pid.to_string(), 11)
+}
+
+/// The CPU time (clock ticks) of this process's children that ended and were
+/// waited for: the CLI runs, not the nodes (still running).
+fn children_ticks() -> u64 {
+    stat_ticks("self", 13)
+}
+
+/// Two fields of /proc/PID/stat from `at` (after the name), added: 11 for
+/// utime + stime, 13 for cutime + cstime.
+fn stat_ticks(pid: &str, at: usize) -> u64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let f: Vec<&str> = stat[stat.rfind(')').map_or(0, |i| i + 2)..].split(' ').collect();
-    f.get(11).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+    f.get(at).and_then(|u| u.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(at + 1).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// Milliseconds of CPU per call: `ticks` clock ticks (100 a second) over `calls`.
+fn per_call_ms(ticks: u64, calls: u32) -> f64 {
+    ticks as f64 * 10.0 / f64::from(calls)
 }
 
 /// A counter of /proc/net/snmp, e.g. ("Udp:", "OutDatagrams").
@@ -582,13 +601,16 @@ fn size(n: usize, agents: usize) {
         }
         let mut lat = vec![];
         let mut rows = (0, 0);
+        let node0 = m.nodes[0].pid.expect("running");
+        let cpu0 = cpu_ticks(node0);
         for _ in 0..200 {
             let (d, a, h) = call(fresh);
             lat.push(ms(d));
             rows = (a, h);
         }
+        let node_cpu = per_call_ms(cpu_ticks(node0) - cpu0, 200);
         println!(
-            "  merged ps in process{}: p50 {:.2} ms, p99 {:.2} ms ({} agent rows, {} host rows; load {})",
+            "  merged ps in process{}: p50 {:.2} ms, p99 {:.2} ms; node 0's CPU {node_cpu:.2} ms a call ({} agent rows, {} host rows; load {})",
             if fresh { " --fresh" } else { "" },
             pct(&mut lat, 0.5),
             pct(&mut lat, 0.99),
@@ -598,6 +620,7 @@ fn size(n: usize, agents: usize) {
         );
         let mut lat = vec![];
         let mut lines = 0;
+        let (cpu0, cli0) = (cpu_ticks(node0), children_ticks());
         for _ in 0..100 {
             let t = Instant::now();
             let args: &[&str] = if fresh { &["ps", "--json", "--fresh"] } else { &["ps", "--json"] };
@@ -606,8 +629,10 @@ fn size(n: usize, agents: usize) {
             assert_eq!(code, 0, "fleet ps: {err}");
             lines = serde_json::from_str::<Vec<serde_json::Value>>(&out).map_or(0, |v| v.len());
         }
+        let (node_cpu, cli_cpu) =
+            (per_call_ms(cpu_ticks(node0) - cpu0, 100), per_call_ms(children_ticks() - cli0, 100));
         println!(
-            "  merged ps `fleet ps --json{}`: p50 {:.2} ms, p99 {:.2} ms ({lines} records; load {})",
+            "  merged ps `fleet ps --json{}`: p50 {:.2} ms, p99 {:.2} ms; CPU a call: the CLI {cli_cpu:.2} ms, node 0 {node_cpu:.2} ms ({lines} records; load {})",
             if fresh { " --fresh" } else { "" },
             pct(&mut lat, 0.5),
             pct(&mut lat, 0.99),

@@ -11,6 +11,7 @@ use crate::membership::{MemberInfo, MemberState};
 use fleet_core::event::{Event, EventKind};
 use fleet_core::names::DnsLabel;
 use fleet_core::record::{AgentRecord, HostState, HostStatus};
+use fleet_proto::listing::EncodedAgents;
 use fleet_proto::v1;
 use fleet_proto::v1::fleet_client::FleetClient;
 use futures_util::future::join_all;
@@ -225,15 +226,17 @@ impl Peers {
 
     /// ListAgents(LOCAL) on every peer in parallel under one deadline.
     pub async fn fan_out(&self, hosts: &[String], deadline: Duration) -> (Vec<AgentRecord>, Vec<HostStatus>) {
-        self.list(hosts, deadline, true).await
+        let (agents, hosts) = self.list(hosts, deadline, true).await;
+        (agents.decode().into_iter().map(AgentRecord::from).collect(), hosts)
     }
 
     /// The rows of the peer hosts (`hosts`, or all): a host that membership
     /// declared down is an unreachable row; with `fresh`, every other host is
     /// asked now (ListAgents LOCAL, in parallel under one deadline); without,
     /// a host is answered from the replicated view when its feed is up and has
-    /// ticked, and asked now otherwise.
-    pub async fn list(&self, hosts: &[String], deadline: Duration, fresh: bool) -> (Vec<AgentRecord>, Vec<HostStatus>) {
+    /// ticked, and asked now otherwise. The agent rows come encoded for the wire (a
+    /// copy's rows are kept so: [`crate::replica::write_rows`]).
+    pub async fn list(&self, hosts: &[String], deadline: Duration, fresh: bool) -> (EncodedAgents, Vec<HostStatus>) {
         let peers: Vec<Arc<Peer>> =
             self.current().into_iter().filter(|p| hosts.is_empty() || hosts.contains(&p.label())).collect();
         let (mut down, peers): (Vec<Arc<Peer>>, Vec<Arc<Peer>>) = peers.into_iter().partition(|p| p.is_down());
@@ -255,7 +258,7 @@ impl Peers {
                 heard_unix_ms: None,
             })
             .collect();
-        let mut agents = Vec::new();
+        let mut agents = EncodedAgents::default();
         let peers = if fresh {
             peers
         } else {
@@ -271,7 +274,9 @@ impl Peers {
                     .get(&host)
                     .and_then(|f| crate::replica::host_row(&self.tenant, &host, f, rows.map_or(0, BTreeMap::len), now));
                 if let Some(row) = fed_row {
-                    agents.extend(rows.into_iter().flat_map(|r| r.values().cloned()));
+                    for r in rows.into_iter().flat_map(BTreeMap::values) {
+                        agents.push(&r.clone().into());
+                    }
                     statuses.push(row);
                     continue;
                 }
@@ -283,7 +288,9 @@ impl Peers {
                     .and_then(|r| crate::replica::copy_row(&self.tenant, &host, r, suspect, now).map(|row| (r, row)))
                 {
                     Some((r, row)) => {
-                        agents.extend(r.copy.as_ref().map(|c| crate::replica::copy_rows(c, now)).unwrap_or_default());
+                        if let Some(c) = &r.copy {
+                            crate::replica::write_rows(c, now, &mut agents);
+                        }
                         statuses.push(row);
                     }
                     None => ask.push(p),
@@ -334,7 +341,9 @@ impl Peers {
                             s.detail = Some(h.detail).filter(|d| !d.is_empty());
                         }
                     }
-                    agents.extend(rows);
+                    for r in rows {
+                        agents.push(&r.into());
+                    }
                     statuses.push(s);
                 }
                 // tonic's own deadline (sent as grpc-timeout, so the peer gives up too)
@@ -545,10 +554,13 @@ async fn fetch(
                                 ))
                                 .chain(fleet_core::event::snapshot(&rows, now))
                                 .collect(),
-                                Some(old) => fleet_core::event::diff(&old.rows, &rows, now),
+                                Some(old) => {
+                                    fleet_core::event::diff(&crate::replica::copy_rows(old, old.pulled_ms), &rows, now)
+                                }
                             };
                         }
                         let version = resp.state_version;
+                        let rows = fleet_proto::listing::AgentCopy::new(rows.into_iter().map(v1::Agent::from));
                         r.copy = Some(crate::replica::Copy { generation, version, status, rows, pulled_ms: now });
                         r.error = None;
                     }
@@ -569,7 +581,7 @@ fn already_shown(peers: &Peers, ev: &Event) -> bool {
     let EventKind::AgentAppeared { record } = &ev.kind else { return false };
     let replicas = peers.replicas.lock().expect("replicas");
     let Some(copy) = replicas.get(&ev.host).and_then(|r| r.copy.as_ref()) else { return false };
-    copy.rows.iter().find(|r| r.name == record.name).is_some_and(|r| crate::replica::same_row(r, record))
+    copy.rows.get(&record.name).is_some_and(|r| crate::replica::same_row(&AgentRecord::from(r), record))
 }
 
 /// Is a feed of `host` up (its events reach subscribers within milliseconds)?

@@ -31,6 +31,7 @@
 //!   [`rows_key`]), and at least every [`ROWS_EVERY`] ticks.
 
 use fleet_core::record::{AgentRecord, HostStatus};
+use fleet_proto::listing::{AgentCopy, EncodedAgents};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -122,7 +123,8 @@ pub struct Copy {
     pub version: u64,
     /// The host's own row, as it answered.
     pub status: HostStatus,
-    pub rows: Vec<AgentRecord>,
+    /// Its agent rows, kept encoded (a listing writes them as they are).
+    pub rows: AgentCopy,
     /// When the answer came (Unix ms, this node's clock).
     pub pulled_ms: i64,
 }
@@ -224,18 +226,20 @@ pub fn copy_row(tenant: &str, host: &str, r: &Replica, suspect: bool, now_ms: i6
     })
 }
 
-/// The agent rows of a copy as of `now_ms`: idle time and a beat's age grown
-/// by the time since the copy was taken. Health stays as the host judged it:
-/// a beat on time changes no version ([`shared_key`]), so the host's own
-/// judgement is the one that knows of it.
-pub fn copy_rows(c: &Copy, now_ms: i64) -> Vec<AgentRecord> {
-    let mut rows = c.rows.clone();
+/// Append the agent rows of a copy as of `now_ms` to `out`: idle time and a
+/// beat's age grown by the time since the copy was taken. Health stays as the
+/// host judged it: a beat on time changes no version ([`shared_key`]), so the
+/// host's own judgement is the one that knows of it.
+pub fn write_rows(c: &Copy, now_ms: i64, out: &mut EncodedAgents) {
     let since = (now_ms - c.pulled_ms).max(0) / 1000;
-    for r in &mut rows {
-        r.idle_seconds = r.idle_seconds.map(|s| s + since as u64);
-        r.heartbeat.age_seconds = r.heartbeat.age_seconds.map(|s| s + since);
-    }
-    rows
+    c.rows.write(since as u64, out);
+}
+
+/// The agent rows of a copy as of `now_ms` ([`write_rows`]), decoded.
+pub fn copy_rows(c: &Copy, now_ms: i64) -> Vec<AgentRecord> {
+    let mut out = EncodedAgents::default();
+    write_rows(c, now_ms, &mut out);
+    out.decode().into_iter().map(AgentRecord::from).collect()
 }
 
 /// What peers would show of this host, without what changes by itself as
@@ -425,13 +429,12 @@ mod tests {
     }
 
     fn copied(detail: Option<&str>) -> Replica {
-        let copy = Copy {
-            generation: 7,
-            version: 3,
-            status: status(detail),
-            rows: vec![record("x"), record("y")],
-            pulled_ms: 10_000,
-        };
+        copied_rows(detail, vec![record("x"), record("y")])
+    }
+
+    fn copied_rows(detail: Option<&str>, rows: Vec<AgentRecord>) -> Replica {
+        let rows = AgentCopy::new(rows.into_iter().map(Into::into));
+        let copy = Copy { generation: 7, version: 3, status: status(detail), rows, pulled_ms: 10_000 };
         Replica { copy: Some(copy), ..Replica::default() }
     }
 
@@ -467,9 +470,11 @@ mod tests {
 
     #[test]
     fn copied_rows_age_from_when_the_copy_was_taken() {
-        let mut c = copied(None).copy.unwrap();
-        c.rows[0].heartbeat.age_seconds = Some(3);
-        c.rows[1].idle_seconds = None;
+        let mut x = record("x");
+        x.heartbeat.age_seconds = Some(3);
+        let y = AgentRecord { idle_seconds: None, ..record("y") };
+        let c = copied_rows(None, vec![x.clone(), y.clone()]).copy.unwrap();
+        assert_eq!(copy_rows(&c, 10_999), [x, y], "as taken, within its first second");
         let rows = copy_rows(&c, 17_500);
         assert_eq!(rows[0].idle_seconds, Some(12), "5 s then, 7 s since");
         assert_eq!(rows[0].heartbeat.age_seconds, Some(10));

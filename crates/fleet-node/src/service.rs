@@ -193,6 +193,7 @@ impl Node {
             hosts: vec![self.self_status(&view).into()],
             state_generation: self.info.generation,
             state_version,
+            encoded_agents: Default::default(),
         }
     }
 
@@ -565,7 +566,7 @@ impl Fleet for NodeService {
                 Duration::from_millis(req.deadline_ms.into())
             };
             let (a, h) = node.peers.list(&req.hosts, deadline, req.fresh).await;
-            resp.agents.extend(a.into_iter().map(Into::into));
+            resp.encoded_agents = a;
             resp.hosts.extend(h.into_iter().map(Into::into));
         }
         Ok(Response::new(resp))

@@ -580,7 +580,7 @@ async fn agents(door: &WebDoor, caller: &WebCaller, q: &[(String, String)]) -> R
     let req = v1::ListAgentsRequest { scope: scope as i32, hosts, deadline_ms, fresh: false };
     match Fleet::list_agents(&svc(door), call(caller, req)).await {
         Ok(r) => {
-            let r = r.into_inner();
+            let r = r.into_inner().into_decoded();
             let agents: Vec<_> = r.agents.into_iter().map(fleet_core::record::AgentRecord::from).collect();
             let hosts: Vec<_> = r.hosts.into_iter().map(fleet_core::record::HostStatus::from).collect();
             ok_json(&Value::Array(json::rows(&agents, &hosts)))

@@ -308,7 +308,7 @@ mod tests {
         };
         AgentCopy::new(rows()).write(0, &mut resp.encoded_agents);
         resp.encoded_agents.push(&agent("asked", None, None));
-        assert!(!resp.encoded_agents.is_empty());
+        assert_eq!((resp.encoded_agents.len(), resp.encoded_agents.is_empty()), (5, false));
         let bytes = resp.encode_to_vec();
         assert_eq!(bytes.len(), resp.encoded_len());
         let decoded = ListAgentsResponse::decode(&bytes[..]).unwrap();

@@ -1016,6 +1016,9 @@ fn ps_for_an_unknown_host_names_the_known_ones() {
         let (code, out, _) = m.at(0, &["ps", "--host", "b"]);
         code == 0 && out.contains("rev")
     });
+    // Host names are DNS labels: `--host B` is b, as the check before the listing already took it.
+    let (code, out, err) = m.at(0, &["ps", "--host", "B"]);
+    assert!(code == 0 && out.contains("rev"), "--host B: {out}{err}");
     for args in [&["ps", "--host", "nosuch"][..], &["ps", "--json", "--host", "b", "--host", "nosuch"]] {
         let (code, out, err) = m.at(0, args);
         eprintln!("{args:?}: {err}");

@@ -237,8 +237,8 @@ impl Peers {
     /// ticked, and asked now otherwise. The agent rows come encoded for the wire (a
     /// copy's rows are kept so: [`crate::replica::write_rows`]).
     pub async fn list(&self, hosts: &[String], deadline: Duration, fresh: bool) -> (EncodedAgents, Vec<HostStatus>) {
-        let peers: Vec<Arc<Peer>> =
-            self.current().into_iter().filter(|p| hosts.is_empty() || hosts.contains(&p.label())).collect();
+        let wanted = |p: &Peer| hosts.is_empty() || hosts.iter().any(|h| h.eq_ignore_ascii_case(&p.label()));
+        let peers: Vec<Arc<Peer>> = self.current().into_iter().filter(|p| wanted(p)).collect();
         let (mut down, peers): (Vec<Arc<Peer>>, Vec<Arc<Peer>>) = peers.into_iter().partition(|p| p.is_down());
         // One row per host: an old identity of a host that is back under a new one is no row.
         down.retain(|d| !peers.iter().any(|p| p.label() == d.label()));

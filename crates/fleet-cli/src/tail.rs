@@ -108,6 +108,8 @@ fn follow(args: &TailArgs, addr: &AgentAddr) -> CliResult {
         let mut client = fleet_node::client::fleet(&node::target()).await.map_err(node::unreachable)?;
         let mut frames = client.watch_pane(req).await.map_err(node::status)?.into_inner();
         let mut plain = crate::term::Plain::default();
+        // The last output written ended inside a line: a note then starts a line of its own.
+        let mut mid_line = false;
         loop {
             let frame = tokio::select! {
                 f = frames.message() => f.map_err(node::status)?,
@@ -128,7 +130,8 @@ fn follow(args: &TailArgs, addr: &AgentAddr) -> CliResult {
                     let note = if s.reason == "start" {
                         Ok(())
                     } else {
-                        writeln!(out, "[fleet: {}: {}; the screen now:]", s.reason, skipped(&s.reason))
+                        let cut = if std::mem::take(&mut mid_line) { "\n" } else { "" };
+                        writeln!(out, "{cut}[fleet: {}: {}; the screen now:]", s.reason, skipped(&s.reason))
                     };
                     note.and_then(|()| out.write_all(&s.content))
                         .and_then(|()| if s.content.is_empty() { Ok(()) } else { writeln!(out) })
@@ -142,6 +145,9 @@ fn follow(args: &TailArgs, addr: &AgentAddr) -> CliResult {
                         });
                         writeln!(out, "{v}")
                     } else {
+                        if let Some(&last) = text.last() {
+                            mid_line = last != b'\n';
+                        }
                         out.write_all(&text)
                     }
                 }

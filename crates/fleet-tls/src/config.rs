@@ -30,9 +30,23 @@ use crate::{Error, Result};
 /// ALPN protocols offered and accepted: HTTP/2 only, for gRPC.
 pub const ALPN_H2: &[u8] = b"h2";
 
-/// The ring provider, the only one in the tree.
+/// The ring provider, the only one in the tree, with TLS 1.3's AES-128-GCM-SHA256 as the
+/// first cipher suite (ring's default order puts AES-256-GCM-SHA384 first). Every mesh
+/// handshake hashes its transcript and derives its keys with the suite's hash; SHA-256 runs
+/// on the CPU's SHA instructions where it has them, while ring computes SHA-384 in plain
+/// code: a 100-node mass start spent 3 % of the whole machine's time in it
+/// (docs/benchmarks.md, "Twelfth pass"; `cargo bench -p fleet-tls --bench handshake`). Both
+/// ends of a mesh connection are ours and offer the same list, so that suite is chosen; a
+/// peer that prefers another still gets it, as every suite of the default list stays.
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    Arc::new(ring_provider())
+}
+
+fn ring_provider() -> CryptoProvider {
+    let mut p = rustls::crypto::ring::default_provider();
+    // Stable: the other suites keep ring's order.
+    p.cipher_suites.sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    p
 }
 
 /// Install ring as the process-wide default provider. Call once at start; calling again
@@ -40,7 +54,7 @@ pub fn provider() -> Arc<CryptoProvider> {
 pub fn install_crypto_provider() {
     // Err means a provider is already installed: ours from an earlier call, or another
     // one chosen explicitly; our configs name ring explicitly either way.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _ = ring_provider().install_default();
 }
 
 /// The TLS server name of one node: `<host>.<tenant>.fleet.internal`.
@@ -269,6 +283,28 @@ pub fn client_config(id: &Identity) -> Result<Arc<ClientConfig>> {
 mod tests {
     use super::*;
     use crate::issue;
+
+    #[test]
+    fn handshakes_prefer_aes_128_with_sha_256_and_keep_every_default_suite() {
+        let ours: Vec<_> = provider().cipher_suites.iter().map(|s| s.suite()).collect();
+        assert_eq!(ours[0], rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+        let mut ring: Vec<_> =
+            rustls::crypto::ring::default_provider().cipher_suites.iter().map(|s| s.suite()).collect();
+        // ring's own order (the test stands for what the order is changed from).
+        assert_ne!(ring[0], ours[0]);
+        let mut sorted = ours.clone();
+        sorted.sort_by_key(|s| u16::from(*s));
+        ring.sort_by_key(|s| u16::from(*s));
+        assert_eq!(sorted, ring);
+    }
+
+    #[test]
+    fn the_process_default_is_ours() {
+        // What tonic and quinn use when a config does not name a provider.
+        install_crypto_provider();
+        let default = CryptoProvider::get_default().expect("installed");
+        assert_eq!(default.cipher_suites[0].suite(), rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    }
 
     #[test]
     fn identities_load_and_check_their_parts() {

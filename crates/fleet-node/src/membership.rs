@@ -1135,7 +1135,7 @@ mod tests {
         assert!(tokio::time::Instant::now() >= g.built.unwrap() + ViewGap::GAP);
     }
 
-    /// The membership loop rewrites the view after every datagram. Counting it while it
+    /// The membership loop rewrites the view within 20 ms of every datagram. Counting it while it
     /// does must never wait on itself: with a writer pending between two borrows of one
     /// statement, the second borrow waits for the writer and the writer for the first.
     #[test]

@@ -32,10 +32,11 @@ pub const ALPN_H2: &[u8] = b"h2";
 
 /// The ring provider, the only one in the tree, with TLS 1.3's AES-128-GCM-SHA256 as the
 /// first cipher suite (ring's default order puts AES-256-GCM-SHA384 first). Every mesh
-/// handshake hashes its transcript and derives its keys with the suite's hash; SHA-256 runs
-/// on the CPU's SHA instructions where it has them, while ring computes SHA-384 in plain
-/// code: a 100-node mass start spent 3 % of the whole machine's time in it
-/// (docs/benchmarks.md, "Twelfth pass"; `cargo bench -p fleet-tls --bench handshake`). Both
+/// handshake hashes its transcript and derives its keys with the suite's hash; ring runs
+/// SHA-256 on the CPU's SHA extensions (SHA-NI) where it has them, and SHA-384 without
+/// (`sha512_block_data_order_nohw` on this AMD EPYC): a 100-node mass start spent 3 % of the
+/// whole machine's time in it (docs/benchmarks.md, "Twelfth pass"). `cargo bench -p fleet-tls
+/// --bench handshake`: 20-24 % less CPU a handshake here; less on a CPU without SHA-NI. Both
 /// ends of a mesh connection are ours and offer the same list, so that suite is chosen; a
 /// peer that prefers another still gets it, as every suite of the default list stays.
 pub fn provider() -> Arc<CryptoProvider> {

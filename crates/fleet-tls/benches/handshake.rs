@@ -54,7 +54,10 @@ fn pump(from: &mut Connection, to: &mut Connection, wire: &mut Vec<u8>) {
 
 fn main() {
     config::install_crypto_provider();
-    let n: usize = std::env::var("FLEET_HANDSHAKES").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
+    let asked: usize = std::env::var("FLEET_HANDSHAKES").ok().and_then(|s| s.parse().ok()).unwrap_or(2000);
+    // Whole turns, at least one handshake each.
+    let turn = (asked / ROUNDS).max(1);
+    let n = turn * ROUNDS;
     let tenant = label("acme");
     let ca = Ca::generate(&tenant, Validity::days_from_now(30)).expect("CA");
     let node = |host: &str| {
@@ -80,21 +83,17 @@ fn main() {
             rustls::crypto::CryptoProvider { cipher_suites: vec![*suite], ..rustls::crypto::ring::default_provider() };
         let mut roots = RootCertStore::empty();
         roots.add(ca.cert_der().clone()).expect("root");
-        let client = ClientConfig::builder_with_provider(Arc::new(provider))
+        let mut client = ClientConfig::builder_with_provider(Arc::new(provider))
             .with_protocol_versions(&[&rustls::version::TLS13])
             .expect("TLS 1.3")
             .with_root_certificates(roots)
             .with_client_auth_cert(vec![b_leaf.cert_der.clone()], b_key.clone_key())
             .expect("client auth");
-        let mut client = client;
         client.alpn_protocols = vec![config::ALPN_H2.to_vec()];
         rows.push((format!("a client offering only {:?}", suite.suite()), Arc::new(client)));
     }
 
-    println!(
-        "mutual TLS 1.3 handshakes between two node identities, in memory, {n} a row (in turns of {}):",
-        n / ROUNDS
-    );
+    println!("mutual TLS 1.3 handshakes between two node identities, in memory, {n} a row (in turns of {}):", turn);
     // Warm up (page faults, lazily built tables); each row's suite.
     let suites: Vec<_> = rows.iter().map(|(_, client)| handshake(client, &server, &name)).collect();
     // The rows take turns, so a machine that slows down for a while (other work, a
@@ -103,14 +102,14 @@ fn main() {
     for _ in 0..ROUNDS {
         for ((_, client), spent) in rows.iter().zip(&mut spent) {
             let t = Instant::now();
-            for _ in 0..n / ROUNDS {
+            for _ in 0..turn {
                 handshake(client, &server, &name);
             }
             *spent += t.elapsed();
         }
     }
     for (((what, _), suite), spent) in rows.iter().zip(&suites).zip(&spent) {
-        let us = spent.as_secs_f64() * 1e6 / (n / ROUNDS * ROUNDS) as f64;
+        let us = spent.as_secs_f64() * 1e6 / n as f64;
         println!("  {what}: {us:.0} us of CPU a handshake (both ends), suite {suite:?}");
     }
 }

@@ -14,15 +14,11 @@ pub enum Row<'a> {
     Host(&'a HostStatus),
 }
 
-/// The agent rows, then the host rows.
+/// The agent rows, then the host rows (`fleet ps --json` writes the same [`Row`]s to its
+/// stdout as they come, without a value per row).
 pub fn rows(agents: &[AgentRecord], hosts: &[HostStatus]) -> Vec<Value> {
-    typed_rows(agents, hosts).iter().map(|r| serde_json::to_value(r).expect("rows serialize")).collect()
-}
-
-/// [`rows`] before they become JSON values, to serialize straight to a writer (no map
-/// per row: `fleet ps --json` over a large mesh).
-pub fn typed_rows<'a>(agents: &'a [AgentRecord], hosts: &'a [HostStatus]) -> Vec<Row<'a>> {
-    agents.iter().map(Row::Agent).chain(hosts.iter().map(Row::Host)).collect()
+    let rows = agents.iter().map(Row::Agent).chain(hosts.iter().map(Row::Host));
+    rows.map(|r| serde_json::to_value(r).expect("rows serialize")).collect()
 }
 
 /// A receipt of `fleet send --json`.

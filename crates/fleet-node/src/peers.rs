@@ -237,7 +237,12 @@ impl Peers {
     /// ticked, and asked now otherwise. The agent rows come encoded for the wire (a
     /// copy's rows are kept so: [`crate::replica::write_rows`]).
     pub async fn list(&self, hosts: &[String], deadline: Duration, fresh: bool) -> (EncodedAgents, Vec<HostStatus>) {
-        let wanted = |p: &Peer| hosts.is_empty() || hosts.iter().any(|h| h.eq_ignore_ascii_case(&p.label()));
+        let wanted = |p: &Peer| {
+            hosts.is_empty() || {
+                let host = p.label();
+                hosts.iter().any(|h| h.eq_ignore_ascii_case(&host))
+            }
+        };
         let peers: Vec<Arc<Peer>> = self.current().into_iter().filter(|p| wanted(p)).collect();
         let (mut down, peers): (Vec<Arc<Peer>>, Vec<Arc<Peer>>) = peers.into_iter().partition(|p| p.is_down());
         // One row per host: an old identity of a host that is back under a new one is no row.

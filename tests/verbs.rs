@@ -55,6 +55,39 @@ fn two_hosts() -> Mesh {
     m
 }
 
+/// The pane of `name` on `host` in node `i`'s listing (`None`: no row).
+fn pane(m: &Mesh, i: usize, name: &str, host: &str) -> Option<String> {
+    let (code, out, err) = m.at(i, &["ps", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    rows.iter()
+        .find(|r| r["record"] == "agent" && r["name"] == name && r["host"] == host)
+        .map(|r| r["pane"].to_string())
+}
+
+/// A start or stop answers once the host's view shows it, and a node that forwarded it
+/// fetches that host's state before it answers: the next listing, there or here, shows it.
+#[test]
+fn a_start_or_stop_shows_in_the_next_listing_here_and_through_the_mesh() {
+    let m = two_hosts();
+    for round in 0..3 {
+        let (code, out, err) = m.at(0, &["stop", "w@h2"]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert_eq!(pane(&m, 0, "w", "h2").as_deref(), Some("\"missing\""), "round {round}: h1 after the stop");
+        assert_eq!(pane(&m, 1, "w", "h2").as_deref(), Some("\"missing\""), "round {round}: h2 after the stop");
+        let (code, out, err) = m.at(0, &["start", "w@h2"]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert_eq!(pane(&m, 0, "w", "h2").as_deref(), Some("\"alive\""), "round {round}: h1 after the start");
+        // On the agent's own host, through its own node.
+        let (code, out, err) = m.at(1, &["stop", "w"]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert_eq!(pane(&m, 1, "w", "h2").as_deref(), Some("\"missing\""), "round {round}: h2's own stop");
+        let (code, out, err) = m.at(1, &["start", "w"]);
+        assert_eq!(code, 0, "{out}{err}");
+        assert_eq!(pane(&m, 1, "w", "h2").as_deref(), Some("\"alive\""), "round {round}: h2's own start");
+    }
+}
+
 #[test]
 fn add_and_remove_on_another_host_through_the_mesh() {
     let m = two_hosts();

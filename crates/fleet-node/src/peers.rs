@@ -506,16 +506,50 @@ async fn fetch(
 ) {
     let Ok(_slot) = slots.acquire_owned().await else { return };
     peers.fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let host = peer.label();
     let (res, unanswered) = ask_state(&peer, &peers, quic).await;
+    keep_state(&peer, &peers, res, unanswered, heard, true);
+    done.notify_one();
+}
+
+impl Peers {
+    /// Fetch `peer`'s state now and keep it as the copy, after a change this node forwarded to
+    /// it (`fleet add|remove|start|stop AGENT@HOST`): this node's next listing shows the change,
+    /// without waiting for the host's gossip and the fetch it starts. A failure leaves that
+    /// to them (and is only logged: the change itself was made).
+    pub async fn refresh(self: &Arc<Self>, peer: &Peer) {
+        let generation = peer.info().id.generation;
+        let quic =
+            self.replicas.lock().expect("replicas").get(&peer.label()).is_none_or(|r| r.over_grpc != Some(generation));
+        let (res, unanswered) = ask_state(peer, self, quic).await;
+        if let Err(e) = &res {
+            tracing::debug!(host = %peer.label(), error = %e, "replica: no state after a forwarded change");
+        }
+        keep_state(peer, self, res, unanswered, None, false);
+    }
+}
+
+/// Keep `peer`'s answer `res` as its host's copy (unless the copy is newer: [`crate::replica::replaces`]);
+/// `heard`: the newest version gossip announced, which the answer may refute; `planned`: the
+/// answer of a fetch that [`plan_fetches`] started (it ends that fetch).
+fn keep_state(
+    peer: &Peer,
+    peers: &Peers,
+    res: Result<v1::ListAgentsResponse, String>,
+    unanswered: bool,
+    heard: Option<crate::versions::Stamp>,
+    planned: bool,
+) {
+    let host = peer.label();
     let now = crate::live::now_ms();
-    let fed = self_fed(&peers, &host);
+    let fed = self_fed(peers, &host);
     let mut events = Vec::new();
     {
         let mut replicas = peers.replicas.lock().expect("replicas");
         // Gone meanwhile (declared down): nothing to keep.
         let Some(r) = replicas.get_mut(&host) else { return };
-        r.fetching = false;
+        if planned {
+            r.fetching = false;
+        }
         if unanswered && res.is_ok() {
             r.over_grpc = Some(peer.info().id.generation);
         }
@@ -550,6 +584,11 @@ async fn fetch(
                             );
                             r.refuted = Some((hg, hv));
                         }
+                        let version = resp.state_version;
+                        if !crate::replica::replaces(r.copy.as_ref(), generation, version, &status) {
+                            r.error = None;
+                            return;
+                        }
                         if !fed {
                             events = match r.copy.as_ref() {
                                 None => std::iter::once(host_event(
@@ -564,7 +603,6 @@ async fn fetch(
                                 }
                             };
                         }
-                        let version = resp.state_version;
                         let rows = fleet_proto::listing::AgentCopy::new(rows.into_iter().map(v1::Agent::from));
                         r.copy = Some(crate::replica::Copy { generation, version, status, rows, pulled_ms: now });
                         r.error = None;
@@ -577,7 +615,6 @@ async fn fetch(
     for e in events {
         let _ = peers.events.send(e);
     }
-    done.notify_one();
 }
 
 /// Is `ev` an `agent_appeared` of a row that this node's copy of the host holds

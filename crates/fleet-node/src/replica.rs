@@ -168,6 +168,17 @@ pub fn needs_fetch(
     heard.is_some_and(|(hg, hv)| hg == g && hv > v && refuted.is_none_or(|r| (hg, hv) > r))
 }
 
+/// Does an answer of the host's run `generation` at `version`, with its host row `status`,
+/// replace the copy `old`? Not when the copy is of the same run and newer (a higher version,
+/// or the same version of a later view of the host): two fetches may land out of order (one
+/// that gossip started, one after a change this node forwarded), and the older answer must
+/// not undo the newer.
+pub fn replaces(old: Option<&Copy>, generation: u64, version: u64, status: &HostStatus) -> bool {
+    let Some(c) = old else { return true };
+    let as_of = |s: &HostStatus| s.as_of_unix_ms.unwrap_or(0);
+    c.generation != generation || (version, as_of(status)) >= (c.version, as_of(&c.status))
+}
+
 /// How long a host is not asked again after a failed fetch.
 pub const RETRY: Duration = Duration::from_secs(2);
 
@@ -287,7 +298,7 @@ pub async fn number_states(node: Arc<crate::service::Node>, cancel: Cancellation
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use fleet_core::record::HostState;
 
@@ -406,7 +417,8 @@ mod tests {
         assert!(!is_behind(Some(51_000), 50_000), "a clock step back");
     }
 
-    fn record(name: &str) -> AgentRecord {
+    /// A managed row of `name` on host b, its pane alive (also for other modules' tests).
+    pub(crate) fn record(name: &str) -> AgentRecord {
         AgentRecord {
             tenant_id: "acme".into(),
             host: "b".into(),
@@ -436,6 +448,29 @@ mod tests {
         let rows = AgentCopy::new(rows.into_iter().map(Into::into));
         let copy = Copy { generation: 7, version: 3, status: status(detail), rows, pulled_ms: 10_000 };
         Replica { copy: Some(copy), ..Replica::default() }
+    }
+
+    #[test]
+    fn an_answer_replaces_a_copy_unless_the_copy_is_newer() {
+        let at = |as_of| HostStatus { as_of_unix_ms: as_of, ..status(None) };
+        let copy = |generation, version, as_of| Copy {
+            generation,
+            version,
+            status: at(as_of),
+            rows: AgentCopy::default(),
+            pulled_ms: 10_000,
+        };
+        assert!(replaces(None, 7, 1, &at(None)), "no copy yet");
+        let c = copy(7, 3, Some(5_000));
+        assert!(replaces(Some(&c), 7, 4, &at(Some(1_000))), "a newer version");
+        assert!(!replaces(Some(&c), 7, 2, &at(Some(9_000))), "an older version, whatever its view's time");
+        assert!(replaces(Some(&c), 7, 3, &at(Some(6_000))), "the same version, a later view");
+        assert!(replaces(Some(&c), 7, 3, &at(Some(5_000))), "the same answer again");
+        assert!(!replaces(Some(&c), 7, 3, &at(Some(4_999))), "the same version, an earlier view");
+        assert!(!replaces(Some(&c), 7, 3, &at(None)), "the same version, a view of no known time");
+        assert!(replaces(Some(&copy(7, 3, None)), 7, 3, &at(None)));
+        assert!(replaces(Some(&c), 8, 1, &at(None)), "another run of the host");
+        assert!(replaces(Some(&c), 6, 9, &at(None)), "another run, either way");
     }
 
     #[test]

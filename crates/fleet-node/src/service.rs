@@ -311,6 +311,12 @@ impl Node {
         .await
         .map_err(|e| Status::internal(format!("lifecycle task failed: {e}")))?;
         self.live.poke();
+        // The probe after the change, so that a listing right after shows it (here, and in the
+        // copy a forwarding node fetches when this answers): a started pane is there, a stopped
+        // one is not alive. Bounded: a pane that went away at once after its start is the
+        // view's to show, and the answer does not wait for it.
+        let shown = |v: &crate::live::HostView| results.iter().all(|(name, r)| lifecycle_shown(v, name, r));
+        self.live.view_until(LIFECYCLE_SHOWN_WAIT, shown).await;
         Ok(results
             .into_iter()
             .map(|(agent, r)| {
@@ -363,7 +369,10 @@ impl Node {
             })
             .await;
             match resp {
-                Ok(r) => r.results,
+                Ok(r) => {
+                    self.peers.refresh(&peer).await;
+                    r.results
+                }
                 Err(s) => {
                     self.audit(&caller, verb, &target, "error", Some(s.message()));
                     return Err(s);
@@ -503,6 +512,27 @@ pub(crate) fn peer_error(peer: &crate::peers::Peer, s: Status) -> Status {
         // A cut call to the peer is the peer being unreachable, not this node.
         tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::DeadlineExceeded => Status::unavailable(msg),
         code => Status::new(code, msg),
+    }
+}
+
+/// How long a start or stop waits for the node's view to show it ([`lifecycle_shown`]).
+const LIFECYCLE_SHOWN_WAIT: Duration = Duration::from_secs(2);
+
+/// Does `view` show what a start or stop of agent `name` did (`outcome`)? A started agent has
+/// a session (alive, or dead and kept by remain-on-exit); a stopped one has no live pane; a
+/// failure shows nothing to wait for.
+fn lifecycle_shown(
+    view: &crate::live::HostView,
+    name: &str,
+    outcome: &Result<fleet_tmux::lifecycle::Outcome, String>,
+) -> bool {
+    use fleet_core::record::PaneState;
+    use fleet_tmux::lifecycle::Outcome;
+    let pane = view.agents.iter().find(|a| a.managed && a.name == name).map(|a| a.pane);
+    match outcome {
+        Ok(Outcome::Started | Outcome::AlreadyRunning) => pane.is_some_and(|p| p != PaneState::Missing),
+        Ok(Outcome::Stopped | Outcome::NotRunning) => pane != Some(PaneState::Alive),
+        Err(_) => true,
     }
 }
 
@@ -922,5 +952,36 @@ impl Queue for NodeService {
             Err(s) => node.audit(&caller, Verb::Send, &target, "error", Some(s.message())),
         }
         result.map(Response::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::HostView;
+    use fleet_core::record::{AgentRecord, PaneState};
+    use fleet_tmux::lifecycle::Outcome;
+
+    #[test]
+    fn a_start_shows_as_a_session_and_a_stop_as_no_live_pane() {
+        let row = |name, pane| AgentRecord { pane, ..crate::replica::tests::record(name) };
+        let view = |rows: Vec<AgentRecord>| HostView { agents: rows, ..Default::default() };
+        let started = [Ok(Outcome::Started), Ok(Outcome::AlreadyRunning)];
+        let stopped = [Ok(Outcome::Stopped), Ok(Outcome::NotRunning)];
+        for r in &started {
+            assert!(lifecycle_shown(&view(vec![row("w", PaneState::Alive)]), "w", r));
+            assert!(lifecycle_shown(&view(vec![row("w", PaneState::Dead)]), "w", r), "kept by remain-on-exit");
+            assert!(!lifecycle_shown(&view(vec![row("w", PaneState::Missing)]), "w", r));
+            assert!(!lifecycle_shown(&view(vec![row("x", PaneState::Alive)]), "w", r), "no row of w yet");
+            let unmanaged = AgentRecord { managed: false, ..row("w", PaneState::Alive) };
+            assert!(!lifecycle_shown(&view(vec![unmanaged]), "w", r), "a session the roster does not name");
+        }
+        for r in &stopped {
+            assert!(!lifecycle_shown(&view(vec![row("w", PaneState::Alive)]), "w", r));
+            assert!(lifecycle_shown(&view(vec![row("w", PaneState::Dead)]), "w", r));
+            assert!(lifecycle_shown(&view(vec![row("w", PaneState::Missing)]), "w", r));
+            assert!(lifecycle_shown(&view(vec![]), "w", r), "no row: nothing alive");
+        }
+        assert!(lifecycle_shown(&view(vec![]), "w", &Err("tmux: no server".into())), "a failure: nothing to wait for");
     }
 }

@@ -359,6 +359,11 @@ fn member_events(m: &Mesh, i: usize, since: f64) -> Vec<(f64, String, bool)> {
         .collect()
 }
 
+/// Whether node `i`'s log has a line with `text`.
+fn log_has(m: &Mesh, i: usize, text: &str) -> bool {
+    std::fs::read_to_string(m.root().join(format!("{}.log", m.nodes[i].host))).is_ok_and(|l| l.contains(text))
+}
+
 /// When node `i`'s log first says its view holds `others` hosts up (a host logged
 /// up and not down since), after `since`.
 fn logged_view(m: &Mesh, i: usize, since: f64, others: usize) -> Option<Duration> {
@@ -421,6 +426,7 @@ fn size(n: usize, agents: usize) {
         m.add_host(&format!("s{i:03}"), &roster(agents));
     }
     // 1. mass start.
+    let dropped0 = snmp("Udp:", "RcvbufErrors");
     let env0 = node_env();
     let env0: Vec<(&str, &str)> = env0.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     match std::env::var("FLEET_SCALE_WRAP0") {
@@ -518,6 +524,12 @@ fn size(n: usize, agents: usize) {
         "    from the nodes' logs: every view complete {} after the last spawn ({})",
         last(&logged, timeout),
         spread(&logged)
+    );
+    // A node whose first dial of the seed fails joins only at a later announce.
+    let failed: usize = (0..n).filter(|&i| log_has(&m, i, "membership: cannot reach a peer over QUIC")).count();
+    println!(
+        "    nodes that logged a failed QUIC dial: {failed}; UDP datagrams dropped for a full receive buffer: {}",
+        snmp("Udp:", "RcvbufErrors") - dropped0
     );
     // The replicated view of a sample of nodes: every other host's rows held in memory.
     let sample: Vec<usize> =

@@ -167,6 +167,10 @@ enum SeedNews {
     Withdraw(SocketAddr),
 }
 
+/// How often a node that is no member's member yet announces itself to its seeds (a node
+/// with members: [`SwimTimings::reseed`]).
+const ALONE_RESEED: Duration = Duration::from_secs(1);
+
 /// Settable timings of the failure detector.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SwimTimings {
@@ -792,6 +796,8 @@ pub fn start(
         let mut seen: HashMap<SocketAddr, i64> = HashMap::new();
         let mut reseed = tokio::time::interval(timings.reseed);
         reseed.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut alone = tokio::time::interval(ALONE_RESEED);
+        alone.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut burst = tokio::time::interval(JoinBurst::PERIOD);
         burst.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut join = JoinBurst::default();
@@ -856,6 +862,14 @@ pub fn start(
                         }
                     }
                 },
+                // Not joined yet: the seeds again every second. A first dial that failed (its
+                // handshake timed out: a seed that dropped it in a mass start) then costs this
+                // node a second, not a reseed period after the dial's 3 s.
+                _ = alone.tick(), if foca.iter_members().next().is_none() => {
+                    for addr in found.iter().filter(|(_, s)| !s.withdrawn).map(|(a, _)| *a) {
+                        let _ = foca.announce(placeholder(&me, addr), &mut rt);
+                    }
+                }
                 _ = burst.tick() => {
                     let k = join.tick(foca.iter_members().count());
                     if k > 0 {

@@ -86,6 +86,16 @@ fn a_start_or_stop_shows_in_the_next_listing_here_and_through_the_mesh() {
         assert_eq!(code, 0, "{out}{err}");
         assert_eq!(pane(&m, 1, "w", "h2").as_deref(), Some("\"alive\""), "round {round}: h2's own start");
     }
+    // A crashed agent (its process killed, its pane kept dead): a start answers after a probe
+    // that began after the respawn, not on the view that already had the pane dead.
+    let pid = m.tmux(1, &["list-panes", "-t", "=w:", "-F", "#{pane_pid}"]);
+    let killed = std::process::Command::new("kill").args(["-9", pid.trim()]).status().unwrap();
+    assert!(killed.success(), "kill -9 {pid}");
+    wait_for("w's pane dead in h1's listing", WAIT, || pane(&m, 0, "w", "h2").as_deref() == Some("\"dead\""));
+    let (code, out, err) = m.at(0, &["start", "w@h2"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(pane(&m, 0, "w", "h2").as_deref(), Some("\"alive\""), "h1 after the start of a crashed agent");
+    assert_eq!(pane(&m, 1, "w", "h2").as_deref(), Some("\"alive\""), "h2 after the start of a crashed agent");
 }
 
 #[test]

@@ -51,6 +51,10 @@ pub struct HostView {
     /// When the view was last refreshed: the end of the last probe that
     /// completed with every tmux socket answering (Unix ms); `None` before one.
     pub as_of_unix_ms: Option<i64>,
+    /// The number of the probe behind `agents` (probes are numbered from 1 as they begin; 0
+    /// before the first): a view that shows a change is one of a probe numbered above
+    /// [`Live::probes_begun`] as read after the change.
+    pub probe: u64,
 }
 
 /// Handle on the live view.
@@ -60,9 +64,15 @@ pub struct Live {
     pub events: broadcast::Sender<Event>,
     poke: Arc<Notify>,
     roster_changed: Arc<Notify>,
+    begun: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Live {
+    /// How many probes have begun so far.
+    pub fn probes_begun(&self) -> u64 {
+        self.begun.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     /// Ask for a tmux re-probe now (after a change this node made).
     pub fn poke(&self) {
         self.poke.notify_one();
@@ -126,6 +136,8 @@ struct Inflight {
 struct Probed {
     report: ProbeReport,
     looked: Option<crate::activity::Looked>,
+    /// Its number ([`HostView::probe`]).
+    number: u64,
 }
 
 /// A rewritten file of the run dir: a heartbeat (`.hb`) or a hook state
@@ -142,16 +154,17 @@ pub async fn start(cfg: LiveConfig, cancel: CancellationToken, tracker: &tokio_u
     let (tx, view) = watch::channel(Arc::new(HostView::default()));
     let poke = Arc::new(Notify::new());
     let roster_changed = Arc::new(Notify::new());
-    let live = Live { view, events: events.clone(), poke: poke.clone(), roster_changed: roster_changed.clone() };
+    let mut state = State::new(cfg, tx, events.clone());
+    let begun = state.begun.clone();
+    let live = Live { view, events, poke: poke.clone(), roster_changed: roster_changed.clone(), begun };
 
-    let mut state = State::new(cfg, tx, events);
     state.reload_roster();
     // The first probe, before the doors open; one that takes longer than
     // FIRST_PROBE_WAIT goes on in the background (the run loop takes it).
     let mut first = state.start_probe();
     let inflight = match tokio::time::timeout(FIRST_PROBE_WAIT.min(state.probe_timeout()), &mut first.done).await {
         Ok(Ok(probed)) => {
-            state.finish_probe(probed.report, probed.looked);
+            state.finish_probe(probed);
             None
         }
         Ok(Err(_)) => {
@@ -232,6 +245,8 @@ struct State {
     helpers: Arc<Helpers>,
     /// Probes that ended with a report.
     probes_done: u64,
+    /// Probes begun (shared with [`Live::probes_begun`]).
+    begun: Arc<std::sync::atomic::AtomicU64>,
     /// Activity: the screens the probe thread reads, and their judgement.
     looker: Arc<std::sync::Mutex<crate::activity::Looker>>,
     judge: crate::activity::Judge,
@@ -248,6 +263,7 @@ impl State {
             events,
             helpers: Arc::new(Helpers::default()),
             probes_done: 0,
+            begun: Arc::default(),
             looker: Arc::new(std::sync::Mutex::new(looker)),
             judge,
         }
@@ -301,7 +317,7 @@ impl State {
             if let Some(probed) = finished {
                 inflight = None;
                 match probed {
-                    Some(p) => self.finish_probe(p.report, p.looked),
+                    Some(p) => self.finish_probe(p),
                     None => tracing::error!(
                         "the host probe ended without a report (its thread panicked or could not be started)"
                     ),
@@ -400,11 +416,12 @@ impl State {
         let cx = self.probe_context();
         let looker = self.looker.clone();
         let (tx, done) = oneshot::channel();
+        let number = self.begun.fetch_add(1, std::sync::atomic::Ordering::AcqRel) + 1;
         let spawned = std::thread::Builder::new().name("fleet-probe".into()).spawn(move || {
             let report = probe_report(&roster, &cx);
             // Screens through control clients: bounded per command (5 s).
             let looked = looker.lock().ok().map(|mut l| l.look(&roster, &report.rows));
-            let _ = tx.send(Probed { report, looked });
+            let _ = tx.send(Probed { report, looked, number });
         });
         if let Err(e) = spawned {
             // The sender is gone with the closure: `done` reports a failed probe.
@@ -413,7 +430,9 @@ impl State {
         Inflight { started: Instant::now(), done }
     }
 
-    fn finish_probe(&mut self, report: ProbeReport, looked: Option<crate::activity::Looked>) {
+    fn finish_probe(&mut self, probed: Probed) {
+        let Probed { report, looked, number } = probed;
+        self.view.probe = number;
         let errors: Vec<String> = report.socket_errors.iter().map(|e| format!("{}: {}", e.socket, e.error)).collect();
         if !errors.is_empty() {
             tracing::warn!(errors = %errors.join("; "), "tmux probe failed on some sockets");
@@ -558,15 +577,17 @@ mod tests {
             "{said}"
         );
         // It ends, with systemctl killed: the problem is kept, the view is fresh.
-        st.finish_probe(
-            ProbeReport {
+        st.finish_probe(Probed {
+            report: ProbeReport {
                 rows: Vec::new(),
                 socket_errors: Vec::new(),
                 systemd_error: Some("systemctl --user show did not answer within 4800 ms".into()),
             },
-            None,
-        );
+            looked: None,
+            number: 7,
+        });
         let v = published(&st);
+        assert_eq!(v.probe, 7, "the view says which probe it is of");
         assert_eq!(v.probe_hung, None);
         assert!(v.systemd_problem.as_deref().is_some_and(|p| p.contains("systemctl")), "{v:?}");
         assert!(v.as_of_unix_ms.is_some());
@@ -577,7 +598,9 @@ mod tests {
         let said = published(&st).probe_hung.clone().unwrap_or_default();
         assert!(said.contains("has not finished after 7 s (limit 6 s)"), "{said}");
         // The next probe answers systemd again: the problem clears.
-        st.finish_probe(ProbeReport { rows: Vec::new(), socket_errors: Vec::new(), systemd_error: None }, None);
+        let report = ProbeReport { rows: Vec::new(), socket_errors: Vec::new(), systemd_error: None };
+        st.finish_probe(Probed { report, looked: None, number: 8 });
+        assert_eq!(published(&st).probe, 8);
         assert_eq!((published(&st).probe_hung.clone(), published(&st).systemd_problem.clone()), (None, None));
     }
 

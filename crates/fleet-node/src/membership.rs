@@ -603,6 +603,11 @@ impl Transport {
         believable(&self.tenant, owner, id)
     }
 
+    /// Whether a dial of `addr` is under way (what is sent there meanwhile waits for it).
+    fn dialing(&self, addr: SocketAddr) -> bool {
+        self.dialing.lock().expect("dialing").contains_key(&addr)
+    }
+
     fn send(self: &Arc<Self>, to_id: &MemberId, data: Bytes) {
         if !self.believes(to_id) {
             tracing::trace!(peer = %to_id.quic, host = %to_id.host, "membership: not sent to an identity that is not believable");
@@ -864,9 +869,11 @@ pub fn start(
                 },
                 // Not joined yet: the seeds again every second. A first dial that failed (its
                 // handshake timed out: a seed that dropped it in a mass start) then costs this
-                // node a second, not a reseed period after the dial's 3 s.
+                // node a second, not a reseed period after the dial's 3 s. Not while a dial of
+                // the seed is under way: its announces would wait for it and all go at once.
                 _ = alone.tick(), if foca.iter_members().next().is_none() => {
-                    for addr in found.iter().filter(|(_, s)| !s.withdrawn).map(|(a, _)| *a) {
+                    let seeds = found.iter().filter(|(a, s)| !s.withdrawn && !transport.dialing(**a));
+                    for addr in seeds.map(|(a, _)| *a).collect::<Vec<_>>() {
                         let _ = foca.announce(placeholder(&me, addr), &mut rt);
                     }
                 }

@@ -520,11 +520,12 @@ impl Peers {
         let generation = peer.info().id.generation;
         let quic =
             self.replicas.lock().expect("replicas").get(&peer.label()).is_none_or(|r| r.over_grpc != Some(generation));
-        let (res, unanswered) = ask_state(peer, self, quic).await;
-        if let Err(e) = &res {
-            tracing::debug!(host = %peer.label(), error = %e, "replica: no state after a forwarded change");
+        match ask_state(peer, self, quic).await {
+            (Err(e), _) => {
+                tracing::debug!(host = %peer.label(), error = %e, "replica: no state after a forwarded change")
+            }
+            (ok, unanswered) => keep_state(peer, self, ok, unanswered, None, false),
         }
-        keep_state(peer, self, res, unanswered, None, false);
     }
 }
 

@@ -310,12 +310,14 @@ impl Node {
         })
         .await
         .map_err(|e| Status::internal(format!("lifecycle task failed: {e}")))?;
+        // A probe begun after the change, so that a listing right after shows it (here, and in
+        // the copy a forwarding node fetches when this answers): a started pane is there, a
+        // stopped one is not alive. Bounded: a pane that went away at once after its start is
+        // the view's to show, and the answer does not wait for it.
+        let before = self.live.probes_begun();
         self.live.poke();
-        // The probe after the change, so that a listing right after shows it (here, and in the
-        // copy a forwarding node fetches when this answers): a started pane is there, a stopped
-        // one is not alive. Bounded: a pane that went away at once after its start is the
-        // view's to show, and the answer does not wait for it.
-        let shown = |v: &crate::live::HostView| results.iter().all(|(name, r)| lifecycle_shown(v, name, r));
+        let shown =
+            |v: &crate::live::HostView| v.probe > before && results.iter().all(|(name, r)| lifecycle_shown(v, name, r));
         self.live.view_until(LIFECYCLE_SHOWN_WAIT, shown).await;
         Ok(results
             .into_iter()

@@ -529,7 +529,7 @@ fn size(n: usize, agents: usize) {
     let failed: usize = (0..n).filter(|&i| log_has(&m, i, "membership: cannot reach a peer over QUIC")).count();
     println!(
         "    nodes that logged a failed QUIC dial: {failed}; UDP datagrams dropped for a full receive buffer: {}",
-        snmp("Udp:", "RcvbufErrors") - dropped0
+        snmp("Udp:", "RcvbufErrors").saturating_sub(dropped0)
     );
     // The replicated view of a sample of nodes: every other host's rows held in memory.
     let sample: Vec<usize> =

@@ -419,6 +419,9 @@ async fn ask_state(peer: &Peer, peers: &Peers, quic: bool) -> (Result<v1::ListAg
 /// A fetch of a peer's state that takes longer than this failed.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long a forwarded change's answer waits for the host's state ([`Peers::refresh`]).
+const REFRESH_WAIT: Duration = Duration::from_secs(2);
+
 /// Keep a copy of every peer host's state ([`crate::replica`]): fetch it when
 /// there is none, when the host restarted, or when gossip announces a newer
 /// version of it; and let go of channels nobody used for [`Peers::idle_close`].
@@ -520,11 +523,17 @@ impl Peers {
         let generation = peer.info().id.generation;
         let quic =
             self.replicas.lock().expect("replicas").get(&peer.label()).is_none_or(|r| r.over_grpc != Some(generation));
-        match ask_state(peer, self, quic).await {
-            (Err(e), _) => {
+        // The verb's answer waits for this: a host that stopped answering costs it at most
+        // REFRESH_WAIT, not a fetch's two tries of FETCH_TIMEOUT.
+        match tokio::time::timeout(REFRESH_WAIT, ask_state(peer, self, quic)).await {
+            Err(_) => tracing::debug!(
+                host = %peer.label(), wait_ms = REFRESH_WAIT.as_millis() as u64,
+                "replica: no state in time after a forwarded change"
+            ),
+            Ok((Err(e), _)) => {
                 tracing::debug!(host = %peer.label(), error = %e, "replica: no state after a forwarded change")
             }
-            (ok, unanswered) => keep_state(peer, self, ok, unanswered, None, false),
+            Ok((ok, unanswered)) => keep_state(peer, self, ok, unanswered, None, false),
         }
     }
 }

@@ -318,7 +318,14 @@ impl Node {
         self.live.poke();
         let shown =
             |v: &crate::live::HostView| v.probe > before && results.iter().all(|(name, r)| lifecycle_shown(v, name, r));
-        self.live.view_until(LIFECYCLE_SHOWN_WAIT, shown).await;
+        if !self.live.view_until(LIFECYCLE_SHOWN_WAIT, shown).await {
+            // The change was made; a probe that hangs or an agent that went at once says so in
+            // the view, later.
+            tracing::debug!(
+                wait_ms = LIFECYCLE_SHOWN_WAIT.as_millis() as u64,
+                "lifecycle: the view did not show the change in time; answered without it"
+            );
+        }
         Ok(results
             .into_iter()
             .map(|(agent, r)| {

@@ -5,7 +5,7 @@
 
 mod mesh_util;
 
-use mesh_util::{Mesh, wait_for};
+use mesh_util::{Mesh, signal, wait_for};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -89,8 +89,7 @@ fn a_start_or_stop_shows_in_the_next_listing_here_and_through_the_mesh() {
     // A crashed agent (its process killed, its pane kept dead): a start answers after a probe
     // that began after the respawn, not on the view that already had the pane dead.
     let pid = m.tmux(1, &["list-panes", "-t", "=w:", "-F", "#{pane_pid}"]);
-    let killed = std::process::Command::new("kill").args(["-9", pid.trim()]).status().unwrap();
-    assert!(killed.success(), "kill -9 {pid}");
+    signal(pid.trim().parse().unwrap(), "-KILL");
     wait_for("w's pane dead in h1's listing", WAIT, || pane(&m, 0, "w", "h2").as_deref() == Some("\"dead\""));
     let (code, out, err) = m.at(0, &["start", "w@h2"]);
     assert_eq!(code, 0, "{out}{err}");

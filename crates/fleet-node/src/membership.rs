@@ -872,9 +872,8 @@ pub fn start(
                 // node a second, not a reseed period after the dial's 3 s. Not while a dial of
                 // the seed is under way: its announces would wait for it and all go at once.
                 _ = alone.tick(), if foca.iter_members().next().is_none() => {
-                    let seeds = found.iter().filter(|(a, s)| !s.withdrawn && !transport.dialing(**a));
-                    for addr in seeds.map(|(a, _)| *a).collect::<Vec<_>>() {
-                        let _ = foca.announce(placeholder(&me, addr), &mut rt);
+                    for (addr, _) in found.iter().filter(|(a, s)| !s.withdrawn && !transport.dialing(**a)) {
+                        let _ = foca.announce(placeholder(&me, *addr), &mut rt);
                     }
                 }
                 _ = burst.tick() => {

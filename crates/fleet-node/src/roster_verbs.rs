@@ -94,11 +94,7 @@ impl Node {
         } else {
             let peer = self.peer_for(&req.host).await?;
             let add = |c, r| async move { v1::fleet_client::FleetClient::new(c).add_agent(r).await };
-            let changed = forward(&peer, &caller, req, Some(FORWARD_TIMEOUT), add).await;
-            if changed.is_ok() {
-                self.peers.refresh(&peer).await;
-            }
-            changed
+            self.after_change(&peer, forward(&peer, &caller, req, Some(FORWARD_TIMEOUT), add).await).await
         };
         self.audit_change(&caller, Verb::Start, &target, &result);
         result.map(Response::new)
@@ -195,11 +191,7 @@ impl Node {
         } else {
             let peer = self.peer_for(&req.host).await?;
             let remove = |c, r| async move { v1::fleet_client::FleetClient::new(c).remove_agent(r).await };
-            let changed = forward(&peer, &caller, req, Some(FORWARD_TIMEOUT), remove).await;
-            if changed.is_ok() {
-                self.peers.refresh(&peer).await;
-            }
-            changed
+            self.after_change(&peer, forward(&peer, &caller, req, Some(FORWARD_TIMEOUT), remove).await).await
         };
         self.audit_change(&caller, Verb::Stop, &target, &result);
         result.map(Response::new)

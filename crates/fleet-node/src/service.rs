@@ -377,11 +377,9 @@ impl Node {
                 if start_it { client.start_agent(r).await } else { client.stop_agent(r).await }
             })
             .await;
+            let resp = self.after_change(&peer, resp).await;
             match resp {
-                Ok(r) => {
-                    self.peers.refresh(&peer).await;
-                    r.results
-                }
+                Ok(r) => r.results,
                 Err(s) => {
                     self.audit(&caller, verb, &target, "error", Some(s.message()));
                     return Err(s);
@@ -401,6 +399,20 @@ impl Node {
             );
         }
         Ok(Response::new(v1::LifecycleResponse { results }))
+    }
+
+    /// `changed`, the answer of a [`forward`]ed change to `peer`'s host (add, remove, start,
+    /// stop), once this node has fetched that host's state when it was made
+    /// ([`crate::peers::Peers::refresh`]): this node's next listing shows the change.
+    pub(crate) async fn after_change<T>(
+        &self,
+        peer: &crate::peers::Peer,
+        changed: Result<T, Status>,
+    ) -> Result<T, Status> {
+        if changed.is_ok() {
+            self.peers.refresh(peer).await;
+        }
+        changed
     }
 
     /// `agent` is one of the roster's agents on this host, or NOT_FOUND naming the known ones.
